@@ -1,0 +1,451 @@
+//! The meta-data file (`covmeta.<hash>`): which packages, functions and
+//! coverable units a binary has.
+
+use std::fmt;
+
+use crate::Hash;
+use crate::error::{Error, ErrorKind};
+use crate::hash::{Fnv128, HashWriter};
+use crate::reader::{Reader, put_string_table, put_uleb, read_string_table};
+
+/// `\0cvm`
+pub const META_MAGIC: [u8; 4] = [0, b'c', b'v', b'm'];
+/// Size of the meta-data file header.
+pub const META_HEADER_LEN: usize = 56;
+/// Size of a package blob header.
+pub const BLOB_HEADER_LEN: usize = 44;
+
+/// Counter mode, as stored (a Go enum; unknown values are kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct CounterMode(pub u8);
+
+impl CounterMode {
+    pub const INVALID: CounterMode = CounterMode(0);
+    pub const SET: CounterMode = CounterMode(1);
+    pub const COUNT: CounterMode = CounterMode(2);
+    pub const ATOMIC: CounterMode = CounterMode(3);
+    pub const REGONLY: CounterMode = CounterMode(4);
+    pub const TESTMAIN: CounterMode = CounterMode(5);
+
+    /// Go's name for the mode (`<invalid>` for anything unknown).
+    pub fn as_str(self) -> &'static str {
+        match self.0 {
+            1 => "set",
+            2 => "count",
+            3 => "atomic",
+            4 => "regonly",
+            5 => "testmain",
+            _ => "<invalid>",
+        }
+    }
+
+    /// Parses `set`, `count` or `atomic` (the text-profile modes).
+    pub fn parse(s: &str) -> Option<CounterMode> {
+        match s {
+            "set" => Some(Self::SET),
+            "count" => Some(Self::COUNT),
+            "atomic" => Some(Self::ATOMIC),
+            "regonly" => Some(Self::REGONLY),
+            "testmain" => Some(Self::TESTMAIN),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for CounterMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Counter granularity (Go always uses per-block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct CounterGranularity(pub u8);
+
+impl CounterGranularity {
+    pub const INVALID: CounterGranularity = CounterGranularity(0);
+    pub const PER_BLOCK: CounterGranularity = CounterGranularity(1);
+    pub const PER_FUNC: CounterGranularity = CounterGranularity(2);
+
+    /// Go's name for the granularity.
+    pub fn as_str(self) -> &'static str {
+        match self.0 {
+            1 => "perblock",
+            2 => "perfunc",
+            _ => "<invalid>",
+        }
+    }
+}
+
+impl fmt::Display for CounterGranularity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One coverable unit (a basic block): a source range and its statement count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Unit {
+    pub st_line: u32,
+    pub st_col: u32,
+    pub en_line: u32,
+    pub en_col: u32,
+    pub stmts: u32,
+}
+
+/// One function (or package-level function literal) of a package.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FuncDesc {
+    /// `f`, `T.M`, `*T.M`, or `func.L<line>.C<col>` for literals.
+    pub name: String,
+    /// Source file, normally `pkgpath/basename`.
+    pub file: String,
+    /// Units in instrumentation order (counter `i` belongs to `units[i]`).
+    pub units: Vec<Unit>,
+    /// True for function literals outside any function.
+    pub literal: bool,
+}
+
+/// One package's blob in a meta-data file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PackageMeta {
+    pub path: String,
+    pub name: String,
+    pub module_path: String,
+    /// The blob hash stored in its header.
+    pub hash: Hash,
+    pub funcs: Vec<FuncDesc>,
+}
+
+/// A decoded meta-data file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetaFile {
+    pub version: u32,
+    /// The file hash in the header (normally equal to the file-name tag).
+    pub hash: Hash,
+    pub mode: CounterMode,
+    pub granularity: CounterGranularity,
+    /// Packages in blob (registration) order; a counter's `pkg` indexes this.
+    pub packages: Vec<PackageMeta>,
+}
+
+/// Where one package blob lies in a meta-data file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobSpan {
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl MetaFile {
+    /// Decodes a whole meta-data file.
+    pub fn decode(data: &[u8]) -> Result<MetaFile, Error> {
+        let (mut file, spans) = Self::decode_header(data)?;
+        file.packages.reserve(spans.len());
+        for span in spans {
+            let blob = &data[span.offset..span.offset + span.len];
+            let pkg = PackageMeta::decode(blob).map_err(|mut e| {
+                e.offset = e.offset.map(|o| o + span.offset as u64);
+                e
+            })?;
+            file.packages.push(pkg);
+        }
+        Ok(file)
+    }
+
+    /// Decodes the header and the blob table, without the blobs; returns the
+    /// (in-bounds) blob spans. `packages` is left empty.
+    pub fn decode_header(data: &[u8]) -> Result<(MetaFile, Vec<BlobSpan>), Error> {
+        let mut r = Reader::new(data);
+        let magic = r.bytes(4)?;
+        if magic != META_MAGIC {
+            return Err(Error::at(ErrorKind::BadMetaMagic, 0));
+        }
+        let version = r.u32()?;
+        if version > 1 {
+            return Err(Error::at(ErrorKind::MetaVersion(version), 4));
+        }
+        let total_len = r.u64()?;
+        let entries = r.u64()?;
+        let hash = r.hash()?;
+        let _str_tab_offset = r.u32()?;
+        let str_tab_len = r.u32()?;
+        let mode = CounterMode(r.u8()?);
+        let granularity = CounterGranularity(r.u8()?);
+        r.bytes(6)?;
+        // Each entry needs 16 bytes of table: bound the count by the file.
+        if entries > (r.remaining() / 16) as u64 {
+            return Err(Error::at(
+                ErrorKind::Malformed(format!(
+                    "meta-data file claims {entries} packages but has room for at most {}",
+                    r.remaining() / 16
+                )),
+                16,
+            ));
+        }
+        let n = entries as usize;
+        let mut offsets = Vec::with_capacity(n);
+        for _ in 0..n {
+            offsets.push((r.pos(), r.u64()?));
+        }
+        let mut spans = Vec::with_capacity(n);
+        for &(at, off) in &offsets {
+            let lenpos = r.pos();
+            let len = r.u64()?;
+            if off > total_len || len > total_len {
+                return Err(Error::at(
+                    ErrorKind::Malformed(format!(
+                        "package blob offset {off} / length {len} beyond the file length {total_len}"
+                    )),
+                    if off > total_len { at } else { lenpos },
+                ));
+            }
+            let end = off.checked_add(len).unwrap_or(u64::MAX);
+            if end > data.len() as u64 {
+                return Err(Error::at(ErrorKind::UnexpectedEof, data.len().min(off as usize)));
+            }
+            spans.push(BlobSpan { offset: off as usize, len: len as usize });
+        }
+        // The file-level string table (always just ""); Go reads and ignores it.
+        r.bytes(str_tab_len as usize)?;
+        Ok((
+            MetaFile { version, hash, mode, granularity, packages: Vec::new() },
+            spans,
+        ))
+    }
+
+    /// Encodes a meta-data file from already-encoded package blobs.
+    pub fn encode_from_blobs(
+        hash: Hash,
+        mode: CounterMode,
+        granularity: CounterGranularity,
+        blobs: &[&[u8]],
+    ) -> Vec<u8> {
+        let n = blobs.len();
+        let mut strtab = Vec::new();
+        put_string_table(&mut strtab, &[""]);
+        let table_end = META_HEADER_LEN + 16 * n;
+        let blobs_start = table_end + strtab.len();
+        let total = blobs_start + blobs.iter().map(|b| b.len()).sum::<usize>();
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(&META_MAGIC);
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&(total as u64).to_le_bytes());
+        out.extend_from_slice(&(n as u64).to_le_bytes());
+        out.extend_from_slice(&hash);
+        out.extend_from_slice(&(table_end as u32).to_le_bytes());
+        out.extend_from_slice(&(strtab.len() as u32).to_le_bytes());
+        out.push(mode.0);
+        out.push(granularity.0);
+        out.extend_from_slice(&[0; 6]);
+        let mut off = blobs_start;
+        for b in blobs {
+            out.extend_from_slice(&(off as u64).to_le_bytes());
+            off += b.len();
+        }
+        for b in blobs {
+            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        }
+        out.extend_from_slice(&strtab);
+        for b in blobs {
+            out.extend_from_slice(b);
+        }
+        out
+    }
+
+    /// Encodes this meta-data file, re-encoding each package blob (with its
+    /// stored hash) and using `self.hash` as the file hash.
+    pub fn encode(&self) -> Vec<u8> {
+        let blobs: Vec<Vec<u8>> = self.packages.iter().map(PackageMeta::encode).collect();
+        let refs: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
+        Self::encode_from_blobs(self.hash, self.mode, self.granularity, &refs)
+    }
+
+    /// The hash the Go runtime gives a meta-data file with these packages:
+    /// H(blob hashes ‖ mode ‖ granularity), FNV-1a-128 (Go ≥ 1.24).
+    pub fn runtime_hash(&self) -> Hash {
+        let mut h = Fnv128::new();
+        for p in &self.packages {
+            h.write(&p.hash);
+        }
+        h.write(self.mode.as_str().as_bytes());
+        h.write(self.granularity.as_str().as_bytes());
+        h.finish()
+    }
+}
+
+impl PackageMeta {
+    /// Decodes one package blob (offsets in errors are relative to the blob).
+    pub fn decode(blob: &[u8]) -> Result<PackageMeta, Error> {
+        let mut r = Reader::new(blob);
+        let length = r.u32()? as usize;
+        let name_idx = r.u32()?;
+        let path_idx = r.u32()?;
+        let mod_idx = r.u32()?;
+        let hash = r.hash()?;
+        r.bytes(4)?;
+        let _num_strings = r.u32()?;
+        let num_funcs = r.u32()? as usize;
+        if num_funcs > r.remaining() / 4 {
+            return Err(Error::at(
+                ErrorKind::Malformed(format!(
+                    "package blob claims {num_funcs} functions but has room for at most {}",
+                    r.remaining() / 4
+                )),
+                40,
+            ));
+        }
+        let mut foffs = Vec::with_capacity(num_funcs);
+        for _ in 0..num_funcs {
+            foffs.push(r.u32()? as usize);
+        }
+        let strings = read_string_table(&mut r)?;
+        let get = |idx: u64, at: usize| -> Result<String, Error> {
+            strings.get(idx as usize).cloned().ok_or_else(|| {
+                Error::at(ErrorKind::BadStringRef { index: idx, len: strings.len() }, at)
+            })
+        };
+        let name = get(u64::from(name_idx), 4)?;
+        let path = get(u64::from(path_idx), 8)?;
+        let module_path = get(u64::from(mod_idx), 12)?;
+        let mut funcs = Vec::with_capacity(num_funcs);
+        for (i, &foff) in foffs.iter().enumerate() {
+            if foff < BLOB_HEADER_LEN + 4 * i || foff > length {
+                return Err(Error::at(
+                    ErrorKind::Malformed(format!(
+                        "function {i} offset {foff} out of range [{}, {length}]",
+                        BLOB_HEADER_LEN + 4 * i
+                    )),
+                    BLOB_HEADER_LEN + 4 * i,
+                ));
+            }
+            let mut fr = Reader::at(blob, foff);
+            let num_units = fr.uleb()?;
+            if num_units > (fr.remaining() / 5) as u64 {
+                return Err(Error::at(
+                    ErrorKind::Malformed(format!(
+                        "function claims {num_units} units in {} bytes",
+                        fr.remaining()
+                    )),
+                    foff,
+                ));
+            }
+            let at = fr.pos();
+            let fname = get(fr.uleb()?, at)?;
+            let at = fr.pos();
+            let file = get(fr.uleb()?, at)?;
+            let mut units = Vec::with_capacity(num_units as usize);
+            for _ in 0..num_units {
+                units.push(Unit {
+                    st_line: fr.uleb()? as u32,
+                    st_col: fr.uleb()? as u32,
+                    en_line: fr.uleb()? as u32,
+                    en_col: fr.uleb()? as u32,
+                    stmts: fr.uleb()? as u32,
+                });
+            }
+            let literal = fr.uleb()? != 0;
+            funcs.push(FuncDesc { name: fname, file, units, literal });
+        }
+        Ok(PackageMeta { path, name, module_path, hash, funcs })
+    }
+
+    /// Encodes this package as a blob the way `cmd/cover` does (string
+    /// interning order `""`, path, name, module, then each function's name and
+    /// file), with `self.hash` in the header.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut strings: Vec<&str> = Vec::new();
+        let mut index: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+        let mut lookup = |s: &str| -> u32 {
+            if let Some(&i) = index.get(s) {
+                return i;
+            }
+            let i = index.len() as u32;
+            index.insert(s.to_string(), i);
+            i
+        };
+        lookup("");
+        let path_i = lookup(&self.path);
+        let name_i = lookup(&self.name);
+        let mod_i = lookup(&self.module_path);
+        let mut recs: Vec<Vec<u8>> = Vec::with_capacity(self.funcs.len());
+        for f in &self.funcs {
+            let fi = lookup(&f.name);
+            let si = lookup(&f.file);
+            let mut rec = Vec::with_capacity(8 + 6 * f.units.len());
+            put_uleb(&mut rec, f.units.len() as u64);
+            put_uleb(&mut rec, u64::from(fi));
+            put_uleb(&mut rec, u64::from(si));
+            for u in &f.units {
+                for v in [u.st_line, u.st_col, u.en_line, u.en_col, u.stmts] {
+                    put_uleb(&mut rec, u64::from(v));
+                }
+            }
+            put_uleb(&mut rec, u64::from(f.literal));
+            recs.push(rec);
+        }
+        let mut ordered: Vec<(&String, &u32)> = index.iter().collect();
+        ordered.sort_by_key(|(_, i)| **i);
+        strings.extend(ordered.iter().map(|(s, _)| s.as_str()));
+        let mut strtab = Vec::new();
+        put_string_table(&mut strtab, &strings);
+        let nf = self.funcs.len();
+        let mut off = BLOB_HEADER_LEN + 4 * nf + strtab.len();
+        let total = off + recs.iter().map(Vec::len).sum::<usize>();
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(&(total as u32).to_le_bytes());
+        out.extend_from_slice(&name_i.to_le_bytes());
+        out.extend_from_slice(&path_i.to_le_bytes());
+        out.extend_from_slice(&mod_i.to_le_bytes());
+        out.extend_from_slice(&self.hash);
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&(strings.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(nf as u32).to_le_bytes());
+        for r in &recs {
+            out.extend_from_slice(&(off as u32).to_le_bytes());
+            off += r.len();
+        }
+        out.extend_from_slice(&strtab);
+        for r in &recs {
+            out.extend_from_slice(r);
+        }
+        out
+    }
+
+    /// The blob hash `cmd/cover` computes: H(path ‖ name ‖ module ‖ per
+    /// function: name ‖ file ‖ units as le32 ‖ le32(lit)), FNV-1a-128.
+    pub fn compute_hash(&self) -> Hash {
+        let mut h = Fnv128::new();
+        h.write(self.path.as_bytes());
+        h.write(self.name.as_bytes());
+        h.write(self.module_path.as_bytes());
+        for f in &self.funcs {
+            f.hash_into(&mut h);
+        }
+        h.finish()
+    }
+}
+
+impl FuncDesc {
+    fn hash_into(&self, h: &mut impl HashWriter) {
+        h.write(self.name.as_bytes());
+        h.write(self.file.as_bytes());
+        for u in &self.units {
+            for v in [u.st_line, u.st_col, u.en_line, u.en_col, u.stmts] {
+                h.write(&v.to_le_bytes());
+            }
+        }
+        h.write(&u32::from(self.literal).to_le_bytes());
+    }
+
+    /// Go's `HashFuncDesc`: the identity of a function across builds.
+    pub fn identity_hash(&self) -> Hash {
+        let mut h = Fnv128::new();
+        self.hash_into(&mut h);
+        h.finish()
+    }
+
+    /// Total statements over all units.
+    pub fn total_stmts(&self) -> u64 {
+        self.units.iter().map(|u| u64::from(u.stmts)).sum()
+    }
+}

@@ -1,0 +1,131 @@
+//! A bounds-checked little-endian cursor over a byte slice.
+
+use crate::error::{Error, ErrorKind};
+
+#[derive(Debug, Clone)]
+pub(crate) struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        Reader { data, pos: 0 }
+    }
+
+    pub(crate) fn at(data: &'a [u8], pos: usize) -> Self {
+        Reader { data, pos }
+    }
+
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.data.len().saturating_sub(self.pos)
+    }
+
+    pub(crate) fn eof(&self) -> Error {
+        Error::at(ErrorKind::UnexpectedEof, self.pos)
+    }
+
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        if n > self.remaining() {
+            return Err(self.eof());
+        }
+        let s = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, Error> {
+        Ok(self.bytes(1)?[0])
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, Error> {
+        let b = self.bytes(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub(crate) fn u32_be(&mut self) -> Result<u32, Error> {
+        let b = self.bytes(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, Error> {
+        let b = self.bytes(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    pub(crate) fn hash(&mut self) -> Result<[u8; 16], Error> {
+        let mut h = [0u8; 16];
+        h.copy_from_slice(self.bytes(16)?);
+        Ok(h)
+    }
+
+    /// ULEB128 as Go reads it: any length, bits past 64 silently dropped.
+    #[inline]
+    pub(crate) fn uleb(&mut self) -> Result<u64, Error> {
+        let mut value = 0u64;
+        let mut shift = 0u32;
+        loop {
+            let Some(&b) = self.data.get(self.pos) else {
+                return Err(self.eof());
+            };
+            self.pos += 1;
+            if shift < 64 {
+                value |= u64::from(b & 0x7f) << shift;
+            }
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+            shift += 7;
+        }
+    }
+}
+
+/// Appends `v` as shortest-form ULEB128.
+pub(crate) fn put_uleb(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// Reads a string table: `uleb(count)` then `count` × (`uleb(len)`, bytes).
+/// The count is bounded by the bytes left (each string needs at least one).
+pub(crate) fn read_string_table(r: &mut Reader<'_>) -> Result<Vec<String>, Error> {
+    let start = r.pos();
+    let n = r.uleb()?;
+    if n > r.remaining() as u64 {
+        return Err(Error::at(
+            ErrorKind::Malformed(format!("string table claims {n} strings in {} bytes", r.remaining())),
+            start,
+        ));
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let len = r.uleb()?;
+        if len > r.remaining() as u64 {
+            return Err(r.eof());
+        }
+        let b = r.bytes(len as usize)?;
+        out.push(String::from_utf8_lossy(b).into_owned());
+    }
+    Ok(out)
+}
+
+pub(crate) fn put_string_table(out: &mut Vec<u8>, strings: &[&str]) {
+    put_uleb(out, strings.len() as u64);
+    for s in strings {
+        put_uleb(out, s.len() as u64);
+        out.extend_from_slice(s.as_bytes());
+    }
+}

@@ -1,0 +1,58 @@
+//! Command-line types and the one place where outcomes become exit codes.
+//!
+//! Each subcommand lives in its own module under `cmd/` with its own clap
+//! `Args` struct and a `run` function returning an [`ExitCode`].
+//! Exit codes: 0 success, 1 when any target failed (the run still completes),
+//! 2 usage or setup errors (see [`UsageError`]).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+
+/// Measure which Go code really runs: instrument, collect, compile, render.
+#[derive(Debug, Parser)]
+#[command(name = "covfleet", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read Go's binary coverage data natively (drop-in for `go tool covdata`).
+    Covdata(cmd::covdata::Args),
+}
+
+/// An error in how covfleet was called or set up: exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+pub fn dispatch(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Covdata(args) => cmd::covdata::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("covfleet: error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            if err.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! gosrc (in progress)

