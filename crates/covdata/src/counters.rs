@@ -85,7 +85,10 @@ impl CounterFile {
         let args_len = r.u32()? as usize;
         let st_start = r.pos();
         let st_bytes = r.bytes(str_tab_len).map_err(|_| {
-            Error::at(ErrorKind::Malformed("short read on string table".into()), st_start)
+            Error::at(
+                ErrorKind::Malformed("short read on string table".into()),
+                st_start,
+            )
         })?;
         let mut sr = Reader::new(st_bytes);
         let strings = read_string_table(&mut sr).map_err(|mut e| {
@@ -94,7 +97,10 @@ impl CounterFile {
         })?;
         let args_start = r.pos();
         let args_bytes = r.bytes(args_len).map_err(|_| {
-            Error::at(ErrorKind::Malformed("short read on args table".into()), args_start)
+            Error::at(
+                ErrorKind::Malformed("short read on args table".into()),
+                args_start,
+            )
         })?;
         let rebase = |mut e: Error| {
             e.offset = e.offset.map(|o| o + args_start as u64);
@@ -108,7 +114,10 @@ impl CounterFile {
             let idx = ar.uleb().map_err(rebase)?;
             strings.get(idx as usize).cloned().ok_or_else(|| {
                 Error::at(
-                    ErrorKind::BadStringRef { index: idx, len: strings.len() },
+                    ErrorKind::BadStringRef {
+                        index: idx,
+                        len: strings.len(),
+                    },
                     args_start + at,
                 )
             })
@@ -125,7 +134,8 @@ impl CounterFile {
         let lookup = |key: &str| args.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
         let mut os_args = Vec::new();
         if let Some(argc) = lookup("argc") {
-            let argc: i64 = parse_go_atoi(&argc).ok_or(Error::at(ErrorKind::BadArgc, args_start))?;
+            let argc: i64 =
+                parse_go_atoi(&argc).ok_or(Error::at(ErrorKind::BadArgc, args_start))?;
             for i in 0..argc.max(0) {
                 os_args.push(lookup(&format!("argv{i}")).unwrap_or_default());
                 if os_args.len() > data.len() {
@@ -171,7 +181,11 @@ impl CounterFile {
             for _ in 0..nc {
                 counters.push(read(&mut r)?);
             }
-            funcs.push(FuncCounters { pkg, func, counters });
+            funcs.push(FuncCounters {
+                pkg,
+                func,
+                counters,
+            });
         }
         Ok(CounterFile {
             meta_hash,
@@ -206,8 +220,11 @@ impl CounterFile {
     /// with a deterministic string-table order: `""`, then keys and values in
     /// key order.
     pub fn encode(&self) -> Vec<u8> {
-        let mut args: Vec<(&str, &str)> =
-            self.args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut args: Vec<(&str, &str)> = self
+            .args
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         args.sort();
         args.dedup_by(|a, b| a.0 == b.0);
         let mut strings: Vec<&str> = vec![""];

@@ -60,7 +60,11 @@ pub struct Error {
 
 impl Error {
     pub(crate) fn at(kind: ErrorKind, offset: usize) -> Self {
-        Error { kind, offset: Some(offset as u64), path: None }
+        Error {
+            kind,
+            offset: Some(offset as u64),
+            path: None,
+        }
     }
 
     /// Attaches the file this error came from.

@@ -27,7 +27,9 @@ impl Default for Fnv128 {
 
 impl Fnv128 {
     pub fn new() -> Self {
-        Fnv128 { state: OFFSET_BASIS }
+        Fnv128 {
+            state: OFFSET_BASIS,
+        }
     }
 
     /// The digest, big-endian as Go's `Sum` writes it.
@@ -62,6 +64,9 @@ mod tests {
     fn fnv128_known_vectors() {
         // Go: fmt.Printf("%x", fnv.New128a().Sum(nil)) and of "a".
         assert_eq!(crate::hex(&fnv128(b"")), "6c62272e07bb014262b821756295c58d");
-        assert_eq!(crate::hex(&fnv128(b"a")), "d228cb696f1a8caf78912b704e4a8964");
+        assert_eq!(
+            crate::hex(&fnv128(b"a")),
+            "d228cb696f1a8caf78912b704e4a8964"
+        );
     }
 }

@@ -20,15 +20,15 @@ pub mod hash;
 pub mod merge;
 pub mod meta;
 pub mod pods;
+mod reader;
 pub mod report;
 pub mod textprofile;
-mod reader;
+pub mod tool;
 
 pub use counters::{CounterFile, CounterFlavor, FuncCounters};
 pub use error::{Error, ErrorKind};
 
 pub use meta::{CounterGranularity, CounterMode, FuncDesc, MetaFile, PackageMeta, Unit};
-
 
 /// A 16-byte coverage hash (FNV-1a-128 in Go ≥ 1.24, MD5 before).
 pub type Hash = [u8; 16];
@@ -56,3 +56,5 @@ pub fn parse_hex(s: &str) -> Option<Hash> {
     }
     Some(out)
 }
+pub use merge::{MergeMode, Merger};
+pub use pods::{Pod, collect_pods};

@@ -199,16 +199,28 @@ impl MetaFile {
                     if off > total_len { at } else { lenpos },
                 ));
             }
-            let end = off.checked_add(len).unwrap_or(u64::MAX);
+            let end = off.saturating_add(len);
             if end > data.len() as u64 {
-                return Err(Error::at(ErrorKind::UnexpectedEof, data.len().min(off as usize)));
+                return Err(Error::at(
+                    ErrorKind::UnexpectedEof,
+                    data.len().min(off as usize),
+                ));
             }
-            spans.push(BlobSpan { offset: off as usize, len: len as usize });
+            spans.push(BlobSpan {
+                offset: off as usize,
+                len: len as usize,
+            });
         }
         // The file-level string table (always just ""); Go reads and ignores it.
         r.bytes(str_tab_len as usize)?;
         Ok((
-            MetaFile { version, hash, mode, granularity, packages: Vec::new() },
+            MetaFile {
+                version,
+                hash,
+                mode,
+                granularity,
+                packages: Vec::new(),
+            },
             spans,
         ))
     }
@@ -301,7 +313,13 @@ impl PackageMeta {
         let strings = read_string_table(&mut r)?;
         let get = |idx: u64, at: usize| -> Result<String, Error> {
             strings.get(idx as usize).cloned().ok_or_else(|| {
-                Error::at(ErrorKind::BadStringRef { index: idx, len: strings.len() }, at)
+                Error::at(
+                    ErrorKind::BadStringRef {
+                        index: idx,
+                        len: strings.len(),
+                    },
+                    at,
+                )
             })
         };
         let name = get(u64::from(name_idx), 4)?;
@@ -344,9 +362,20 @@ impl PackageMeta {
                 });
             }
             let literal = fr.uleb()? != 0;
-            funcs.push(FuncDesc { name: fname, file, units, literal });
+            funcs.push(FuncDesc {
+                name: fname,
+                file,
+                units,
+                literal,
+            });
         }
-        Ok(PackageMeta { path, name, module_path, hash, funcs })
+        Ok(PackageMeta {
+            path,
+            name,
+            module_path,
+            hash,
+            funcs,
+        })
     }
 
     /// Encodes this package as a blob the way `cmd/cover` does (string

@@ -106,7 +106,10 @@ pub(crate) fn read_string_table(r: &mut Reader<'_>) -> Result<Vec<String>, Error
     let n = r.uleb()?;
     if n > r.remaining() as u64 {
         return Err(Error::at(
-            ErrorKind::Malformed(format!("string table claims {n} strings in {} bytes", r.remaining())),
+            ErrorKind::Malformed(format!(
+                "string table claims {n} strings in {} bytes",
+                r.remaining()
+            )),
             start,
         ));
     }

@@ -22,6 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read Go's binary coverage data natively (drop-in for `go tool covdata`).
+    #[command(about = "Read Go's binary coverage data natively (a drop-in for `go tool covdata`)")]
     Covdata(cmd::covdata::Args),
 }
 

@@ -6,6 +6,7 @@ mod cmd;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let argv = cmd::covdata::normalize_go_flags(std::env::args().collect());
+    let cli = cli::Cli::parse_from(argv);
     cli::dispatch(cli)
 }
