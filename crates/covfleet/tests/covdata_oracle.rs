@@ -1,0 +1,740 @@
+//! `covfleet covdata <sub>` against `go tool covdata <sub>` on real data.
+//!
+//! Fixtures (see `common/fixtures.rs`) are Go programs from
+//! `go/fixtures/covdata` built with `-cover` in set, count and atomic modes,
+//! `cmd/gofmt` from GOROOT, and the fixture app built by Go 1.23 (MD5
+//! hashes). Every case runs both tools on the same arguments and compares
+//! exit code, stdout, stderr and the `-o` output (textfmt: equal up to the
+//! order of lines with the same sort key; debugdump: argv header masked;
+//! merge family: the output directories read back by Go's textfmt).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::fixtures::{MODES, MODULE, fixtures};
+use common::oracle::{
+    Cmp, OUT, Report, Tool, go_textfmt, i_arg, names, out_path, run_tool, s, textfmt_diff,
+};
+
+/// Named lists of input directories covering single pods, several pods in
+/// one dir, several `-i` dirs, orphans, empty dirs, gofmt and Go 1.23 data.
+fn input_sets() -> Vec<(String, Vec<PathBuf>)> {
+    let f = fixtures();
+    let mut v = Vec::new();
+    for m in MODES {
+        for d in ["app", "appx", "tool", "pods", "orphans", "empty"] {
+            v.push((format!("{m}/{d}"), vec![f.data(&format!("{m}/{d}"))]));
+        }
+        v.push((
+            format!("{m}/app+tool"),
+            vec![f.data(&format!("{m}/app")), f.data(&format!("{m}/tool"))],
+        ));
+        v.push((
+            format!("{m}/tool+app"),
+            vec![f.data(&format!("{m}/tool")), f.data(&format!("{m}/app"))],
+        ));
+        v.push((
+            format!("{m}/app+appx"),
+            vec![f.data(&format!("{m}/app")), f.data(&format!("{m}/appx"))],
+        ));
+        v.push((
+            format!("{m}/pods+app+empty"),
+            vec![
+                f.data(&format!("{m}/pods")),
+                f.data(&format!("{m}/app")),
+                f.data(&format!("{m}/empty")),
+            ],
+        ));
+        v.push((
+            format!("{m}/app+app"),
+            vec![f.data(&format!("{m}/app")), f.data(&format!("{m}/app"))],
+        ));
+    }
+    v.push(("gofmt".into(), vec![f.data("gofmt")]));
+    v.push((
+        "gofmt+count/app".into(),
+        vec![f.data("gofmt"), f.data("count/app")],
+    ));
+    if let Some(old) = &f.old_go_data {
+        v.push(("go1.23".into(), vec![old.clone()]));
+        v.push((
+            "go1.23+count/pods".into(),
+            vec![old.clone(), f.data("count/pods")],
+        ));
+    }
+    v
+}
+
+#[test]
+fn textfmt_matches_go() {
+    let mut r = Report::default();
+    for (name, dirs) in input_sets() {
+        r.compare(
+            &name,
+            &[s(&["textfmt"]), vec![i_arg(&dirs), format!("-o={OUT}")]].concat(),
+            Cmp::Exact,
+            true,
+        );
+    }
+    r.finish("textfmt");
+}
+
+#[test]
+fn percent_matches_go() {
+    let mut r = Report::default();
+    for (name, dirs) in input_sets() {
+        r.compare(
+            &name,
+            &[s(&["percent"]), vec![i_arg(&dirs)]].concat(),
+            Cmp::Exact,
+            false,
+        );
+    }
+    // percent -o also writes the text profile.
+    let dirs = vec![fixtures().data("count/pods")];
+    r.compare(
+        "percent -o",
+        &[s(&["percent"]), vec![i_arg(&dirs), "-o".into(), OUT.into()]].concat(),
+        Cmp::Exact,
+        true,
+    );
+    r.finish("percent");
+}
+
+#[test]
+fn func_matches_go() {
+    let mut r = Report::default();
+    for (name, dirs) in input_sets() {
+        r.compare(
+            &name,
+            &[s(&["func"]), vec![i_arg(&dirs)]].concat(),
+            Cmp::Exact,
+            false,
+        );
+    }
+    r.finish("func");
+}
+
+#[test]
+fn pkglist_matches_go() {
+    let mut r = Report::default();
+    for (name, dirs) in input_sets() {
+        r.compare(
+            &name,
+            &[s(&["pkglist"]), vec![i_arg(&dirs)]].concat(),
+            Cmp::Exact,
+            false,
+        );
+    }
+    r.finish("pkglist");
+}
+
+#[test]
+fn debugdump_matches_go() {
+    let mut r = Report::default();
+    for (name, dirs) in input_sets() {
+        r.compare(
+            &name,
+            &[s(&["debugdump"]), vec![i_arg(&dirs)]].concat(),
+            Cmp::Debugdump,
+            false,
+        );
+        r.compare(
+            &format!("{name} -live"),
+            &[s(&["debugdump", "-live"]), vec![i_arg(&dirs)]].concat(),
+            Cmp::Debugdump,
+            false,
+        );
+    }
+    r.finish("debugdump");
+}
+
+#[test]
+fn pkg_patterns_match_go() {
+    let f = fixtures();
+    let pats = [
+        format!("{MODULE}/shapes"),
+        format!("{MODULE}/..."),
+        format!("{MODULE}/cmd/...,{MODULE}/gen"),
+        format!("{MODULE}/consts"),
+        "example.com/...".to_string(),
+        "nomatch".to_string(),
+        "go/...".to_string(),
+        "cmd/gofmt,go/ast".to_string(),
+        "go/*".to_string(),
+    ];
+    let mut r = Report::default();
+    for dirs in [
+        vec![f.data("count/pods")],
+        vec![f.data("gofmt"), f.data("set/app")],
+    ] {
+        for p in &pats {
+            for sub in ["textfmt", "percent", "func", "pkglist", "debugdump"] {
+                let mut args = vec![sub.to_string(), i_arg(&dirs), format!("-pkg={p}")];
+                if sub == "textfmt" {
+                    args.push(format!("-o={OUT}"));
+                }
+                let cmp = if sub == "debugdump" {
+                    Cmp::Debugdump
+                } else {
+                    Cmp::Exact
+                };
+                r.compare(&format!("{sub} -pkg={p} {}", dirs.len()), &args, cmp, true);
+            }
+        }
+    }
+    r.finish("-pkg");
+}
+
+#[test]
+fn flag_spellings_are_accepted() {
+    // Go's flag package accepts -f=v, -f v, --f=v and --f v: covfleet must too,
+    // and give the same output as the canonical spelling.
+    let f = fixtures();
+    let a = f.data("count/app").to_string_lossy().into_owned();
+    let t = f.data("count/tool").to_string_lossy().into_owned();
+    let both = format!("{a},{t}");
+    let pkg = format!("{MODULE}/gen");
+    let mut r = Report::default();
+    for args in [
+        vec!["percent".to_string(), "-i".into(), both.clone()],
+        vec!["percent".into(), format!("-i={both}")],
+        vec!["percent".into(), "--i".into(), both.clone()],
+        vec!["percent".into(), format!("--i={both}")],
+        vec![
+            "percent".into(),
+            "-i".into(),
+            both.clone(),
+            "-pkg".into(),
+            pkg.clone(),
+        ],
+        vec![
+            "percent".into(),
+            "-i".into(),
+            both.clone(),
+            "--pkg".into(),
+            pkg.clone(),
+        ],
+        vec![
+            "percent".into(),
+            "-i".into(),
+            both.clone(),
+            format!("--pkg={pkg}"),
+        ],
+        vec![
+            "textfmt".into(),
+            "-i".into(),
+            both.clone(),
+            "-o".into(),
+            OUT.into(),
+        ],
+        vec![
+            "textfmt".into(),
+            "-o".into(),
+            OUT.into(),
+            "-i".into(),
+            both.clone(),
+        ],
+        vec!["textfmt".into(), format!("-o={OUT}"), format!("-i={both}")],
+        vec!["debugdump".into(), "-live".into(), "-i".into(), a.clone()],
+        vec!["debugdump".into(), "--live".into(), "-i".into(), a.clone()],
+        vec![
+            "debugdump".into(),
+            "-live=true".into(),
+            "-i".into(),
+            a.clone(),
+        ],
+    ] {
+        let cmp = if args[0] == "debugdump" {
+            Cmp::Debugdump
+        } else {
+            Cmp::Exact
+        };
+        r.compare(&args.join(" "), &args, cmp, true);
+    }
+    r.finish("flag spellings");
+}
+
+#[test]
+fn errors_and_exit_codes_match_go() {
+    let f = fixtures();
+    let app = f.data("count/app").to_string_lossy().into_owned();
+    let missing = f.root.join("does-not-exist").to_string_lossy().into_owned();
+    let mut r = Report::default();
+    for sub in ["textfmt", "percent", "func", "pkglist", "debugdump"] {
+        let o = if sub == "textfmt" {
+            vec![format!("-o={OUT}")]
+        } else {
+            vec![]
+        };
+        let cases: Vec<(&str, Vec<String>)> = vec![
+            ("missing dir", vec![format!("-i={missing}")]),
+            (
+                "missing dir after good",
+                vec![format!("-i={app},{missing}")],
+            ),
+            ("empty -i element", vec![format!("-i={app},")]),
+            ("no -i", vec![]),
+            ("-i=", vec!["-i=".into()]),
+            ("unknown flag", vec![format!("-i={app}"), "-bogus".into()]),
+        ];
+        for (what, extra) in cases {
+            let args = [vec![sub.to_string()], extra, o.clone()].concat();
+            r.compare(&format!("{sub}: {what}"), &args, Cmp::Debugdump, true);
+        }
+    }
+    // textfmt without -o is a usage error too.
+    r.compare(
+        "textfmt without -o",
+        &[s(&["textfmt"]), vec![format!("-i={app}")]].concat(),
+        Cmp::Exact,
+        true,
+    );
+    // Unknown subcommand.
+    r.compare(
+        "unknown subcommand",
+        &s(&["frobnicate", "-i=x"]),
+        Cmp::Exact,
+        true,
+    );
+    r.finish("errors");
+}
+
+#[test]
+fn mixed_modes_textfmt_fails_like_go() {
+    let f = fixtures();
+    let mut r = Report::default();
+    for (a, b) in [("set", "count"), ("count", "atomic"), ("atomic", "set")] {
+        let dirs = vec![f.data(&format!("{a}/app")), f.data(&format!("{b}/app"))];
+        let (g, c) = r.compare(
+            &format!("textfmt {a}+{b}"),
+            &[s(&["textfmt"]), vec![i_arg(&dirs), format!("-o={OUT}")]].concat(),
+            Cmp::Exact,
+            true,
+        );
+        assert_eq!(
+            g.code,
+            Some(1),
+            "go should fail on mixed modes: {}",
+            g.stderr
+        );
+        assert!(g.stderr.contains("counter mode clash"), "{}", g.stderr);
+        // Go has already created (and left empty) the -o file.
+        assert_eq!(g.file.as_deref(), Some(""));
+        assert_eq!(
+            c.code,
+            Some(1),
+            "covfleet must fail on mixed modes: {}",
+            c.stderr
+        );
+        // The relaxed commands work on the same input.
+        for sub in ["percent", "func", "pkglist"] {
+            r.compare(
+                &format!("{sub} {a}+{b}"),
+                &[s(&[sub]), vec![i_arg(&dirs)]].concat(),
+                Cmp::Exact,
+                false,
+            );
+        }
+        r.compare(
+            &format!("debugdump {a}+{b}"),
+            &[s(&["debugdump"]), vec![i_arg(&dirs)]].concat(),
+            Cmp::Debugdump,
+            false,
+        );
+    }
+    r.finish("mixed modes");
+}
+
+/// Runs a merge-family command with both tools into fresh output dirs and
+/// compares: exit code, stdout/stderr, the set of meta-file names, the number
+/// of counter files, and Go's `textfmt` of both output dirs.
+fn compare_merge(r: &mut Report, case: &str, args: &[String]) {
+    r.cases += 1;
+    let scratch = tempfile::tempdir().unwrap();
+    let g = run_tool(Tool::Go, args, scratch.path(), true);
+    let c = run_tool(Tool::Covfleet, args, scratch.path(), true);
+    let gd = out_path(Tool::Go, scratch.path());
+    let cd = out_path(Tool::Covfleet, scratch.path());
+    let norm = |t: &str, p: &Path| t.replace(&*p.to_string_lossy(), "{OUT}");
+    if g.code == Some(2) && g.stderr.starts_with("panic: ") {
+        // A Go crash (subtract/intersect's "decreasing dir index" when a
+        // later dir holds a pod an earlier one lacks, §3.8): covfleet need
+        // not copy it, but must not crash either.
+        if c.stderr.contains("panicked at") || !matches!(c.code, Some(0 | 1)) {
+            r.fail(
+                case,
+                format!(
+                    "go panicked ({}), covfleet crashed too: {:?} {}",
+                    g.stderr.lines().next().unwrap_or(""),
+                    c.code,
+                    c.stderr
+                ),
+            );
+        }
+        return;
+    }
+    if g.code != c.code {
+        r.fail(
+            case,
+            format!(
+                "exit code: go {:?} covfleet {:?}\n  go: {}\n  covfleet: {}",
+                g.code,
+                c.code,
+                g.stderr.trim(),
+                c.stderr.trim()
+            ),
+        );
+        return;
+    }
+    if norm(&g.stderr, &gd) != norm(&c.stderr, &cd) {
+        r.fail(
+            case,
+            format!("stderr: go {:?} covfleet {:?}", g.stderr, c.stderr),
+        );
+    }
+    if g.stdout != c.stdout {
+        r.fail(
+            case,
+            format!("stdout: go {:?} covfleet {:?}", g.stdout, c.stdout),
+        );
+    }
+    let metas = |d: &Path| {
+        names(d)
+            .into_iter()
+            .filter(|n| n.starts_with("covmeta."))
+            .collect::<Vec<_>>()
+    };
+    let ctrs = |d: &Path| {
+        names(d)
+            .into_iter()
+            .filter(|n| n.starts_with("covcounters."))
+            .count()
+    };
+    if metas(&gd) != metas(&cd) {
+        r.fail(
+            case,
+            format!("meta files: go {:?} covfleet {:?}", metas(&gd), metas(&cd)),
+        );
+    }
+    if ctrs(&gd) != ctrs(&cd) {
+        r.fail(
+            case,
+            format!("counter files: go {} covfleet {}", ctrs(&gd), ctrs(&cd)),
+        );
+    }
+    for n in names(&cd) {
+        if !(n.starts_with("covmeta.") || n.starts_with("covcounters.")) {
+            r.fail(case, format!("unexpected file in covfleet output: {n}"));
+        }
+        if let Some(rest) = n.strip_prefix("covcounters.") {
+            let parts: Vec<&str> = rest.split('.').collect();
+            if parts.len() != 3 || parts[1] != "0" {
+                r.fail(
+                    case,
+                    format!("counter file name should be covcounters.<hash>.0.<nanotime>: {n}"),
+                );
+            }
+        }
+    }
+    match (go_textfmt(&[gd.clone()]), go_textfmt(&[cd.clone()])) {
+        (Ok(a), Ok(b)) => {
+            if let Some(d) = textfmt_diff(&a, &b) {
+                r.fail(case, format!("output read back by go textfmt: {d}"));
+            }
+        }
+        (Err(a), Err(b)) => {
+            if norm(&a, &gd) != norm(&b, &cd) {
+                r.fail(
+                    case,
+                    format!("reading outputs back failed differently: go {a:?} covfleet {b:?}"),
+                );
+            }
+        }
+        (a, b) => r.fail(
+            case,
+            format!("reading outputs back: go {a:?} covfleet {b:?}"),
+        ),
+    }
+    // covfleet must read its own output like Go reads it.
+    let scratch2 = tempfile::tempdir().unwrap();
+    for sub in ["percent", "func"] {
+        let ga = [vec![sub.to_string()], vec![i_arg(&[cd.clone()])]].concat();
+        let gs = run_tool(Tool::Go, &ga, scratch2.path(), false);
+        let cs = run_tool(Tool::Covfleet, &ga, scratch2.path(), false);
+        if gs.stdout != cs.stdout || gs.code != cs.code {
+            r.fail(
+                case,
+                format!(
+                    "{sub} of covfleet's own output differs: go {:?} covfleet {:?}",
+                    gs.stdout, cs.stdout
+                ),
+            );
+        }
+    }
+}
+
+#[test]
+fn merge_matches_go() {
+    let f = fixtures();
+    let mut r = Report::default();
+    let o = format!("-o={OUT}");
+    for m in MODES {
+        let app = f.data(&format!("{m}/app"));
+        let pods = f.data(&format!("{m}/pods"));
+        let tool = f.data(&format!("{m}/tool"));
+        compare_merge(
+            &mut r,
+            &format!("{m}: merge app"),
+            &s(&["merge", &i_arg(&[app.clone()]), &o]),
+        );
+        compare_merge(
+            &mut r,
+            &format!("{m}: merge pods"),
+            &s(&["merge", &i_arg(&[pods.clone()]), &o]),
+        );
+        compare_merge(
+            &mut r,
+            &format!("{m}: merge app,pods,tool"),
+            &s(&[
+                "merge",
+                &i_arg(&[app.clone(), pods.clone(), tool.clone()]),
+                &o,
+            ]),
+        );
+        compare_merge(
+            &mut r,
+            &format!("{m}: merge -pkg"),
+            &s(&[
+                "merge",
+                &i_arg(&[pods.clone()]),
+                &format!("-pkg={MODULE}/gen,{MODULE}/shapes"),
+                &o,
+            ]),
+        );
+        compare_merge(
+            &mut r,
+            &format!("{m}: merge -pcombine"),
+            &s(&["merge", "-pcombine", &i_arg(&[pods.clone()]), &o]),
+        );
+        compare_merge(
+            &mut r,
+            &format!("{m}: merge -pcombine -pkg"),
+            &s(&[
+                "merge",
+                "-pcombine",
+                &i_arg(&[pods.clone(), tool.clone()]),
+                &format!("-pkg={MODULE}/..."),
+                &o,
+            ]),
+        );
+        compare_merge(
+            &mut r,
+            &format!("{m}: merge empty"),
+            &s(&["merge", &i_arg(&[f.data(&format!("{m}/empty"))]), &o]),
+        );
+        compare_merge(
+            &mut r,
+            &format!("{m}: subtract app-pods"),
+            &s(&["subtract", &i_arg(&[app.clone(), pods.clone()]), &o]),
+        );
+        compare_merge(
+            &mut r,
+            &format!("{m}: subtract pods-app"),
+            &s(&["subtract", &i_arg(&[pods.clone(), app.clone()]), &o]),
+        );
+        compare_merge(
+            &mut r,
+            &format!("{m}: intersect app,pods"),
+            &s(&["intersect", &i_arg(&[app.clone(), pods.clone()]), &o]),
+        );
+        compare_merge(
+            &mut r,
+            &format!("{m}: intersect pods,tool"),
+            &s(&["intersect", &i_arg(&[pods.clone(), tool.clone()]), &o]),
+        );
+        compare_merge(
+            &mut r,
+            &format!("{m}: intersect -pkg"),
+            &s(&[
+                "intersect",
+                &i_arg(&[app.clone(), pods.clone()]),
+                &format!("-pkg={MODULE}/worker"),
+                &o,
+            ]),
+        );
+    }
+    // Mixed modes: merge is relaxed per pod; -pcombine upgrades; subtract is strict.
+    let sa = f.data("set/app");
+    let ca = f.data("count/app");
+    let at = f.data("atomic/tool");
+    compare_merge(
+        &mut r,
+        "mixed: merge set+count",
+        &s(&["merge", &i_arg(&[sa.clone(), ca.clone()]), &o]),
+    );
+    compare_merge(
+        &mut r,
+        "mixed: merge -pcombine set+count+atomic",
+        &s(&[
+            "merge",
+            "-pcombine",
+            &i_arg(&[sa.clone(), ca.clone(), at.clone()]),
+            &o,
+        ]),
+    );
+    compare_merge(
+        &mut r,
+        "mixed: subtract set-count",
+        &s(&["subtract", &i_arg(&[sa.clone(), ca.clone()]), &o]),
+    );
+    compare_merge(
+        &mut r,
+        "gofmt: merge -pkg",
+        &s(&["merge", &i_arg(&[f.data("gofmt")]), "-pkg=go/...", &o]),
+    );
+    compare_merge(
+        &mut r,
+        "gofmt: merge -pcombine with app",
+        &s(&[
+            "merge",
+            "-pcombine",
+            &i_arg(&[f.data("gofmt"), ca.clone()]),
+            &o,
+        ]),
+    );
+    if let Some(old) = &f.old_go_data {
+        compare_merge(
+            &mut r,
+            "go1.23: merge",
+            &s(&["merge", &i_arg(&[old.clone()]), &o]),
+        );
+        compare_merge(
+            &mut r,
+            "go1.23: merge -pkg",
+            &s(&[
+                "merge",
+                &i_arg(&[old.clone()]),
+                &format!("-pkg={MODULE}/shapes"),
+                &o,
+            ]),
+        );
+        compare_merge(
+            &mut r,
+            "go1.23: merge -pcombine +count/pods",
+            &s(&[
+                "merge",
+                "-pcombine",
+                &i_arg(&[old.clone(), f.data("count/pods")]),
+                &o,
+            ]),
+        );
+    }
+    // merge/subtract/intersect without -o, and subtract with one dir.
+    let mut r2 = Report::default();
+    for sub in ["merge", "subtract", "intersect"] {
+        r2.compare(
+            &format!("{sub} without -o"),
+            &s(&[sub, &i_arg(&[ca.clone()])]),
+            Cmp::Exact,
+            false,
+        );
+    }
+    r.cases += r2.cases;
+    r.failures.extend(r2.failures);
+    r.finish("merge family");
+}
+
+#[test]
+fn old_toolchain_data_reads_like_go() {
+    let f = fixtures();
+    let Some(old) = &f.old_go_data else {
+        eprintln!(
+            "skipped: no Go ≤1.23 toolchain (set COVFLEET_REQUIRE_OLD_GO=1 to make this fatal)"
+        );
+        return;
+    };
+    let v = f.old_go_version.as_deref().unwrap_or("");
+    assert!(v.contains("go1.2"), "{v}");
+    // The data really comes from an MD5-era toolchain: its meta file names are
+    // 32 hex digits and differ from the current toolchain's for the same program.
+    let old_meta: Vec<String> = names(old)
+        .into_iter()
+        .filter(|n| n.starts_with("covmeta."))
+        .collect();
+    assert_eq!(old_meta.len(), 2, "{old_meta:?}");
+    let new_meta: Vec<String> = names(&f.data("count/pods"))
+        .into_iter()
+        .filter(|n| n.starts_with("covmeta."))
+        .collect();
+    for m in &old_meta {
+        assert_eq!(m.len(), "covmeta.".len() + 32);
+        assert!(
+            !new_meta.contains(m),
+            "same meta hash {m} from {v} and the current Go"
+        );
+    }
+    let mut r = Report::default();
+    let dirs = vec![old.clone()];
+    r.compare(
+        "textfmt",
+        &[s(&["textfmt"]), vec![i_arg(&dirs), format!("-o={OUT}")]].concat(),
+        Cmp::Exact,
+        true,
+    );
+    for sub in ["percent", "func", "pkglist"] {
+        r.compare(
+            sub,
+            &[s(&[sub]), vec![i_arg(&dirs)]].concat(),
+            Cmp::Exact,
+            false,
+        );
+    }
+    r.compare(
+        "debugdump",
+        &[s(&["debugdump"]), vec![i_arg(&dirs)]].concat(),
+        Cmp::Debugdump,
+        false,
+    );
+    r.finish("go1.23 data");
+}
+
+#[test]
+fn gofmt_from_goroot_matches_go() {
+    let f = fixtures();
+    let dirs = vec![f.data("gofmt")];
+    let metas: Vec<String> = names(&dirs[0])
+        .into_iter()
+        .filter(|n| n.starts_with("covmeta."))
+        .collect();
+    assert_eq!(metas.len(), 1);
+    let size = fs::metadata(dirs[0].join(&metas[0])).unwrap().len();
+    assert!(
+        size > 20_000,
+        "gofmt meta file is only {size} bytes: not the large program we wanted"
+    );
+    let mut r = Report::default();
+    r.compare(
+        "textfmt",
+        &[s(&["textfmt"]), vec![i_arg(&dirs), format!("-o={OUT}")]].concat(),
+        Cmp::Exact,
+        true,
+    );
+    for sub in ["percent", "func", "pkglist"] {
+        r.compare(
+            sub,
+            &[s(&[sub]), vec![i_arg(&dirs)]].concat(),
+            Cmp::Exact,
+            false,
+        );
+    }
+    r.compare(
+        "debugdump -live",
+        &[s(&["debugdump", "-live"]), vec![i_arg(&dirs)]].concat(),
+        Cmp::Debugdump,
+        false,
+    );
+    r.finish("gofmt");
+}
