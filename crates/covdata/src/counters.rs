@@ -86,7 +86,7 @@ impl CounterFile {
         let st_start = r.pos();
         let st_bytes = r.bytes(str_tab_len).map_err(|_| {
             Error::at(
-                ErrorKind::Malformed("short read on string table".into()),
+                ErrorKind::Malformed("error: short read on string table".into()),
                 st_start,
             )
         })?;
@@ -98,7 +98,7 @@ impl CounterFile {
         let args_start = r.pos();
         let args_bytes = r.bytes(args_len).map_err(|_| {
             Error::at(
-                ErrorKind::Malformed("short read on args table".into()),
+                ErrorKind::Malformed("error: short read on args table".into()),
                 args_start,
             )
         })?;

@@ -136,17 +136,31 @@ pub struct BlobSpan {
     pub len: usize,
 }
 
+impl BlobSpan {
+    /// The blob's bytes, or `unexpected EOF` when the file is shorter than
+    /// its table says (Go checks offsets against the header's length only).
+    /// Error offsets are relative to the blob start, like [`PackageMeta::decode`]'s.
+    pub fn slice(self, data: &[u8]) -> Result<&[u8], Error> {
+        match self.offset.checked_add(self.len) {
+            Some(end) if end <= data.len() => Ok(&data[self.offset..end]),
+            _ => Err(Error::at(ErrorKind::UnexpectedEof, 0)),
+        }
+    }
+}
+
 impl MetaFile {
     /// Decodes a whole meta-data file.
     pub fn decode(data: &[u8]) -> Result<MetaFile, Error> {
         let (mut file, spans) = Self::decode_header(data)?;
         file.packages.reserve(spans.len());
         for span in spans {
-            let blob = &data[span.offset..span.offset + span.len];
-            let pkg = PackageMeta::decode(blob).map_err(|mut e| {
-                e.offset = e.offset.map(|o| o + span.offset as u64);
-                e
-            })?;
+            let pkg = span
+                .slice(data)
+                .and_then(PackageMeta::decode)
+                .map_err(|mut e| {
+                    e.offset = e.offset.map(|o| o + span.offset as u64);
+                    e
+                })?;
             file.packages.push(pkg);
         }
         Ok(file)
@@ -183,28 +197,27 @@ impl MetaFile {
             ));
         }
         let n = entries as usize;
+        let insane = |what: &str, i: usize, v: u64, at: usize| {
+            Error::at(
+                ErrorKind::Malformed(format!("insane pkg {what} {i}: {v} > totlen {total_len}")),
+                at,
+            )
+        };
         let mut offsets = Vec::with_capacity(n);
-        for _ in 0..n {
-            offsets.push((r.pos(), r.u64()?));
+        for i in 0..n {
+            let at = r.pos();
+            let off = r.u64()?;
+            if off > total_len {
+                return Err(insane("offset", i, off, at));
+            }
+            offsets.push(off);
         }
         let mut spans = Vec::with_capacity(n);
-        for &(at, off) in &offsets {
-            let lenpos = r.pos();
+        for (i, &off) in offsets.iter().enumerate() {
+            let at = r.pos();
             let len = r.u64()?;
-            if off > total_len || len > total_len {
-                return Err(Error::at(
-                    ErrorKind::Malformed(format!(
-                        "package blob offset {off} / length {len} beyond the file length {total_len}"
-                    )),
-                    if off > total_len { at } else { lenpos },
-                ));
-            }
-            let end = off.saturating_add(len);
-            if end > data.len() as u64 {
-                return Err(Error::at(
-                    ErrorKind::UnexpectedEof,
-                    data.len().min(off as usize),
-                ));
+            if len > total_len {
+                return Err(insane("length", i, len, at));
             }
             spans.push(BlobSpan {
                 offset: off as usize,
@@ -329,10 +342,7 @@ impl PackageMeta {
         for (i, &foff) in foffs.iter().enumerate() {
             if foff < BLOB_HEADER_LEN + 4 * i || foff > length {
                 return Err(Error::at(
-                    ErrorKind::Malformed(format!(
-                        "function {i} offset {foff} out of range [{}, {length}]",
-                        BLOB_HEADER_LEN + 4 * i
-                    )),
+                    ErrorKind::Malformed(format!("malformed func offset {foff}")),
                     BLOB_HEADER_LEN + 4 * i,
                 ));
             }

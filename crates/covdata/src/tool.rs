@@ -157,16 +157,18 @@ fn load_meta(pod: &Pod) -> Res<LoadedPod> {
 impl LoadedPod {
     fn decode_packages(&mut self, file: &str) -> Res<()> {
         for (i, s) in self.spans.iter().enumerate() {
-            let blob = &self.raw[s.offset..s.offset + s.len];
-            let p = PackageMeta::decode(blob).map_err(|e| {
-                fatal(format!(
-                    "reading pkg {i} from meta-file {file}: {}{}",
-                    e.kind,
-                    e.offset
-                        .map(|o| format!(" (at offset {})", o + s.offset as u64))
-                        .unwrap_or_default()
-                ))
-            })?;
+            let p = s
+                .slice(&self.raw)
+                .and_then(PackageMeta::decode)
+                .map_err(|e| {
+                    fatal(format!(
+                        "reading pkg {i} from meta-file {file}: {}{}",
+                        e.kind,
+                        e.offset
+                            .map(|o| format!(" (at offset {})", o + s.offset as u64))
+                            .unwrap_or_default()
+                    ))
+                })?;
             self.meta.packages.push(p);
         }
         Ok(())
