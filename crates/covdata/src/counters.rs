@@ -109,6 +109,7 @@ impl CounterFile {
         let mut ar = Reader::new(args_bytes);
         let nents = ar.uleb().map_err(rebase)?;
         let mut args: Vec<(String, String)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let get = |ar: &mut Reader<'_>| -> Result<String, Error> {
             let at = ar.pos();
             let idx = ar.uleb().map_err(rebase)?;
@@ -126,12 +127,14 @@ impl CounterFile {
             let at = ar.pos();
             let k = get(&mut ar)?;
             let v = get(&mut ar)?;
-            if args.iter().any(|(ek, _)| *ek == k) {
+            if !seen.insert(k.clone()) {
                 return Err(Error::at(ErrorKind::DuplicateArg(k), args_start + at));
             }
             args.push((k, v));
         }
-        let lookup = |key: &str| args.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let map: std::collections::HashMap<&str, &str> =
+            args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let lookup = |key: &str| map.get(key).map(|v| (*v).to_string());
         let mut os_args = Vec::new();
         if let Some(argc) = lookup("argc") {
             let argc: i64 =
