@@ -14,7 +14,8 @@ use fixtures::fixtures;
 
 fn files_with_prefix(prefix: &str) -> Vec<(PathBuf, bool)> {
     let f = fixtures();
-    let mut dirs: Vec<(PathBuf, bool)> = f.all_data_dirs().into_iter().map(|d| (d, false)).collect();
+    let mut dirs: Vec<(PathBuf, bool)> =
+        f.all_data_dirs().into_iter().map(|d| (d, false)).collect();
     if let Some(old) = &f.old_go_data {
         dirs.push((old.clone(), true));
     }
@@ -44,24 +45,51 @@ fn meta_files_decode_and_reencode_byte_for_byte() {
     for (p, old) in &metas {
         let data = fs::read(p).unwrap();
         let m = MetaFile::decode(&data).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        assert_eq!(covdata::hex(&m.hash), tag_of(p), "{}: header hash vs name", p.display());
+        assert_eq!(
+            covdata::hex(&m.hash),
+            tag_of(p),
+            "{}: header hash vs name",
+            p.display()
+        );
         assert_eq!(m.version, 1);
         assert!(!m.packages.is_empty());
         // Every blob re-encodes to the same bytes cmd/cover wrote.
         let (_, spans) = MetaFile::decode_header(&data).unwrap();
         assert_eq!(spans.len(), m.packages.len());
         for (pkg, span) in m.packages.iter().zip(&spans) {
-            let blob = &data[span.offset..span.offset + span.len];
-            assert_eq!(pkg.encode(), blob, "{}: package {} re-encodes differently", p.display(), pkg.path);
+            let blob = span.slice(&data).unwrap();
+            assert_eq!(
+                pkg.encode(),
+                blob,
+                "{}: package {} re-encodes differently",
+                p.display(),
+                pkg.path
+            );
             assert_eq!(PackageMeta::decode(blob).unwrap(), *pkg);
             if !old {
                 // Go >= 1.24 hashes with FNV-1a-128.
-                assert_eq!(pkg.compute_hash(), pkg.hash, "{}: blob hash of {}", p.display(), pkg.path);
+                assert_eq!(
+                    pkg.compute_hash(),
+                    pkg.hash,
+                    "{}: blob hash of {}",
+                    p.display(),
+                    pkg.path
+                );
             }
         }
-        assert_eq!(m.encode(), data, "{}: whole file re-encodes differently", p.display());
+        assert_eq!(
+            m.encode(),
+            data,
+            "{}: whole file re-encodes differently",
+            p.display()
+        );
         if !old {
-            assert_eq!(m.runtime_hash(), m.hash, "{}: runtime file hash", p.display());
+            assert_eq!(
+                m.runtime_hash(),
+                m.hash,
+                "{}: runtime file hash",
+                p.display()
+            );
         } else {
             checked_old = true;
         }
@@ -83,34 +111,72 @@ fn meta_files_hold_what_the_sources_have() {
         .path();
     let m = MetaFile::decode(&fs::read(meta).unwrap()).unwrap();
     assert_eq!(m.mode.as_str(), "count");
-    let pkg = |path: &str| m.packages.iter().find(|p| p.path == path).unwrap_or_else(|| panic!("no {path}"));
+    let pkg = |path: &str| {
+        m.packages
+            .iter()
+            .find(|p| p.path == path)
+            .unwrap_or_else(|| panic!("no {path}"))
+    };
     // A package with no functions still has a blob.
     assert!(pkg("example.com/covfix/consts").funcs.is_empty());
     // Pointer and value receivers, generics.
     let shapes = pkg("example.com/covfix/shapes");
     let names: Vec<&str> = shapes.funcs.iter().map(|f| f.name.as_str()).collect();
-    for n in ["Circle.Area", "*Rect.Area", "*Rect.Scale", "Parse", "Largest"] {
+    for n in [
+        "Circle.Area",
+        "*Rect.Area",
+        "*Rect.Scale",
+        "Parse",
+        "Largest",
+    ] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
-    assert!(!names.contains(&"Circle.Perimeter"), "extra.go leaked into the default build");
-    let gen_names: Vec<&str> = pkg("example.com/covfix/gen").funcs.iter().map(|f| f.name.as_str()).collect();
+    assert!(
+        !names.contains(&"Circle.Perimeter"),
+        "extra.go leaked into the default build"
+    );
+    let gen_names: Vec<&str> = pkg("example.com/covfix/gen")
+        .funcs
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
     // cmd/cover names methods of generic types without their receiver.
     for n in ["Map", "Filter", "Sum", "Push", "Pop", "Len", "Index"] {
         assert!(gen_names.contains(&n), "{n} missing from {gen_names:?}");
     }
     // Package-level function literals.
     let hooks = pkg("example.com/covfix/hooks");
-    let lits = hooks.funcs.iter().filter(|f| f.literal && f.name.starts_with("func.L")).count();
-    assert_eq!(lits, 4, "{:?}", hooks.funcs.iter().map(|f| &f.name).collect::<Vec<_>>());
+    let lits = hooks
+        .funcs
+        .iter()
+        .filter(|f| f.literal && f.name.starts_with("func.L"))
+        .count();
+    assert_eq!(
+        lits,
+        4,
+        "{:?}",
+        hooks.funcs.iter().map(|f| &f.name).collect::<Vec<_>>()
+    );
     // Three init functions over two files.
     let reg = pkg("example.com/covfix/registry");
-    let inits: Vec<&str> = reg.funcs.iter().filter(|f| f.name == "init").map(|f| f.file.as_str()).collect();
+    let inits: Vec<&str> = reg
+        .funcs
+        .iter()
+        .filter(|f| f.name == "init")
+        .map(|f| f.file.as_str())
+        .collect();
     assert_eq!(inits.len(), 3, "{inits:?}");
-    assert!(inits.iter().any(|f| f.ends_with("/a.go")) && inits.iter().any(|f| f.ends_with("/b.go")));
+    assert!(
+        inits.iter().any(|f| f.ends_with("/a.go")) && inits.iter().any(|f| f.ends_with("/b.go"))
+    );
     for p in &m.packages {
         assert_eq!(p.module_path, "example.com/covfix");
         for func in &p.funcs {
-            assert!(func.file.starts_with(&format!("{}/", p.path)), "{}", func.file);
+            assert!(
+                func.file.starts_with(&format!("{}/", p.path)),
+                "{}",
+                func.file
+            );
         }
     }
 }
@@ -134,17 +200,35 @@ fn counter_files_decode_match_their_meta_and_roundtrip() {
             with_meta += 1;
             let m = MetaFile::decode(&md).unwrap();
             for r in &c.funcs {
-                let pkg = m.packages.get(r.pkg as usize).unwrap_or_else(|| panic!("{}: pkg {}", p.display(), r.pkg));
-                let func = pkg.funcs.get(r.func as usize).unwrap_or_else(|| panic!("{}: func {}", p.display(), r.func));
-                assert_eq!(r.counters.len(), func.units.len(), "{}: {}", p.display(), func.name);
-                assert!(r.counters.iter().any(|&v| v != 0), "runtime writes only executed functions");
+                let pkg = m
+                    .packages
+                    .get(r.pkg as usize)
+                    .unwrap_or_else(|| panic!("{}: pkg {}", p.display(), r.pkg));
+                let func = pkg
+                    .funcs
+                    .get(r.func as usize)
+                    .unwrap_or_else(|| panic!("{}: func {}", p.display(), r.func));
+                assert_eq!(
+                    r.counters.len(),
+                    func.units.len(),
+                    "{}: {}",
+                    p.display(),
+                    func.name
+                );
+                assert!(
+                    r.counters.iter().any(|&v| v != 0),
+                    "runtime writes only executed functions"
+                );
             }
         }
         // Encode → decode keeps everything Go reads.
         let again = CounterFile::decode(&c.encode()).unwrap();
         assert_eq!(again.funcs, c.funcs);
         assert_eq!(again.os_args, c.os_args);
-        assert_eq!((again.goos.as_str(), again.goarch.as_str()), (c.goos.as_str(), c.goarch.as_str()));
+        assert_eq!(
+            (again.goos.as_str(), again.goarch.as_str()),
+            (c.goos.as_str(), c.goarch.as_str())
+        );
         assert_eq!(again.meta_hash, c.meta_hash);
     }
     assert!(with_meta > 30);
@@ -158,11 +242,17 @@ fn textprofiles_from_go_parse_and_roundtrip() {
         let out = std::process::Command::new(&f.covdata)
             .arg("textfmt")
             .arg(format!("-i={}", f.data(dir).display()))
-            .arg(format!("-o={}", f.root.join(format!("tp-{}.txt", dir.replace('/', "-"))).display()))
+            .arg(format!(
+                "-o={}",
+                f.root
+                    .join(format!("tp-{}.txt", dir.replace('/', "-")))
+                    .display()
+            ))
             .output()
             .unwrap();
         assert!(out.status.success());
-        let text = fs::read_to_string(f.root.join(format!("tp-{}.txt", dir.replace('/', "-")))).unwrap();
+        let text =
+            fs::read_to_string(f.root.join(format!("tp-{}.txt", dir.replace('/', "-")))).unwrap();
         let p = Profile::parse(&text).unwrap_or_else(|e| panic!("{dir}: {e}"));
         // Totals computed straight from the lines.
         let (mut c, mut t) = (0u64, 0u64);
@@ -176,7 +266,10 @@ fn textprofiles_from_go_parse_and_roundtrip() {
             }
         }
         assert_eq!(p.stmt_totals(), (c, t), "{dir}");
-        assert_eq!(p.mode, text.lines().next().unwrap().trim_start_matches("mode: "));
+        assert_eq!(
+            p.mode,
+            text.lines().next().unwrap().trim_start_matches("mode: ")
+        );
         // Writing and parsing again is a fixed point; merging with itself
         // doubles counts (or keeps them, in set mode).
         let again = Profile::parse(&p.to_text()).unwrap();
@@ -186,7 +279,11 @@ fn textprofiles_from_go_parse_and_roundtrip() {
         assert_eq!(twice.stmt_totals(), p.stmt_totals());
         for (file, blocks) in &twice.files {
             for (b2, b1) in blocks.iter().zip(&p.files[file]) {
-                let want = if p.mode == "set" { b1.count } else { b1.count * 2 };
+                let want = if p.mode == "set" {
+                    b1.count
+                } else {
+                    b1.count * 2
+                };
                 assert_eq!(b2.count, want);
             }
         }

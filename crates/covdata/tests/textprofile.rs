@@ -6,7 +6,17 @@ use covdata::textprofile::Profile;
 fn parses_right_to_left_with_colons_in_names() {
     let p = Profile::parse("mode: count\nC:/x/a:b.go:1.2,3.4 5 6\n").unwrap();
     let b = &p.files["C:/x/a:b.go"];
-    assert_eq!((b[0].st_line, b[0].st_col, b[0].en_line, b[0].en_col, b[0].stmts, b[0].count), (1, 2, 3, 4, 5, 6));
+    assert_eq!(
+        (
+            b[0].st_line,
+            b[0].st_col,
+            b[0].en_line,
+            b[0].en_col,
+            b[0].stmts,
+            b[0].count
+        ),
+        (1, 2, 3, 4, 5, 6)
+    );
 }
 
 #[test]
@@ -22,8 +32,12 @@ fn merges_adjacent_duplicates_by_mode() {
 
 #[test]
 fn sorts_blocks_by_start() {
-    let p = Profile::parse("mode: set\na.go:9.1,9.5 1 1\na.go:2.1,3.1 1 0\na.go:2.5,2.9 1 1\n").unwrap();
-    let starts: Vec<(u32, u32)> = p.files["a.go"].iter().map(|b| (b.st_line, b.st_col)).collect();
+    let p = Profile::parse("mode: set\na.go:9.1,9.5 1 1\na.go:2.1,3.1 1 0\na.go:2.5,2.9 1 1\n")
+        .unwrap();
+    let starts: Vec<(u32, u32)> = p.files["a.go"]
+        .iter()
+        .map(|b| (b.st_line, b.st_col))
+        .collect();
     assert_eq!(starts, vec![(2, 1), (2, 5), (9, 1)]);
 }
 
