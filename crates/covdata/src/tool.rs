@@ -551,6 +551,11 @@ pub fn merge(
         outdir: outdir.to_string(),
         files_written: Vec::new(),
     };
+    // Go's `sstate.inidx`: the input dir of the last counter file seen. Like
+    // Go, it starts at -1 once per run and is not reset between pods, so a
+    // pod whose first file comes from an earlier dir than the previous pod's
+    // last file is an error (Go panics: "decreasing dir index").
+    let mut inidx: Option<usize> = None;
     for pod in collect(dirs, warn)? {
         let mut lp = load_meta(&pod)?;
         let file_hash = lp.meta.hash;
@@ -561,9 +566,6 @@ pub fn merge(
         // Counters of this pod, merged across its files (dir 0 only for
         // subtract/intersect; later dirs modify them).
         let mut pmm: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
-        // Go's `sstate`: which input dir the current counter file came from
-        // (Go starts at -1 once per run; covfleet per pod, where Go would panic).
-        let mut inidx: Option<usize> = None;
         let mut imm: Option<std::collections::HashSet<(u32, u32)>> =
             (kind == MergeKind::Intersect).then(Default::default);
         let prune = |pmm: &mut HashMap<(u32, u32), Vec<u32>>,
@@ -575,8 +577,18 @@ pub fn merge(
             let dir_idx = pod.origins[k];
             if matches!(kind, MergeKind::Merge { .. }) {
                 mm.args.merge(&cf);
-                inidx = Some(0);
             } else if inidx != Some(dir_idx) {
+                if inidx.is_some_and(|i| i > dir_idx) {
+                    return Err(fatal(format!(
+                        "counter file {cf_path} comes from input dir {dir_idx} after a file from dir {}: go tool covdata panics here (\"decreasing dir index\"); run {} on one pod at a time",
+                        inidx.unwrap_or(0),
+                        if kind == MergeKind::Subtract {
+                            "subtract"
+                        } else {
+                            "intersect"
+                        }
+                    )));
+                }
                 if dir_idx == 0 {
                     imm = None;
                 } else if kind == MergeKind::Intersect {
@@ -589,7 +601,7 @@ pub fn merge(
             }
             for f in cf.funcs {
                 let key = (f.pkg, f.func);
-                if inidx == Some(0) {
+                if inidx == Some(0) || matches!(kind, MergeKind::Merge { .. }) {
                     let slot = pmm.entry(key).or_default();
                     if slot.len() < f.counters.len() {
                         slot.resize(f.counters.len(), 0);

@@ -6,7 +6,13 @@ mod cmd;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let argv = cmd::covdata::normalize_go_flags(std::env::args().collect());
+    let argv = match cmd::covdata::normalize_go_flags(std::env::args().collect()) {
+        Ok(argv) => argv,
+        Err(failure) => {
+            eprint!("{}", failure.stderr);
+            return std::process::ExitCode::from(failure.code);
+        }
+    };
     let cli = cli::Cli::parse_from(argv);
     cli::dispatch(cli)
 }

@@ -101,22 +101,117 @@ pub enum Sub {
     },
 }
 
-/// Go's long flags are single-dash: rewrite `-pkg=x` to `--pkg=x` before clap.
-pub fn normalize_go_flags(args: Vec<String>) -> Vec<String> {
-    const LONG: [&str; 6] = ["pkg", "live", "pcombine", "hw", "cpuprofile", "memprofile"];
-    let is_covdata = args.get(1).is_some_and(|a| a == "covdata");
-    if !is_covdata {
-        return args;
+const SUBCOMMANDS: [&str; 8] = [
+    "textfmt",
+    "percent",
+    "pkglist",
+    "func",
+    "merge",
+    "subtract",
+    "intersect",
+    "debugdump",
+];
+
+/// Go's flags that take a value, and Go's boolean flags.
+const VALUE_FLAGS: [&str; 7] = [
+    "i",
+    "o",
+    "pkg",
+    "v",
+    "cpuprofile",
+    "memprofile",
+    "memprofilerate",
+];
+const BOOL_FLAGS: [&str; 4] = ["live", "pcombine", "h", "hw"];
+
+/// Rewrites a `covfleet covdata …` command line from Go's flag syntax
+/// (`-flag`, `--flag`, `-flag=value`, `-flag value`, `-bool=false`) into
+/// clap's, and reports what Go's flag package would reject, worded as Go
+/// words it. Other command lines pass through unchanged.
+pub fn normalize_go_flags(args: Vec<String>) -> Result<Vec<String>, Failure> {
+    if args.get(1).is_none_or(|a| a != "covdata") {
+        return Ok(args);
     }
-    args.into_iter()
-        .map(|a| {
-            let name = a.strip_prefix('-').filter(|r| !r.starts_with('-'));
-            match name {
-                Some(n) if LONG.contains(&n.split('=').next().unwrap_or("")) => format!("-{a}"),
-                _ => a,
+    let Some(sub) = args.get(2) else {
+        return Ok(args);
+    };
+    if sub.starts_with('-') || sub == "help" {
+        return Ok(args);
+    }
+    if !SUBCOMMANDS.contains(&sub.as_str()) {
+        return Err(Failure {
+            code: 2,
+            stderr: format!(
+                "error: unknown command selector {sub:?}\nusage: covfleet covdata [command]\n\nCommands are: {}\n",
+                SUBCOMMANDS.join(", ")
+            ),
+        });
+    }
+    let sub = sub.clone();
+    let mut out: Vec<String> = args[..3].to_vec();
+    let mut it = args.into_iter().skip(3);
+    while let Some(a) = it.next() {
+        if a == "--" || !a.starts_with('-') || a == "-" {
+            return Err(usage(&sub, "unknown extra arguments"));
+        }
+        let body = a.trim_start_matches('-');
+        if a.starts_with("---") || body.is_empty() {
+            return Err(Failure {
+                code: 2,
+                stderr: format!("bad flag syntax: {a}\n"),
+            });
+        }
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        if name == "help" {
+            out.push("--help".into());
+            continue;
+        }
+        let clap_name = if name.len() == 1 && name != "h" {
+            format!("-{name}")
+        } else {
+            format!("--{name}")
+        };
+        if VALUE_FLAGS.contains(&name) {
+            let value = match value {
+                Some(v) => v,
+                None => it.next().ok_or_else(|| Failure {
+                    code: 2,
+                    stderr: format!("flag needs an argument: -{name}\n"),
+                })?,
+            };
+            if name == "v" || name.ends_with("profile") || name == "memprofilerate" {
+                continue; // accepted for compatibility, no effect
             }
-        })
-        .collect()
+            out.push(clap_name);
+            out.push(value);
+        } else if BOOL_FLAGS.contains(&name) {
+            let on = match value.as_deref() {
+                None => true,
+                Some("1" | "t" | "T" | "true" | "TRUE" | "True") => true,
+                Some("0" | "f" | "F" | "false" | "FALSE" | "False") => false,
+                Some(v) => {
+                    return Err(Failure {
+                        code: 2,
+                        stderr: format!("invalid boolean value {v:?} for -{name}: parse error\n"),
+                    });
+                }
+            };
+            if on && (name == "live" || name == "pcombine") {
+                out.push(clap_name);
+            }
+        } else {
+            return Err(Failure {
+                code: 2,
+                stderr: format!(
+                    "flag provided but not defined: -{name}\nusage: covfleet covdata {sub} -i=<directories>\n\nRun `covfleet covdata {sub} --help` for the flags.\n"
+                ),
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn usage(sub: &str, msg: &str) -> Failure {
