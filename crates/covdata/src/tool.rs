@@ -196,6 +196,15 @@ fn load_counters(path: &str) -> Res<CounterFile> {
     })
 }
 
+/// Reads and decodes a pod's counter files on all cores, in order.
+fn load_all_counters(paths: &[String]) -> Vec<Res<CounterFile>> {
+    use rayon::prelude::*;
+    if paths.len() < 4 {
+        return paths.iter().map(|p| load_counters(p)).collect();
+    }
+    paths.par_iter().map(|p| load_counters(p)).collect()
+}
+
 fn collect(dirs: &[String], warn: &mut dyn Write) -> Res<Vec<Pod>> {
     let pods = collect_pods(dirs).map_err(|e| Failure {
         code: 1,
@@ -252,8 +261,12 @@ pub fn dump(
             .map(|p| p.funcs.len() as u32)
             .collect();
         let mut acc: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
-        for cf_path in &pod.counter_files {
-            let cf = load_counters(cf_path)?;
+        for (cf_path, cf) in pod
+            .counter_files
+            .iter()
+            .zip(load_all_counters(&pod.counter_files))
+        {
+            let cf = cf?;
             if let DumpKind::Debugdump { .. } = kind {
                 let _ = write!(stdout, "data file {cf_path}");
                 if !cf.goos.is_empty() {
@@ -572,8 +585,9 @@ pub fn merge(
                      imm: &std::collections::HashSet<(u32, u32)>| {
             pmm.retain(|k, _| imm.contains(k));
         };
-        for (k, cf_path) in pod.counter_files.iter().enumerate() {
-            let cf = load_counters(cf_path)?;
+        let decoded = load_all_counters(&pod.counter_files);
+        for ((k, cf_path), cf) in pod.counter_files.iter().enumerate().zip(decoded) {
+            let cf = cf?;
             let dir_idx = pod.origins[k];
             if matches!(kind, MergeKind::Merge { .. }) {
                 mm.args.merge(&cf);
