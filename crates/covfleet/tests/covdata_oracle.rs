@@ -439,7 +439,10 @@ fn compare_merge(r: &mut Report, case: &str, args: &[String]) {
             }
         }
     }
-    match (go_textfmt(&[gd.clone()]), go_textfmt(&[cd.clone()])) {
+    match (
+        go_textfmt(std::slice::from_ref(&gd)),
+        go_textfmt(std::slice::from_ref(&cd)),
+    ) {
         (Ok(a), Ok(b)) => {
             if let Some(d) = textfmt_diff(&a, &b) {
                 r.fail(case, format!("output read back by go textfmt: {d}"));
@@ -448,7 +451,11 @@ fn compare_merge(r: &mut Report, case: &str, args: &[String]) {
         (Err(a), Err(b)) => {
             // Crashes: compare the first line only (traces hold addresses).
             let first = |t: &str| t.lines().next().unwrap_or("").to_string();
-            let (a, b) = if a.contains("goroutine ") { (first(&a), first(&b)) } else { (a, b) };
+            let (a, b) = if a.contains("goroutine ") {
+                (first(&a), first(&b))
+            } else {
+                (a, b)
+            };
             if norm(&a, &gd) != norm(&b, &cd) {
                 r.fail(
                     case,
@@ -464,7 +471,11 @@ fn compare_merge(r: &mut Report, case: &str, args: &[String]) {
     // covfleet must read its own output like Go reads it.
     let scratch2 = tempfile::tempdir().unwrap();
     for sub in ["percent", "func"] {
-        let ga = [vec![sub.to_string()], vec![i_arg(&[cd.clone()])]].concat();
+        let ga = [
+            vec![sub.to_string()],
+            vec![i_arg(std::slice::from_ref(&cd))],
+        ]
+        .concat();
         let gs = run_tool(Tool::Go, &ga, scratch2.path(), false);
         let cs = run_tool(Tool::Covfleet, &ga, scratch2.path(), false);
         let go_crashed = gs.code == Some(2) && gs.stderr.contains("goroutine ");
@@ -495,12 +506,12 @@ fn merge_matches_go() {
         compare_merge(
             &mut r,
             &format!("{m}: merge app"),
-            &s(&["merge", &i_arg(&[app.clone()]), &o]),
+            &s(&["merge", &i_arg(std::slice::from_ref(&app)), &o]),
         );
         compare_merge(
             &mut r,
             &format!("{m}: merge pods"),
-            &s(&["merge", &i_arg(&[pods.clone()]), &o]),
+            &s(&["merge", &i_arg(std::slice::from_ref(&pods)), &o]),
         );
         compare_merge(
             &mut r,
@@ -516,7 +527,7 @@ fn merge_matches_go() {
             &format!("{m}: merge -pkg"),
             &s(&[
                 "merge",
-                &i_arg(&[pods.clone()]),
+                &i_arg(std::slice::from_ref(&pods)),
                 &format!("-pkg={MODULE}/gen,{MODULE}/shapes"),
                 &o,
             ]),
@@ -524,7 +535,12 @@ fn merge_matches_go() {
         compare_merge(
             &mut r,
             &format!("{m}: merge -pcombine"),
-            &s(&["merge", "-pcombine", &i_arg(&[pods.clone()]), &o]),
+            &s(&[
+                "merge",
+                "-pcombine",
+                &i_arg(std::slice::from_ref(&pods)),
+                &o,
+            ]),
         );
         compare_merge(
             &mut r,
@@ -616,14 +632,14 @@ fn merge_matches_go() {
         compare_merge(
             &mut r,
             "go1.23: merge",
-            &s(&["merge", &i_arg(&[old.clone()]), &o]),
+            &s(&["merge", &i_arg(std::slice::from_ref(old)), &o]),
         );
         compare_merge(
             &mut r,
             "go1.23: merge -pkg",
             &s(&[
                 "merge",
-                &i_arg(&[old.clone()]),
+                &i_arg(std::slice::from_ref(old)),
                 &format!("-pkg={MODULE}/shapes"),
                 &o,
             ]),
@@ -644,7 +660,7 @@ fn merge_matches_go() {
     for sub in ["merge", "subtract", "intersect"] {
         r2.compare(
             &format!("{sub} without -o"),
-            &s(&[sub, &i_arg(&[ca.clone()])]),
+            &s(&[sub, &i_arg(std::slice::from_ref(&ca))]),
             Cmp::Exact,
             false,
         );
@@ -749,7 +765,6 @@ fn gofmt_from_goroot_matches_go() {
 // ---- malformed and unusual files, against Go ------------------------------
 
 #[path = "../../covdata/tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod synth;
 
 use covdata::{CounterFile, MetaFile};
@@ -767,38 +782,70 @@ struct PodCopy {
 fn pod_copy() -> PodCopy {
     let src = fixtures().data("count/tool");
     let ns = names(&src);
-    let meta_name = ns.iter().find(|n| n.starts_with("covmeta.")).unwrap().clone();
-    let ctr_name = ns.iter().find(|n| n.starts_with("covcounters.")).unwrap().clone();
+    let meta_name = ns
+        .iter()
+        .find(|n| n.starts_with("covmeta."))
+        .unwrap()
+        .clone();
+    let ctr_name = ns
+        .iter()
+        .find(|n| n.starts_with("covcounters."))
+        .unwrap()
+        .clone();
     let meta = fs::read(src.join(&meta_name)).unwrap();
     let ctr = fs::read(src.join(&ctr_name)).unwrap();
-    PodCopy { dir: tempfile::tempdir().unwrap(), meta_name, ctr_name, meta, ctr }
+    PodCopy {
+        dir: tempfile::tempdir().unwrap(),
+        meta_name,
+        ctr_name,
+        meta,
+        ctr,
+    }
 }
 
 /// Re-encodes a counter file with `synth`'s independent writer.
 fn reencode(ctr: &[u8], flavor: u8, be: bool, edit: impl FnOnce(&mut Vec<synth::Rec>)) -> Vec<u8> {
     let c = CounterFile::decode(ctr).unwrap();
-    let mut recs: Vec<synth::Rec> = c.funcs.iter().map(|f| (f.pkg, f.func, f.counters.clone())).collect();
+    let mut recs: Vec<synth::Rec> = c
+        .funcs
+        .iter()
+        .map(|f| (f.pkg, f.func, f.counters.clone()))
+        .collect();
     edit(&mut recs);
-    let args: Vec<(&str, &str)> = c.args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let args: Vec<(&str, &str)> = c
+        .args
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let mut out = synth::counters(flavor, be, &args, &recs);
     out[8..24].copy_from_slice(&c.meta_hash);
     out
 }
 
-type Mutation = (&'static str, Box<dyn Fn(&PodCopy) -> Vec<(String, Vec<u8>)>>);
+type Files = Vec<(String, Vec<u8>)>;
+type MakeFiles = Box<dyn Fn(&PodCopy) -> Files>;
+type Mutation = (&'static str, MakeFiles);
 
 fn mutations() -> Vec<Mutation> {
-    fn meta_patch(at: usize, bytes: &'static [u8]) -> Box<dyn Fn(&PodCopy) -> Vec<(String, Vec<u8>)>> {
+    fn meta_patch(at: usize, bytes: &'static [u8]) -> MakeFiles {
         Box::new(move |p| {
             let mut m = p.meta.clone();
             m[at..at + bytes.len()].copy_from_slice(bytes);
-            vec![(p.meta_name.clone(), m), (p.ctr_name.clone(), p.ctr.clone())]
+            vec![
+                (p.meta_name.clone(), m),
+                (p.ctr_name.clone(), p.ctr.clone()),
+            ]
         })
     }
-    fn ctr_with(f: impl Fn(&PodCopy) -> Vec<u8> + 'static) -> Box<dyn Fn(&PodCopy) -> Vec<(String, Vec<u8>)>> {
-        Box::new(move |p| vec![(p.meta_name.clone(), p.meta.clone()), (p.ctr_name.clone(), f(p))])
+    fn ctr_with(f: impl Fn(&PodCopy) -> Vec<u8> + 'static) -> MakeFiles {
+        Box::new(move |p| {
+            vec![
+                (p.meta_name.clone(), p.meta.clone()),
+                (p.ctr_name.clone(), f(p)),
+            ]
+        })
     }
-    fn ctr_patch(at_from_end: bool, at: usize, bytes: &'static [u8]) -> Box<dyn Fn(&PodCopy) -> Vec<(String, Vec<u8>)>> {
+    fn ctr_patch(at_from_end: bool, at: usize, bytes: &'static [u8]) -> MakeFiles {
         ctr_with(move |p| {
             let mut c = p.ctr.clone();
             let at = if at_from_end { c.len() - at } else { at };
@@ -808,110 +855,269 @@ fn mutations() -> Vec<Mutation> {
     }
     let blob0 = |p: &PodCopy| u64::from_le_bytes(p.meta[56..64].try_into().unwrap()) as usize;
     vec![
-        ("meta truncated in header", Box::new(|p: &PodCopy| vec![(p.meta_name.clone(), p.meta[..30].to_vec()), (p.ctr_name.clone(), p.ctr.clone())])),
-        ("meta truncated in blob", Box::new(|p: &PodCopy| vec![(p.meta_name.clone(), p.meta[..p.meta.len() - 10].to_vec()), (p.ctr_name.clone(), p.ctr.clone())])),
+        (
+            "meta truncated in header",
+            Box::new(|p: &PodCopy| {
+                vec![
+                    (p.meta_name.clone(), p.meta[..30].to_vec()),
+                    (p.ctr_name.clone(), p.ctr.clone()),
+                ]
+            }),
+        ),
+        (
+            "meta truncated in blob",
+            Box::new(|p: &PodCopy| {
+                vec![
+                    (p.meta_name.clone(), p.meta[..p.meta.len() - 10].to_vec()),
+                    (p.ctr_name.clone(), p.ctr.clone()),
+                ]
+            }),
+        ),
         ("meta bad magic", meta_patch(0, b"\0cvX")),
         ("meta version 2", meta_patch(4, &[2, 0, 0, 0])),
         ("meta version 0", meta_patch(4, &[0, 0, 0, 0])),
         ("meta entries 0", meta_patch(16, &[0; 8])),
-        ("meta entries huge", meta_patch(16, &[0, 0, 0, 0, 0, 1, 0, 0])),
+        (
+            "meta entries huge",
+            meta_patch(16, &[0, 0, 0, 0, 0, 1, 0, 0]),
+        ),
         ("meta entries u64 max", meta_patch(16, &[0xff; 8])),
         ("meta CMode 0", meta_patch(48, &[0])),
         ("meta CMode 9", meta_patch(48, &[9])),
         ("meta granularity perfunc", meta_patch(49, &[2])),
-        ("meta offset beyond TotalLength", meta_patch(56, &[0, 0, 0, 0, 1, 0, 0, 0])),
-        ("meta pkgname index out of range", Box::new(move |p: &PodCopy| {
-            let mut m = p.meta.clone();
-            let b = blob0(p);
-            m[b + 4..b + 8].copy_from_slice(&999u32.to_le_bytes());
-            vec![(p.meta_name.clone(), m), (p.ctr_name.clone(), p.ctr.clone())]
-        })),
-        ("meta func offset into table", Box::new(move |p: &PodCopy| {
-            let mut m = p.meta.clone();
-            let b = blob0(p);
-            m[b + 44..b + 48].copy_from_slice(&8u32.to_le_bytes());
-            vec![(p.meta_name.clone(), m), (p.ctr_name.clone(), p.ctr.clone())]
-        })),
-        ("meta tag not matching header", Box::new(|p: &PodCopy| vec![("covmeta.00000000000000000000000000000000".into(), p.meta.clone())])),
-        ("ctr truncated to 10 bytes", ctr_with(|p| p.ctr[..10].to_vec())),
-        ("ctr missing footer", ctr_with(|p| p.ctr[..p.ctr.len() - 16].to_vec())),
+        (
+            "meta offset beyond TotalLength",
+            meta_patch(56, &[0, 0, 0, 0, 1, 0, 0, 0]),
+        ),
+        (
+            "meta pkgname index out of range",
+            Box::new(move |p: &PodCopy| {
+                let mut m = p.meta.clone();
+                let b = blob0(p);
+                m[b + 4..b + 8].copy_from_slice(&999u32.to_le_bytes());
+                vec![
+                    (p.meta_name.clone(), m),
+                    (p.ctr_name.clone(), p.ctr.clone()),
+                ]
+            }),
+        ),
+        (
+            "meta func offset into table",
+            Box::new(move |p: &PodCopy| {
+                let mut m = p.meta.clone();
+                let b = blob0(p);
+                m[b + 44..b + 48].copy_from_slice(&8u32.to_le_bytes());
+                vec![
+                    (p.meta_name.clone(), m),
+                    (p.ctr_name.clone(), p.ctr.clone()),
+                ]
+            }),
+        ),
+        (
+            "meta tag not matching header",
+            Box::new(|p: &PodCopy| {
+                vec![(
+                    "covmeta.00000000000000000000000000000000".into(),
+                    p.meta.clone(),
+                )]
+            }),
+        ),
+        (
+            "ctr truncated to 10 bytes",
+            ctr_with(|p| p.ctr[..10].to_vec()),
+        ),
+        (
+            "ctr missing footer",
+            ctr_with(|p| p.ctr[..p.ctr.len() - 16].to_vec()),
+        ),
         ("ctr bad footer magic", ctr_patch(true, 16, b"\0cwX")),
         ("ctr bad header magic", ctr_patch(false, 0, b"\0cwX")),
         ("ctr no segments", ctr_patch(true, 8, &[0, 0, 0, 0])),
         ("ctr version 2", ctr_patch(false, 4, &[2, 0, 0, 0])),
         ("ctr flavor 3", ctr_patch(false, 24, &[3])),
         ("ctr header hash zero", ctr_patch(false, 8, &[0; 16])),
-        ("ctr huge StrTabLen", ctr_patch(false, 40, &[0xff, 0xff, 0xff, 0x7f])),
-        ("ctr huge FcnEntries", ctr_patch(false, 32, &[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0])),
-        ("ctr one record too many (eats footer)", ctr_with(|p| {
-            let mut c = p.ctr.clone();
-            let n = u64::from_le_bytes(c[32..40].try_into().unwrap()) + 1;
-            c[32..40].copy_from_slice(&n.to_le_bytes());
-            c
-        })),
-        ("ctr raw flavor little-endian", ctr_with(|p| reencode(&p.ctr, synth::RAW, false, |_| {}))),
-        ("ctr raw flavor big-endian", ctr_with(|p| reencode(&p.ctr, synth::RAW, true, |_| {}))),
-        ("ctr second segment", ctr_with(|p| {
-            let mut c = p.ctr[..p.ctr.len() - 16].to_vec();
-            c.extend_from_slice(&p.ctr[p.ctr.len() - 16..]);
-            let other = reencode(&p.ctr, synth::ULEB, false, |r| r.iter_mut().for_each(|x| x.2.iter_mut().for_each(|v| *v = 1000)));
-            c.extend_from_slice(&other[32..other.len() - 16]);
-            c.extend_from_slice(&synth::footer(2));
-            c
-        })),
-        ("ctr fewer counters than units", ctr_with(|p| reencode(&p.ctr, synth::ULEB, false, |r| {
-            let i = r.iter().position(|x| x.2.len() >= 2).unwrap();
-            r[i].2.pop();
-        }))),
+        (
+            "ctr huge StrTabLen",
+            ctr_patch(false, 40, &[0xff, 0xff, 0xff, 0x7f]),
+        ),
+        (
+            "ctr huge FcnEntries",
+            ctr_patch(false, 32, &[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]),
+        ),
+        (
+            "ctr one record too many (eats footer)",
+            ctr_with(|p| {
+                let mut c = p.ctr.clone();
+                let n = u64::from_le_bytes(c[32..40].try_into().unwrap()) + 1;
+                c[32..40].copy_from_slice(&n.to_le_bytes());
+                c
+            }),
+        ),
+        (
+            "ctr raw flavor little-endian",
+            ctr_with(|p| reencode(&p.ctr, synth::RAW, false, |_| {})),
+        ),
+        (
+            "ctr raw flavor big-endian",
+            ctr_with(|p| reencode(&p.ctr, synth::RAW, true, |_| {})),
+        ),
+        (
+            "ctr second segment",
+            ctr_with(|p| {
+                let mut c = p.ctr[..p.ctr.len() - 16].to_vec();
+                c.extend_from_slice(&p.ctr[p.ctr.len() - 16..]);
+                let other = reencode(&p.ctr, synth::ULEB, false, |r| {
+                    r.iter_mut()
+                        .for_each(|x| x.2.iter_mut().for_each(|v| *v = 1000))
+                });
+                c.extend_from_slice(&other[32..other.len() - 16]);
+                c.extend_from_slice(&synth::footer(2));
+                c
+            }),
+        ),
+        (
+            "ctr fewer counters than units",
+            ctr_with(|p| {
+                reencode(&p.ctr, synth::ULEB, false, |r| {
+                    let i = r.iter().position(|x| x.2.len() >= 2).unwrap();
+                    r[i].2.pop();
+                })
+            }),
+        ),
         // Go treats a record without counters as absent (count 0).
-        ("ctr record with zero counters", ctr_with(|p| reencode(&p.ctr, synth::ULEB, false, |r| {
-            let i = r.iter().position(|x| x.2.len() == 1).unwrap();
-            r[i].2.clear();
-        }))),
-        ("ctr more counters than units", ctr_with(|p| reencode(&p.ctr, synth::ULEB, false, |r| r[0].2.extend([5, 6])))),
-        ("ctr unknown pkg index", ctr_with(|p| reencode(&p.ctr, synth::ULEB, false, |r| r.push((77, 0, vec![1]))))),
-        ("ctr func index == nf", ctr_with(|p| {
-            let m = MetaFile::decode(&p.meta).unwrap();
-            let nf = m.packages[0].funcs.len() as u32;
-            reencode(&p.ctr, synth::ULEB, false, |r| r.push((0, nf, vec![1])))
-        })),
-        ("ctr func index > nf", ctr_with(|p| {
-            let m = MetaFile::decode(&p.meta).unwrap();
-            let nf = m.packages[0].funcs.len() as u32;
-            reencode(&p.ctr, synth::ULEB, false, |r| r.push((0, nf + 3, vec![1])))
-        })),
-        ("ctr duplicate record", ctr_with(|p| reencode(&p.ctr, synth::ULEB, false, |r| { let x = r[0].clone(); r.push(x); }))),
-        ("ctr huge counts", ctr_with(|p| reencode(&p.ctr, synth::ULEB, false, |r| r.iter_mut().for_each(|x| x.2.iter_mut().for_each(|v| *v = u32::MAX - 1))))),
-        ("two ctr files summing past 2^32", Box::new(|p: &PodCopy| {
-            let big = reencode(&p.ctr, synth::ULEB, false, |r| r.iter_mut().for_each(|x| x.2.iter_mut().for_each(|v| *v = 0xF000_0000)));
-            let n2 = p.ctr_name.replacen(".covcounters", "", 0).rsplitn(2, '.').nth(1).unwrap().to_string() + ".1";
-            vec![(p.meta_name.clone(), p.meta.clone()), (p.ctr_name.clone(), big.clone()), (n2, big)]
-        })),
-        ("duplicate counter file", Box::new(|p: &PodCopy| {
-            let n2 = p.ctr_name.rsplitn(2, '.').nth(1).unwrap().to_string() + ".2";
-            vec![(p.meta_name.clone(), p.meta.clone()), (p.ctr_name.clone(), p.ctr.clone()), (n2, p.ctr.clone())]
-        })),
-        ("longer record then shorter across files", Box::new(|p: &PodCopy| {
-            let long = reencode(&p.ctr, synth::ULEB, false, |r| r[0].2.push(1));
-            let n2 = p.ctr_name.rsplitn(2, '.').nth(1).unwrap().to_string() + ".9";
-            vec![(p.meta_name.clone(), p.meta.clone()), (p.ctr_name.clone(), long), (n2, p.ctr.clone())]
-        })),
-        ("orphan name with extra dot", Box::new(|p: &PodCopy| {
-            vec![(p.meta_name.clone(), p.meta.clone()), (p.ctr_name.clone() + ".5", p.ctr.clone())]
-        })),
-        ("ctr dup arg key", ctr_with(|p| {
-            let c = CounterFile::decode(&p.ctr).unwrap();
-            let mut args: Vec<(&str, &str)> = c.args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            args.push(("argc", "1"));
-            let recs: Vec<synth::Rec> = c.funcs.iter().map(|f| (f.pkg, f.func, f.counters.clone())).collect();
-            synth::counters(synth::ULEB, false, &args, &recs)
-        })),
-        ("ctr non-integer argc", ctr_with(|p| {
-            let c = CounterFile::decode(&p.ctr).unwrap();
-            let args: Vec<(&str, &str)> = c.args.iter().map(|(k, v)| (k.as_str(), if k == "argc" { "two" } else { v.as_str() })).collect();
-            let recs: Vec<synth::Rec> = c.funcs.iter().map(|f| (f.pkg, f.func, f.counters.clone())).collect();
-            synth::counters(synth::ULEB, false, &args, &recs)
-        })),
+        (
+            "ctr record with zero counters",
+            ctr_with(|p| {
+                reencode(&p.ctr, synth::ULEB, false, |r| {
+                    let i = r.iter().position(|x| x.2.len() == 1).unwrap();
+                    r[i].2.clear();
+                })
+            }),
+        ),
+        (
+            "ctr more counters than units",
+            ctr_with(|p| reencode(&p.ctr, synth::ULEB, false, |r| r[0].2.extend([5, 6]))),
+        ),
+        (
+            "ctr unknown pkg index",
+            ctr_with(|p| reencode(&p.ctr, synth::ULEB, false, |r| r.push((77, 0, vec![1])))),
+        ),
+        (
+            "ctr func index == nf",
+            ctr_with(|p| {
+                let m = MetaFile::decode(&p.meta).unwrap();
+                let nf = m.packages[0].funcs.len() as u32;
+                reencode(&p.ctr, synth::ULEB, false, |r| r.push((0, nf, vec![1])))
+            }),
+        ),
+        (
+            "ctr func index > nf",
+            ctr_with(|p| {
+                let m = MetaFile::decode(&p.meta).unwrap();
+                let nf = m.packages[0].funcs.len() as u32;
+                reencode(&p.ctr, synth::ULEB, false, |r| r.push((0, nf + 3, vec![1])))
+            }),
+        ),
+        (
+            "ctr duplicate record",
+            ctr_with(|p| {
+                reencode(&p.ctr, synth::ULEB, false, |r| {
+                    let x = r[0].clone();
+                    r.push(x);
+                })
+            }),
+        ),
+        (
+            "ctr huge counts",
+            ctr_with(|p| {
+                reencode(&p.ctr, synth::ULEB, false, |r| {
+                    r.iter_mut()
+                        .for_each(|x| x.2.iter_mut().for_each(|v| *v = u32::MAX - 1))
+                })
+            }),
+        ),
+        (
+            "two ctr files summing past 2^32",
+            Box::new(|p: &PodCopy| {
+                let big = reencode(&p.ctr, synth::ULEB, false, |r| {
+                    r.iter_mut()
+                        .for_each(|x| x.2.iter_mut().for_each(|v| *v = 0xF000_0000))
+                });
+                let n2 = p.ctr_name.rsplit_once('.').unwrap().0.to_string() + ".1";
+                vec![
+                    (p.meta_name.clone(), p.meta.clone()),
+                    (p.ctr_name.clone(), big.clone()),
+                    (n2, big),
+                ]
+            }),
+        ),
+        (
+            "duplicate counter file",
+            Box::new(|p: &PodCopy| {
+                let n2 = p.ctr_name.rsplit_once('.').unwrap().0.to_string() + ".2";
+                vec![
+                    (p.meta_name.clone(), p.meta.clone()),
+                    (p.ctr_name.clone(), p.ctr.clone()),
+                    (n2, p.ctr.clone()),
+                ]
+            }),
+        ),
+        (
+            "longer record then shorter across files",
+            Box::new(|p: &PodCopy| {
+                let long = reencode(&p.ctr, synth::ULEB, false, |r| r[0].2.push(1));
+                let n2 = p.ctr_name.rsplit_once('.').unwrap().0.to_string() + ".9";
+                vec![
+                    (p.meta_name.clone(), p.meta.clone()),
+                    (p.ctr_name.clone(), long),
+                    (n2, p.ctr.clone()),
+                ]
+            }),
+        ),
+        (
+            "orphan name with extra dot",
+            Box::new(|p: &PodCopy| {
+                vec![
+                    (p.meta_name.clone(), p.meta.clone()),
+                    (p.ctr_name.clone() + ".5", p.ctr.clone()),
+                ]
+            }),
+        ),
+        (
+            "ctr dup arg key",
+            ctr_with(|p| {
+                let c = CounterFile::decode(&p.ctr).unwrap();
+                let mut args: Vec<(&str, &str)> = c
+                    .args
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                args.push(("argc", "1"));
+                let recs: Vec<synth::Rec> = c
+                    .funcs
+                    .iter()
+                    .map(|f| (f.pkg, f.func, f.counters.clone()))
+                    .collect();
+                synth::counters(synth::ULEB, false, &args, &recs)
+            }),
+        ),
+        (
+            "ctr non-integer argc",
+            ctr_with(|p| {
+                let c = CounterFile::decode(&p.ctr).unwrap();
+                let args: Vec<(&str, &str)> = c
+                    .args
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), if k == "argc" { "two" } else { v.as_str() }))
+                    .collect();
+                let recs: Vec<synth::Rec> = c
+                    .funcs
+                    .iter()
+                    .map(|f| (f.pkg, f.func, f.counters.clone()))
+                    .collect();
+                synth::counters(synth::ULEB, false, &args, &recs)
+            }),
+        ),
     ]
 }
 
@@ -933,7 +1139,7 @@ fn malformed_and_unusual_files_like_go() {
         let mut go_reader_crashed = false;
         for sub in ["textfmt", "percent", "debugdump", "merge"] {
             let case = format!("{sub}: {name}");
-            let mut args = vec![sub.to_string(), i_arg(&[dir.clone()])];
+            let mut args = vec![sub.to_string(), i_arg(std::slice::from_ref(&dir))];
             if sub == "textfmt" || sub == "merge" {
                 args.push(format!("-o={OUT}"));
             }
@@ -943,7 +1149,10 @@ fn malformed_and_unusual_files_like_go() {
             let g = run_tool(Tool::Go, &args, scratch.path(), out_is_dir);
             let c = run_tool(Tool::Covfleet, &args, scratch.path(), out_is_dir);
             if c.stderr.contains("panicked at") || !matches!(c.code, Some(0 | 1)) {
-                r.fail(&case, format!("covfleet crashed: {:?} {}", c.code, c.stderr));
+                r.fail(
+                    &case,
+                    format!("covfleet crashed: {:?} {}", c.code, c.stderr),
+                );
                 continue;
             }
             // Go "crashes" with a panic or a fatal runtime error (both print goroutines).
@@ -955,18 +1164,27 @@ fn malformed_and_unusual_files_like_go() {
                 // Go's merge copies a meta file its own reader crashes on;
                 // covfleet may reject it instead, naming the file.
                 if !files.iter().any(|(n, _)| c.stderr.contains(n.as_str())) {
-                    r.fail(&case, format!("covfleet's error names no file: {}", c.stderr.trim()));
+                    r.fail(
+                        &case,
+                        format!("covfleet's error names no file: {}", c.stderr.trim()),
+                    );
                 }
                 continue;
             }
-            let norm = |t: &str, tool: Tool| t.replace(&*out_path(tool, scratch.path()).to_string_lossy(), "{OUT}");
+            let norm = |t: &str, tool: Tool| {
+                t.replace(&*out_path(tool, scratch.path()).to_string_lossy(), "{OUT}")
+            };
             match g.code {
                 Some(0) => {
                     let mut sub_r = Report::default();
                     if sub == "merge" {
                         compare_merge(&mut sub_r, &case, &args);
                     } else {
-                        let cmp = if sub == "debugdump" { Cmp::Debugdump } else { Cmp::Exact };
+                        let cmp = if sub == "debugdump" {
+                            Cmp::Debugdump
+                        } else {
+                            Cmp::Exact
+                        };
                         sub_r.compare(&case, &args, cmp, true);
                     }
                     r.failures.extend(sub_r.failures);
@@ -985,7 +1203,10 @@ fn malformed_and_unusual_files_like_go() {
                             ),
                         );
                     } else if !same && !files.iter().any(|(n, _)| c.stderr.contains(n.as_str())) {
-                        r.fail(&case, format!("covfleet's error names no file: {}", c.stderr.trim()));
+                        r.fail(
+                            &case,
+                            format!("covfleet's error names no file: {}", c.stderr.trim()),
+                        );
                     } else if !same {
                         notes.push(format!(
                             "[{case}]\n    go:       {:?}\n    covfleet: {:?}",
@@ -1002,7 +1223,13 @@ fn malformed_and_unusual_files_like_go() {
         eprintln!(
             "{} wording differences on rejected input (not failures), e.g.:\n{}",
             notes.len(),
-            notes.iter().step_by(7).take(6).cloned().collect::<Vec<_>>().join("\n")
+            notes
+                .iter()
+                .step_by(7)
+                .take(6)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
     r.finish("malformed files");
