@@ -52,11 +52,31 @@ fn input_sets() -> Vec<(String, Vec<PathBuf>)> {
             vec![f.data(&format!("{m}/app")), f.data(&format!("{m}/app"))],
         ));
     }
+    v.push(("atomic/snap".into(), vec![f.data("atomic/snap")]));
+    v.push((
+        "atomic/snap+app".into(),
+        vec![f.data("atomic/snap"), f.data("atomic/app")],
+    ));
     v.push(("gofmt".into(), vec![f.data("gofmt")]));
     v.push((
         "gofmt+count/app".into(),
         vec![f.data("gofmt"), f.data("count/app")],
     ));
+    // Every named input exists and (but for the empty/orphan dirs) holds a pod,
+    // so that no comparison passes on two identical "no such directory" errors.
+    for (name, dirs) in &v {
+        for d in dirs {
+            let n = names(d);
+            assert!(d.is_dir(), "{name}: missing fixture dir {}", d.display());
+            if !name.contains("empty") && !name.contains("orphans") {
+                assert!(
+                    n.iter().any(|x| x.starts_with("covmeta.")),
+                    "{name}: no meta file in {}",
+                    d.display()
+                );
+            }
+        }
+    }
     if let Some(old) = &f.old_go_data {
         v.push(("go1.23".into(), vec![old.clone()]));
         v.push((
@@ -1233,4 +1253,44 @@ fn malformed_and_unusual_files_like_go() {
         );
     }
     r.finish("malformed files");
+}
+
+#[test]
+fn relative_and_unclean_paths_match_go() {
+    // Go prints paths as filepath.Join(dir, name) (cleaned) and sorts pods by
+    // that string: run from data/ with relative, unclean spellings.
+    let f = fixtures();
+    let mut r = Report {
+        cwd: Some(f.data("")),
+        ..Report::default()
+    };
+    for i in [
+        "-i=count/app/",
+        "-i=./count/pods,count/../count/tool",
+        "-i=count//appx/.,count/app",
+        "-i=count/empty/,count/orphans",
+    ] {
+        for sub in ["debugdump", "percent", "pkglist"] {
+            let cmp = if sub == "debugdump" {
+                Cmp::Debugdump
+            } else {
+                Cmp::Exact
+            };
+            r.compare(&format!("{sub} {i}"), &s(&[sub, i]), cmp, false);
+        }
+        r.compare(
+            &format!("textfmt {i}"),
+            &s(&["textfmt", i, &format!("-o={OUT}")]),
+            Cmp::Exact,
+            true,
+        );
+    }
+    // Errors name the path as given.
+    r.compare(
+        "missing relative dir",
+        &s(&["percent", "-i=count/nope/"]),
+        Cmp::Exact,
+        false,
+    );
+    r.finish("relative paths");
 }

@@ -307,6 +307,22 @@ fn build_current(go: &Path, root: &Path) {
         fs::write(d.join("empty/.keep"), "").unwrap();
     }
 
+    // Snapshots written through runtime/coverage (atomic mode only), with
+    // GOCOVERDIR set to the same directory: four snapshots plus the exit one.
+    {
+        let mut c = go_cmd(go);
+        c.current_dir(&src)
+            .args(["build", "-cover", "-covermode=atomic"]);
+        c.arg(format!("-coverpkg={MODULE}/..."));
+        c.arg("-o").arg(bin.join("atomic/snap")).arg("./cmd/snap");
+        run_ok(c, "go build snap");
+        let d = data.join("atomic/snap");
+        fs::create_dir_all(&d).unwrap();
+        let mut c = Command::new(bin.join("atomic/snap"));
+        c.arg(&d).env("GOCOVERDIR", &d);
+        run_ok(c, "run snap");
+    }
+
     // A large real program from the distribution.
     let mut c = go_cmd(go);
     c.current_dir(root).args([

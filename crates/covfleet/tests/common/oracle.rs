@@ -37,6 +37,17 @@ fn expand(args: &[String], out: &Path) -> Vec<String> {
 /// Runs `tool` with `args` (where `{OUT}` is replaced by a fresh path under
 /// `scratch`, named after the tool), in `cwd`.
 pub fn run_tool(tool: Tool, args: &[String], scratch: &Path, out_is_dir: bool) -> Out {
+    run_tool_in(tool, args, scratch, out_is_dir, None)
+}
+
+/// [`run_tool`] in the working directory `cwd`.
+pub fn run_tool_in(
+    tool: Tool,
+    args: &[String],
+    scratch: &Path,
+    out_is_dir: bool,
+    cwd: Option<&Path>,
+) -> Out {
     let out_path = scratch.join(match tool {
         Tool::Go => "go.out",
         Tool::Covfleet => "cf.out",
@@ -56,6 +67,9 @@ pub fn run_tool(tool: Tool, args: &[String], scratch: &Path, out_is_dir: bool) -
         }
     };
     c.args(&args);
+    if let Some(d) = cwd {
+        c.current_dir(d);
+    }
     let o = c.output().expect("run tool");
     let file = if out_is_dir {
         None
@@ -210,6 +224,8 @@ pub enum Cmp {
 /// Collects mismatches over many cases so that one test reports all of them.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Working directory for the tools (relative `-i` paths).
+    pub cwd: Option<PathBuf>,
     pub cases: usize,
     pub failures: Vec<String>,
 }
@@ -249,8 +265,9 @@ impl Report {
     ) -> (Out, Out) {
         self.cases += 1;
         let scratch = tempfile::tempdir().unwrap();
-        let g = run_tool(Tool::Go, args, scratch.path(), false);
-        let c = run_tool(Tool::Covfleet, args, scratch.path(), false);
+        let cwd = self.cwd.clone();
+        let g = run_tool_in(Tool::Go, args, scratch.path(), false, cwd.as_deref());
+        let c = run_tool_in(Tool::Covfleet, args, scratch.path(), false, cwd.as_deref());
         // Output paths differ by tool: make them comparable.
         let gp = out_path(Tool::Go, scratch.path())
             .to_string_lossy()
