@@ -196,7 +196,9 @@ impl BuildContext {
             && !n.is_empty()
             && n.bytes().all(|b| b.is_ascii_digit())
         {
-            return n.parse::<u32>().is_ok_and(|n| n >= 1 && n <= self.go_minor());
+            return n
+                .parse::<u32>()
+                .is_ok_and(|n| n >= 1 && n <= self.go_minor());
         }
         false
     }
@@ -274,7 +276,8 @@ fn c_compiler_available(goos: &str) -> bool {
     if name.contains('/') {
         return std::path::Path::new(&name).is_file();
     }
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(&name).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(&name).is_file()))
 }
 
 fn goarch_feature_tags(goarch: &str, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
@@ -287,7 +290,11 @@ fn goarch_feature_tags(goarch: &str, env: &dyn Fn(&str) -> Option<String>) -> Ve
         }
         "arm64" => {
             let v = env("GOARM64").unwrap_or_else(|| "v8.0".into());
-            let v = v.split(',').next().unwrap_or("v8.0").trim_start_matches('v');
+            let v = v
+                .split(',')
+                .next()
+                .unwrap_or("v8.0")
+                .trim_start_matches('v');
             let (major, minor) = v.split_once('.').unwrap_or((v, "0"));
             let major = major.parse::<u32>().unwrap_or(8);
             let minor = minor.parse::<u32>().unwrap_or(0);
@@ -298,10 +305,18 @@ fn goarch_feature_tags(goarch: &str, env: &dyn Fn(&str) -> Option<String>) -> Ve
         }
         "arm" => {
             let v = env("GOARM").unwrap_or_else(|| "7".into());
-            let level = v.split(',').next().unwrap_or("7").parse::<u32>().unwrap_or(7);
+            let level = v
+                .split(',')
+                .next()
+                .unwrap_or("7")
+                .parse::<u32>()
+                .unwrap_or(7);
             out.extend((5..=level).map(|i| format!("arm.{i}")));
         }
-        "386" => out.push(format!("386.{}", env("GO386").unwrap_or_else(|| "sse2".into()))),
+        "386" => out.push(format!(
+            "386.{}",
+            env("GO386").unwrap_or_else(|| "sse2".into())
+        )),
         _ => {}
     }
     out
@@ -338,7 +353,9 @@ pub fn plus_build_expr(line: &str) -> Option<&str> {
 }
 
 fn valid_tag(t: &str) -> bool {
-    !t.is_empty() && t.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+    !t.is_empty()
+        && t.chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
 }
 
 /// Parses a `// +build` expression: space-separated OR of comma-separated AND
@@ -385,7 +402,10 @@ pub fn parse_go_build(text: &str) -> Result<Expr, String> {
     let x = p.or()?;
     p.skip_space();
     if p.pos != p.s.len() {
-        return Err(format!("unexpected {:?} in //go:build {text}", &text[p.pos..]));
+        return Err(format!(
+            "unexpected {:?} in //go:build {text}",
+            &text[p.pos..]
+        ));
     }
     Ok(x)
 }
@@ -485,7 +505,15 @@ mod tests {
             let x = parse_go_build(src).unwrap_or_else(|e| panic!("{src}: {e}"));
             assert_eq!(c.eval(&x), want, "{src}");
         }
-        for bad in ["", "linux &&", "(linux", "linux)", "linux | amd64", "a b", "linux,amd64"] {
+        for bad in [
+            "",
+            "linux &&",
+            "(linux",
+            "linux)",
+            "linux | amd64",
+            "a b",
+            "linux,amd64",
+        ] {
             assert!(parse_go_build(bad).is_err(), "{bad:?} must not parse");
         }
     }
@@ -529,7 +557,11 @@ mod tests {
         ];
         for (name, on_linux, on_android) in cases {
             assert_eq!(c.good_os_arch_file(name), on_linux, "{name} on linux/amd64");
-            assert_eq!(android.good_os_arch_file(name), on_android, "{name} on android/arm64");
+            assert_eq!(
+                android.good_os_arch_file(name),
+                on_android,
+                "{name} on android/arm64"
+            );
         }
     }
 

@@ -80,7 +80,12 @@ fn walk(abs: &Path, rel: &Path, ctx: &BuildContext, out: &mut Vec<DirInfo>) -> R
     Ok(())
 }
 
-fn examine_dir(abs: &Path, rel: &Path, entries: &[(String, fs::FileType)], ctx: &BuildContext) -> Result<DirInfo, Error> {
+fn examine_dir(
+    abs: &Path,
+    rel: &Path,
+    entries: &[(String, fs::FileType)],
+    ctx: &BuildContext,
+) -> Result<DirInfo, Error> {
     let mut info = DirInfo {
         rel: rel.to_path_buf(),
         abs: abs.to_path_buf(),
@@ -139,7 +144,8 @@ fn examine_dir(abs: &Path, rel: &Path, entries: &[(String, fs::FileType)], ctx: 
         }
         info.files.push((name.clone(), header.package));
     }
-    info.eligible =
-        info.problems.is_empty() && !info.files.is_empty() && info.files.iter().all(|(_, pkg)| pkg == "main");
+    info.eligible = info.problems.is_empty()
+        && !info.files.is_empty()
+        && info.files.iter().all(|(_, pkg)| pkg == "main");
     Ok(info)
 }

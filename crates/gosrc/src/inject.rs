@@ -41,12 +41,17 @@ pub struct InstrumentReport {
 /// Injects the coverage server into every eligible `package main` directory
 /// under `root` (see [`discover`]). Idempotent. With `dry_run`, only fills
 /// `chosen` (and `refused`) without touching the tree.
-pub fn instrument(root: &Path, ctx: &BuildContext, dry_run: bool) -> Result<InstrumentReport, Error> {
+pub fn instrument(
+    root: &Path,
+    ctx: &BuildContext,
+    dry_run: bool,
+) -> Result<InstrumentReport, Error> {
     let dirs = discover(root, ctx)?;
     let mut rep = InstrumentReport::default();
     for d in &dirs {
         for p in &d.problems {
-            rep.warnings.push(format!("skipped {}: {p}", d.rel.display()));
+            rep.warnings
+                .push(format!("skipped {}: {p}", d.rel.display()));
         }
         let target = d.abs.join(SERVER_FILE_NAME);
         let rel_target = d.rel.join(SERVER_FILE_NAME);
@@ -69,7 +74,9 @@ pub fn instrument(root: &Path, ctx: &BuildContext, dry_run: bool) -> Result<Inst
         if dry_run {
             continue;
         }
-        if d.has_server_file && fs::read(&target).map_err(|e| Error::io(&target, e))? == SERVER_SOURCE.as_bytes() {
+        if d.has_server_file
+            && fs::read(&target).map_err(|e| Error::io(&target, e))? == SERVER_SOURCE.as_bytes()
+        {
             rep.unchanged.push(rel_target);
             continue;
         }
@@ -167,14 +174,19 @@ mod tests {
                 if line == ")" {
                     in_imports = false;
                 } else {
-                    assert!(line.trim_start().starts_with("_cov"), "import without _cov alias: {line}");
+                    assert!(
+                        line.trim_start().starts_with("_cov"),
+                        "import without _cov alias: {line}"
+                    );
                 }
                 continue;
             }
             for kw in ["func ", "type ", "var ", "const "] {
                 if let Some(rest) = line.strip_prefix(kw) {
                     // `(`: a method receiver or a grouped declaration.
-                    let ok = rest.starts_with("_cov") || rest.starts_with("init()") || rest.starts_with('(');
+                    let ok = rest.starts_with("_cov")
+                        || rest.starts_with("init()")
+                        || rest.starts_with('(');
                     assert!(ok, "top-level name without _cov prefix: {line}");
                 }
             }
@@ -183,8 +195,14 @@ mod tests {
             if let Some(i) = body.find(group) {
                 let block = &body[i + group.len()..];
                 let block = &block[..block.find("\n)").unwrap()];
-                for l in block.lines().filter(|l| !l.trim().is_empty() && !l.trim().starts_with("//")) {
-                    assert!(l.trim_start().starts_with("_cov"), "grouped name without _cov prefix: {l}");
+                for l in block
+                    .lines()
+                    .filter(|l| !l.trim().is_empty() && !l.trim().starts_with("//"))
+                {
+                    assert!(
+                        l.trim_start().starts_with("_cov"),
+                        "grouped name without _cov prefix: {l}"
+                    );
                 }
             }
         }
@@ -194,8 +212,8 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         for builtin in [
-            "append(", "cap(", "clear(", "close(", "complex(", "copy(", "delete(", "imag(", "len(", "make(", "max(",
-            "min(", "new(", "panic(", "print(", "println(", "real(", "recover(",
+            "append(", "cap(", "clear(", "close(", "complex(", "copy(", "delete(", "imag(", "len(",
+            "make(", "max(", "min(", "new(", "panic(", "print(", "println(", "real(", "recover(",
         ] {
             for (i, _) in code.match_indices(builtin) {
                 let before = code[..i].chars().last().unwrap_or(' ');

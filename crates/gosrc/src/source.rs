@@ -1,7 +1,9 @@
 //! Facts read from one Go source file: build lines, package clause, whether
 //! it imports "C", and top-level `_cov…` identifiers.
 
-use crate::constraint::{BuildContext, go_build_expr, parse_go_build, parse_plus_build, plus_build_expr};
+use crate::constraint::{
+    BuildContext, go_build_expr, parse_go_build, parse_plus_build, plus_build_expr,
+};
 
 /// The build-relevant header of a Go file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,7 +251,9 @@ impl<'a> Lexer<'a> {
                 }
                 b'/' if s.get(self.pos + 1) == Some(&b'*') => {
                     self.pos += 2;
-                    while self.pos < s.len() && !(s[self.pos] == b'*' && s.get(self.pos + 1) == Some(&b'/')) {
+                    while self.pos < s.len()
+                        && !(s[self.pos] == b'*' && s.get(self.pos + 1) == Some(&b'/'))
+                    {
                         if s[self.pos] == b'\n' {
                             self.line += 1;
                         }
@@ -268,7 +272,11 @@ impl<'a> Lexer<'a> {
                     }
                     let end = self.pos.min(s.len());
                     self.pos = (self.pos + 1).min(s.len());
-                    return Some(if c == b'"' { Tok::Str(&s[start..end]) } else { Tok::Char });
+                    return Some(if c == b'"' {
+                        Tok::Str(&s[start..end])
+                    } else {
+                        Tok::Char
+                    });
                 }
                 b'`' => {
                     self.pos += 1;
@@ -285,14 +293,20 @@ impl<'a> Lexer<'a> {
                 }
                 c if c == b'_' || c.is_ascii_alphabetic() || c >= 0x80 => {
                     let start = self.pos;
-                    while self.pos < s.len() && (s[self.pos] == b'_' || s[self.pos].is_ascii_alphanumeric() || s[self.pos] >= 0x80)
+                    while self.pos < s.len()
+                        && (s[self.pos] == b'_'
+                            || s[self.pos].is_ascii_alphanumeric()
+                            || s[self.pos] >= 0x80)
                     {
                         self.pos += 1;
                     }
                     return Some(Tok::Ident(&s[start..self.pos], self.line));
                 }
                 c if c.is_ascii_digit() => {
-                    while self.pos < s.len() && (s[self.pos].is_ascii_alphanumeric() || matches!(s[self.pos], b'.' | b'_')) {
+                    while self.pos < s.len()
+                        && (s[self.pos].is_ascii_alphanumeric()
+                            || matches!(s[self.pos], b'.' | b'_'))
+                    {
                         self.pos += 1;
                     }
                     return Some(Tok::Number);
@@ -331,7 +345,10 @@ mod tests {
         assert!(h.plus_build.is_empty());
 
         // Block comments before the clause.
-        let h = parse_header(b"/* a\n b */ /* c */\n//go:build ignore\n\npackage /* x */ gen\nimport \"fmt\"\n").unwrap();
+        let h = parse_header(
+            b"/* a\n b */ /* c */\n//go:build ignore\n\npackage /* x */ gen\nimport \"fmt\"\n",
+        )
+        .unwrap();
         assert_eq!(h.go_build.as_deref(), Some("ignore"));
         assert_eq!(h.package, "gen");
         assert!(!h.imports_c);
@@ -351,12 +368,25 @@ mod tests {
             b"package main\nfunc g() (_covR int) { return }\n",
         ];
         for src in none {
-            assert_eq!(top_level_cov_identifier(src), None, "{}", String::from_utf8_lossy(src));
+            assert_eq!(
+                top_level_cov_identifier(src),
+                None,
+                "{}",
+                String::from_utf8_lossy(src)
+            );
         }
         let some: &[(&[u8], usize, &str)] = &[
             (b"package main\n\nvar _covPort = 1\n", 3, "_covPort"),
-            (b"package main\nvar (\n\tx = 1\n\t_covA, y = 2, 3\n)\n", 4, "_covA"),
-            (b"package main\nimport _covHTTP \"net/http\"\n", 2, "_covHTTP"),
+            (
+                b"package main\nvar (\n\tx = 1\n\t_covA, y = 2, 3\n)\n",
+                4,
+                "_covA",
+            ),
+            (
+                b"package main\nimport _covHTTP \"net/http\"\n",
+                2,
+                "_covHTTP",
+            ),
             (b"package main\nfunc _covStart() {}\n", 2, "_covStart"),
             (b"package main\ntype _covT int\n", 2, "_covT"),
             (b"package main\nconst (\n\ta = iota\n\t_cov\n)\n", 4, "_cov"),

@@ -25,9 +25,13 @@ pub enum Action {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.action {
         Action::Install { dir } => {
-            let path = gosrc::shim::install(&dir).with_context(|| format!("install the go shim into {}", dir.display()))?;
+            let path = gosrc::shim::install(&dir)
+                .with_context(|| format!("install the go shim into {}", dir.display()))?;
             println!("{}", path.display());
-            eprintln!("covfleet: put it first on PATH: export PATH=\"{}:$PATH\"", dir.display());
+            eprintln!(
+                "covfleet: put it first on PATH: export PATH=\"{}:$PATH\"",
+                dir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

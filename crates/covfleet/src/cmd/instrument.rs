@@ -35,15 +35,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.undo {
-        let rep = gosrc::undo(&args.dir, args.dry_run).with_context(|| format!("undo in {}", args.dir.display()))?;
+        let rep = gosrc::undo(&args.dir, args.dry_run)
+            .with_context(|| format!("undo in {}", args.dir.display()))?;
         for p in &rep.removed {
             writeln!(out, "{}", p.display())?;
         }
         for p in &rep.foreign {
-            eprintln!("covfleet: left alone (not written by covfleet): {}", args.dir.join(p).display());
+            eprintln!(
+                "covfleet: left alone (not written by covfleet): {}",
+                args.dir.join(p).display()
+            );
         }
-        let verb = if args.dry_run { "would remove" } else { "removed" };
-        eprintln!("covfleet: {verb} {} coverage server file(s)", rep.removed.len());
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        eprintln!(
+            "covfleet: {verb} {} coverage server file(s)",
+            rep.removed.len()
+        );
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -76,5 +87,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for e in &rep.refused {
         eprintln!("covfleet: error: {e}");
     }
-    Ok(if rep.refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if rep.refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
