@@ -5,7 +5,7 @@
 //!   the `_GOOS` / `_GOARCH` file-name rules;
 //! - [`source`]: file headers (build lines, package clause, imports) and the
 //!   scan for top-level `_cov…` identifiers;
-//! - [`discover`]: the directory walk that picks the `package main`
+//! - [`mod@discover`]: the directory walk that picks the `package main`
 //!   directories by Go's own rules (skipping `testdata`, `_`/`.` names,
 //!   `vendor`, `node_modules` and nested modules);
 //! - [`inject`]: writing and removing the embedded coverage server;
