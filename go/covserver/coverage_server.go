@@ -44,6 +44,7 @@
 //	COVERAGE_TOKEN    when set, /coverage and /coverage/reset need "Authorization: Bearer <token>"
 //	COVERAGE_DEBUG=1  log the server's activity to stderr
 //	COVERAGE_DISABLE=1  do not start the server
+//	COVERAGE_IN_TESTS=1 start it in `go test` binaries too (skipped by default)
 //
 // A binary that was not built with -cover answers /coverage with 500 and a
 // body starting "coverage unavailable: binary not built with -cover"; one
@@ -108,6 +109,11 @@ func _covStart() {
 	if _covOS.Getenv("COVERAGE_DISABLE") == "1" {
 		return
 	}
+	if _covIsTestBinary() && _covOS.Getenv("COVERAGE_IN_TESTS") != "1" {
+		// `go test` of an instrumented package: stay out of the way of the
+		// host's tests (goroutine-leak checks, parallel packages on ports).
+		return
+	}
 	s := _covNewServer()
 	start := _covDefaultPort
 	if v := _covStrings.TrimSpace(_covOS.Getenv("COVERAGE_PORT")); v != "" {
@@ -150,6 +156,17 @@ func _covStart() {
 		return
 	}
 	_covLogf(s, "no free port in %d..%d: coverage server not started", start, start+tries-1)
+}
+
+// _covIsTestBinary reports whether this process is a `go test` binary: the
+// go command always passes it -test.* flags.
+func _covIsTestBinary() bool {
+	for i, arg := range _covOS.Args {
+		if i > 0 && _covStrings.HasPrefix(arg, "-test.") {
+			return true
+		}
+	}
+	return false
 }
 
 func _covNewServer() *_covServer {

@@ -782,3 +782,36 @@ func TestDisabled(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestNotStartedInGoTestBinariesUnlessAsked(t *testing.T) {
+	bin := demoBinary(t, "-cover", "-covermode=atomic")
+	for _, asked := range []bool{false, true} {
+		port := freePort(t)
+		env := []string{"COVERAGE_PORT=" + strconv.Itoa(port)}
+		if asked {
+			env = append(env, "COVERAGE_IN_TESTS=1")
+		}
+		cmd := exec.Command(bin, "-test.paniconexit0", "-test.timeout=10m0s")
+		cmd.Env = append(os.Environ(), append(env, "GOCOVERDIR="+t.TempDir())...)
+		pr, pw := io.Pipe()
+		cmd.Stdin = pr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		up := false
+		for i := 0; i < 50 && !up; i++ {
+			if resp, err := http.Head(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
+				resp.Body.Close()
+				up = resp.Header.Get("X-Art-Coverage-Pid") == strconv.Itoa(cmd.Process.Pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		pw.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if up != asked {
+			t.Errorf("with -test.* args and COVERAGE_IN_TESTS=%v: server up = %v", asked, up)
+		}
+	}
+}
