@@ -329,8 +329,12 @@ type proc struct {
 	stdout *bufio.Reader
 	stderr *bytes.Buffer
 	base   string // http://127.0.0.1:PORT
+	port   int
 	covDir string
 }
+
+// probeClient gives up quickly: a port may belong to a listener that never answers.
+var probeClient = &http.Client{Timeout: 2 * time.Second}
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -368,18 +372,23 @@ func start(t *testing.T, bin string, port int, env ...string) *proc {
 			p.cmd.Wait()
 		}
 	})
-	p.base = fmt.Sprintf("http://127.0.0.1:%d", port)
+	// The server moves on to the next port when one is taken (possibly by
+	// another test's process since freePort checked it): look at a few.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Head(p.base + "/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.Header.Get("X-Art-Coverage-Pid") == strconv.Itoa(p.cmd.Process.Pid) {
-				return p
+		for q := port; q < port+5; q++ {
+			base := fmt.Sprintf("http://127.0.0.1:%d", q)
+			resp, err := probeClient.Head(base + "/")
+			if err == nil {
+				resp.Body.Close()
+				if resp.Header.Get("X-Art-Coverage-Pid") == strconv.Itoa(p.cmd.Process.Pid) {
+					p.base, p.port = base, q
+					return p
+				}
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no coverage server of pid %d on %s: %v; stderr: %s", p.cmd.Process.Pid, p.base, err, p.stderr)
+			t.Fatalf("no coverage server of pid %d on ports %d..%d; stderr: %s", p.cmd.Process.Pid, port, port+4, p.stderr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -735,7 +744,10 @@ func TestPortFallbackAndDebugLog(t *testing.T) {
 		t.Fatal("no pair of free ports")
 	}
 	defer held.Close()
-	p := start(t, bin, port+1, "COVERAGE_PORT="+strconv.Itoa(port), "COVERAGE_DEBUG=1")
+	p := start(t, bin, port, "COVERAGE_PORT="+strconv.Itoa(port), "COVERAGE_DEBUG=1")
+	if p.port != port+1 {
+		t.Errorf("port %d was taken: server on %d, want %d", port, p.port, port+1)
+	}
 	scrape(t, p.base+"/coverage")
 	p.exit(t)
 	if !strings.Contains(p.stderr.String(), "[covfleet-coverage]") || !strings.Contains(p.stderr.String(), "GET /coverage") {
@@ -754,9 +766,9 @@ func TestBindAndToken(t *testing.T) {
 		t.Errorf("token: %d", resp.StatusCode)
 	}
 	// Bound to 127.0.0.1 only: the IPv6 loopback must not answer.
-	if c, err := net.DialTimeout("tcp", fmt.Sprintf("[::1]:%d", port), time.Second); err == nil {
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("[::1]:%d", p.port), time.Second); err == nil {
 		c.Close()
-		t.Errorf("COVERAGE_BIND=127.0.0.1 but [::1]:%d accepted a connection", port)
+		t.Errorf("COVERAGE_BIND=127.0.0.1 but [::1]:%d accepted a connection", p.port)
 	}
 }
 

@@ -154,8 +154,19 @@ pub fn try_http(
     path: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<Resp> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    request(port, method, path, headers, Duration::from_secs(30))
+}
+
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> std::io::Result<Resp> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
     let mut req = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -239,7 +250,7 @@ impl Served {
         loop {
             // The server moves to the next port when one is taken.
             for port in first..first.saturating_add(5) {
-                if let Ok(r) = try_http(port, "HEAD", "/", &[])
+                if let Ok(r) = request(port, "HEAD", "/", &[], Duration::from_secs(2))
                     && r.header("X-Art-Coverage-Pid") == Some(pid.as_str())
                 {
                     return Served {
