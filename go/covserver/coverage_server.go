@@ -8,7 +8,9 @@
 // directory of a Go tree (as zz_covfleet_coverage_server.go). When the program
 // is built with `-cover -covermode=atomic`, an HTTP server started from init()
 // serves the program's live coverage; `covfleet instrument --undo` removes the
-// file again.
+// file again. When every file of the host directory is constrained (say
+// main_linux.go only), instrument narrows the //go:build line above to the
+// same platforms, so that cross builds skip the directory as before.
 //
 // Rules this file keeps so that it can join any host package unchanged:
 //   - every package-level identifier and every import is `_cov`-prefixed;

@@ -146,6 +146,16 @@ fn traps_tree(root: &Path) {
                 "winonly/main_windows.go",
                 "package main\n\nfunc main() {}\n",
             ),
+            // Every file constrained: the server file must drop out with them
+            // when the tree is built for another platform.
+            (
+                "linuxonly/main_linux.go",
+                "package main\n\nfunc main() { run() }\n",
+            ),
+            (
+                "linuxonly/run.go",
+                "//go:build linux && (amd64 || arm64)\n\npackage main\n\nfunc run() {}\n",
+            ),
             (
                 "testonly/main_test.go",
                 "package main\n\nimport \"testing\"\n\nfunc TestX(t *testing.T) {}\n",
@@ -239,7 +249,7 @@ fn chooses_directories_like_go_list() {
     let root = tmp.path().join("traps");
     traps_tree(&root);
 
-    let mut expected = vec!["cmd/collide", "cmd/second"];
+    let mut expected = vec!["cmd/collide", "cmd/second", "linuxonly"];
     if cgo_default() {
         expected.insert(0, "cgoonly");
     }
@@ -249,7 +259,11 @@ fn chooses_directories_like_go_list() {
     // Per-platform, per-tag and per-cgo answers agree with go list too.
     type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a [&'a str]);
     let cases: &[Case] = &[
-        (&[("CGO_ENABLED", "0")], &[], &["cmd/collide", "cmd/second"]),
+        (
+            &[("CGO_ENABLED", "0")],
+            &[],
+            &["cmd/collide", "cmd/second", "linuxonly"],
+        ),
         (
             &[("GOOS", "windows")],
             &[],
@@ -258,12 +272,12 @@ fn chooses_directories_like_go_list() {
         (
             &[("CGO_ENABLED", "0")],
             &["--tags", "extra"],
-            &["cmd/collide", "cmd/second", "extra"],
+            &["cmd/collide", "cmd/second", "extra", "linuxonly"],
         ),
         (
             &[("CGO_ENABLED", "0"), ("GOFLAGS", "-tags=extra")],
             &[],
-            &["cmd/collide", "cmd/second", "extra"],
+            &["cmd/collide", "cmd/second", "extra", "linuxonly"],
         ),
     ];
     for (env, flags, want) in cases {
@@ -308,6 +322,7 @@ fn traps_tree_builds_serves_and_undoes_byte_for_byte() {
     let mut expected = vec![
         "cmd/collide/zz_covfleet_coverage_server.go",
         "cmd/second/zz_covfleet_coverage_server.go",
+        "linuxonly/zz_covfleet_coverage_server.go",
     ];
     if cgo_default() {
         expected.insert(0, "cgoonly/zz_covfleet_coverage_server.go");
@@ -372,6 +387,24 @@ fn traps_tree_builds_serves_and_undoes_byte_for_byte() {
             .current_dir(&root)
             .envs(go_test_env())
             .envs(env),
+    );
+    // The all-constrained directory keeps its constraint on the server file,
+    // so a build for another platform skips the directory instead of failing
+    // with "function main is undeclared in the main package".
+    let narrowed =
+        std::fs::read_to_string(root.join("linuxonly").join(gosrc::SERVER_FILE_NAME)).unwrap();
+    assert!(
+        narrowed.contains("\n//go:build go1.20 && (linux || linux && (amd64 || arm64))\n"),
+        "{}",
+        &narrowed[..300]
+    );
+    run_ok(
+        Command::new(shim_dir.join("go"))
+            .args(["build", "-o", "/dev/null", "./linuxonly/..."])
+            .current_dir(&root)
+            .envs(go_test_env())
+            .envs(env)
+            .env("GOOS", "darwin"),
     );
     // go vet and go test (not instrumented by the shim) still work on the instrumented package.
     run_ok(

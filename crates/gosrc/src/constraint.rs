@@ -331,6 +331,61 @@ pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
 }
 
+impl std::fmt::Display for Expr {
+    /// Prints the expression in `//go:build` syntax.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expr::Tag(t) => f.write_str(t),
+            Expr::Not(x) => match **x {
+                Expr::Tag(_) | Expr::Not(_) => write!(f, "!{x}"),
+                _ => write!(f, "!({x})"),
+            },
+            Expr::And(a, b) => {
+                for (i, x) in [a, b].into_iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" && ")?;
+                    }
+                    match **x {
+                        Expr::Or(..) => write!(f, "({x})")?,
+                        _ => write!(f, "{x}")?,
+                    }
+                }
+                Ok(())
+            }
+            Expr::Or(a, b) => write!(f, "{a} || {b}"),
+        }
+    }
+}
+
+impl Expr {
+    pub fn and(a: Expr, b: Expr) -> Expr {
+        Expr::And(Box::new(a), Box::new(b))
+    }
+    pub fn or(a: Expr, b: Expr) -> Expr {
+        Expr::Or(Box::new(a), Box::new(b))
+    }
+}
+
+/// The constraint a file name implies (`x_linux.go` → `linux`,
+/// `x_linux_arm64_test.go` → `linux && arm64`), or `None`.
+pub fn file_name_expr(file_name: &str) -> Option<Expr> {
+    let name = file_name.split('.').next().unwrap_or("");
+    let i = name.find('_')?;
+    let mut l: Vec<&str> = name[i..].split('_').collect();
+    if l.last() == Some(&"test") {
+        l.pop();
+    }
+    let n = l.len();
+    let tag = |t: &str| Expr::Tag(t.to_string());
+    if n >= 2 && KNOWN_OS.contains(&l[n - 2]) && KNOWN_ARCH.contains(&l[n - 1]) {
+        return Some(Expr::and(tag(l[n - 2]), tag(l[n - 1])));
+    }
+    if n >= 1 && (KNOWN_OS.contains(&l[n - 1]) || KNOWN_ARCH.contains(&l[n - 1])) {
+        return Some(tag(l[n - 1]));
+    }
+    None
+}
+
 /// The expression of a `//go:build` line, or `None` when `line` is not one.
 pub fn go_build_expr(line: &str) -> Option<&str> {
     let rest = line.trim().strip_prefix("//go:build")?;
@@ -563,6 +618,35 @@ mod tests {
                 "{name} on android/arm64"
             );
         }
+    }
+
+    #[test]
+    fn printing_round_trips() {
+        for src in [
+            "linux",
+            "!linux",
+            "linux && (amd64 || arm64)",
+            "(a || b) && !(c && d)",
+            "a || b && c",
+            "!!a",
+        ] {
+            let x = parse_go_build(src).unwrap();
+            assert_eq!(
+                parse_go_build(&x.to_string()).unwrap(),
+                x,
+                "{src} printed as {x}"
+            );
+        }
+        assert_eq!(
+            file_name_expr("m_linux_arm64_test.go").unwrap().to_string(),
+            "linux && arm64"
+        );
+        assert_eq!(
+            file_name_expr("m_windows.go").unwrap().to_string(),
+            "windows"
+        );
+        assert_eq!(file_name_expr("main.go"), None);
+        assert_eq!(file_name_expr("linux.go"), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::constraint::BuildContext;
+use crate::constraint::{BuildContext, Expr, file_name_expr};
 use crate::error::Error;
 use crate::inject::SERVER_FILE_NAME;
 use crate::source::parse_header;
@@ -25,6 +25,13 @@ pub struct DirInfo {
     pub eligible: bool,
     /// The directory holds a file named like the injected server.
     pub has_server_file: bool,
+    /// When the package exists at all: the OR, over its non-test
+    /// `package main` files, of each file's constraint (file name, build
+    /// line, `cgo` for files importing "C"). `None` when some file always
+    /// builds. The injected file carries this constraint, so that building
+    /// for another platform, where every host file drops out, does not
+    /// leave the server file alone in a `package main` without `main`.
+    pub build_condition: Option<Expr>,
     /// Files Go would reject (bad `//go:build` line, no package clause): the
     /// directory is then not eligible.
     pub problems: Vec<String>,
@@ -91,10 +98,13 @@ fn examine_dir(
         abs: abs.to_path_buf(),
         files: Vec::new(),
         main_files: Vec::new(),
+        build_condition: None,
         eligible: false,
         has_server_file: false,
         problems: Vec::new(),
     };
+    // Some(conds) while every main file seen so far is constrained.
+    let mut conds: Option<Vec<Expr>> = Some(Vec::new());
     for (name, ft) in entries {
         if !name.ends_with(".go") || ft.is_dir() {
             continue;
@@ -127,6 +137,18 @@ fn examine_dir(
         };
         if header.package == "main" {
             info.main_files.push(name.clone());
+            if !is_test && let Some(list) = conds.as_mut() {
+                let mut parts: Vec<Expr> = Vec::new();
+                parts.extend(file_name_expr(name));
+                parts.extend(header.condition());
+                if header.imports_c {
+                    parts.push(Expr::Tag("cgo".into()));
+                }
+                match parts.into_iter().reduce(Expr::and) {
+                    Some(c) => list.push(c),
+                    None => conds = None,
+                }
+            }
         }
         if is_test || !ctx.good_os_arch_file(name) {
             continue;
@@ -144,6 +166,7 @@ fn examine_dir(
         }
         info.files.push((name.clone(), header.package));
     }
+    info.build_condition = conds.and_then(|c| c.into_iter().reduce(Expr::or));
     info.eligible = info.problems.is_empty()
         && !info.files.is_empty()
         && info.files.iter().all(|(_, pkg)| pkg == "main");

@@ -2,7 +2,7 @@
 //! it imports "C", and top-level `_cov…` identifiers.
 
 use crate::constraint::{
-    BuildContext, go_build_expr, parse_go_build, parse_plus_build, plus_build_expr,
+    BuildContext, Expr, go_build_expr, parse_go_build, parse_plus_build, plus_build_expr,
 };
 
 /// The build-relevant header of a Go file.
@@ -19,6 +19,18 @@ pub struct Header {
 }
 
 impl Header {
+    /// The file's own constraint as an expression (`None`: none, or a
+    /// malformed `//go:build` line, which makes the package broken anyway).
+    pub fn condition(&self) -> Option<Expr> {
+        if let Some(x) = &self.go_build {
+            return parse_go_build(x).ok();
+        }
+        self.plus_build
+            .iter()
+            .filter_map(|l| parse_plus_build(l).ok())
+            .reduce(Expr::and)
+    }
+
     /// `go/build.Context.shouldBuild`: does the file's constraint hold?
     /// `Err` for a malformed `//go:build` line (go reports the package as broken).
     pub fn should_build(&self, ctx: &BuildContext) -> Result<bool, String> {

@@ -192,3 +192,46 @@ fn shim_install_writes_an_executable_and_refuses_a_real_go() {
         b"\x7fELF binary"
     );
 }
+
+#[test]
+fn server_file_inherits_the_constraint_when_every_host_file_has_one() {
+    let t = tree(&[
+        ("free/main.go", MAIN),
+        ("free/other_linux.go", "package main\n"),
+        ("os/main_linux.go", MAIN),
+        ("os/main_darwin_arm64.go", MAIN),
+        ("os/main_test.go", "package main\n"),
+        (
+            "tagged/main.go",
+            "// +build linux,!cgo darwin\n\npackage main\n\nfunc main() {}\n",
+        ),
+        (
+            "tagged/c.go",
+            "//go:build linux\n\npackage main\n\nimport \"C\"\n",
+        ),
+    ]);
+    instrument(t.path(), &linux(), false).unwrap();
+    let line = |dir: &str| -> String {
+        let src = fs::read_to_string(t.path().join(dir).join(SERVER_FILE_NAME)).unwrap();
+        src.lines()
+            .find(|l| l.starts_with("//go:build"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(line("free"), "//go:build go1.20");
+    assert_eq!(
+        fs::read_to_string(t.path().join("free").join(SERVER_FILE_NAME)).unwrap(),
+        SERVER_SOURCE
+    );
+    assert_eq!(
+        line("os"),
+        "//go:build go1.20 && (darwin && arm64 || linux)"
+    );
+    assert_eq!(
+        line("tagged"),
+        "//go:build go1.20 && (linux && cgo || linux && !cgo || darwin)"
+    );
+    // Re-running is still a no-op.
+    let rep = instrument(t.path(), &linux(), false).unwrap();
+    assert!(rep.written.is_empty(), "{:?}", rep.written);
+}
