@@ -49,6 +49,7 @@ impl Header {
 /// Parses the header of a Go file: build constraints (by `go/build`'s
 /// `parseFileHeader` rules), the package clause and the imports.
 pub fn parse_header(src: &[u8]) -> Result<Header, String> {
+    let src = src.strip_prefix(b"\xef\xbb\xbf").unwrap_or(src); // a UTF-8 BOM is allowed
     let (end, go_build) = build_lines(src)?;
     let mut plus_build = Vec::new();
     if go_build.is_none() {
@@ -364,6 +365,12 @@ mod tests {
         assert_eq!(h.go_build.as_deref(), Some("ignore"));
         assert_eq!(h.package, "gen");
         assert!(!h.imports_c);
+
+        let h = parse_header(b"\xef\xbb\xbf//go:build linux\r\n\r\npackage main\r\n").unwrap();
+        assert_eq!(
+            (h.go_build.as_deref(), h.package.as_str()),
+            (Some("linux"), "main")
+        );
 
         assert!(parse_header(b"//go:build a\n//go:build b\n\npackage x\n").is_err());
         assert!(parse_header(b"// nothing\n").is_err());
