@@ -832,7 +832,7 @@ fn shim_adds_cover_flags_to_build_and_install_only() {
         &["go-shim", "install", "--dir", fake.to_str().unwrap()],
         &[],
     );
-    assert_ne!(out.code, 0);
+    assert_eq!(out.code, 2, "a refused install is a setup error");
     assert!(
         out.stderr.contains("not written by covfleet"),
         "{}",

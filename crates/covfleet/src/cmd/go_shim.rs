@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use crate::cli::UsageError;
 
 /// Manage the `go` wrapper that adds `-cover -covermode=atomic` to `go build` / `go install`.
 #[derive(Debug, clap::Args)]
@@ -25,8 +25,17 @@ pub enum Action {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.action {
         Action::Install { dir } => {
-            let path = gosrc::shim::install(&dir)
-                .with_context(|| format!("install the go shim into {}", dir.display()))?;
+            let path = match gosrc::shim::install(&dir) {
+                Ok(p) => p,
+                // Refusing to overwrite a real go is a setup error (exit 2).
+                Err(e @ gosrc::Error::NotOurs { .. }) => {
+                    return Err(UsageError(e.to_string()).into());
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("install the go shim into {}", dir.display())));
+                }
+            };
             println!("{}", path.display());
             eprintln!(
                 "covfleet: put it first on PATH: export PATH=\"{}:$PATH\"",
