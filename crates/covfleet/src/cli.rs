@@ -24,6 +24,10 @@ pub enum Command {
     /// Read Go's binary coverage data natively (drop-in for `go tool covdata`).
     #[command(about = "Read Go's binary coverage data natively (a drop-in for `go tool covdata`)")]
     Covdata(cmd::covdata::Args),
+    /// Inject the live-coverage server into every eligible `package main` directory.
+    Instrument(cmd::instrument::Args),
+    /// Install a `go` wrapper that adds `-cover -covermode=atomic` to go build / go install.
+    GoShim(cmd::go_shim::Args),
 }
 
 /// An error in how covfleet was called or set up: exit code 2.
@@ -41,6 +45,8 @@ impl std::error::Error for UsageError {}
 pub fn dispatch(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Covdata(args) => cmd::covdata::run(args),
+        Command::Instrument(args) => cmd::instrument::run(args),
+        Command::GoShim(args) => cmd::go_shim::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,47 @@
+//! `covfleet go-shim install --dir DIR`: a `go` wrapper that builds with coverage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::cli::UsageError;
+
+/// Manage the `go` wrapper that adds `-cover -covermode=atomic` to `go build` / `go install`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Write DIR/go; put DIR first on PATH to build everything with coverage.
+    Install {
+        /// Directory to write the `go` shim into (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.action {
+        Action::Install { dir } => {
+            let path = match gosrc::shim::install(&dir) {
+                Ok(p) => p,
+                // Refusing to overwrite a real go is a setup error (exit 2).
+                Err(e @ gosrc::Error::NotOurs { .. }) => {
+                    return Err(UsageError(e.to_string()).into());
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("install the go shim into {}", dir.display())));
+                }
+            };
+            println!("{}", path.display());
+            eprintln!(
+                "covfleet: put it first on PATH: export PATH=\"{}:$PATH\"",
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
