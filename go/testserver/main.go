@@ -14,34 +14,6 @@ import (
 	"time"
 )
 
-func classify(n int) string {
-	switch {
-	case n%15 == 0:
-		return "fizzbuzz"
-	case n%5 == 0:
-		return "buzz"
-	case n%3 == 0:
-		return "fizz"
-	}
-	return "number"
-}
-
-func work(n int) map[string]int {
-	counts := map[string]int{}
-	for i := 1; i <= n; i++ {
-		counts[classify(i)]++
-	}
-	return counts
-}
-
-func neverCalled() int {
-	x := 0
-	for i := 0; i < 10; i++ {
-		x += i
-	}
-	return x
-}
-
 func main() {
 	n := 7
 	if len(os.Args) > 1 {

@@ -23,6 +23,10 @@ pub struct Cli {
 pub enum Command {
     /// Read Go's binary coverage data natively (drop-in for `go tool covdata`).
     Covdata(cmd::covdata::Args),
+    /// Scrape live coverage from running programs into GOCOVERDIR-compatible dirs.
+    Collect(cmd::collect::Args),
+    /// Zero the coverage counters of every target (start of a phase).
+    Reset(cmd::reset::Args),
 }
 
 /// An error in how covfleet was called or set up: exit code 2.
@@ -40,6 +44,8 @@ impl std::error::Error for UsageError {}
 pub fn dispatch(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Covdata(args) => cmd::covdata::run(args),
+        Command::Collect(args) => cmd::collect::run(args),
+        Command::Reset(args) => cmd::reset::run(args),
     };
     match result {
         Ok(code) => code,

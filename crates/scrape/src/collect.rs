@@ -49,21 +49,22 @@ pub struct Settings {
     pub phase: Option<String>,
     /// The `/proc` to read for `--local` (tests point it elsewhere).
     pub proc_root: PathBuf,
-    /// `--watch`: smallest pause between rediscoveries.
+    /// `--watch`: smallest pause between rediscoveries (1 s without
+    /// Kubernetes, where discovery only reads /proc; 5 s with it).
     pub rediscover_every: Duration,
 }
 
 impl Settings {
     pub fn new(sources: Sources, output: PathBuf) -> Settings {
         Settings {
-            sources,
             output,
             ports: protocol::default_ports(),
             client: ClientOptions::default(),
             concurrency: 16,
             phase: None,
             proc_root: PathBuf::from("/proc"),
-            rediscover_every: Duration::from_secs(5),
+            rediscover_every: Duration::from_secs(if sources.kube.is_some() { 5 } else { 1 }),
+            sources,
         }
     }
 }
@@ -300,6 +301,7 @@ impl Collector {
             }
             Context::Local { candidate, hostname } => {
                 p.source = "local";
+                p.namespace = "_host_".into();
                 p.hostname = hostname.clone();
                 p.host_process = true;
                 p.port = Some(candidate.listener.port);

@@ -75,6 +75,8 @@ pub struct PodInfo {
 /// Builds a client from `--kubeconfig`/`--context`, else `KUBECONFIG` /
 /// `~/.kube/config`, else the in-cluster service account.
 pub async fn client(sel: &Selection) -> Result<Client, Error> {
+    // The workspace uses rustls with the ring provider only.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let opts = KubeConfigOptions { context: sel.context.clone(), ..Default::default() };
     let config = match &sel.kubeconfig {
         Some(path) => {

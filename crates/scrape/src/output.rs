@@ -131,11 +131,11 @@ impl Placement {
                 parts.push(sanitize(&self.container.name));
             }
             "local" => {
-                parts.push("_host_".into());
+                parts.push("host".into());
                 parts.push(sanitize(&self.hostname));
             }
             _ => {
-                parts.push("_url_".into());
+                parts.push("url".into());
                 parts.push(sanitize(&self.hostname));
                 if let Some(p) = self.port {
                     parts.push(p.to_string());

@@ -1,0 +1,325 @@
+//! `covfleet collect` and `covfleet reset` against real instrumented Go
+//! processes in network namespaces made by each test. See support/mod.rs.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::*;
+
+fn s(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn only_entry(out: &Path) -> std::path::PathBuf {
+    let e = entries(out);
+    assert_eq!(e.len(), 1, "entries: {e:?}");
+    e.into_iter().next().unwrap()
+}
+
+/// A one-shot snapshot over loopback equals what the process itself writes
+/// at exit (GOCOVERDIR), and the entry has the documented files.
+#[test]
+fn url_snapshot_equals_what_the_process_writes() {
+    let f = fixtures();
+    let ns = Netns::new();
+    let gocoverdir = tempfile::tempdir().unwrap();
+    let p = ns.spawn_ready(
+        &f.named("shop-api"),
+        &["11"],
+        &[
+            ("GOCOVERDIR", gocoverdir.path().to_str().unwrap()),
+            ("SOURCE_GIT_COMMIT", "0123abcd"),
+            ("SOURCE_GIT_URL", "https://example.invalid/shop.git"),
+            ("__doozer_group", "openshift-4.99"),
+        ],
+    );
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = ns.covfleet(&["collect", "--url", "http://127.0.0.1:53700", "-o", out_dir.path().to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", s(&out));
+    let summary = stdout_json(&out);
+    assert_eq!(summary["collected"], 1, "{summary}");
+    assert_eq!(summary["failed"].as_array().unwrap().len(), 0);
+
+    let entry = only_entry(out_dir.path());
+    let names: Vec<String> =
+        std::fs::read_dir(&entry).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
+    let md = read_json(&entry.join("metadata.json"));
+    let hash = md["meta_hash"].as_str().unwrap();
+    assert!(names.contains(&format!("covmeta.{hash}")), "{names:?}");
+    assert!(names.contains(&format!("covcounters.{hash}.{}.1", p.pid)), "{names:?}");
+    assert_eq!(md["binary_name"], "shop-api");
+    assert_eq!(md["pid"], p.pid);
+    assert_eq!(md["host_process"], false);
+    assert_eq!(md["hostname"], "127.0.0.1");
+    assert!(md["collected_at"].as_str().unwrap().ends_with('Z'));
+    let info = read_json(&entry.join("info.json"));
+    assert_eq!(info["source_commit"], "0123abcd");
+    assert_eq!(info["source_url"], "https://example.invalid/shop.git");
+    assert_eq!(info["software_group"], "openshift-4.99");
+    assert_eq!(info["server"], "1");
+    assert_eq!(info["pid"], p.pid);
+
+    // The oracle: the process's own files at exit.
+    signal(p.pid, "TERM");
+    wait_gone(p.pid);
+    let collected = work_profile(&entry);
+    assert_eq!(collected, work_profile(gocoverdir.path()));
+    assert!(total_count(&collected) > 0);
+}
+
+/// With COVERAGE_TOKEN on the server, collect needs --token (or the env).
+#[test]
+fn url_token_is_sent() {
+    let f = fixtures();
+    let ns = Netns::new();
+    ns.spawn_ready(&f.covered, &[], &[("COVERAGE_TOKEN", "s3cret")]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let o = out_dir.path().to_str().unwrap();
+    let out = ns.covfleet(&["collect", "--url", "http://127.0.0.1:53700", "-o", o, "--retries", "0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", s(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", s(&out));
+    let out = ns.covfleet(&["collect", "--url", "http://127.0.0.1:53700", "-o", o, "--token", "s3cret"]);
+    assert!(out.status.success(), "{}", s(&out));
+    assert_eq!(entries(out_dir.path()).len(), 1);
+}
+
+/// A pod-like namespace with its own address: two "containers" share it
+/// (53700, 53701); collect runs from the host side over the veth link.
+#[test]
+fn pod_like_namespace_over_veth() {
+    let f = fixtures();
+    let ns = Netns::with_veth();
+    let ip = ns.ip.clone().unwrap();
+    let a = ns.spawn_ready(&f.named("frontend"), &["5"], &[]);
+    let b = ns.spawn_ready(&f.named("sidecar"), &["9"], &[]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(covfleet())
+        .args(["collect", "--json", "-o", out_dir.path().to_str().unwrap()])
+        .args(["--url", &format!("http://{ip}:53700"), "--url", &format!("http://{ip}:53701")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", s(&out));
+    let e = entries(out_dir.path());
+    assert_eq!(e.len(), 2, "{e:?}");
+    let mut seen: Vec<(String, u64)> = e
+        .iter()
+        .map(|d| {
+            let md = read_json(&d.join("metadata.json"));
+            (md["binary_name"].as_str().unwrap().to_string(), md["pid"].as_u64().unwrap())
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, vec![("frontend".into(), u64::from(a.pid)), ("sidecar".into(), u64::from(b.pid))]);
+    // Different work arguments give different profiles: no mix-up.
+    assert_ne!(work_profile(&e[0]), work_profile(&e[1]));
+}
+
+/// A hostNetwork-like namespace: several servers on consecutive ports, a
+/// binary built without -cover, a listener that is no coverage server and
+/// one that hangs. --local finds them through /proc and checks each PID.
+#[test]
+fn local_discovery_in_a_shared_namespace() {
+    let f = fixtures();
+    let ns = Netns::new();
+    let kubelet = ns.spawn_ready(&f.plain, &[], &[]); // 53700, like an uninstrumented kubelet
+    let alpha = ns.spawn_ready(&f.named("alpha"), &["3"], &[]); // 53701
+    let beta = ns.spawn_ready(&f.named("beta"), &["4"], &[]); // 53702
+    let gamma = ns.spawn_ready(&f.named("gamma"), &["5"], &[]); // 53703
+    ns.spawn_http(53710);
+    ns.spawn_hang(53720);
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = ns.covfleet(&[
+        "collect",
+        "--local",
+        "--json",
+        "--timeout",
+        "1s",
+        "--retries",
+        "1",
+        "-o",
+        out_dir.path().to_str().unwrap(),
+    ]);
+    // The hanging listener fails the run (exit 1), after collecting the rest.
+    assert_eq!(out.status.code(), Some(1), "{}", s(&out));
+    let summary = stdout_json(&out);
+    assert_eq!(summary["collected"], 3, "{summary}");
+    let skipped = summary["skipped"].to_string();
+    assert!(skipped.contains("53700") && skipped.contains("-cover"), "{summary}");
+    assert!(skipped.contains("53710") && skipped.contains("not a coverage server"), "{summary}");
+    let failed = summary["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{summary}");
+    assert!(failed[0]["target"].as_str().unwrap().contains("53720"), "{summary}");
+    assert!(failed[0]["reason"].as_str().unwrap().contains("no answer within"), "{summary}");
+    let _ = kubelet;
+
+    for (p, name, port) in [(alpha, "alpha", 53701), (beta, "beta", 53702), (gamma, "gamma", 53703)] {
+        let dir = entries(out_dir.path())
+            .into_iter()
+            .find(|d| read_json(&d.join("metadata.json"))["binary_name"] == name)
+            .unwrap_or_else(|| panic!("no entry for {name}"));
+        let md = read_json(&dir.join("metadata.json"));
+        assert_eq!(md["host_process"], true);
+        assert_eq!(md["namespace"], "_host_");
+        assert_eq!(md["port"], port);
+        assert_eq!(md["process"]["host_pid"], p.pid.to_string());
+        assert!(md["process"]["exe"].as_str().unwrap().ends_with(name));
+        assert!(total_count(&work_profile(&dir)) > 0);
+    }
+}
+
+/// --watch: counters-only polls alternating .1/.2, a new process picked up,
+/// one that exits mid-watch kept, and a final scrape on SIGTERM that holds
+/// the last work done.
+#[test]
+fn watch_follows_processes_and_scrapes_on_sigterm() {
+    let f = fixtures();
+    let ns = Netns::new();
+    let gocoverdir = tempfile::tempdir().unwrap();
+    let a = ns.spawn_ready(&f.named("steady"), &["6"], &[("GOCOVERDIR", gocoverdir.path().to_str().unwrap())]);
+    let brief = ns.spawn_ready(&f.named("brief"), &["2"], &[("FIXTURE_LIFETIME", "4s")]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let o = out_dir.path().to_str().unwrap().to_string();
+    let watch = ns.covfleet_spawn(&["collect", "--local", "--watch", "--json", "-o", &o]);
+    let entry_of = |name: &str| {
+        entries(out_dir.path()).into_iter().find(|d| {
+            std::fs::read(d.join("metadata.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .is_some_and(|m| m["binary_name"] == name)
+        })
+    };
+    wait_for("the first snapshots", || entry_of("steady").is_some() && entry_of("brief").is_some());
+    // Several 1 s polls: both slots get used.
+    wait_for("a third snapshot", || {
+        entry_of("steady").is_some_and(|d| read_json(&d.join("metadata.json"))["snapshots"].as_u64() >= Some(3))
+    });
+    // A process that appears later is picked up.
+    let late = ns.spawn_ready(&f.named("late"), &["4"], &[]);
+    wait_for("the late process", || entry_of("late").is_some());
+    // The brief one exits by itself.
+    wait_gone(brief.pid);
+    // More work in the steady one, then stop the watcher: the final scrape sees it.
+    signal(a.pid, "USR1");
+    std::thread::sleep(Duration::from_millis(300));
+    signal(watch.id(), "TERM");
+    let out = watch.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", s(&out));
+    let summary = stdout_json(&out);
+    assert_eq!(summary["collected"], 3, "{summary}");
+    let ended: Vec<&str> = summary["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ended"] == true)
+        .map(|e| e["binary"].as_str().unwrap())
+        .collect();
+    assert_eq!(ended, vec!["brief"], "{summary}");
+
+    let steady = entry_of("steady").unwrap();
+    let md = read_json(&steady.join("metadata.json"));
+    let hash = md["meta_hash"].as_str().unwrap();
+    for slot in [1, 2] {
+        assert!(steady.join(format!("covcounters.{hash}.{}.{slot}", a.pid)).is_file(), "slot {slot}");
+    }
+    let latest = latest_only(&steady);
+    signal(a.pid, "TERM");
+    wait_gone(a.pid);
+    assert_eq!(work_profile(latest.path()), work_profile(gocoverdir.path()), "final scrape missed the last work");
+    let _ = late;
+    // The brief process's data stays readable.
+    assert!(total_count(&work_profile(&entry_of("brief").unwrap())) > 0);
+}
+
+/// Two processes that report the same PID (PID 1 of their own PID
+/// namespace, like containers) behind the same URL: the second collect
+/// notices that counters went down and writes a separate entry.
+#[test]
+fn pid_reused_by_another_process() {
+    let f = fixtures();
+    let ns = Netns::new();
+    let unshare = Path::new("unshare");
+    let bin = f.named("pidone");
+    let first = ns.spawn_ready(unshare, &["--pid", "--fork", "--kill-child", bin.to_str().unwrap(), "40"], &[]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let o = out_dir.path().to_str().unwrap().to_string();
+    let out = ns.covfleet(&["collect", "--url", "http://127.0.0.1:53700", "-o", &o]);
+    assert!(out.status.success(), "{}", s(&out));
+    let first_entry = only_entry(out_dir.path());
+    assert_eq!(read_json(&first_entry.join("metadata.json"))["pid"], 1);
+    let first_profile = work_profile(&first_entry);
+    // Stop the server itself (PID 1 of its namespace) and wait until it is
+    // gone, so that the next one gets the same port.
+    for child in children_of(first.pid) {
+        signal(child, "KILL");
+        wait_gone(child);
+    }
+    wait_gone(first.pid);
+
+    let _second = ns.spawn_ready(unshare, &["--pid", "--fork", "--kill-child", bin.to_str().unwrap(), "2"], &[]);
+    let out = ns.covfleet(&["collect", "--url", "http://127.0.0.1:53700", "-o", &o]);
+    assert!(out.status.success(), "{}", s(&out));
+    let e = entries(out_dir.path());
+    assert_eq!(e.len(), 2, "the second process must get its own entry: {e:?}");
+    assert_eq!(work_profile(&first_entry), first_profile, "the first process's data was changed");
+    let second_entry = e.iter().find(|d| **d != first_entry).unwrap();
+    assert!(second_entry.file_name().unwrap().to_string_lossy().ends_with("-i2"));
+    assert!(total_count(&work_profile(second_entry)) < total_count(&first_profile));
+}
+
+/// `reset` zeroes the counters; `collect --phase` then measures only what
+/// ran since, in its own entry with the phase in metadata.json.
+#[test]
+fn reset_then_collect_a_phase() {
+    let f = fixtures();
+    let ns = Netns::new();
+    let p = ns.spawn_ready(&f.named("phased"), &["8"], &[]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let o = out_dir.path().to_str().unwrap().to_string();
+    let url = "http://127.0.0.1:53700";
+    let out = ns.covfleet(&["collect", "--url", url, "-o", &o]);
+    assert!(out.status.success(), "{}", s(&out));
+    let out = ns.covfleet(&["reset", "--url", url, "--json"]);
+    assert!(out.status.success(), "{}", s(&out));
+    assert_eq!(stdout_json(&out)["reset"], 1);
+    let out = ns.covfleet(&["collect", "--url", url, "-o", &o, "--phase", "idle"]);
+    assert!(out.status.success(), "{}", s(&out));
+    signal(p.pid, "USR1"); // work(16) during the "e2e" phase
+    std::thread::sleep(Duration::from_millis(300));
+    let out = ns.covfleet(&["collect", "--url", url, "-o", &o, "--phase", "e2e"]);
+    assert!(out.status.success(), "{}", s(&out));
+
+    let e = entries(out_dir.path());
+    assert_eq!(e.len(), 3, "{e:?}");
+    let by_phase = |phase: Option<&str>| {
+        e.iter()
+            .find(|d| read_json(&d.join("metadata.json"))["phase"].as_str() == phase)
+            .unwrap_or_else(|| panic!("no entry for phase {phase:?}"))
+            .clone()
+    };
+    let baseline = total_count(&work_profile(&by_phase(None)));
+    let idle = total_count(&work_profile(&by_phase(Some("idle"))));
+    let e2e = total_count(&work_profile(&by_phase(Some("e2e"))));
+    assert!(baseline > 0);
+    assert_eq!(idle, 0, "after reset, nothing ran");
+    assert!(e2e > 0 && e2e != baseline, "baseline {baseline}, e2e {e2e}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = std::process::Command::new(covfleet()).args(["collect", "-o", "/nonexistent-x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", s(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no targets"));
+    let out = std::process::Command::new(covfleet())
+        .args(["collect", "-o", "/tmp/x", "--url", "https://a:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", s(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("https"), "{}", s(&out));
+}
