@@ -91,6 +91,11 @@ pub async fn client(sel: &Selection) -> Result<Client, Error> {
             .map_err(|e| Error::KubeConfig(e.to_string()))?,
         None => Config::infer().await.map_err(|e| Error::KubeConfig(e.to_string()))?,
     };
+    let mut config = config;
+    // kube's own retry layer would resend 503 answers with backoff: the API
+    // proxy answers 503 for every port where nothing listens, and probes
+    // have their own timeouts and retries.
+    config.default_retry = false;
     Client::try_from(config).map_err(|e| Error::KubeConfig(e.to_string()))
 }
 

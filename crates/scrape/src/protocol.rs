@@ -209,19 +209,22 @@ async fn request(
     }
 }
 
-/// `HEAD /`: is this a coverage server, and which process?
+/// `HEAD /` (or `GET /health` where the transport prefers it): is this a
+/// coverage server, and which process?
 ///
 /// Transport failures (nothing listening, timeouts) are errors; an answer
 /// without the identity headers is [`Probe::NotCoverage`].
 pub async fn probe(ep: &Endpoint, opts: &ClientOptions) -> Result<Probe, Error> {
-    let resp = request(ep, opts, Method::HEAD, "/", false).await?;
+    let (method, path) =
+        if ep.transport.probe_with_get() { (Method::GET, "/health") } else { (Method::HEAD, "/") };
+    let resp = request(ep, opts, method.clone(), path, false).await?;
     let status = resp.status.as_u16();
     match Identity::from_headers(&resp.headers) {
         Ok(Some(id)) if resp.status.is_success() => Ok(Probe::Coverage(id)),
         Ok(Some(id)) => Ok(Probe::NotCoverage {
             status,
             reason: format!(
-                "coverage server of {} (pid {}) answered HEAD with HTTP {status} (not built with -cover?)",
+                "coverage server of {} (pid {}) answered {method} {path} with HTTP {status} (not built with -cover?)",
                 id.binary, id.pid
             ),
         }),

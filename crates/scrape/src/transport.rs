@@ -40,6 +40,12 @@ pub struct RawResponse {
 pub trait Transport: Send + Sync + fmt::Debug {
     /// Where this transport leads, for messages (URL, `ns/pod:port`, …).
     fn describe(&self) -> String;
+    /// Whether identity probes use `GET /health` instead of `HEAD /`. The
+    /// identity headers come with every answer; through the API server a
+    /// plain GET is the verb every proxy and RBAC setup allows.
+    fn probe_with_get(&self) -> bool {
+        false
+    }
     /// Sends one request and reads the whole answer.
     fn send(&self, req: RawRequest) -> BoxFuture<'_, Result<RawResponse, TransportError>>;
 }
@@ -196,6 +202,10 @@ fn proxy_refused(resp: &RawResponse) -> Option<TransportError> {
 }
 
 impl Transport for KubeProxy {
+    fn probe_with_get(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!("{}/{}:{} (API proxy)", self.namespace, self.pod, self.port)
     }
@@ -250,6 +260,10 @@ impl fmt::Debug for KubePortForward {
 }
 
 impl Transport for KubePortForward {
+    fn probe_with_get(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!("{}/{}:{} (port-forward)", self.namespace, self.pod, self.port)
     }

@@ -132,17 +132,32 @@ func main() {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(s.raw[i])
 	})
-	mux.HandleFunc("/api/v1/namespaces/{ns}/pods/{target}/proxy/{rest...}", func(w http.ResponseWriter, r *http.Request) {
-		name, port, ok := strings.Cut(r.PathValue("target"), ":")
-		i := s.find(r.PathValue("ns"), name)
+	// The proxy subresource is routed by hand on the escaped path, like the
+	// API server: ServeMux would "clean" a percent-encoded name such as
+	// "..%2F..%2Fx" into a redirect.
+	proxyRoute := func(w http.ResponseWriter, r *http.Request) bool {
+		seg := strings.Split(r.URL.EscapedPath(), "/")
+		// "", api, v1, namespaces, NS, pods, NAME:PORT, proxy, rest...
+		if len(seg) < 8 || seg[1] != "api" || seg[3] != "namespaces" || seg[5] != "pods" || seg[7] != "proxy" {
+			return false
+		}
+		ns, err1 := url.PathUnescape(seg[4])
+		target, err2 := url.PathUnescape(seg[6])
+		if err1 != nil || err2 != nil {
+			status(w, 400, "BadRequest", "bad path")
+			return true
+		}
+		rest := "/" + strings.Join(seg[8:], "/")
+		name, port, ok := strings.Cut(target, ":")
+		i := s.find(ns, name)
 		if !ok || i < 0 {
 			status(w, 404, "NotFound", fmt.Sprintf("pods %q not found", name))
-			return
+			return true
 		}
 		backend := net.JoinHostPort(s.pods[i].Status.PodIP, port)
 		proxy := &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.Out.URL = &url.URL{Scheme: "http", Host: backend, Path: "/" + r.PathValue("rest"), RawQuery: r.URL.RawQuery}
+				pr.Out.URL = &url.URL{Scheme: "http", Host: backend, Path: rest, RawQuery: r.URL.RawQuery}
 				pr.Out.Header.Del("Authorization")
 			},
 			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
@@ -150,13 +165,16 @@ func main() {
 			},
 		}
 		proxy.ServeHTTP(w, r)
-	})
+		return true
+	}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if *token != "" && r.Header.Get("Authorization") != "Bearer "+*token {
 			status(w, 401, "Unauthorized", "Unauthorized")
 			return
 		}
-		mux.ServeHTTP(w, r)
+		if !proxyRoute(w, r) {
+			mux.ServeHTTP(w, r)
+		}
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

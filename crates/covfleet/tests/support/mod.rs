@@ -327,3 +327,51 @@ pub fn children_of(pid: u32) -> Vec<u32> {
         .filter_map(|s| s.parse().ok())
         .collect()
 }
+
+/// The recorded-API server (`go/testserver/fakeapi`) on loopback, stopped on drop.
+pub struct FakeApi {
+    child: Child,
+    _stdout: BufReader<std::process::ChildStdout>,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeApi {
+    pub fn start(pods: &serde_json::Value, token: &str) -> FakeApi {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pods.json");
+        std::fs::write(&file, serde_json::to_vec_pretty(pods).unwrap()).unwrap();
+        let mut child = Command::new(&fixtures().fakeapi)
+            .arg("-pods")
+            .arg(&file)
+            .args(["-token", token])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start fakeapi");
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("fakeapi said {line:?}"));
+        FakeApi { url: format!("http://{addr}"), child, _stdout: reader, _dir: dir }
+    }
+
+    /// A kubeconfig pointing at this server.
+    pub fn kubeconfig(&self, dir: &Path, token: &str, namespace: &str) -> PathBuf {
+        let path = dir.join(format!("kubeconfig-{token}"));
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: tester\n    namespace: {namespace}\n\
+             current-context: fake\nusers:\n- name: tester\n  user:\n    token: {token}\n",
+            self.url
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
