@@ -41,19 +41,32 @@ fn url_snapshot_equals_what_the_process_writes() {
         ],
     );
     let out_dir = tempfile::tempdir().unwrap();
-    let out = ns.covfleet(&["collect", "--url", "http://127.0.0.1:53700", "-o", out_dir.path().to_str().unwrap(), "--json"]);
+    let out = ns.covfleet(&[
+        "collect",
+        "--url",
+        "http://127.0.0.1:53700",
+        "-o",
+        out_dir.path().to_str().unwrap(),
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", s(&out));
     let summary = stdout_json(&out);
     assert_eq!(summary["collected"], 1, "{summary}");
     assert_eq!(summary["failed"].as_array().unwrap().len(), 0);
 
     let entry = only_entry(out_dir.path());
-    let names: Vec<String> =
-        std::fs::read_dir(&entry).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
+    let names: Vec<String> = std::fs::read_dir(&entry)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into())
+        .collect();
     let md = read_json(&entry.join("metadata.json"));
     let hash = md["meta_hash"].as_str().unwrap();
     assert!(names.contains(&format!("covmeta.{hash}")), "{names:?}");
-    assert!(names.contains(&format!("covcounters.{hash}.{}.1", p.pid)), "{names:?}");
+    assert!(
+        names.contains(&format!("covcounters.{hash}.{}.1", p.pid)),
+        "{names:?}"
+    );
     assert_eq!(md["binary_name"], "shop-api");
     assert_eq!(md["pid"], p.pid);
     assert_eq!(md["host_process"], false);
@@ -82,10 +95,30 @@ fn url_token_is_sent() {
     ns.spawn_ready(&f.covered, &[], &[("COVERAGE_TOKEN", "s3cret")]);
     let out_dir = tempfile::tempdir().unwrap();
     let o = out_dir.path().to_str().unwrap();
-    let out = ns.covfleet(&["collect", "--url", "http://127.0.0.1:53700", "-o", o, "--retries", "0"]);
+    let out = ns.covfleet(&[
+        "collect",
+        "--url",
+        "http://127.0.0.1:53700",
+        "-o",
+        o,
+        "--retries",
+        "0",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", s(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", s(&out));
-    let out = ns.covfleet(&["collect", "--url", "http://127.0.0.1:53700", "-o", o, "--token", "s3cret"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        s(&out)
+    );
+    let out = ns.covfleet(&[
+        "collect",
+        "--url",
+        "http://127.0.0.1:53700",
+        "-o",
+        o,
+        "--token",
+        "s3cret",
+    ]);
     assert!(out.status.success(), "{}", s(&out));
     assert_eq!(entries(out_dir.path()).len(), 1);
 }
@@ -102,7 +135,12 @@ fn pod_like_namespace_over_veth() {
     let out_dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(covfleet())
         .args(["collect", "--json", "-o", out_dir.path().to_str().unwrap()])
-        .args(["--url", &format!("http://{ip}:53700"), "--url", &format!("http://{ip}:53701")])
+        .args([
+            "--url",
+            &format!("http://{ip}:53700"),
+            "--url",
+            &format!("http://{ip}:53701"),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", s(&out));
@@ -112,11 +150,20 @@ fn pod_like_namespace_over_veth() {
         .iter()
         .map(|d| {
             let md = read_json(&d.join("metadata.json"));
-            (md["binary_name"].as_str().unwrap().to_string(), md["pid"].as_u64().unwrap())
+            (
+                md["binary_name"].as_str().unwrap().to_string(),
+                md["pid"].as_u64().unwrap(),
+            )
         })
         .collect();
     seen.sort();
-    assert_eq!(seen, vec![("frontend".into(), u64::from(a.pid)), ("sidecar".into(), u64::from(b.pid))]);
+    assert_eq!(
+        seen,
+        vec![
+            ("frontend".into(), u64::from(a.pid)),
+            ("sidecar".into(), u64::from(b.pid))
+        ]
+    );
     // Different work arguments give different profiles: no mix-up.
     assert_ne!(work_profile(&e[0]), work_profile(&e[1]));
 }
@@ -151,15 +198,34 @@ fn local_discovery_in_a_shared_namespace() {
     let summary = stdout_json(&out);
     assert_eq!(summary["collected"], 3, "{summary}");
     let skipped = summary["skipped"].to_string();
-    assert!(skipped.contains("53700") && skipped.contains("-cover"), "{summary}");
-    assert!(skipped.contains("53710") && skipped.contains("not a coverage server"), "{summary}");
+    assert!(
+        skipped.contains("53700") && skipped.contains("-cover"),
+        "{summary}"
+    );
+    assert!(
+        skipped.contains("53710") && skipped.contains("not a coverage server"),
+        "{summary}"
+    );
     let failed = summary["failed"].as_array().unwrap();
     assert_eq!(failed.len(), 1, "{summary}");
-    assert!(failed[0]["target"].as_str().unwrap().contains("53720"), "{summary}");
-    assert!(failed[0]["reason"].as_str().unwrap().contains("no answer within"), "{summary}");
+    assert!(
+        failed[0]["target"].as_str().unwrap().contains("53720"),
+        "{summary}"
+    );
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within"),
+        "{summary}"
+    );
     let _ = kubelet;
 
-    for (p, name, port) in [(alpha, "alpha", 53701), (beta, "beta", 53702), (gamma, "gamma", 53703)] {
+    for (p, name, port) in [
+        (alpha, "alpha", 53701),
+        (beta, "beta", 53702),
+        (gamma, "gamma", 53703),
+    ] {
         let dir = entries(out_dir.path())
             .into_iter()
             .find(|d| read_json(&d.join("metadata.json"))["binary_name"] == name)
@@ -182,7 +248,11 @@ fn watch_follows_processes_and_scrapes_on_sigterm() {
     let f = fixtures();
     let ns = Netns::new();
     let gocoverdir = tempfile::tempdir().unwrap();
-    let a = ns.spawn_ready(&f.named("steady"), &["6"], &[("GOCOVERDIR", gocoverdir.path().to_str().unwrap())]);
+    let a = ns.spawn_ready(
+        &f.named("steady"),
+        &["6"],
+        &[("GOCOVERDIR", gocoverdir.path().to_str().unwrap())],
+    );
     let brief = ns.spawn_ready(&f.named("brief"), &["2"], &[("FIXTURE_LIFETIME", "4s")]);
     let out_dir = tempfile::tempdir().unwrap();
     let o = out_dir.path().to_str().unwrap().to_string();
@@ -195,10 +265,13 @@ fn watch_follows_processes_and_scrapes_on_sigterm() {
                 .is_some_and(|m| m["binary_name"] == name)
         })
     };
-    wait_for("the first snapshots", || entry_of("steady").is_some() && entry_of("brief").is_some());
+    wait_for("the first snapshots", || {
+        entry_of("steady").is_some() && entry_of("brief").is_some()
+    });
     // Several 1 s polls: both slots get used.
     wait_for("a third snapshot", || {
-        entry_of("steady").is_some_and(|d| read_json(&d.join("metadata.json"))["snapshots"].as_u64() >= Some(3))
+        entry_of("steady")
+            .is_some_and(|d| read_json(&d.join("metadata.json"))["snapshots"].as_u64() >= Some(3))
     });
     // A process that appears later is picked up.
     let late = ns.spawn_ready(&f.named("late"), &["4"], &[]);
@@ -226,12 +299,21 @@ fn watch_follows_processes_and_scrapes_on_sigterm() {
     let md = read_json(&steady.join("metadata.json"));
     let hash = md["meta_hash"].as_str().unwrap();
     for slot in [1, 2] {
-        assert!(steady.join(format!("covcounters.{hash}.{}.{slot}", a.pid)).is_file(), "slot {slot}");
+        assert!(
+            steady
+                .join(format!("covcounters.{hash}.{}.{slot}", a.pid))
+                .is_file(),
+            "slot {slot}"
+        );
     }
     let latest = latest_only(&steady);
     signal(a.pid, "TERM");
     wait_gone(a.pid);
-    assert_eq!(work_profile(latest.path()), work_profile(gocoverdir.path()), "final scrape missed the last work");
+    assert_eq!(
+        work_profile(latest.path()),
+        work_profile(gocoverdir.path()),
+        "final scrape missed the last work"
+    );
     let _ = late;
     // The brief process's data stays readable.
     assert!(total_count(&work_profile(&entry_of("brief").unwrap())) > 0);
@@ -246,7 +328,17 @@ fn pid_reused_by_another_process() {
     let ns = Netns::new();
     let unshare = Path::new("unshare");
     let bin = f.named("pidone");
-    let first = ns.spawn_ready(unshare, &["--pid", "--fork", "--kill-child", bin.to_str().unwrap(), "40"], &[]);
+    let first = ns.spawn_ready(
+        unshare,
+        &[
+            "--pid",
+            "--fork",
+            "--kill-child",
+            bin.to_str().unwrap(),
+            "40",
+        ],
+        &[],
+    );
     let out_dir = tempfile::tempdir().unwrap();
     let o = out_dir.path().to_str().unwrap().to_string();
     let out = ns.covfleet(&["collect", "--url", "http://127.0.0.1:53700", "-o", &o]);
@@ -262,14 +354,38 @@ fn pid_reused_by_another_process() {
     }
     wait_gone(first.pid);
 
-    let _second = ns.spawn_ready(unshare, &["--pid", "--fork", "--kill-child", bin.to_str().unwrap(), "2"], &[]);
+    let _second = ns.spawn_ready(
+        unshare,
+        &[
+            "--pid",
+            "--fork",
+            "--kill-child",
+            bin.to_str().unwrap(),
+            "2",
+        ],
+        &[],
+    );
     let out = ns.covfleet(&["collect", "--url", "http://127.0.0.1:53700", "-o", &o]);
     assert!(out.status.success(), "{}", s(&out));
     let e = entries(out_dir.path());
-    assert_eq!(e.len(), 2, "the second process must get its own entry: {e:?}");
-    assert_eq!(work_profile(&first_entry), first_profile, "the first process's data was changed");
+    assert_eq!(
+        e.len(),
+        2,
+        "the second process must get its own entry: {e:?}"
+    );
+    assert_eq!(
+        work_profile(&first_entry),
+        first_profile,
+        "the first process's data was changed"
+    );
     let second_entry = e.iter().find(|d| **d != first_entry).unwrap();
-    assert!(second_entry.file_name().unwrap().to_string_lossy().ends_with("-i2"));
+    assert!(
+        second_entry
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .ends_with("-i2")
+    );
     assert!(total_count(&work_profile(second_entry)) < total_count(&first_profile));
 }
 
@@ -313,7 +429,10 @@ fn reset_then_collect_a_phase() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let out = std::process::Command::new(covfleet()).args(["collect", "-o", "/nonexistent-x"]).output().unwrap();
+    let out = std::process::Command::new(covfleet())
+        .args(["collect", "-o", "/nonexistent-x"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", s(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no targets"));
     let out = std::process::Command::new(covfleet())
@@ -321,7 +440,11 @@ fn usage_errors_exit_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", s(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("https"), "{}", s(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("https"),
+        "{}",
+        s(&out)
+    );
 }
 
 /// `--kube` against recorded API answers: `go/testserver/fakeapi` replays a
@@ -341,7 +464,15 @@ mod kube {
         restarts: i32,
     }
 
-    fn pod(ns: &str, name: &str, node: &str, ip: &str, host_network: bool, phase: &str, containers: &[C]) -> Value {
+    fn pod(
+        ns: &str,
+        name: &str,
+        node: &str,
+        ip: &str,
+        host_network: bool,
+        phase: &str,
+        containers: &[C],
+    ) -> Value {
         let app = name.split('-').next().unwrap_or(name);
         json!({
             "metadata": {
@@ -432,15 +563,26 @@ mod kube {
             ]
         });
         let api = FakeApi::start(&pods, token);
-        Cluster { _pod_ns: pod_ns, _node_ns: node_ns, api, dir: tempfile::tempdir().unwrap() }
+        Cluster {
+            _pod_ns: pod_ns,
+            _node_ns: node_ns,
+            api,
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn run(args: &[&str]) -> std::process::Output {
-        std::process::Command::new(covfleet()).args(args).output().unwrap()
+        std::process::Command::new(covfleet())
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     fn md_of(out: &Path) -> Vec<Value> {
-        entries(out).iter().map(|d| read_json(&d.join("metadata.json"))).collect()
+        entries(out)
+            .iter()
+            .map(|d| read_json(&d.join("metadata.json")))
+            .collect()
     }
 
     #[test]
@@ -448,7 +590,16 @@ mod kube {
         let c = cluster("t0ken");
         let kc = c.api.kubeconfig(c.dir.path(), "t0ken", "default");
         let out_dir = c.dir.path().join("out");
-        let out = run(&["collect", "--kube", "--kubeconfig", kc.to_str().unwrap(), "-A", "--json", "-o", out_dir.to_str().unwrap()]);
+        let out = run(&[
+            "collect",
+            "--kube",
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "-A",
+            "--json",
+            "-o",
+            out_dir.to_str().unwrap(),
+        ]);
         assert!(out.status.success(), "{}", s(&out));
         let summary = stdout_json(&out);
         assert_eq!(summary["collected"], 4, "{summary}");
@@ -467,13 +618,50 @@ mod kube {
             .collect();
         got.sort();
         let want: Vec<(String, String, String, String, String, String)> = [
-            ("kube-system", "etcd-node-1", "etcd", "quay.invalid/etcd:3.6", "etcd", "node-1"),
-            ("kube-system", "ovnkube-node-abcde", "ovnkube-controller", "quay.invalid/ovn:4.99", "ovnkube", "node-1"),
-            ("shop", "web-7d4b9c-x2x9z", "metrics", "quay.invalid/shop/exporter:0.9", "exporter", "node-2"),
-            ("shop", "web-7d4b9c-x2x9z", "web", "quay.invalid/shop/web:1.4", "web", "node-2"),
+            (
+                "kube-system",
+                "etcd-node-1",
+                "etcd",
+                "quay.invalid/etcd:3.6",
+                "etcd",
+                "node-1",
+            ),
+            (
+                "kube-system",
+                "ovnkube-node-abcde",
+                "ovnkube-controller",
+                "quay.invalid/ovn:4.99",
+                "ovnkube",
+                "node-1",
+            ),
+            (
+                "shop",
+                "web-7d4b9c-x2x9z",
+                "metrics",
+                "quay.invalid/shop/exporter:0.9",
+                "exporter",
+                "node-2",
+            ),
+            (
+                "shop",
+                "web-7d4b9c-x2x9z",
+                "web",
+                "quay.invalid/shop/web:1.4",
+                "web",
+                "node-2",
+            ),
         ]
         .iter()
-        .map(|t| (t.0.into(), t.1.into(), t.2.into(), t.3.into(), t.4.into(), t.5.into()))
+        .map(|t| {
+            (
+                t.0.into(),
+                t.1.into(),
+                t.2.into(),
+                t.3.into(),
+                t.4.into(),
+                t.5.into(),
+            )
+        })
         .collect();
         assert_eq!(got, want);
         for m in md_of(&out_dir) {
@@ -481,11 +669,20 @@ mod kube {
             assert_eq!(m["host_process"], false);
         }
         let skipped = summary["skipped"].to_string();
-        assert!(skipped.contains("batch-5f6d7-pzq8k") && skipped.contains("Pending"), "{summary}");
+        assert!(
+            skipped.contains("batch-5f6d7-pzq8k") && skipped.contains("Pending"),
+            "{summary}"
+        );
         // The uninstrumented kubelet on the node answers on 53700 for both hostNetwork pods.
         assert!(skipped.contains("53700"), "{summary}");
         // The restart count distinguishes container incarnations.
-        assert!(entries(&out_dir).iter().any(|d| d.file_name().unwrap().to_string_lossy().contains("-r2")));
+        assert!(
+            entries(&out_dir).iter().any(|d| d
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .contains("-r2"))
+        );
         for d in entries(&out_dir) {
             assert!(total_count(&work_profile(&d)) > 0, "{}", d.display());
         }
@@ -497,20 +694,55 @@ mod kube {
         let kc = c.api.kubeconfig(c.dir.path(), "t0ken", "shop");
         let kc = kc.to_str().unwrap();
         let o1 = c.dir.path().join("o1");
-        let out = run(&["collect", "--kube", "--kubeconfig", kc, "-l", "app=web", "--json", "-o", o1.to_str().unwrap()]);
+        let out = run(&[
+            "collect",
+            "--kube",
+            "--kubeconfig",
+            kc,
+            "-l",
+            "app=web",
+            "--json",
+            "-o",
+            o1.to_str().unwrap(),
+        ]);
         assert!(out.status.success(), "{}", s(&out));
-        let pods: Vec<String> = md_of(&o1).iter().map(|m| m["pod_name"].as_str().unwrap().to_string()).collect();
+        let pods: Vec<String> = md_of(&o1)
+            .iter()
+            .map(|m| m["pod_name"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(pods, vec!["web-7d4b9c-x2x9z", "web-7d4b9c-x2x9z"]);
         let o2 = c.dir.path().join("o2");
         let out = run(&[
-            "collect", "--kube", "--kubeconfig", kc, "-n", "kube-system", "--pod", "etcd-node-1", "--json", "-o",
+            "collect",
+            "--kube",
+            "--kubeconfig",
+            kc,
+            "-n",
+            "kube-system",
+            "--pod",
+            "etcd-node-1",
+            "--json",
+            "-o",
             o2.to_str().unwrap(),
         ]);
         assert!(out.status.success(), "{}", s(&out));
-        let got: Vec<String> = md_of(&o2).iter().map(|m| m["container"]["name"].as_str().unwrap().to_string()).collect();
+        let got: Vec<String> = md_of(&o2)
+            .iter()
+            .map(|m| m["container"]["name"].as_str().unwrap().to_string())
+            .collect();
         assert_eq!(got, vec!["etcd"]);
         // reset through the API proxy too
-        let out = run(&["reset", "--kube", "--kubeconfig", kc, "-n", "kube-system", "--pod", "etcd-node-1", "--json"]);
+        let out = run(&[
+            "reset",
+            "--kube",
+            "--kubeconfig",
+            kc,
+            "-n",
+            "kube-system",
+            "--pod",
+            "etcd-node-1",
+            "--json",
+        ]);
         assert!(out.status.success(), "{}", s(&out));
         assert_eq!(stdout_json(&out)["reset"], 1);
     }
@@ -520,13 +752,35 @@ mod kube {
         let c = cluster("right");
         let kc = c.api.kubeconfig(c.dir.path(), "wrong", "shop");
         let o = c.dir.path().join("o");
-        let out = run(&["collect", "--kube", "--kubeconfig", kc.to_str().unwrap(), "-o", o.to_str().unwrap()]);
+        let out = run(&[
+            "collect",
+            "--kube",
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "-o",
+            o.to_str().unwrap(),
+        ]);
         assert_eq!(out.status.code(), Some(1), "{}", s(&out));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", s(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("401"),
+            "{}",
+            s(&out)
+        );
         let missing = c.dir.path().join("no-such-kubeconfig");
-        let out = run(&["collect", "--kube", "--kubeconfig", missing.to_str().unwrap(), "-o", o.to_str().unwrap()]);
+        let out = run(&[
+            "collect",
+            "--kube",
+            "--kubeconfig",
+            missing.to_str().unwrap(),
+            "-o",
+            o.to_str().unwrap(),
+        ]);
         assert_eq!(out.status.code(), Some(2), "{}", s(&out));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-kubeconfig"), "{}", s(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no-such-kubeconfig"),
+            "{}",
+            s(&out)
+        );
     }
 
     /// Names from the cluster never reach a path raw.
@@ -545,22 +799,41 @@ mod kube {
         let root = tempfile::tempdir().unwrap();
         let kc = api.kubeconfig(root.path(), "t", "default");
         let o = root.path().join("deep").join("out");
-        let out = run(&["collect", "--kube", "--kubeconfig", kc.to_str().unwrap(), "-A", "--json", "-o", o.to_str().unwrap()]);
+        let out = run(&[
+            "collect",
+            "--kube",
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "-A",
+            "--json",
+            "-o",
+            o.to_str().unwrap(),
+        ]);
         assert!(out.status.success(), "{}", s(&out));
         assert_eq!(stdout_json(&out)["collected"], 1, "{}", s(&out));
         let e = only_entry(&o);
         assert_eq!(e.parent().unwrap(), o.join("coverage"));
         let md = read_json(&e.join("metadata.json"));
-        assert_eq!(md["pod_name"], "../../escape", "the real name is kept in metadata");
-        let mut top: Vec<String> =
-            std::fs::read_dir(root.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
+        assert_eq!(
+            md["pod_name"], "../../escape",
+            "the real name is kept in metadata"
+        );
+        let mut top: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into())
+            .collect();
         top.sort();
         assert_eq!(top, vec!["deep", "kubeconfig-t"]);
-        assert_eq!(std::fs::read_dir(root.path().join("deep")).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(root.path().join("deep")).unwrap().count(),
+            1
+        );
     }
 
     fn live_kubeconfig() -> String {
-        std::env::var("COVFLEET_LIVE_KUBECONFIG").expect("needs a cluster: set COVFLEET_LIVE_KUBECONFIG")
+        std::env::var("COVFLEET_LIVE_KUBECONFIG")
+            .expect("needs a cluster: set COVFLEET_LIVE_KUBECONFIG")
     }
 
     /// Needs a cluster with instrumented pods: COVFLEET_LIVE_KUBECONFIG=… cargo test -- --ignored
@@ -569,8 +842,21 @@ mod kube {
     fn live_cluster_proxy() {
         let kc = live_kubeconfig();
         let o = tempfile::tempdir().unwrap();
-        let out = run(&["collect", "--kube", "--kubeconfig", &kc, "-A", "--json", "-o", o.path().to_str().unwrap()]);
-        assert!(stdout_json(&out)["collected"].as_u64() > Some(0), "{}", s(&out));
+        let out = run(&[
+            "collect",
+            "--kube",
+            "--kubeconfig",
+            &kc,
+            "-A",
+            "--json",
+            "-o",
+            o.path().to_str().unwrap(),
+        ]);
+        assert!(
+            stdout_json(&out)["collected"].as_u64() > Some(0),
+            "{}",
+            s(&out)
+        );
     }
 
     /// The port-forward transport speaks the API server's websocket
@@ -581,9 +867,138 @@ mod kube {
         let kc = live_kubeconfig();
         let o = tempfile::tempdir().unwrap();
         let out = run(&[
-            "collect", "--kube", "--kubeconfig", &kc, "-A", "--via", "port-forward", "--json", "-o",
+            "collect",
+            "--kube",
+            "--kubeconfig",
+            &kc,
+            "-A",
+            "--via",
+            "port-forward",
+            "--json",
+            "-o",
             o.path().to_str().unwrap(),
         ]);
-        assert!(stdout_json(&out)["collected"].as_u64() > Some(0), "{}", s(&out));
+        assert!(
+            stdout_json(&out)["collected"].as_u64() > Some(0),
+            "{}",
+            s(&out)
+        );
+    }
+}
+
+/// The scrape library's protocol steps, driven directly against real servers.
+mod protocol {
+    use super::*;
+    use scrape::protocol::{self as p, ClientOptions, Endpoint, Probe};
+    use scrape::transport::{Direct, RawRequest, Transport};
+    use std::sync::Arc;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn endpoint(url: &str) -> Endpoint {
+        Endpoint::new(Arc::new(Direct::new(url, Duration::from_secs(2)).unwrap()))
+    }
+
+    /// Probe, then the process exits, then fetch: a connection error that
+    /// names the URL, not a hang or a panic.
+    #[test]
+    fn server_exits_between_probe_and_fetch() {
+        let f = fixtures();
+        let ns = Netns::with_veth();
+        let proc_ = ns.spawn_ready(&f.named("shortlived"), &[], &[]);
+        let url = format!("http://{}:53700", ns.ip.clone().unwrap());
+        let ep = endpoint(&url);
+        let opts = ClientOptions {
+            retries: 1,
+            backoff: Duration::from_millis(10),
+            ..Default::default()
+        };
+        rt().block_on(async {
+            match p::probe(&ep, &opts).await.unwrap() {
+                Probe::Coverage(id) => {
+                    assert_eq!(id.pid, proc_.pid);
+                    assert_eq!(id.binary, "shortlived");
+                }
+                other => panic!("{other:?}"),
+            }
+            signal(proc_.pid, "KILL");
+            wait_gone(proc_.pid);
+            let err = p::fetch(&ep, &opts, true).await.unwrap_err();
+            assert!(matches!(&err, scrape::Error::Transport { source, .. } if source.kind == scrape::TransportErrorKind::Connect), "{err:?}");
+            assert!(err.to_string().contains(&url), "{err}");
+        });
+    }
+
+    /// Gzip on the wire; the first fetch carries meta-data, later
+    /// counters-only fetches name the same hash.
+    #[test]
+    fn gzip_and_counters_only_fetches() {
+        let f = fixtures();
+        let ns = Netns::with_veth();
+        ns.spawn_ready(&f.covered, &["4"], &[]);
+        let url = format!("http://{}:53700", ns.ip.clone().unwrap());
+        let direct = Direct::new(&url, Duration::from_secs(2)).unwrap();
+        rt().block_on(async {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                http::header::ACCEPT_ENCODING,
+                http::HeaderValue::from_static("gzip"),
+            );
+            let raw = direct
+                .send(RawRequest {
+                    method: http::Method::GET,
+                    path: "/coverage".into(),
+                    headers,
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                raw.headers.get(http::header::CONTENT_ENCODING).unwrap(),
+                "gzip"
+            );
+            assert_eq!(&raw.body[..2], &[0x1f, 0x8b], "gzip magic");
+            let ep = Endpoint::new(Arc::new(direct.clone()));
+            let opts = ClientOptions::default();
+            let full = p::fetch(&ep, &opts, true).await.unwrap();
+            let meta = full.meta.expect("meta on the first fetch");
+            assert_eq!(p::meta_hash(&meta).unwrap(), full.hash);
+            let lean = p::fetch(&ep, &opts, false).await.unwrap();
+            assert!(lean.meta.is_none());
+            assert_eq!(lean.hash, full.hash);
+            assert!(
+                lean.counters_filename
+                    .starts_with(&format!("covcounters.{}.", covdata_hex(&full.hash)))
+            );
+        });
+    }
+
+    /// A listener that never answers: the per-request timeout fires, and
+    /// the error names the target.
+    #[test]
+    fn hanging_server_times_out() {
+        let ns = Netns::with_veth();
+        ns.spawn_hang(53700);
+        let url = format!("http://{}:53700", ns.ip.clone().unwrap());
+        let ep = endpoint(&url);
+        let opts = ClientOptions {
+            timeout: Duration::from_millis(300),
+            retries: 2,
+            backoff: Duration::from_millis(10),
+            ..Default::default()
+        };
+        rt().block_on(async {
+            let err = p::probe(&ep, &opts).await.unwrap_err();
+            assert!(matches!(err, scrape::Error::Timeout { .. }), "{err:?}");
+            assert!(err.to_string().contains(&url), "{err}");
+        });
+    }
+
+    fn covdata_hex(h: &[u8; 16]) -> String {
+        h.iter().map(|b| format!("{b:02x}")).collect()
     }
 }

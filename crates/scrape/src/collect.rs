@@ -115,9 +115,18 @@ pub type Progress = Arc<dyn Fn(Event) + Send + Sync>;
 
 #[derive(Debug, Clone)]
 enum Context {
-    Url { host: String, port: Option<u16> },
-    Local { candidate: Candidate, hostname: String },
-    Kube { pod: Arc<PodInfo>, port: u16 },
+    Url {
+        host: String,
+        port: Option<u16>,
+    },
+    Local {
+        candidate: Candidate,
+        hostname: String,
+    },
+    Kube {
+        pod: Arc<PodInfo>,
+        port: u16,
+    },
 }
 
 /// A discovered target, before probing.
@@ -171,13 +180,18 @@ pub struct Collector {
 
 impl std::fmt::Debug for Collector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Collector").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("Collector")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
 fn url_context(url: &str) -> Context {
     let uri: http::Uri = url.parse().unwrap_or_default();
-    Context::Url { host: uri.host().unwrap_or("unknown").to_string(), port: uri.port_u16() }
+    Context::Url {
+        host: uri.host().unwrap_or("unknown").to_string(),
+        port: uri.port_u16(),
+    }
 }
 
 impl Collector {
@@ -187,7 +201,12 @@ impl Collector {
             Some((sel, via)) => Some((crate::kube::client(sel).await?, sel.clone(), *via)),
             None => None,
         };
-        Ok(Collector { settings, kube, progress, hostname: crate::local::hostname() })
+        Ok(Collector {
+            settings,
+            kube,
+            progress,
+            hostname: crate::local::hostname(),
+        })
     }
 
     fn emit(&self, e: Event) {
@@ -197,7 +216,11 @@ impl Collector {
     }
 
     async fn discover(&self) -> Discovery {
-        let mut d = Discovery { found: Vec::new(), skipped: Vec::new(), failed: Vec::new() };
+        let mut d = Discovery {
+            found: Vec::new(),
+            skipped: Vec::new(),
+            failed: Vec::new(),
+        };
         for url in &self.settings.sources.urls {
             match Direct::new(url, self.settings.client.timeout) {
                 Ok(t) => d.found.push(Found {
@@ -206,38 +229,56 @@ impl Collector {
                     context: url_context(url),
                     quiet_if_absent: false,
                 }),
-                Err(e) => d.failed.push(TargetReport { target: url.clone(), reason: e }),
+                Err(e) => d.failed.push(TargetReport {
+                    target: url.clone(),
+                    reason: e,
+                }),
             }
         }
         if self.settings.sources.local {
             let root = self.settings.proc_root.clone();
             let ports = self.settings.ports.clone();
-            let res = tokio::task::spawn_blocking(move || crate::local::discover(&root, &ports)).await;
+            let res =
+                tokio::task::spawn_blocking(move || crate::local::discover(&root, &ports)).await;
             match res {
                 Ok(Ok(cands)) => {
                     for c in cands {
                         let addr = c.listener.connect_addr();
                         let url = format!("http://{addr}");
-                        let Ok(t) = Direct::new(&url, self.settings.client.timeout) else { continue };
+                        let Ok(t) = Direct::new(&url, self.settings.client.timeout) else {
+                            continue;
+                        };
                         let mut ep = Endpoint::new(Arc::new(t));
                         ep.label = match c.owners.first() {
                             Some(o) => format!(
                                 "{url} (pid {}{})",
                                 o.pid,
-                                o.exe.as_ref().map(|e| format!(" {}", e.display())).unwrap_or_default()
+                                o.exe
+                                    .as_ref()
+                                    .map(|e| format!(" {}", e.display()))
+                                    .unwrap_or_default()
                             ),
                             None => format!("{url} (owner unknown)"),
                         };
                         d.found.push(Found {
                             key: format!("local:{}:{}", c.listener.port, c.listener.inode),
                             endpoint: ep,
-                            context: Context::Local { candidate: c, hostname: self.hostname.clone() },
+                            context: Context::Local {
+                                candidate: c,
+                                hostname: self.hostname.clone(),
+                            },
                             quiet_if_absent: false,
                         });
                     }
                 }
-                Ok(Err(e)) => d.failed.push(TargetReport { target: "--local".into(), reason: e.to_string() }),
-                Err(e) => d.failed.push(TargetReport { target: "--local".into(), reason: e.to_string() }),
+                Ok(Err(e)) => d.failed.push(TargetReport {
+                    target: "--local".into(),
+                    reason: e.to_string(),
+                }),
+                Err(e) => d.failed.push(TargetReport {
+                    target: "--local".into(),
+                    reason: e.to_string(),
+                }),
             }
         }
         if let Some((client, sel, via)) = &self.kube {
@@ -249,22 +290,38 @@ impl Collector {
                         if pod.phase != "Running" {
                             d.skipped.push(TargetReport {
                                 target: label,
-                                reason: format!("pod is {}, not Running", if pod.phase.is_empty() { "in no phase" } else { &pod.phase }),
+                                reason: format!(
+                                    "pod is {}, not Running",
+                                    if pod.phase.is_empty() {
+                                        "in no phase"
+                                    } else {
+                                        &pod.phase
+                                    }
+                                ),
                             });
                             continue;
                         }
                         for port in crate::kube::ports_to_probe(&pod, &self.settings.ports) {
                             let t = crate::kube::transport(client, *via, &pod, port);
                             d.found.push(Found {
-                                key: format!("kube:{}/{}/{}:{port}", pod.namespace, pod.name, pod.uid),
+                                key: format!(
+                                    "kube:{}/{}/{}:{port}",
+                                    pod.namespace, pod.name, pod.uid
+                                ),
                                 endpoint: Endpoint::new(t),
-                                context: Context::Kube { pod: pod.clone(), port },
+                                context: Context::Kube {
+                                    pod: pod.clone(),
+                                    port,
+                                },
                                 quiet_if_absent: true,
                             });
                         }
                     }
                 }
-                Err(e) => d.failed.push(TargetReport { target: "--kube".into(), reason: e.to_string() }),
+                Err(e) => d.failed.push(TargetReport {
+                    target: "--kube".into(),
+                    reason: e.to_string(),
+                }),
             }
         }
         d
@@ -279,12 +336,22 @@ impl Collector {
         let id = match protocol::probe(&f.endpoint, &opts).await {
             Ok(Probe::Coverage(id)) => id,
             Ok(Probe::NotCoverage { reason, .. }) => {
-                return ProbeOutcome::Skipped(TargetReport { target: label, reason });
+                return ProbeOutcome::Skipped(TargetReport {
+                    target: label,
+                    reason,
+                });
             }
-            Err(Error::Transport { source, .. }) if f.quiet_if_absent && source.kind == TransportErrorKind::Connect => {
+            Err(Error::Transport { source, .. })
+                if f.quiet_if_absent && source.kind == TransportErrorKind::Connect =>
+            {
                 return ProbeOutcome::Absent;
             }
-            Err(e) => return ProbeOutcome::Failed(TargetReport { target: label, reason: e.to_string() }),
+            Err(e) => {
+                return ProbeOutcome::Failed(TargetReport {
+                    target: label,
+                    reason: e.to_string(),
+                });
+            }
         };
         let mut p = Placement {
             binary: id.binary.clone(),
@@ -299,7 +366,10 @@ impl Collector {
                 p.hostname = host.clone();
                 p.port = *port;
             }
-            Context::Local { candidate, hostname } => {
+            Context::Local {
+                candidate,
+                hostname,
+            } => {
                 p.source = "local";
                 p.namespace = "_host_".into();
                 p.hostname = hostname.clone();
@@ -307,7 +377,8 @@ impl Collector {
                 p.port = Some(candidate.listener.port);
                 if !candidate.owners.is_empty() {
                     let Some(owner) = candidate.owners.iter().find(|o| o.answers_to(id.pid)) else {
-                        let pids: Vec<String> = candidate.owners.iter().map(|o| o.pid.to_string()).collect();
+                        let pids: Vec<String> =
+                            candidate.owners.iter().map(|o| o.pid.to_string()).collect();
                         return ProbeOutcome::Skipped(TargetReport {
                             target: label,
                             reason: format!(
@@ -320,7 +391,8 @@ impl Collector {
                     };
                     p.process_tag = Some(format!("s{}", owner.start_ticks));
                     p.process.insert("host_pid".into(), owner.pid.to_string());
-                    p.process.insert("start_ticks".into(), owner.start_ticks.to_string());
+                    p.process
+                        .insert("start_ticks".into(), owner.start_ticks.to_string());
                     if let Some(exe) = &owner.exe {
                         p.process.insert("exe".into(), exe.display().to_string());
                     }
@@ -345,14 +417,22 @@ impl Collector {
                             ),
                         });
                     }
-                    p.container = ContainerMeta { name: "unknown".into(), image: String::new() };
+                    p.container = ContainerMeta {
+                        name: "unknown".into(),
+                        image: String::new(),
+                    };
                     return ProbeOutcome::Coverage(Box::new(p), id);
                 };
-                p.container = ContainerMeta { name: c.name.clone(), image: c.image.clone() };
+                p.container = ContainerMeta {
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                };
                 p.process_tag = Some(format!("r{}", c.restart_count));
                 p.process.insert("pod_uid".into(), pod.uid.clone());
-                p.process.insert("restart_count".into(), c.restart_count.to_string());
-                p.process.insert("host_network".into(), pod.host_network.to_string());
+                p.process
+                    .insert("restart_count".into(), c.restart_count.to_string());
+                p.process
+                    .insert("host_network".into(), pod.host_network.to_string());
             }
         }
         if p.binary.is_empty() {
@@ -383,7 +463,10 @@ impl Collector {
         {
             return Err(Error::Identity {
                 target: st.endpoint.label.clone(),
-                reason: format!("server now says pid {} ({}), was pid {}", id.pid, id.binary, st.identity.pid),
+                reason: format!(
+                    "server now says pid {} ({}), was pid {}",
+                    id.pid, id.binary, st.identity.pid
+                ),
             });
         }
         if snap.meta.is_none() && st.hash != Some(snap.hash) {
@@ -418,7 +501,10 @@ impl Collector {
         }
         writer.write_snapshot(&st.placement, &st.identity, &snap.hash, &snap.counters)?;
         if !st.info_written {
-            writer.write_info(&st.placement, snap.identity.as_ref().unwrap_or(&st.identity))?;
+            writer.write_info(
+                &st.placement,
+                snap.identity.as_ref().unwrap_or(&st.identity),
+            )?;
             st.info_written = true;
         }
         st.hash = Some(snap.hash);
@@ -446,7 +532,11 @@ impl Collector {
     }
 
     /// Probes `found` concurrently; returns new process states and reports.
-    async fn probe_all(&self, found: Vec<Found>, summary: &mut RunReport) -> Vec<(String, ProcState)> {
+    async fn probe_all(
+        &self,
+        found: Vec<Found>,
+        summary: &mut RunReport,
+    ) -> Vec<(String, ProcState)> {
         self.emit(Event::Discovered(found.len()));
         let results: Vec<(Found, ProbeOutcome)> = futures::stream::iter(found)
             .map(|f| async move {
@@ -472,13 +562,18 @@ impl Collector {
                     out.push((f.key.clone(), self.new_state(&f, *p, id)));
                 }
             }
-            self.emit(Event::Done { target: f.endpoint.label.clone() });
+            self.emit(Event::Done {
+                target: f.endpoint.label.clone(),
+            });
         }
         out
     }
 
     /// Fetches the given processes concurrently and folds the results in.
-    async fn fetch_all(&self, states: Vec<(String, ProcState)>) -> Vec<(String, ProcState, Option<Error>)> {
+    async fn fetch_all(
+        &self,
+        states: Vec<(String, ProcState)>,
+    ) -> Vec<(String, ProcState, Option<Error>)> {
         futures::stream::iter(states)
             .map(|(k, st)| async move {
                 let (mut st, res) = self.fetch_one(st).await;
@@ -510,7 +605,10 @@ impl Collector {
         for (k, st, err) in self.fetch_all(states).await {
             if let Some(e) = err {
                 let not_covered = protocol::is_not_covered(&e);
-                let r = TargetReport { target: st.endpoint.label.clone(), reason: e.to_string() };
+                let r = TargetReport {
+                    target: st.endpoint.label.clone(),
+                    reason: e.to_string(),
+                };
                 if not_covered {
                     report.skipped.insert(k.clone(), r);
                 } else {
@@ -533,18 +631,29 @@ impl Collector {
         tokio::pin!(shutdown);
         loop {
             let now = Instant::now();
-            if last_discovery.is_none_or(|t| now.duration_since(t) >= self.settings.rediscover_every) {
+            if last_discovery
+                .is_none_or(|t| now.duration_since(t) >= self.settings.rediscover_every)
+            {
                 last_discovery = Some(now);
                 let d = self.discover().await;
                 report.absorb_discovery(&d);
-                let fresh: Vec<Found> = d.found.into_iter().filter(|f| !live.contains_key(&f.key)).collect();
+                let fresh: Vec<Found> = d
+                    .found
+                    .into_iter()
+                    .filter(|f| !live.contains_key(&f.key))
+                    .collect();
                 for (k, st) in self.probe_all(fresh, &mut report).await {
                     live.insert(k, st);
                 }
             }
             let now = Instant::now();
-            let due: Vec<String> = live.iter().filter(|(_, s)| s.next_due <= now).map(|(k, _)| k.clone()).collect();
-            let batch: Vec<(String, ProcState)> = due.iter().filter_map(|k| live.remove_entry(k)).collect();
+            let due: Vec<String> = live
+                .iter()
+                .filter(|(_, s)| s.next_due <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let batch: Vec<(String, ProcState)> =
+                due.iter().filter_map(|k| live.remove_entry(k)).collect();
             let fetched = batch.len();
             for (k, st, err) in self.fetch_all(batch).await {
                 self.fold_watch_result(&mut report, &mut live, k, st, err);
@@ -554,7 +663,11 @@ impl Collector {
             }
             let next_fetch = live.values().map(|s| s.next_due).min();
             let next_disc = last_discovery.map(|t| t + self.settings.rediscover_every);
-            let wake = [next_fetch, next_disc].into_iter().flatten().min().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            let wake = [next_fetch, next_disc]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             let wake = wake.max(Instant::now() + Duration::from_millis(50));
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -567,7 +680,9 @@ impl Collector {
             let mut after = HashMap::new();
             self.fold_watch_result(&mut report, &mut after, k, st, err);
             // Still alive after the last scrape: report it as collected.
-            report.procs.extend(after.into_values().filter(|s| s.snapshots > 0));
+            report
+                .procs
+                .extend(after.into_values().filter(|s| s.snapshots > 0));
         }
         report.finish()
     }
@@ -593,7 +708,10 @@ impl Collector {
                     // rediscovery will pick up a successor.
                     st.ended = true;
                     if st.snapshots == 0 {
-                        let r = TargetReport { target: st.endpoint.label.clone(), reason: e.to_string() };
+                        let r = TargetReport {
+                            target: st.endpoint.label.clone(),
+                            reason: e.to_string(),
+                        };
                         if protocol::is_not_covered(&e) {
                             report.skipped.insert(key, r);
                         } else {
@@ -605,7 +723,13 @@ impl Collector {
                 } else {
                     // Transient (timeout, bad answer): try again on schedule.
                     if st.snapshots == 0 {
-                        report.failed.insert(key.clone(), TargetReport { target: st.endpoint.label.clone(), reason: e.to_string() });
+                        report.failed.insert(
+                            key.clone(),
+                            TargetReport {
+                                target: st.endpoint.label.clone(),
+                                reason: e.to_string(),
+                            },
+                        );
                     }
                     live.insert(key, st);
                 }
@@ -631,7 +755,13 @@ impl Collector {
             match r {
                 Ok(()) => report.reset += 1,
                 Err(e) => {
-                    report.failed.insert(k, TargetReport { target: st.endpoint.label.clone(), reason: e.to_string() });
+                    report.failed.insert(
+                        k,
+                        TargetReport {
+                            target: st.endpoint.label.clone(),
+                            reason: e.to_string(),
+                        },
+                    );
                 }
             }
         }
@@ -650,10 +780,12 @@ struct RunReport {
 impl RunReport {
     fn absorb_discovery(&mut self, d: &Discovery) {
         for r in &d.skipped {
-            self.skipped.insert(format!("discovery:{}", r.target), r.clone());
+            self.skipped
+                .insert(format!("discovery:{}", r.target), r.clone());
         }
         for r in &d.failed {
-            self.failed.insert(format!("discovery:{}", r.target), r.clone());
+            self.failed
+                .insert(format!("discovery:{}", r.target), r.clone());
         }
     }
 

@@ -25,10 +25,16 @@ pub struct TransportError {
 
 impl TransportError {
     pub fn connect(message: impl Into<String>) -> Self {
-        Self { kind: TransportErrorKind::Connect, message: message.into() }
+        Self {
+            kind: TransportErrorKind::Connect,
+            message: message.into(),
+        }
     }
     pub fn other(message: impl Into<String>) -> Self {
-        Self { kind: TransportErrorKind::Other, message: message.into() }
+        Self {
+            kind: TransportErrorKind::Other,
+            message: message.into(),
+        }
     }
 }
 
@@ -46,10 +52,21 @@ pub enum Error {
     },
     /// A request timed out (after retries).
     #[error("{target}: {method} {path}: no answer within {timeout:?}")]
-    Timeout { target: String, method: String, path: String, timeout: Duration },
+    Timeout {
+        target: String,
+        method: String,
+        path: String,
+        timeout: Duration,
+    },
     /// The server answered with an unexpected HTTP status.
     #[error("{target}: {method} {path}: HTTP {status}: {message}")]
-    Status { target: String, method: String, path: String, status: u16, message: String },
+    Status {
+        target: String,
+        method: String,
+        path: String,
+        status: u16,
+        message: String,
+    },
     /// The `/coverage` answer could not be understood.
     #[error("{target}: malformed /coverage answer: {reason}")]
     Malformed { target: String, reason: String },
@@ -77,6 +94,9 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -77,7 +77,10 @@ pub struct PodInfo {
 pub async fn client(sel: &Selection) -> Result<Client, Error> {
     // The workspace uses rustls with the ring provider only.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let opts = KubeConfigOptions { context: sel.context.clone(), ..Default::default() };
+    let opts = KubeConfigOptions {
+        context: sel.context.clone(),
+        ..Default::default()
+    };
     let config = match &sel.kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)
@@ -89,7 +92,9 @@ pub async fn client(sel: &Selection) -> Result<Client, Error> {
         None if sel.context.is_some() => Config::from_kubeconfig(&opts)
             .await
             .map_err(|e| Error::KubeConfig(e.to_string()))?,
-        None => Config::infer().await.map_err(|e| Error::KubeConfig(e.to_string()))?,
+        None => Config::infer()
+            .await
+            .map_err(|e| Error::KubeConfig(e.to_string()))?,
     };
     let mut config = config;
     // kube's own retry layer would resend 503 answers with backoff: the API
@@ -117,10 +122,20 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
         .map(|c| {
             let st = statuses.and_then(|v| v.iter().find(|s| s.name == c.name));
             let mut exe_names = Vec::new();
-            if let Some(b) = c.command.as_ref().and_then(|v| v.first()).and_then(|s| base_name(s)) {
+            if let Some(b) = c
+                .command
+                .as_ref()
+                .and_then(|v| v.first())
+                .and_then(|s| base_name(s))
+            {
                 exe_names.push(b);
             }
-            if let Some(b) = c.args.as_ref().and_then(|v| v.first()).and_then(|s| base_name(s)) {
+            if let Some(b) = c
+                .args
+                .as_ref()
+                .and_then(|v| v.first())
+                .and_then(|s| base_name(s))
+            {
                 exe_names.push(b);
             }
             let coverage_port = c
@@ -131,11 +146,18 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
                 .and_then(|v| v.trim().parse().ok());
             ContainerInfo {
                 name: c.name.clone(),
-                image: st.map(|s| s.image.clone()).filter(|s| !s.is_empty()).or_else(|| c.image.clone()).unwrap_or_default(),
+                image: st
+                    .map(|s| s.image.clone())
+                    .filter(|s| !s.is_empty())
+                    .or_else(|| c.image.clone())
+                    .unwrap_or_default(),
                 exe_names,
                 coverage_port,
                 restart_count: st.map_or(0, |s| s.restart_count),
-                running: st.and_then(|s| s.state.as_ref()).and_then(|s| s.running.as_ref()).is_some(),
+                running: st
+                    .and_then(|s| s.state.as_ref())
+                    .and_then(|s| s.running.as_ref())
+                    .is_some(),
             }
         })
         .collect();
@@ -153,21 +175,38 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
 
 /// Lists the selected pods.
 pub async fn list_pods(client: &Client, sel: &Selection) -> Result<Vec<PodInfo>, Error> {
-    let ns = sel.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
-    let kerr = |context: String| move |e: kube::Error| Error::Kube { context, source: Box::new(e) };
+    let ns = sel
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let kerr = |context: String| {
+        move |e: kube::Error| Error::Kube {
+            context,
+            source: Box::new(e),
+        }
+    };
     let mut out = Vec::new();
     if !sel.pods.is_empty() {
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
         for name in &sel.pods {
-            let pod = api.get(name).await.map_err(kerr(format!("get pod {ns}/{name}")))?;
+            let pod = api
+                .get(name)
+                .await
+                .map_err(kerr(format!("get pod {ns}/{name}")))?;
             out.push(pod_info(&pod));
         }
         return Ok(out);
     }
     let (api, what): (Api<Pod>, String) = if sel.all_namespaces {
-        (Api::all(client.clone()), "list pods in all namespaces".into())
+        (
+            Api::all(client.clone()),
+            "list pods in all namespaces".into(),
+        )
     } else {
-        (Api::namespaced(client.clone(), &ns), format!("list pods in namespace {ns}"))
+        (
+            Api::namespaced(client.clone(), &ns),
+            format!("list pods in namespace {ns}"),
+        )
     };
     let mut lp = ListParams::default();
     if let Some(s) = &sel.selector {
@@ -202,11 +241,19 @@ pub fn ports_to_probe(pod: &PodInfo, range: &RangeInclusive<u16>) -> Vec<u16> {
 /// The container a server found on `port` belongs to: the one whose
 /// `COVERAGE_PORT` is that port, else whose command (or name) is the
 /// binary, else the only container of a pod with its own network.
-pub fn match_container<'a>(pod: &'a PodInfo, id: &Identity, port: u16) -> Option<&'a ContainerInfo> {
+pub fn match_container<'a>(
+    pod: &'a PodInfo,
+    id: &Identity,
+    port: u16,
+) -> Option<&'a ContainerInfo> {
     pod.containers
         .iter()
         .find(|c| c.coverage_port == Some(port))
-        .or_else(|| pod.containers.iter().find(|c| c.exe_names.iter().any(|n| n == &id.binary)))
+        .or_else(|| {
+            pod.containers
+                .iter()
+                .find(|c| c.exe_names.iter().any(|n| n == &id.binary))
+        })
         .or_else(|| pod.containers.iter().find(|c| c.name == id.binary))
         .or_else(|| (!pod.host_network && pod.containers.len() == 1).then(|| &pod.containers[0]))
 }
@@ -251,23 +298,39 @@ mod tests {
     }
 
     fn id(binary: &str) -> Identity {
-        Identity { pid: 1, binary: binary.into(), headers: Default::default() }
+        Identity {
+            pid: 1,
+            binary: binary.into(),
+            headers: Default::default(),
+        }
     }
 
     #[test]
     fn ports() {
         let r = crate::protocol::default_ports();
         assert_eq!(ports_to_probe(&pod(false, &[("a", "a")]), &r), vec![53700]);
-        assert_eq!(ports_to_probe(&pod(false, &[("a", "a"), ("b", "b")]), &r), vec![53700, 53701]);
+        assert_eq!(
+            ports_to_probe(&pod(false, &[("a", "a"), ("b", "b")]), &r),
+            vec![53700, 53701]
+        );
         assert_eq!(ports_to_probe(&pod(true, &[("a", "a")]), &r).len(), 50);
     }
 
     #[test]
     fn matching() {
         let p = pod(true, &[("etcd", "etcd"), ("metrics", "exporter")]);
-        assert_eq!(match_container(&p, &id("exporter"), 53702).map(|c| c.name.as_str()), Some("metrics"));
-        assert!(match_container(&p, &id("kubelet"), 53700).is_none(), "host servers of other processes are not the pod's");
+        assert_eq!(
+            match_container(&p, &id("exporter"), 53702).map(|c| c.name.as_str()),
+            Some("metrics")
+        );
+        assert!(
+            match_container(&p, &id("kubelet"), 53700).is_none(),
+            "host servers of other processes are not the pod's"
+        );
         let single = pod(false, &[("app", "/bin/sh")]);
-        assert_eq!(match_container(&single, &id("server"), 53700).map(|c| c.name.as_str()), Some("app"));
+        assert_eq!(
+            match_container(&single, &id("server"), 53700).map(|c| c.name.as_str()),
+            Some("app")
+        );
     }
 }

@@ -79,9 +79,15 @@ pub fn parse_tcp_table(text: &str) -> Vec<Listener> {
         if f.len() < 10 || f[3] != "0A" {
             continue;
         }
-        let Some((ip_hex, port_hex)) = f[1].split_once(':') else { continue };
-        let Ok(port) = u16::from_str_radix(port_hex, 16) else { continue };
-        let Ok(inode) = f[9].parse::<u64>() else { continue };
+        let Some((ip_hex, port_hex)) = f[1].split_once(':') else {
+            continue;
+        };
+        let Ok(port) = u16::from_str_radix(port_hex, 16) else {
+            continue;
+        };
+        let Ok(inode) = f[9].parse::<u64>() else {
+            continue;
+        };
         let addr = match ip_hex.len() {
             8 => match parse_hex_u32_le(ip_hex) {
                 Some(b) => IpAddr::V4(Ipv4Addr::from(b)),
@@ -109,7 +115,10 @@ pub fn parse_tcp_table(text: &str) -> Vec<Listener> {
 }
 
 /// Listening sockets with a port in `ports`, from `PROC/net/tcp` and `tcp6`.
-pub fn listening_sockets(proc_root: &Path, ports: &RangeInclusive<u16>) -> Result<Vec<Listener>, Error> {
+pub fn listening_sockets(
+    proc_root: &Path,
+    ports: &RangeInclusive<u16>,
+) -> Result<Vec<Listener>, Error> {
     let mut out = Vec::new();
     let mut any = false;
     for table in ["net/tcp", "net/tcp6"] {
@@ -117,7 +126,11 @@ pub fn listening_sockets(proc_root: &Path, ports: &RangeInclusive<u16>) -> Resul
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 any = true;
-                out.extend(parse_tcp_table(&text).into_iter().filter(|l| ports.contains(&l.port)));
+                out.extend(
+                    parse_tcp_table(&text)
+                        .into_iter()
+                        .filter(|l| ports.contains(&l.port)),
+                );
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(path, e)),
@@ -126,7 +139,10 @@ pub fn listening_sockets(proc_root: &Path, ports: &RangeInclusive<u16>) -> Resul
     if !any {
         return Err(Error::io(
             proc_root.join("net/tcp"),
-            std::io::Error::new(std::io::ErrorKind::NotFound, "neither net/tcp nor net/tcp6 is readable"),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "neither net/tcp nor net/tcp6 is readable",
+            ),
         ));
     }
     out.sort_by_key(|l| (l.port, l.inode));
@@ -141,12 +157,24 @@ pub fn socket_owners(proc_root: &Path, inodes: &[u64]) -> HashMap<u64, Vec<u32>>
     if inodes.is_empty() {
         return out;
     }
-    let Ok(dir) = std::fs::read_dir(proc_root) else { return out };
+    let Ok(dir) = std::fs::read_dir(proc_root) else {
+        return out;
+    };
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
-            let Ok(link) = std::fs::read_link(fd.path()) else { continue };
+            let Ok(link) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
             let Some(inode) = link
                 .to_str()
                 .and_then(|s| s.strip_prefix("socket:["))
@@ -178,17 +206,27 @@ pub fn process_info(proc_root: &Path, pid: u32) -> Option<ProcessInfo> {
     let fields: Vec<&str> = after.split_whitespace().collect();
     // after ')' the first field is field 3 (state); starttime is field 22.
     let start_ticks = fields.get(22 - 3)?.parse().ok()?;
-    let comm = std::fs::read_to_string(dir.join("comm")).map(|s| s.trim_end().to_string()).unwrap_or_default();
+    let comm = std::fs::read_to_string(dir.join("comm"))
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_default();
     let exe = std::fs::read_link(dir.join("exe")).ok();
     let ns_pids = std::fs::read_to_string(dir.join("status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("NSpid:"))
-                .map(|v| v.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+            s.lines().find_map(|l| l.strip_prefix("NSpid:")).map(|v| {
+                v.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
         })
         .unwrap_or_else(|| vec![pid]);
-    Some(ProcessInfo { pid, exe, comm, start_ticks, ns_pids })
+    Some(ProcessInfo {
+        pid,
+        exe,
+        comm,
+        start_ticks,
+        ns_pids,
+    })
 }
 
 /// Every listening socket in `ports` with its owners.
@@ -200,9 +238,19 @@ pub fn discover(proc_root: &Path, ports: &RangeInclusive<u16>) -> Result<Vec<Can
     for l in listeners {
         let procs = owners
             .get(&l.inode)
-            .map(|pids| pids.iter().filter_map(|p| process_info(proc_root, *p)).collect())
+            .map(|pids| {
+                pids.iter()
+                    .filter_map(|p| process_info(proc_root, *p))
+                    .collect()
+            })
             .unwrap_or_default();
-        by_port.insert((l.port, l.inode), Candidate { listener: l, owners: procs });
+        by_port.insert(
+            (l.port, l.inode),
+            Candidate {
+                listener: l,
+                owners: procs,
+            },
+        );
     }
     Ok(by_port.into_values().collect())
 }
@@ -233,7 +281,14 @@ mod tests {
     #[test]
     fn parses_listening_v4_and_v6() {
         let v4 = parse_tcp_table(TCP);
-        assert_eq!(v4, vec![Listener { addr: "127.0.0.1".parse().unwrap(), port: 53700, inode: 4242 }]);
+        assert_eq!(
+            v4,
+            vec![Listener {
+                addr: "127.0.0.1".parse().unwrap(),
+                port: 53700,
+                inode: 4242
+            }]
+        );
         let v6 = parse_tcp_table(TCP6);
         assert_eq!(v6.len(), 2);
         assert_eq!(v6[0].addr, "::".parse::<IpAddr>().unwrap());

@@ -26,7 +26,13 @@ const MAX_PART: usize = 80;
 pub fn sanitize(name: &str) -> String {
     let mut s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     while s.starts_with('.') {
         s.replace_range(0..1, "_");
@@ -188,7 +194,10 @@ impl EntryWriter {
     /// Opens (creating) `root/name`; `root` is `DIR/coverage`.
     pub fn open(root: &Path, name: &str) -> Result<EntryWriter, Error> {
         let invalid = |why: &str| {
-            Error::io(root.join(name), std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_string()))
+            Error::io(
+                root.join(name),
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_string()),
+            )
         };
         if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
             return Err(invalid("not a single safe path component"));
@@ -205,7 +214,11 @@ impl EntryWriter {
         let metadata = std::fs::read(dir.join("metadata.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<Metadata>(&b).ok());
-        Ok(EntryWriter { dir, name: name.to_string(), metadata })
+        Ok(EntryWriter {
+            dir,
+            name: name.to_string(),
+            metadata,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -223,7 +236,9 @@ impl EntryWriter {
 
     /// Whether `covmeta.<hash>` is present.
     pub fn has_meta(&self, hash: &covdata::Hash) -> bool {
-        self.dir.join(format!("covmeta.{}", covdata::hex(hash))).is_file()
+        self.dir
+            .join(format!("covmeta.{}", covdata::hex(hash)))
+            .is_file()
     }
 
     /// Writes `covmeta.<hash>` (unchanged content is not rewritten).
@@ -237,7 +252,11 @@ impl EntryWriter {
 
     /// The newest counter file written here, if any.
     pub fn latest_counters(&self) -> Option<(String, Vec<u8>)> {
-        let name = self.metadata.as_ref().map(|m| m.latest_counters.clone()).filter(|n| !n.is_empty())?;
+        let name = self
+            .metadata
+            .as_ref()
+            .map(|m| m.latest_counters.clone())
+            .filter(|n| !n.is_empty())?;
         let data = std::fs::read(self.dir.join(&name)).ok()?;
         Some((name, data))
     }
@@ -265,7 +284,8 @@ impl EntryWriter {
             pod_name: placement.pod.clone(),
             namespace: placement.namespace.clone(),
             container: placement.container.clone(),
-            collected_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            collected_at: humantime::format_rfc3339_millis(std::time::SystemTime::now())
+                .to_string(),
             binary_name: placement.binary.clone(),
             hostname: placement.hostname.clone(),
             host_process: placement.host_process,
@@ -279,7 +299,8 @@ impl EntryWriter {
             latest_counters: name,
             snapshots,
         };
-        let json = serde_json::to_vec_pretty(&md).map_err(|e| Error::io(self.dir.join("metadata.json"), e.into()))?;
+        let json = serde_json::to_vec_pretty(&md)
+            .map_err(|e| Error::io(self.dir.join("metadata.json"), e.into()))?;
         write_atomic(&self.dir.join("metadata.json"), &json)?;
         self.metadata = Some(md);
         Ok(path)
@@ -288,8 +309,11 @@ impl EntryWriter {
     /// Writes `info.json`: every identity header (lowercase_underscore, no
     /// `x_art_coverage_` prefix) plus `binary_name`, `host`, `port`, `pid`.
     pub fn write_info(&self, placement: &Placement, identity: &Identity) -> Result<(), Error> {
-        let mut info: BTreeMap<String, serde_json::Value> =
-            identity.headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        let mut info: BTreeMap<String, serde_json::Value> = identity
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
         info.insert("binary_name".into(), identity.binary.clone().into());
         info.insert("host".into(), placement.hostname.clone().into());
         info.insert("pid".into(), identity.pid.into());
@@ -306,24 +330,30 @@ impl EntryWriter {
 /// counters of one process only grow. A drop means another process (PID
 /// reuse, restart) or a reset. Undecodable data counts as a continuation.
 pub fn is_continuation(old: &[u8], new: &[u8]) -> bool {
-    let (Ok(old), Ok(new)) = (covdata::CounterFile::decode(old), covdata::CounterFile::decode(new)) else {
+    let (Ok(old), Ok(new)) = (
+        covdata::CounterFile::decode(old),
+        covdata::CounterFile::decode(new),
+    ) else {
         return true;
     };
     if old.meta_hash != new.meta_hash {
         return false;
     }
-    let newer: std::collections::HashMap<(u32, u32), &Vec<u32>> =
-        new.funcs.iter().map(|f| ((f.pkg, f.func), &f.counters)).collect();
+    let newer: std::collections::HashMap<(u32, u32), &Vec<u32>> = new
+        .funcs
+        .iter()
+        .map(|f| ((f.pkg, f.func), &f.counters))
+        .collect();
     for f in &old.funcs {
         let nonzero = f.counters.iter().any(|&c| c > 0);
-        match newer.get(&(f.pkg, f.func)) {
-            None if nonzero => return false,
-            None => {}
+        let grew = match newer.get(&(f.pkg, f.func)) {
+            None => !nonzero,
             Some(n) => {
-                if n.len() != f.counters.len() || f.counters.iter().zip(n.iter()).any(|(o, n)| n < o) {
-                    return false;
-                }
+                n.len() == f.counters.len() && f.counters.iter().zip(n.iter()).all(|(o, n)| n >= o)
             }
+        };
+        if !grew {
+            return false;
         }
     }
     true
@@ -335,9 +365,21 @@ mod tests {
 
     #[test]
     fn hostile_names_stay_one_component() {
-        for evil in ["../../x", "..", ".", "", "a/b", "/etc/passwd", "x\0y", "ns\\..\\up"] {
+        for evil in [
+            "../../x",
+            "..",
+            ".",
+            "",
+            "a/b",
+            "/etc/passwd",
+            "x\0y",
+            "ns\\..\\up",
+        ] {
             let s = sanitize(evil);
-            assert!(!s.contains('/') && !s.contains('\\') && !s.contains('\0'), "{evil:?} -> {s:?}");
+            assert!(
+                !s.contains('/') && !s.contains('\\') && !s.contains('\0'),
+                "{evil:?} -> {s:?}"
+            );
             assert!(!s.starts_with('.'), "{evil:?} -> {s:?}");
             assert!(!s.is_empty());
         }
@@ -345,14 +387,20 @@ mod tests {
             source: "kube",
             namespace: "../..".into(),
             pod: "../../x".into(),
-            container: ContainerMeta { name: "/".into(), image: String::new() },
+            container: ContainerMeta {
+                name: "/".into(),
+                image: String::new(),
+            },
             binary: "..".into(),
             pid: 1,
             phase: Some("../e2e".into()),
             ..Default::default()
         };
         let name = p.entry_name(1);
-        assert!(!name.contains('/') && name != ".." && !name.starts_with('.'), "{name}");
+        assert!(
+            !name.contains('/') && name != ".." && !name.starts_with('.'),
+            "{name}"
+        );
     }
 
     #[test]

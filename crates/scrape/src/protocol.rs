@@ -83,20 +83,35 @@ impl Identity {
             return Ok(None);
         };
         if server.as_bytes().trim_ascii() != b"1" {
-            return Err(format!("unexpected {H_SERVER}: {:?}", String::from_utf8_lossy(server.as_bytes())));
+            return Err(format!(
+                "unexpected {H_SERVER}: {:?}",
+                String::from_utf8_lossy(server.as_bytes())
+            ));
         }
-        let text = |name: &str| h.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string());
+        let text = |name: &str| {
+            h.get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+        };
         let pid = text(H_PID).ok_or_else(|| format!("{H_PID} header missing"))?;
-        let pid: u32 = pid.parse().map_err(|_| format!("{H_PID} is not a PID: {pid:?}"))?;
+        let pid: u32 = pid
+            .parse()
+            .map_err(|_| format!("{H_PID} is not a PID: {pid:?}"))?;
         let binary = text(H_BINARY).unwrap_or_default();
         let mut headers = BTreeMap::new();
         for (name, value) in h {
             if let Some(rest) = name.as_str().strip_prefix(H_PREFIX) {
                 let key = rest.replace('-', "_");
-                headers.insert(key, String::from_utf8_lossy(value.as_bytes()).trim().to_string());
+                headers.insert(
+                    key,
+                    String::from_utf8_lossy(value.as_bytes()).trim().to_string(),
+                );
             }
         }
-        Ok(Some(Identity { pid, binary, headers }))
+        Ok(Some(Identity {
+            pid,
+            binary,
+            headers,
+        }))
     }
 }
 
@@ -141,7 +156,10 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(transport: Arc<dyn Transport>) -> Endpoint {
-        Endpoint { label: transport.describe(), transport }
+        Endpoint {
+            label: transport.describe(),
+            transport,
+        }
     }
 }
 
@@ -149,7 +167,11 @@ impl Endpoint {
 pub fn short_text(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() > 200 { format!("{}…", one.chars().take(200).collect::<String>()) } else { one }
+    if one.chars().count() > 200 {
+        format!("{}…", one.chars().take(200).collect::<String>())
+    } else {
+        one
+    }
 }
 
 fn retryable(status: StatusCode) -> bool {
@@ -174,11 +196,18 @@ async fn request(
         headers.insert(http::header::AUTHORIZATION, v);
     }
     if accept_gzip {
-        headers.insert(http::header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        headers.insert(
+            http::header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip"),
+        );
     }
     let mut attempt = 0;
     loop {
-        let req = RawRequest { method: method.clone(), path: path.to_string(), headers: headers.clone() };
+        let req = RawRequest {
+            method: method.clone(),
+            path: path.to_string(),
+            headers: headers.clone(),
+        };
         let outcome = tokio::time::timeout(opts.timeout, ep.transport.send(req)).await;
         let last = attempt >= opts.retries;
         let timeout_err = || Error::Timeout {
@@ -215,8 +244,11 @@ async fn request(
 /// Transport failures (nothing listening, timeouts) are errors; an answer
 /// without the identity headers is [`Probe::NotCoverage`].
 pub async fn probe(ep: &Endpoint, opts: &ClientOptions) -> Result<Probe, Error> {
-    let (method, path) =
-        if ep.transport.probe_with_get() { (Method::GET, "/health") } else { (Method::HEAD, "/") };
+    let (method, path) = if ep.transport.probe_with_get() {
+        (Method::GET, "/health")
+    } else {
+        (Method::HEAD, "/")
+    };
     let resp = request(ep, opts, method.clone(), path, false).await?;
     let status = resp.status.as_u16();
     match Identity::from_headers(&resp.headers) {
@@ -253,7 +285,10 @@ fn gunzip(target: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
     flate2::read::GzDecoder::new(body)
         .take(crate::transport::MAX_BODY as u64)
         .read_to_end(&mut out)
-        .map_err(|e| Error::Malformed { target: target.to_string(), reason: format!("bad gzip body: {e}") })?;
+        .map_err(|e| Error::Malformed {
+            target: target.to_string(),
+            reason: format!("bad gzip body: {e}"),
+        })?;
     Ok(out)
 }
 
@@ -279,21 +314,37 @@ pub fn meta_hash(data: &[u8]) -> Result<covdata::Hash, String> {
 
 /// Decodes a `/coverage` answer body (already un-gzipped).
 pub fn decode_coverage(target: &str, json: &[u8], want_meta: bool) -> Result<Snapshot, Error> {
-    let bad = |reason: String| Error::Malformed { target: target.to_string(), reason };
-    let doc: CoverageJson = serde_json::from_slice(json).map_err(|e| bad(format!("not the expected JSON: {e}")))?;
+    let bad = |reason: String| Error::Malformed {
+        target: target.to_string(),
+        reason,
+    };
+    let doc: CoverageJson =
+        serde_json::from_slice(json).map_err(|e| bad(format!("not the expected JSON: {e}")))?;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let counters = b64.decode(doc.counters_data.trim()).map_err(|e| bad(format!("counters_data: bad base64: {e}")))?;
+    let counters = b64
+        .decode(doc.counters_data.trim())
+        .map_err(|e| bad(format!("counters_data: bad base64: {e}")))?;
     let hash = counters_hash(&counters).map_err(bad)?;
     let hex = covdata::hex(&hash);
-    if !doc.counters_filename.starts_with(&format!("covcounters.{hex}.")) {
+    if !doc
+        .counters_filename
+        .starts_with(&format!("covcounters.{hex}."))
+    {
         return Err(bad(format!(
             "counters_filename {:?} does not name the counter data's hash {hex}",
             doc.counters_filename
         )));
     }
-    let meta = match doc.meta_data.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let meta = match doc
+        .meta_data
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         Some(m) => {
-            let meta = b64.decode(m).map_err(|e| bad(format!("meta_data: bad base64: {e}")))?;
+            let meta = b64
+                .decode(m)
+                .map_err(|e| bad(format!("meta_data: bad base64: {e}")))?;
             let mh = meta_hash(&meta).map_err(bad)?;
             if mh != hash {
                 return Err(bad(format!(
@@ -304,7 +355,9 @@ pub fn decode_coverage(target: &str, json: &[u8], want_meta: bool) -> Result<Sna
             if let Some(name) = &doc.meta_filename
                 && name != &format!("covmeta.{hex}")
             {
-                return Err(bad(format!("meta_filename {name:?} does not match hash {hex}")));
+                return Err(bad(format!(
+                    "meta_filename {name:?} does not match hash {hex}"
+                )));
             }
             Some(meta)
         }
@@ -322,8 +375,16 @@ pub fn decode_coverage(target: &str, json: &[u8], want_meta: bool) -> Result<Sna
 }
 
 /// `GET /coverage` (or `?nometa=1`): one snapshot.
-pub async fn fetch(ep: &Endpoint, opts: &ClientOptions, with_meta: bool) -> Result<Snapshot, Error> {
-    let path = if with_meta { "/coverage" } else { "/coverage?nometa=1" };
+pub async fn fetch(
+    ep: &Endpoint,
+    opts: &ClientOptions,
+    with_meta: bool,
+) -> Result<Snapshot, Error> {
+    let path = if with_meta {
+        "/coverage"
+    } else {
+        "/coverage?nometa=1"
+    };
     let resp = request(ep, opts, Method::GET, path, true).await?;
     let identity = Identity::from_headers(&resp.headers).ok().flatten();
     if !resp.status.is_success() {
@@ -346,7 +407,11 @@ fn maybe_gunzip(target: &str, resp: &RawResponse) -> Result<Vec<u8>, Error> {
         .headers
         .get(http::header::CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-    if gz { gunzip(target, &resp.body) } else { Ok(resp.body.to_vec()) }
+    if gz {
+        gunzip(target, &resp.body)
+    } else {
+        Ok(resp.body.to_vec())
+    }
 }
 
 /// `POST /coverage/reset`: zero the counters.
@@ -383,11 +448,17 @@ mod tests {
         h.insert("X-Art-Coverage-Server", HeaderValue::from_static("1"));
         h.insert("X-Art-Coverage-Pid", HeaderValue::from_static("42"));
         h.insert("X-Art-Coverage-Binary", HeaderValue::from_static("kubelet"));
-        h.insert("X-Art-Coverage-Source-Commit", HeaderValue::from_static("abc"));
+        h.insert(
+            "X-Art-Coverage-Source-Commit",
+            HeaderValue::from_static("abc"),
+        );
         let id = Identity::from_headers(&h).unwrap().unwrap();
         assert_eq!(id.pid, 42);
         assert_eq!(id.binary, "kubelet");
-        assert_eq!(id.headers.get("source_commit").map(String::as_str), Some("abc"));
+        assert_eq!(
+            id.headers.get("source_commit").map(String::as_str),
+            Some("abc")
+        );
         assert_eq!(id.headers.get("server").map(String::as_str), Some("1"));
     }
 
@@ -401,16 +472,24 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("X-Art-Coverage-Server", HeaderValue::from_static("1"));
         h.insert("X-Art-Coverage-Pid", HeaderValue::from_static("../1"));
-        assert!(Identity::from_headers(&h).unwrap_err().contains("not a PID"));
+        assert!(
+            Identity::from_headers(&h)
+                .unwrap_err()
+                .contains("not a PID")
+        );
     }
 
     #[test]
     fn malformed_json_names_target() {
         let err = decode_coverage("t:1", b"{", true).unwrap_err().to_string();
         assert!(err.contains("t:1") && err.contains("JSON"), "{err}");
-        let err = decode_coverage("t:1", br#"{"counters_filename":"x","counters_data":"AAAA"}"#, true)
-            .unwrap_err()
-            .to_string();
+        let err = decode_coverage(
+            "t:1",
+            br#"{"counters_filename":"x","counters_data":"AAAA"}"#,
+            true,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("bad magic"), "{err}");
     }
 }

@@ -23,10 +23,16 @@ mod tests {
     #[test]
     fn boundaries() {
         assert_eq!(interval(Duration::ZERO), Duration::from_secs(1));
-        assert_eq!(interval(Duration::from_millis(9_999)), Duration::from_secs(1));
+        assert_eq!(
+            interval(Duration::from_millis(9_999)),
+            Duration::from_secs(1)
+        );
         assert_eq!(interval(Duration::from_secs(10)), Duration::from_secs(5));
         assert_eq!(interval(Duration::from_secs(299)), Duration::from_secs(5));
         assert_eq!(interval(Duration::from_secs(300)), Duration::from_secs(10));
-        assert_eq!(interval(Duration::from_secs(86_400)), Duration::from_secs(10));
+        assert_eq!(
+            interval(Duration::from_secs(86_400)),
+            Duration::from_secs(10)
+        );
     }
 }

@@ -92,7 +92,9 @@ impl fmt::Debug for Direct {
 impl Direct {
     /// A transport to `base` (an `http://` URL; a path is used as a prefix).
     pub fn new(base: &str, connect_timeout: Duration) -> Result<Direct, String> {
-        let base: Uri = base.parse().map_err(|e| format!("not a URL: {base:?}: {e}"))?;
+        let base: Uri = base
+            .parse()
+            .map_err(|e| format!("not a URL: {base:?}: {e}"))?;
         match base.scheme_str() {
             Some("http") => {}
             Some(other) => {
@@ -132,7 +134,9 @@ impl Transport for Direct {
 
     fn send(&self, req: RawRequest) -> BoxFuture<'_, Result<RawResponse, TransportError>> {
         Box::pin(async move {
-            let mut builder = Request::builder().method(req.method).uri(self.url(&req.path));
+            let mut builder = Request::builder()
+                .method(req.method)
+                .uri(self.url(&req.path));
             if let Some(h) = builder.headers_mut() {
                 h.extend(req.headers);
             }
@@ -148,7 +152,11 @@ impl Transport for Direct {
             })?;
             let (parts, body) = resp.into_parts();
             let body = read_body(body).await?;
-            Ok(RawResponse { status: parts.status, headers: parts.headers, body })
+            Ok(RawResponse {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
         })
     }
 }
@@ -190,7 +198,10 @@ fn proxy_refused(resp: &RawResponse) -> Option<TransportError> {
     }
     if matches!(resp.status.as_u16(), 502 | 503) {
         let text = String::from_utf8_lossy(&resp.body);
-        if text.contains("connection refused") || text.contains("connect: ") || text.contains("no route") {
+        if text.contains("connection refused")
+            || text.contains("connect: ")
+            || text.contains("no route")
+        {
             return Some(TransportError::connect(format!(
                 "API server proxy: HTTP {}: {}",
                 resp.status.as_u16(),
@@ -235,7 +246,11 @@ impl Transport for KubeProxy {
             })?;
             let (parts, body) = resp.into_parts();
             let body = read_body(body).await?;
-            let raw = RawResponse { status: parts.status, headers: parts.headers, body };
+            let raw = RawResponse {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            };
             match proxy_refused(&raw) {
                 Some(err) => Err(err),
                 None => Ok(raw),
@@ -265,22 +280,30 @@ impl Transport for KubePortForward {
     }
 
     fn describe(&self) -> String {
-        format!("{}/{}:{} (port-forward)", self.namespace, self.pod, self.port)
+        format!(
+            "{}/{}:{} (port-forward)",
+            self.namespace, self.pod, self.port
+        )
     }
 
     fn send(&self, req: RawRequest) -> BoxFuture<'_, Result<RawResponse, TransportError>> {
         Box::pin(async move {
-            let pods: ::kube::Api<Pod> = ::kube::Api::namespaced(self.client.clone(), &self.namespace);
+            let pods: ::kube::Api<Pod> =
+                ::kube::Api::namespaced(self.client.clone(), &self.namespace);
             let mut pf = pods
                 .portforward(&self.pod, &[self.port])
                 .await
-                .map_err(|e| TransportError::connect(format!("opening the port-forward: {}", chain(&e))))?;
+                .map_err(|e| {
+                    TransportError::connect(format!("opening the port-forward: {}", chain(&e)))
+                })?;
             let stream = pf
                 .take_stream(self.port)
                 .ok_or_else(|| TransportError::other("the port-forward has no stream"))?;
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
-                .map_err(|e| TransportError::connect(format!("HTTP over the port-forward: {}", chain(&e))))?;
+                .map_err(|e| {
+                    TransportError::connect(format!("HTTP over the port-forward: {}", chain(&e)))
+                })?;
             let conn_task = tokio::spawn(conn);
             let mut builder = Request::builder()
                 .method(req.method)
@@ -299,7 +322,11 @@ impl Transport for KubePortForward {
                 })?;
                 let (parts, body) = resp.into_parts();
                 let body = read_body(body).await?;
-                Ok(RawResponse { status: parts.status, headers: parts.headers, body })
+                Ok(RawResponse {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                })
             }
             .await;
             drop(sender);

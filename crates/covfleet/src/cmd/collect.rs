@@ -31,7 +31,13 @@ pub struct TargetArgs {
     #[arg(long, value_name = "NAME", requires = "kube")]
     pub context: Option<String>,
     /// Namespace (default: the context's namespace).
-    #[arg(short = 'n', long, value_name = "NS", requires = "kube", conflicts_with = "all_namespaces")]
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "NS",
+        requires = "kube",
+        conflicts_with = "all_namespaces"
+    )]
     pub namespace: Option<String>,
     /// Every namespace.
     #[arg(short = 'A', long, requires = "kube")]
@@ -49,7 +55,12 @@ pub struct TargetArgs {
     #[arg(long, value_name = "FIRST-LAST", default_value = "53700-53749", value_parser = parse_ports)]
     pub ports: std::ops::RangeInclusive<u16>,
     /// Bearer token the servers require (their COVERAGE_TOKEN).
-    #[arg(long, env = "COVERAGE_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "COVERAGE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub token: Option<String>,
     /// Limit for one request.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -80,7 +91,9 @@ fn parse_ports(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
     let a: u16 = a.trim().parse().map_err(|_| format!("not a port: {a:?}"))?;
     let b: u16 = b.trim().parse().map_err(|_| format!("not a port: {b:?}"))?;
     if a == 0 || b < a {
-        return Err(format!("bad port range {s:?} (want FIRST-LAST, FIRST >= 1)"));
+        return Err(format!(
+            "bad port range {s:?} (want FIRST-LAST, FIRST >= 1)"
+        ));
     }
     Ok(a..=b)
 }
@@ -92,7 +105,8 @@ impl TargetArgs {
             return Err(UsageError("no targets: give --url URL, --local or --kube".into()).into());
         }
         for url in &self.urls {
-            scrape::transport::Direct::new(url, self.timeout).map_err(|e| UsageError(format!("--url: {e}")))?;
+            scrape::transport::Direct::new(url, self.timeout)
+                .map_err(|e| UsageError(format!("--url: {e}")))?;
         }
         if self.concurrency == 0 {
             return Err(UsageError("--concurrency must be at least 1".into()).into());
@@ -113,7 +127,11 @@ impl TargetArgs {
                 },
             )
         });
-        let sources = Sources { urls: self.urls.clone(), local: self.local, kube };
+        let sources = Sources {
+            urls: self.urls.clone(),
+            local: self.local,
+            kube,
+        };
         let mut s = Settings::new(sources, output);
         s.ports = self.ports.clone();
         s.client.timeout = self.timeout;
@@ -196,7 +214,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut settings = args.targets.settings(args.output.clone())?;
     settings.phase = args.phase.clone();
     std::fs::create_dir_all(args.output.join("coverage")).map_err(|e| {
-        UsageError(format!("cannot create {}: {e}", args.output.join("coverage").display()))
+        UsageError(format!(
+            "cannot create {}: {e}",
+            args.output.join("coverage").display()
+        ))
     })?;
     let rt = runtime()?;
     let progress = args.targets.progress("collecting");
@@ -227,7 +248,11 @@ pub fn report(summary: &Summary, targets: &TargetArgs, verb: &str) -> ExitCode {
             Err(e) => eprintln!("covfleet: cannot print the summary: {e}"),
         }
     } else if !targets.quiet {
-        let done = if verb == "reset" { summary.reset } else { summary.collected };
+        let done = if verb == "reset" {
+            summary.reset
+        } else {
+            summary.collected
+        };
         eprintln!(
             "found {}, {verb} {done}, skipped {}, failed {}",
             summary.found,
@@ -254,5 +279,9 @@ pub fn report(summary: &Summary, targets: &TargetArgs, verb: &str) -> ExitCode {
             eprintln!("  FAILED {}: {}", f.target, f.reason);
         }
     }
-    if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if summary.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

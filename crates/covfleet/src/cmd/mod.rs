@@ -1,5 +1,5 @@
 //! One module per subcommand.
 
-pub mod covdata;
 pub mod collect;
+pub mod covdata;
 pub mod reset;

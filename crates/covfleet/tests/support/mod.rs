@@ -17,11 +17,16 @@ use std::time::{Duration, Instant};
 /// THE one place naming the coverage server compiled into the fixtures.
 /// `COVFLEET_TEST_SERVER_GO` overrides it, e.g. with the injected server
 /// `go/covserver/coverage_server.go`.
-pub const SERVER_GO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../go/testserver/coverage_server.go");
+pub const SERVER_GO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../go/testserver/coverage_server.go"
+);
 const FIXTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../go/testserver");
 
 pub fn server_go() -> PathBuf {
-    std::env::var_os("COVFLEET_TEST_SERVER_GO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(SERVER_GO))
+    std::env::var_os("COVFLEET_TEST_SERVER_GO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(SERVER_GO))
 }
 
 pub fn covfleet() -> &'static str {
@@ -41,24 +46,61 @@ pub struct Fixtures {
 }
 
 fn go(dir: &Path, args: &[&str]) {
-    let out = Command::new("go").args(args).current_dir(dir).env("GOFLAGS", "").output().expect("run go");
-    assert!(out.status.success(), "go {args:?} in {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("go")
+        .args(args)
+        .current_dir(dir)
+        .env("GOFLAGS", "")
+        .output()
+        .expect("run go");
+    assert!(
+        out.status.success(),
+        "go {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn fixtures() -> &'static Fixtures {
     static F: OnceLock<Fixtures> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("covfleet-fixtures").tempdir().expect("tempdir").keep();
+        let dir = tempfile::Builder::new()
+            .prefix("covfleet-fixtures")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
         let src = dir.join("src");
         std::fs::create_dir_all(&src).unwrap();
-        std::fs::write(src.join("go.mod"), "module covfleet.invalid/fixture\n\ngo 1.22\n").unwrap();
+        std::fs::write(
+            src.join("go.mod"),
+            "module covfleet.invalid/fixture\n\ngo 1.22\n",
+        )
+        .unwrap();
         for f in ["main.go", "work.go"] {
             std::fs::copy(Path::new(FIXTURE_DIR).join(f), src.join(f)).unwrap();
         }
-        std::fs::copy(server_go(), src.join("coverage_server.go")).expect("copy the coverage server source");
-        go(&src, &["build", "-cover", "-covermode=atomic", "-o", "../fixture", "."]);
+        std::fs::copy(server_go(), src.join("coverage_server.go"))
+            .expect("copy the coverage server source");
+        go(
+            &src,
+            &[
+                "build",
+                "-cover",
+                "-covermode=atomic",
+                "-o",
+                "../fixture",
+                ".",
+            ],
+        );
         go(&src, &["build", "-o", "../plain", "."]);
-        go(Path::new(FIXTURE_DIR), &["build", "-o", dir.join("fakeapi").to_str().unwrap(), "./fakeapi"]);
+        go(
+            Path::new(FIXTURE_DIR),
+            &[
+                "build",
+                "-o",
+                dir.join("fakeapi").to_str().unwrap(),
+                "./fakeapi",
+            ],
+        );
         Fixtures {
             covered: dir.join("fixture"),
             plain: dir.join("plain"),
@@ -99,8 +141,15 @@ pub struct Netns {
 }
 
 fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip (iproute2)");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A running process in a namespace.
@@ -115,7 +164,13 @@ impl Netns {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("cfc{}x{n}", std::process::id());
         ip(&["netns", "add", &name]);
-        let ns = Netns { name, host_if: None, ip: None, children: Mutex::new(Vec::new()), stdouts: Mutex::new(Vec::new()) };
+        let ns = Netns {
+            name,
+            host_if: None,
+            ip: None,
+            children: Mutex::new(Vec::new()),
+            stdouts: Mutex::new(Vec::new()),
+        };
         ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]);
         ns
     }
@@ -129,12 +184,30 @@ impl Netns {
         let b = ((n % 60) * 4) as u8;
         let host_if = format!("cfh{}x{n}", std::process::id() % 100000);
         let peer = format!("cfp{}x{n}", std::process::id() % 100000);
-        ip(&["link", "add", &host_if, "type", "veth", "peer", "name", &peer]);
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &peer,
+        ]);
         ns.host_if = Some(host_if.clone());
         ip(&["link", "set", &peer, "netns", &ns.name]);
-        ip(&["addr", "add", &format!("198.19.{a}.{}/30", b + 1), "dev", &host_if]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("198.19.{a}.{}/30", b + 1),
+            "dev",
+            &host_if,
+        ]);
         ip(&["link", "set", &host_if, "up"]);
-        ip(&["netns", "exec", &ns.name, "ip", "addr", "add", &format!("198.19.{a}.{}/30", b + 2), "dev", &peer]);
+        ip(&[
+            "netns",
+            "exec",
+            &ns.name,
+            "ip",
+            "addr",
+            "add",
+            &format!("198.19.{a}.{}/30", b + 2),
+            "dev",
+            &peer,
+        ]);
         ip(&["netns", "exec", &ns.name, "ip", "link", "set", &peer, "up"]);
         ns.ip = Some(format!("198.19.{a}.{}", b + 2));
         ns
@@ -142,7 +215,9 @@ impl Netns {
 
     fn command(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program).args(args);
+        c.args(["netns", "exec", &self.name])
+            .arg(program)
+            .args(args);
         for (k, v) in env {
             c.env(k, v);
         }
@@ -154,14 +229,20 @@ impl Netns {
     pub fn spawn_ready(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut c = self.command(program, args, env);
         c.stdout(Stdio::piped()).stderr(Stdio::null());
-        let mut child = c.spawn().unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+        let mut child = c
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
         let pid = child.id();
         let stdout = child.stdout.take().unwrap();
         self.children.lock().unwrap().push(child);
         let mut line = String::new();
         let mut reader = BufReader::new(stdout);
         reader.read_line(&mut line).unwrap();
-        assert!(line.starts_with("ready"), "{} did not get ready: {line:?}", program.display());
+        assert!(
+            line.starts_with("ready"),
+            "{} did not get ready: {line:?}",
+            program.display()
+        );
         self.stdouts.lock().unwrap().push(reader);
         Proc { pid }
     }
@@ -203,7 +284,9 @@ while True:
 
     /// Runs covfleet inside the namespace.
     pub fn covfleet(&self, args: &[&str]) -> Output {
-        self.command(Path::new(covfleet()), args, &[]).output().expect("run covfleet")
+        self.command(Path::new(covfleet()), args, &[])
+            .output()
+            .expect("run covfleet")
     }
 
     /// Starts covfleet inside the namespace without waiting.
@@ -216,19 +299,32 @@ while True:
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        for mut c in self.children.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default() {
+        for mut c in self
+            .children
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+        {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
         if let Some(h) = &self.host_if {
-            let _ = Command::new("ip").args(["link", "del", h]).stderr(Stdio::null()).status();
+            let _ = Command::new("ip")
+                .args(["link", "del", h])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
 
 pub fn signal(pid: u32, sig: &str) {
-    let st = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(st.success(), "kill -{sig} {pid}");
 }
 
@@ -238,7 +334,10 @@ pub fn wait_gone(pid: u32) {
     while Path::new(&format!("/proc/{pid}")).exists() {
         // Reaped by Netns::drop, or a zombie: check the state.
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            && stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'))
+            && stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|s| s.trim_start().starts_with('Z'))
         {
             return;
         }
@@ -267,23 +366,44 @@ pub fn work_profile(dir: &Path) -> Vec<String> {
         .arg(out_file.path())
         .output()
         .expect("go tool covdata");
-    assert!(out.status.success(), "covdata textfmt -i {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "covdata textfmt -i {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(out_file.path()).unwrap();
-    let mut lines: Vec<String> = text.lines().filter(|l| l.contains("/work.go:")).map(String::from).collect();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("/work.go:"))
+        .map(String::from)
+        .collect();
     lines.sort();
-    assert!(!lines.is_empty(), "no work.go lines from {}:\n{text}", dir.display());
+    assert!(
+        !lines.is_empty(),
+        "no work.go lines from {}:\n{text}",
+        dir.display()
+    );
     lines
 }
 
 /// The sum of the counts in textfmt lines.
 pub fn total_count(lines: &[String]) -> u64 {
-    lines.iter().filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+    lines
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// Entry directories under `out/coverage`.
 pub fn entries(out: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(out.join("coverage"))
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -351,8 +471,16 @@ impl FakeApi {
         let mut reader = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("fakeapi said {line:?}"));
-        FakeApi { url: format!("http://{addr}"), child, _stdout: reader, _dir: dir }
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("fakeapi said {line:?}"));
+        FakeApi {
+            url: format!("http://{addr}"),
+            child,
+            _stdout: reader,
+            _dir: dir,
+        }
     }
 
     /// A kubeconfig pointing at this server.
