@@ -547,16 +547,42 @@ impl Collector {
             .collect()
             .await;
         let mut out = Vec::new();
+        // Every hostNetwork pod of a node sees every server on that node:
+        // report a server no pod claims once per node, not once per pod.
+        let mut unclaimed: BTreeMap<String, TargetReport> = BTreeMap::new();
         for (f, outcome) in results {
-            match outcome {
-                ProbeOutcome::Absent => {}
-                ProbeOutcome::Skipped(r) => {
+            let host_key = match &f.context {
+                Context::Kube { pod, port } if pod.host_network => {
+                    Some((format!("node:{}:{port}", pod.node), pod.clone(), *port))
+                }
+                _ => None,
+            };
+            match (outcome, host_key) {
+                (ProbeOutcome::Absent, _) => {}
+                (ProbeOutcome::Skipped(r) | ProbeOutcome::Failed(r), Some((hk, pod, port)))
+                    if !summary.claimed_host_ports.contains(&hk) =>
+                {
+                    let reason = r.reason.replace(&format!("{}: ", r.target), "");
+                    unclaimed.entry(hk).or_insert(TargetReport {
+                        target: format!(
+                            "node {} port {port} (seen from hostNetwork pod {}/{})",
+                            pod.node, pod.namespace, pod.name
+                        ),
+                        reason,
+                    });
+                }
+                (ProbeOutcome::Skipped(_) | ProbeOutcome::Failed(_), Some(_)) => {}
+                (ProbeOutcome::Skipped(r), None) => {
                     summary.skipped.insert(f.key.clone(), r);
                 }
-                ProbeOutcome::Failed(r) => {
+                (ProbeOutcome::Failed(r), None) => {
                     summary.failed.insert(f.key.clone(), r);
                 }
-                ProbeOutcome::Coverage(p, id) => {
+                (ProbeOutcome::Coverage(p, id), hk) => {
+                    if let Some((hk, _, _)) = hk {
+                        summary.skipped.remove(&hk);
+                        summary.claimed_host_ports.insert(hk);
+                    }
                     summary.skipped.remove(&f.key);
                     summary.failed.remove(&f.key);
                     out.push((f.key.clone(), self.new_state(&f, *p, id)));
@@ -565,6 +591,11 @@ impl Collector {
             self.emit(Event::Done {
                 target: f.endpoint.label.clone(),
             });
+        }
+        for (hk, r) in unclaimed {
+            if !summary.claimed_host_ports.contains(&hk) {
+                summary.skipped.insert(hk, r);
+            }
         }
         out
     }
@@ -771,6 +802,8 @@ impl Collector {
 
 #[derive(Default)]
 struct RunReport {
+    /// `node:NODE:PORT` of host-network servers some pod's container claimed.
+    claimed_host_ports: std::collections::HashSet<String>,
     skipped: BTreeMap<String, TargetReport>,
     failed: BTreeMap<String, TargetReport>,
     procs: Vec<ProcState>,
