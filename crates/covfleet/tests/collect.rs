@@ -450,7 +450,7 @@ fn usage_errors_exit_2() {
 /// `--kube` against recorded API answers: `go/testserver/fakeapi` replays a
 /// realistic PodList and serves the pod `proxy` subresource by forwarding to
 /// the real Go processes in the test's namespaces (like the API server
-/// does). A real kube-apiserver + etcd cannot be built within this project's
+/// does), and `portforward` over WebSocket (v4.channel.k8s.io). A real kube-apiserver + etcd cannot be built within this project's
 /// test budget; the live-cluster tests below are `#[ignore]`d and need
 /// `COVFLEET_LIVE_KUBECONFIG`.
 mod kube {
@@ -698,6 +698,39 @@ mod kube {
         }
     }
 
+    /// The same cluster through port-forwards (WebSocket, v4.channel.k8s.io).
+    #[test]
+    fn all_namespaces_through_port_forward() {
+        let c = cluster("t0ken");
+        let kc = c.api.kubeconfig(c.dir.path(), "t0ken", "default");
+        let out_dir = c.dir.path().join("out");
+        let out = run(&[
+            "collect",
+            "--kube",
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "-A",
+            "--via",
+            "port-forward",
+            "--json",
+            "-o",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", s(&out));
+        let summary = stdout_json(&out);
+        assert_eq!(summary["collected"], 4, "{summary}");
+        let mut containers: Vec<String> = md_of(&out_dir)
+            .iter()
+            .map(|m| m["container"]["name"].as_str().unwrap().to_string())
+            .collect();
+        containers.sort();
+        assert_eq!(containers, vec!["etcd", "metrics", "ovnkube-controller", "web"]);
+        for d in entries(&out_dir) {
+            assert!(total_count(&work_profile(&d)) > 0, "{}", d.display());
+            assert!(read_json(&d.join("metadata.json"))["target"].as_str().unwrap().contains("port-forward"));
+        }
+    }
+
     #[test]
     fn namespace_selector_and_pod() {
         let c = cluster("t0ken");
@@ -869,8 +902,8 @@ mod kube {
         );
     }
 
-    /// The port-forward transport speaks the API server's websocket
-    /// protocol, which the recorded-answer server does not implement.
+    /// Needs a cluster with instrumented pods (port-forward through a real
+    /// API server and kubelet).
     #[test]
     #[ignore = "needs a live Kubernetes cluster (COVFLEET_LIVE_KUBECONFIG)"]
     fn live_cluster_port_forward() {

@@ -1,5 +1,6 @@
 // fakeapi replays recorded Kubernetes API answers for covfleet's `collect
-// --kube` tests: pod lists and gets from a PodList JSON file, and the pod
+// --kube` tests: pod lists and gets from a PodList JSON file, the pod
+// `portforward` subresource (WebSocket, portforward.go), and the pod
 // `proxy` subresource, which it forwards (like the real API server) to
 // status.podIP:PORT, answering 503 with a Status object when nothing
 // listens there. It checks a bearer token like a real API server would.
@@ -122,6 +123,14 @@ func main() {
 	mux.HandleFunc("GET /api/v1/pods", func(w http.ResponseWriter, r *http.Request) { s.list(w, r, "") })
 	mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods", func(w http.ResponseWriter, r *http.Request) {
 		s.list(w, r, r.PathValue("ns"))
+	})
+	mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods/{name}/portforward", func(w http.ResponseWriter, r *http.Request) {
+		i := s.find(r.PathValue("ns"), r.PathValue("name"))
+		if i < 0 {
+			status(w, 404, "NotFound", fmt.Sprintf("pods %q not found", r.PathValue("name")))
+			return
+		}
+		s.portforward(w, r, i)
 	})
 	mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods/{name}", func(w http.ResponseWriter, r *http.Request) {
 		i := s.find(r.PathValue("ns"), r.PathValue("name"))
