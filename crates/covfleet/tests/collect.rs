@@ -679,12 +679,23 @@ mod kube {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|r| r["target"].as_str().unwrap().starts_with("node node-1 port 53700"))
+            .filter(|r| {
+                r["target"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("node node-1 port 53700")
+            })
             .collect();
         assert_eq!(node_ports.len(), 1, "{summary}");
-        assert!(node_ports[0]["reason"].as_str().unwrap().contains("plain"), "{summary}");
+        assert!(
+            node_ports[0]["reason"].as_str().unwrap().contains("plain"),
+            "{summary}"
+        );
         // Servers that one pod claims are not reported as skipped for the other.
-        assert!(!skipped.contains("53701") && !skipped.contains("53702"), "{summary}");
+        assert!(
+            !skipped.contains("53701") && !skipped.contains("53702"),
+            "{summary}"
+        );
         // The restart count distinguishes container incarnations.
         assert!(
             entries(&out_dir).iter().any(|d| d
@@ -724,10 +735,18 @@ mod kube {
             .map(|m| m["container"]["name"].as_str().unwrap().to_string())
             .collect();
         containers.sort();
-        assert_eq!(containers, vec!["etcd", "metrics", "ovnkube-controller", "web"]);
+        assert_eq!(
+            containers,
+            vec!["etcd", "metrics", "ovnkube-controller", "web"]
+        );
         for d in entries(&out_dir) {
             assert!(total_count(&work_profile(&d)) > 0, "{}", d.display());
-            assert!(read_json(&d.join("metadata.json"))["target"].as_str().unwrap().contains("port-forward"));
+            assert!(
+                read_json(&d.join("metadata.json"))["target"]
+                    .as_str()
+                    .unwrap()
+                    .contains("port-forward")
+            );
         }
     }
 
@@ -788,6 +807,71 @@ mod kube {
         ]);
         assert!(out.status.success(), "{}", s(&out));
         assert_eq!(stdout_json(&out)["reset"], 1);
+    }
+
+    /// `--kube --watch`: a pod that appears later is picked up; SIGTERM ends
+    /// the watch with a final scrape.
+    #[test]
+    fn watch_picks_up_new_pods() {
+        let f = fixtures();
+        let first = Netns::with_veth();
+        first.spawn_ready(&f.named("api"), &["3"], &[]);
+        let mk = |name: &str, ip: &str, cmd: &'static str| {
+            pod(
+                "prod",
+                name,
+                "node-3",
+                ip,
+                false,
+                "Running",
+                &[C {
+                    name: "main",
+                    image: "quay.invalid/app:1",
+                    command: &[cmd],
+                    restarts: 0,
+                }],
+            )
+        };
+        let one = mk("api-6c9d-aaaaa", first.ip.as_deref().unwrap(), "/api");
+        let api = FakeApi::start(
+            &json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [one.clone()]}),
+            "t",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let kc = api.kubeconfig(dir.path(), "t", "prod");
+        let o = dir.path().join("out");
+        let child = std::process::Command::new(covfleet())
+            .args([
+                "collect",
+                "--kube",
+                "--kubeconfig",
+                kc.to_str().unwrap(),
+                "--watch",
+                "--json",
+                "-o",
+                o.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let has_pod = |name: &str| md_of(&o).iter().any(|m| m["pod_name"] == name);
+        wait_for("the first pod", || has_pod("api-6c9d-aaaaa"));
+        let second = Netns::with_veth();
+        second.spawn_ready(&f.named("worker"), &["4"], &[]);
+        let two = mk(
+            "worker-7f8e-bbbbb",
+            second.ip.as_deref().unwrap(),
+            "/worker",
+        );
+        api.set_pods(
+            &json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [one, two]}),
+        );
+        wait_for("the new pod", || has_pod("worker-7f8e-bbbbb"));
+        signal(child.id(), "TERM");
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", s(&out));
+        assert_eq!(stdout_json(&out)["collected"], 2, "{}", s(&out));
     }
 
     #[test]

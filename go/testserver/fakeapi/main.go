@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 )
 
 type pod struct {
@@ -33,8 +34,36 @@ type pod struct {
 }
 
 type store struct {
+	mu   sync.Mutex
+	file string
 	raw  []json.RawMessage
 	pods []pod
+}
+
+// load (re)reads the pod file, so a test can add pods while clients watch.
+func (s *store) load() error {
+	data, err := os.ReadFile(s.file)
+	if err != nil {
+		return err
+	}
+	var doc struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("%s: %v", s.file, err)
+	}
+	pods := make([]pod, 0, len(doc.Items))
+	for _, raw := range doc.Items {
+		var p pod
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return fmt.Errorf("%s: %v", s.file, err)
+		}
+		pods = append(pods, p)
+	}
+	s.mu.Lock()
+	s.raw, s.pods = doc.Items, pods
+	s.mu.Unlock()
+	return nil
 }
 
 func status(w http.ResponseWriter, code int, reason, msg string) {
@@ -72,6 +101,12 @@ func matches(sel string, labels map[string]string) bool {
 }
 
 func (s *store) list(w http.ResponseWriter, r *http.Request, ns string) {
+	if err := s.load(); err != nil {
+		status(w, 500, "InternalError", err.Error())
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	items := []json.RawMessage{}
 	sel := r.URL.Query().Get("labelSelector")
 	for i, p := range s.pods {
@@ -87,36 +122,25 @@ func (s *store) list(w http.ResponseWriter, r *http.Request, ns string) {
 	})
 }
 
-func (s *store) find(ns, name string) int {
+// find looks a pod up in the current snapshot.
+func (s *store) find(ns, name string) (pod, json.RawMessage, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for i, p := range s.pods {
 		if p.Metadata.Namespace == ns && p.Metadata.Name == name {
-			return i
+			return p, s.raw[i], true
 		}
 	}
-	return -1
+	return pod{}, nil, false
 }
 
 func main() {
 	podsFile := flag.String("pods", "", "PodList JSON file")
 	token := flag.String("token", "", "bearer token clients must send")
 	flag.Parse()
-	data, err := os.ReadFile(*podsFile)
-	if err != nil {
+	s := &store{file: *podsFile}
+	if err := s.load(); err != nil {
 		log.Fatal(err)
-	}
-	var doc struct {
-		Items []json.RawMessage `json:"items"`
-	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		log.Fatalf("%s: %v", *podsFile, err)
-	}
-	s := &store{raw: doc.Items}
-	for _, raw := range doc.Items {
-		var p pod
-		if err := json.Unmarshal(raw, &p); err != nil {
-			log.Fatal(err)
-		}
-		s.pods = append(s.pods, p)
 	}
 
 	mux := http.NewServeMux()
@@ -125,21 +149,21 @@ func main() {
 		s.list(w, r, r.PathValue("ns"))
 	})
 	mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods/{name}/portforward", func(w http.ResponseWriter, r *http.Request) {
-		i := s.find(r.PathValue("ns"), r.PathValue("name"))
-		if i < 0 {
+		p, _, ok := s.find(r.PathValue("ns"), r.PathValue("name"))
+		if !ok {
 			status(w, 404, "NotFound", fmt.Sprintf("pods %q not found", r.PathValue("name")))
 			return
 		}
-		s.portforward(w, r, i)
+		s.portforward(w, r, p)
 	})
 	mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods/{name}", func(w http.ResponseWriter, r *http.Request) {
-		i := s.find(r.PathValue("ns"), r.PathValue("name"))
-		if i < 0 {
+		_, raw, ok := s.find(r.PathValue("ns"), r.PathValue("name"))
+		if !ok {
 			status(w, 404, "NotFound", fmt.Sprintf("pods %q not found", r.PathValue("name")))
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		w.Write(s.raw[i])
+		w.Write(raw)
 	})
 	// The proxy subresource is routed by hand on the escaped path, like the
 	// API server: ServeMux would "clean" a percent-encoded name such as
@@ -158,12 +182,12 @@ func main() {
 		}
 		rest := "/" + strings.Join(seg[8:], "/")
 		name, port, ok := strings.Cut(target, ":")
-		i := s.find(ns, name)
-		if !ok || i < 0 {
+		p, _, found := s.find(ns, name)
+		if !ok || !found {
 			status(w, 404, "NotFound", fmt.Sprintf("pods %q not found", name))
 			return true
 		}
-		backend := net.JoinHostPort(s.pods[i].Status.PodIP, port)
+		backend := net.JoinHostPort(p.Status.PodIP, port)
 		proxy := &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.Out.URL = &url.URL{Scheme: "http", Host: backend, Path: rest, RawQuery: r.URL.RawQuery}

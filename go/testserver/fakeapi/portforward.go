@@ -91,7 +91,7 @@ func wsRead(r *bufio.Reader) (opcode byte, payload []byte, err error) {
 	}
 }
 
-func (s *store) portforward(w http.ResponseWriter, r *http.Request, i int) {
+func (s *store) portforward(w http.ResponseWriter, r *http.Request, target pod) {
 	port, err := strconv.Atoi(r.URL.Query().Get("ports"))
 	if err != nil || port <= 0 || port > 65535 {
 		status(w, 400, "BadRequest", "exactly one port is supported here")
@@ -131,7 +131,7 @@ func (s *store) portforward(w http.ResponseWriter, r *http.Request, i int) {
 	p := []byte{byte(port), byte(port >> 8)}
 	wsWrite(conn, &mu, 2, append([]byte{0}, p...))
 	wsWrite(conn, &mu, 2, append([]byte{1}, p...))
-	backend, err := net.Dial("tcp", net.JoinHostPort(s.pods[i].Status.PodIP, strconv.Itoa(port)))
+	backend, err := net.Dial("tcp", net.JoinHostPort(target.Status.PodIP, strconv.Itoa(port)))
 	if err != nil {
 		wsWrite(conn, &mu, 2, append([]byte{1}, []byte("error forwarding port "+strconv.Itoa(port)+": "+err.Error())...))
 		wsWrite(conn, &mu, 8, nil)

@@ -483,6 +483,13 @@ impl FakeApi {
         }
     }
 
+    /// Replaces the recorded pod list (the server rereads it on every list).
+    pub fn set_pods(&self, pods: &serde_json::Value) {
+        let tmp = self._dir.path().join("pods.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(pods).unwrap()).unwrap();
+        std::fs::rename(&tmp, self._dir.path().join("pods.json")).unwrap();
+    }
+
     /// A kubeconfig pointing at this server.
     pub fn kubeconfig(&self, dir: &Path, token: &str, namespace: &str) -> PathBuf {
         let path = dir.join(format!("kubeconfig-{token}"));
