@@ -523,6 +523,7 @@ mod kube {
     }
 
     struct Cluster {
+        _bare_ns: Netns,
         _pod_ns: Netns,
         _node_ns: Netns,
         api: FakeApi,
@@ -541,6 +542,9 @@ mod kube {
         node_ns.spawn_ready(&f.plain, &[], &[]);
         node_ns.spawn_ready(&f.named("etcd"), &["6"], &[]);
         node_ns.spawn_ready(&f.named("ovnkube"), &["7"], &[]);
+        // A running pod whose program is not instrumented: nothing listens.
+        let bare_ns = Netns::with_veth();
+        let bip = bare_ns.ip.clone().unwrap();
         let pip = pod_ns.ip.clone().unwrap();
         let nip = node_ns.ip.clone().unwrap();
         let pods = json!({
@@ -553,6 +557,9 @@ mod kube {
                 pod("shop", "batch-5f6d7-pzq8k", "node-2", "198.19.255.254", false, "Pending", &[
                     C { name: "batch", image: "quay.invalid/shop/batch:1", command: &["/batch"], restarts: 0 },
                 ]),
+                pod("shop", "db-0", "node-2", &bip, false, "Running", &[
+                    C { name: "postgres", image: "quay.invalid/postgres:16", command: &["postgres"], restarts: 0 },
+                ]),
                 pod("kube-system", "etcd-node-1", "node-1", &nip, true, "Running", &[
                     C { name: "etcd", image: "quay.invalid/etcd:3.6", command: &["etcd", "--data-dir=/var/lib/etcd"], restarts: 1 },
                 ]),
@@ -564,6 +571,7 @@ mod kube {
         });
         let api = FakeApi::start(&pods, token);
         Cluster {
+            _bare_ns: bare_ns,
             _pod_ns: pod_ns,
             _node_ns: node_ns,
             api,
@@ -689,6 +697,21 @@ mod kube {
         assert_eq!(node_ports.len(), 1, "{summary}");
         assert!(
             node_ports[0]["reason"].as_str().unwrap().contains("plain"),
+            "{summary}"
+        );
+        // A running pod where nothing answers is reported once.
+        let db: Vec<&Value> = summary["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["target"] == "shop/db-0")
+            .collect();
+        assert_eq!(db.len(), 1, "{summary}");
+        assert!(
+            db[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("no coverage server answered on port 53700"),
             "{summary}"
         );
         // Servers that one pod claims are not reported as skipped for the other.
@@ -855,7 +878,15 @@ mod kube {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let has_pod = |name: &str| md_of(&o).iter().any(|m| m["pod_name"] == name);
+        // Polled while collect writes: a new directory may not hold metadata.json yet.
+        let has_pod = |name: &str| {
+            entries(&o).iter().any(|d| {
+                std::fs::read(d.join("metadata.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                    .is_some_and(|m| m["pod_name"] == name)
+            })
+        };
         wait_for("the first pod", || has_pod("api-6c9d-aaaaa"));
         let second = Netns::with_veth();
         second.spawn_ready(&f.named("worker"), &["4"], &[]);

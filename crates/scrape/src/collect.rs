@@ -25,6 +25,9 @@ use crate::output::{ContainerMeta, EntryWriter, Placement, is_continuation};
 use crate::protocol::{self, ClientOptions, Endpoint, Identity, Probe};
 use crate::transport::Direct;
 
+/// How often `--watch` probes again a target that was skipped or failed.
+pub const RECHECK: Duration = Duration::from_secs(30);
+
 /// Where to look for coverage servers.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
@@ -446,13 +449,16 @@ impl Collector {
     }
 
     /// One fetch for one process; writes on success.
-    async fn fetch_one(&self, mut st: ProcState) -> (ProcState, Result<(), Error>) {
-        let res = self.fetch_inner(&mut st).await;
+    async fn fetch_one(
+        &self,
+        mut st: ProcState,
+        opts: &ClientOptions,
+    ) -> (ProcState, Result<(), Error>) {
+        let res = self.fetch_inner(&mut st, opts).await;
         (st, res)
     }
 
-    async fn fetch_inner(&self, st: &mut ProcState) -> Result<(), Error> {
-        let opts = &self.settings.client;
+    async fn fetch_inner(&self, st: &mut ProcState, opts: &ClientOptions) -> Result<(), Error> {
         let have_meta = match (&st.hash, &st.writer) {
             (Some(h), Some(w)) => w.has_meta(h),
             _ => false,
@@ -550,7 +556,36 @@ impl Collector {
         // Every hostNetwork pod of a node sees every server on that node:
         // report a server no pod claims once per node, not once per pod.
         let mut unclaimed: BTreeMap<String, TargetReport> = BTreeMap::new();
+        // Pods where nothing answered at all are reported once, per pod.
+        let mut pods_probed: BTreeMap<String, (Arc<PodInfo>, Vec<u16>)> = BTreeMap::new();
+        let mut pods_answered: std::collections::HashSet<String> = Default::default();
         for (f, outcome) in results {
+            let pod_key = match &f.context {
+                Context::Kube { pod, port } => {
+                    let k = format!("pod:{}/{}/{}", pod.namespace, pod.name, pod.uid);
+                    pods_probed
+                        .entry(k.clone())
+                        .or_insert_with(|| (pod.clone(), Vec::new()))
+                        .1
+                        .push(*port);
+                    let answered = match &outcome {
+                        ProbeOutcome::Absent => false,
+                        ProbeOutcome::Coverage(..) => true,
+                        // On a shared host network, other processes' answers do not count.
+                        _ => !pod.host_network,
+                    };
+                    if answered {
+                        pods_answered.insert(k.clone());
+                    }
+                    Some(k)
+                }
+                _ => None,
+            };
+            if !matches!(outcome, ProbeOutcome::Absent | ProbeOutcome::Coverage(..)) {
+                summary
+                    .last_probe_failed
+                    .insert(f.key.clone(), Instant::now());
+            }
             let host_key = match &f.context {
                 Context::Kube { pod, port } if pod.host_network => {
                     Some((format!("node:{}:{port}", pod.node), pod.clone(), *port))
@@ -579,6 +614,11 @@ impl Collector {
                     summary.failed.insert(f.key.clone(), r);
                 }
                 (ProbeOutcome::Coverage(p, id), hk) => {
+                    if let Some(pk) = &pod_key {
+                        summary.skipped.remove(pk);
+                        summary.pods_collected.insert(pk.clone());
+                    }
+                    summary.last_probe_failed.remove(&f.key);
                     if let Some((hk, _, _)) = hk {
                         summary.skipped.remove(&hk);
                         summary.claimed_host_ports.insert(hk);
@@ -597,6 +637,36 @@ impl Collector {
                 summary.skipped.insert(hk, r);
             }
         }
+        for (pk, (pod, mut ports)) in pods_probed {
+            if pods_answered.contains(&pk) || summary.pods_collected.contains(&pk) {
+                continue;
+            }
+            ports.sort_unstable();
+            let (first, last) = (
+                ports.first().copied().unwrap_or(0),
+                ports.last().copied().unwrap_or(0),
+            );
+            let span = if first == last {
+                format!("port {first}")
+            } else {
+                format!("ports {first}-{last}")
+            };
+            let reason = if pod.host_network {
+                format!(
+                    "no coverage server on {span} of node {} belongs to its containers",
+                    pod.node
+                )
+            } else {
+                format!("no coverage server answered on {span}")
+            };
+            summary.skipped.insert(
+                pk,
+                TargetReport {
+                    target: format!("{}/{}", pod.namespace, pod.name),
+                    reason,
+                },
+            );
+        }
         out
     }
 
@@ -604,10 +674,11 @@ impl Collector {
     async fn fetch_all(
         &self,
         states: Vec<(String, ProcState)>,
+        opts: &ClientOptions,
     ) -> Vec<(String, ProcState, Option<Error>)> {
         futures::stream::iter(states)
             .map(|(k, st)| async move {
-                let (mut st, res) = self.fetch_one(st).await;
+                let (mut st, res) = self.fetch_one(st, opts).await;
                 let now = Instant::now();
                 st.next_due = now + crate::schedule::interval(now.duration_since(st.first_seen));
                 let err = match res {
@@ -633,7 +704,7 @@ impl Collector {
         let d = self.discover().await;
         report.absorb_discovery(&d);
         let states = self.probe_all(d.found, &mut report).await;
-        for (k, st, err) in self.fetch_all(states).await {
+        for (k, st, err) in self.fetch_all(states, &self.settings.client).await {
             if let Some(e) = err {
                 let not_covered = protocol::is_not_covered(&e);
                 let r = TargetReport {
@@ -659,6 +730,12 @@ impl Collector {
         let mut report = RunReport::default();
         let mut live: HashMap<String, ProcState> = HashMap::new();
         let mut last_discovery: Option<Instant> = None;
+        // Polls are not retried (the next poll is the retry), so one stuck
+        // process delays a round by one timeout at most; the final scrape is.
+        let poll_opts = ClientOptions {
+            retries: 0,
+            ..self.settings.client.clone()
+        };
         tokio::pin!(shutdown);
         loop {
             let now = Instant::now();
@@ -672,6 +749,12 @@ impl Collector {
                     .found
                     .into_iter()
                     .filter(|f| !live.contains_key(&f.key))
+                    .filter(|f| {
+                        report
+                            .last_probe_failed
+                            .get(&f.key)
+                            .is_none_or(|t| now.duration_since(*t) >= RECHECK)
+                    })
                     .collect();
                 for (k, st) in self.probe_all(fresh, &mut report).await {
                     live.insert(k, st);
@@ -686,7 +769,7 @@ impl Collector {
             let batch: Vec<(String, ProcState)> =
                 due.iter().filter_map(|k| live.remove_entry(k)).collect();
             let fetched = batch.len();
-            for (k, st, err) in self.fetch_all(batch).await {
+            for (k, st, err) in self.fetch_all(batch, &poll_opts).await {
                 self.fold_watch_result(&mut report, &mut live, k, st, err);
             }
             if fetched > 0 {
@@ -707,7 +790,7 @@ impl Collector {
         }
         // Final scrape of everything still alive.
         let batch: Vec<(String, ProcState)> = live.drain().collect();
-        for (k, st, err) in self.fetch_all(batch).await {
+        for (k, st, err) in self.fetch_all(batch, &self.settings.client).await {
             let mut after = HashMap::new();
             self.fold_watch_result(&mut report, &mut after, k, st, err);
             // Still alive after the last scrape: report it as collected.
@@ -802,6 +885,12 @@ impl Collector {
 
 #[derive(Default)]
 struct RunReport {
+    /// Pods (`pod:NS/NAME/UID`) with at least one server collected.
+    pods_collected: std::collections::HashSet<String>,
+    /// Targets whose last probe was skipped or failed, and when (`--watch`
+    /// re-probes them only every [`RECHECK`], so a hanging listener cannot
+    /// stall every round).
+    last_probe_failed: HashMap<String, Instant>,
     /// `node:NODE:PORT` of host-network servers some pod's container claimed.
     claimed_host_ports: std::collections::HashSet<String>,
     skipped: BTreeMap<String, TargetReport>,
