@@ -63,11 +63,18 @@ fn go(dir: &Path, args: &[&str]) {
 pub fn fixtures() -> &'static Fixtures {
     static F: OnceLock<Fixtures> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("covfleet-fixtures")
-            .tempdir()
-            .expect("tempdir")
-            .keep();
+        // One directory per server source, rebuilt at each run (Go's build
+        // cache makes that cheap), under cargo's scratch space for tests.
+        let server = server_go();
+        let tag: u32 = server
+            .to_string_lossy()
+            .bytes()
+            .fold(2166136261u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(16777619)
+            });
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("collect-fixtures-{tag:08x}"));
+        let _ = std::fs::remove_dir_all(&dir);
         let src = dir.join("src");
         std::fs::create_dir_all(&src).unwrap();
         std::fs::write(
@@ -78,7 +85,7 @@ pub fn fixtures() -> &'static Fixtures {
         for f in ["main.go", "work.go"] {
             std::fs::copy(Path::new(FIXTURE_DIR).join(f), src.join(f)).unwrap();
         }
-        std::fs::copy(server_go(), src.join("coverage_server.go"))
+        std::fs::copy(&server, src.join("coverage_server.go"))
             .expect("copy the coverage server source");
         go(
             &src,
@@ -244,6 +251,11 @@ impl Netns {
             program.display()
         );
         self.stdouts.lock().unwrap().push(reader);
+        // A server started from init() may bind in a goroutine: wait until
+        // the process (or the child `unshare --fork` made) listens.
+        wait_for(&format!("{} to listen", program.display()), || {
+            listening_port(pid).is_some()
+        });
         Proc { pid }
     }
 
@@ -509,4 +521,32 @@ impl Drop for FakeApi {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A port in 53700-53799 on which `pid` (or one of its children) listens.
+pub fn listening_port(pid: u32) -> Option<u16> {
+    let mut pids = vec![pid];
+    pids.extend(children_of(pid));
+    let tables: String = ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
+        .collect();
+    let listening = scrape::local::parse_tcp_table(&tables);
+    for p in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{p}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(link) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let link = link.to_string_lossy().to_string();
+            if let Some(l) = listening.iter().find(|l| {
+                link == format!("socket:[{}]", l.inode) && (53700..=53799).contains(&l.port)
+            }) {
+                return Some(l.port);
+            }
+        }
+    }
+    None
 }
