@@ -427,6 +427,38 @@ fn reset_then_collect_a_phase() {
     assert!(e2e > 0 && e2e != baseline, "baseline {baseline}, e2e {e2e}");
 }
 
+/// Progress only on a terminal: none in a pipe, a bar under a pty.
+#[test]
+fn progress_only_on_a_terminal() {
+    let f = fixtures();
+    let ns = Netns::new();
+    ns.spawn_ready(&f.covered, &[], &[]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let o = out_dir.path().to_str().unwrap();
+    let out = ns.covfleet(&["collect", "--url", "http://127.0.0.1:53700", "-o", o]);
+    assert!(out.status.success(), "{}", s(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("found 1, collected 1, skipped 0, failed 0"),
+        "{err}"
+    );
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "{err:?}");
+    // Under a pseudo-terminal (util-linux `script`), indicatif draws and clears.
+    let cmd = format!(
+        "ip netns exec {} {} collect --url http://127.0.0.1:53700 -o {o}",
+        ns.name,
+        covfleet()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", s(&out));
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(tty.contains("collecting"), "{tty:?}");
+    assert!(tty.contains("found 1, collected 1"), "{tty:?}");
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let out = std::process::Command::new(covfleet())
