@@ -165,9 +165,7 @@ impl TargetArgs {
 /// Arguments of `covfleet collect`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    pub targets: TargetArgs,
-    /// Collection directory: entries go to DIR/coverage/<entry>/.
+    /// Collection directory: entries go to DIR/coverage/ENTRY/.
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     pub output: PathBuf,
     /// Keep collecting (1 s for 10 s, 5 s until 5 min, then 10 s), pick up new
@@ -178,6 +176,8 @@ pub struct Args {
     /// and in the entry names), e.g. after `covfleet reset`.
     #[arg(long, value_name = "NAME")]
     pub phase: Option<String>,
+    #[command(flatten)]
+    pub targets: TargetArgs,
 }
 
 /// Builds the runtime commands here use: one thread is plenty.
