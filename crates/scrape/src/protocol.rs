@@ -271,8 +271,6 @@ pub async fn probe(ep: &Endpoint, opts: &ClientOptions) -> Result<Probe, Error> 
 #[derive(serde::Deserialize)]
 struct CoverageJson {
     #[serde(default)]
-    meta_filename: Option<String>,
-    #[serde(default)]
     meta_data: Option<String>,
     counters_filename: String,
     counters_data: String,
@@ -326,15 +324,9 @@ pub fn decode_coverage(target: &str, json: &[u8], want_meta: bool) -> Result<Sna
         .map_err(|e| bad(format!("counters_data: bad base64: {e}")))?;
     let hash = counters_hash(&counters).map_err(bad)?;
     let hex = covdata::hex(&hash);
-    if !doc
-        .counters_filename
-        .starts_with(&format!("covcounters.{hex}."))
-    {
-        return Err(bad(format!(
-            "counters_filename {:?} does not name the counter data's hash {hex}",
-            doc.counters_filename
-        )));
-    }
+    // The file names are informational: the hash in the data's header is
+    // what counts (files are written under names derived from it), so
+    // servers that name files differently still work.
     let meta = match doc
         .meta_data
         .as_deref()
@@ -350,13 +342,6 @@ pub fn decode_coverage(target: &str, json: &[u8], want_meta: bool) -> Result<Sna
                 return Err(bad(format!(
                     "meta_data hash {} differs from the counters' hash {hex}",
                     covdata::hex(&mh)
-                )));
-            }
-            if let Some(name) = &doc.meta_filename
-                && name != &format!("covmeta.{hex}")
-            {
-                return Err(bad(format!(
-                    "meta_filename {name:?} does not match hash {hex}"
                 )));
             }
             Some(meta)
