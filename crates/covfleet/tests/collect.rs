@@ -181,6 +181,7 @@ fn local_discovery_in_a_shared_namespace() {
     let gamma = ns.spawn_ready(&f.named("gamma"), &["5"], &[]); // 53703
     ns.spawn_http(53710);
     ns.spawn_hang(53720);
+    ns.spawn_relay(53730, 53701); // answers with alpha's PID, but is not alpha
     let out_dir = tempfile::tempdir().unwrap();
     let out = ns.covfleet(&[
         "collect",
@@ -204,6 +205,26 @@ fn local_discovery_in_a_shared_namespace() {
     );
     assert!(
         skipped.contains("53710") && skipped.contains("not a coverage server"),
+        "{summary}"
+    );
+    let relay = summary["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["target"].as_str().unwrap().contains(":53730"))
+        .unwrap_or_else(|| panic!("relay not skipped: {summary}"));
+    assert!(
+        relay["reason"]
+            .as_str()
+            .unwrap()
+            .contains("identity mismatch"),
+        "{summary}"
+    );
+    assert!(
+        relay["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("says pid {}", alpha.pid)),
         "{summary}"
     );
     let failed = summary["failed"].as_array().unwrap();

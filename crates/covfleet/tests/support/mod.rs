@@ -278,6 +278,35 @@ s.serve_forever()
         self.spawn_ready(Path::new("python3"), &["-c", &script], &[])
     }
 
+    /// A TCP relay on `port` to 127.0.0.1:`to` (its answers carry another
+    /// process's identity headers).
+    pub fn spawn_relay(&self, port: u16, to: u16) -> Proc {
+        let script = format!(
+            r#"
+import socket, threading
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d: break
+            b.sendall(d)
+    except OSError: pass
+    finally:
+        try: b.shutdown(socket.SHUT_WR)
+        except OSError: pass
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", {port})); s.listen(16)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    u = socket.create_connection(("127.0.0.1", {to}))
+    threading.Thread(target=pipe, args=(c, u), daemon=True).start()
+    threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+"#
+        );
+        self.spawn_ready(Path::new("python3"), &["-c", &script], &[])
+    }
+
     /// A listener on `port` that accepts connections and never answers.
     pub fn spawn_hang(&self, port: u16) -> Proc {
         let script = format!(
