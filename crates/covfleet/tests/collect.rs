@@ -300,8 +300,7 @@ fn watch_follows_processes_and_scrapes_on_sigterm() {
     // The brief one exits by itself.
     wait_gone(brief.pid);
     // More work in the steady one, then stop the watcher: the final scrape sees it.
-    signal(a.pid, "USR1");
-    std::thread::sleep(Duration::from_millis(300));
+    ns.more_work(a);
     signal(watch.id(), "TERM");
     let out = watch.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", s(&out));
@@ -427,8 +426,7 @@ fn reset_then_collect_a_phase() {
     assert_eq!(stdout_json(&out)["reset"], 1);
     let out = ns.covfleet(&["collect", "--url", url, "-o", &o, "--phase", "idle"]);
     assert!(out.status.success(), "{}", s(&out));
-    signal(p.pid, "USR1"); // work(16) during the "e2e" phase
-    std::thread::sleep(Duration::from_millis(300));
+    ns.more_work(p); // work(16) during the "e2e" phase
     let out = ns.covfleet(&["collect", "--url", url, "-o", &o, "--phase", "e2e"]);
     assert!(out.status.success(), "{}", s(&out));
 

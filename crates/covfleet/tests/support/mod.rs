@@ -144,7 +144,7 @@ pub struct Netns {
     pub ip: Option<String>,
     children: Mutex<Vec<Child>>,
     /// Kept open: a Go program dies of SIGPIPE when its stdout is closed.
-    stdouts: Mutex<Vec<BufReader<std::process::ChildStdout>>>,
+    stdouts: Mutex<Vec<(u32, BufReader<std::process::ChildStdout>)>>,
 }
 
 fn ip(args: &[&str]) {
@@ -250,13 +250,26 @@ impl Netns {
             "{} did not get ready: {line:?}",
             program.display()
         );
-        self.stdouts.lock().unwrap().push(reader);
+        self.stdouts.lock().unwrap().push((pid, reader));
         // A server started from init() may bind in a goroutine: wait until
         // the process (or the child `unshare --fork` made) listens.
         wait_for(&format!("{} to listen", program.display()), || {
             listening_port(pid).is_some()
         });
         Proc { pid }
+    }
+
+    /// Sends SIGUSR1 to a fixture and waits until it printed "worked".
+    pub fn more_work(&self, p: Proc) {
+        signal(p.pid, "USR1");
+        let mut stdouts = self.stdouts.lock().unwrap();
+        let (_, reader) = stdouts
+            .iter_mut()
+            .find(|(pid, _)| *pid == p.pid)
+            .expect("a fixture started here");
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "worked");
     }
 
     /// A plain HTTP server (not a coverage server) on `port`.
