@@ -867,18 +867,20 @@ mod kube {
             .map(|m| m["container"]["name"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(got, vec!["etcd"]);
-        // reset through the API proxy too
-        let out = run(&[
-            "reset",
-            "--kube",
-            "--kubeconfig",
-            kc,
-            "-n",
-            "kube-system",
-            "--pod",
-            "etcd-node-1",
-            "--json",
-        ]);
+        // reset through the API proxy too, configured by $KUBECONFIG
+        let out = std::process::Command::new(covfleet())
+            .args([
+                "reset",
+                "--kube",
+                "-n",
+                "kube-system",
+                "--pod",
+                "etcd-node-1",
+                "--json",
+            ])
+            .env("KUBECONFIG", kc)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", s(&out));
         assert_eq!(stdout_json(&out)["reset"], 1);
     }
