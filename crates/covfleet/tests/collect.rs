@@ -726,6 +726,22 @@ mod kube {
         for m in md_of(&out_dir) {
             assert_eq!(m["source"], "kube");
             assert_eq!(m["host_process"], false);
+            // ownerReferences are kept for owner grouping in compile.
+            assert_eq!(m["owner_references"][0]["kind"], "ReplicaSet", "{m}");
+            assert!(
+                m["owner_references"][0]["name"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("-7d4b9c"),
+                "{m}"
+            );
+            assert!(
+                m["process"]["pod_uid"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("6f1c2a4e-"),
+                "{m}"
+            );
         }
         let skipped = summary["skipped"].to_string();
         assert!(

@@ -406,6 +406,7 @@ impl Collector {
             }
             Context::Kube { pod, port } => {
                 p.source = "kube";
+                p.owner_references = pod.owner_references.clone();
                 p.namespace = pod.namespace.clone();
                 p.pod = pod.name.clone();
                 p.hostname = pod.node.clone();

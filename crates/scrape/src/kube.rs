@@ -70,6 +70,7 @@ pub struct PodInfo {
     pub phase: String,
     pub pod_ip: Option<String>,
     pub containers: Vec<ContainerInfo>,
+    pub owner_references: Vec<crate::output::OwnerRef>,
 }
 
 /// Builds a client from `--kubeconfig`/`--context`, else `KUBECONFIG` /
@@ -170,6 +171,19 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
         phase: status.and_then(|s| s.phase.clone()).unwrap_or_default(),
         pod_ip: status.and_then(|s| s.pod_ip.clone()),
         containers,
+        owner_references: meta
+            .owner_references
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|o| crate::output::OwnerRef {
+                api_version: o.api_version.clone(),
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+                uid: o.uid.clone(),
+                controller: o.controller,
+            })
+            .collect(),
     }
 }
 

@@ -70,6 +70,18 @@ pub struct ContainerMeta {
     pub image: String,
 }
 
+/// A pod's owner (`metadata.ownerReferences`), for owner grouping.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerRef {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<bool>,
+}
+
 /// `metadata.json`: where a directory's data came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
@@ -96,6 +108,9 @@ pub struct Metadata {
     /// Host PID and start time (`--local`), container restart count (`--kube`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub process: BTreeMap<String, String>,
+    /// The pod's `ownerReferences` (`--kube`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owner_references: Vec<OwnerRef>,
     /// Hash of the meta-data file.
     pub meta_hash: String,
     /// The counter file holding the newest snapshot (the other slot holds
@@ -123,6 +138,7 @@ pub struct Placement {
     pub target: String,
     pub port: Option<u16>,
     pub process: BTreeMap<String, String>,
+    pub owner_references: Vec<OwnerRef>,
 }
 
 impl Placement {
@@ -295,6 +311,7 @@ impl EntryWriter {
             pid: identity.pid,
             port: placement.port,
             process: placement.process.clone(),
+            owner_references: placement.owner_references.clone(),
             meta_hash: hex,
             latest_counters: name,
             snapshots,
