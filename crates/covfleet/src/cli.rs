@@ -28,6 +28,10 @@ pub enum Command {
     Instrument(cmd::instrument::Args),
     /// Install a `go` wrapper that adds `-cover -covermode=atomic` to go build / go install.
     GoShim(cmd::go_shim::Args),
+    /// Scrape live coverage from running programs into GOCOVERDIR-compatible dirs.
+    Collect(cmd::collect::Args),
+    /// Zero the coverage counters of every target (start of a phase).
+    Reset(cmd::reset::Args),
 }
 
 /// An error in how covfleet was called or set up: exit code 2.
@@ -47,6 +51,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Covdata(args) => cmd::covdata::run(args),
         Command::Instrument(args) => cmd::instrument::run(args),
         Command::GoShim(args) => cmd::go_shim::run(args),
+        Command::Collect(args) => cmd::collect::run(args),
+        Command::Reset(args) => cmd::reset::run(args),
     };
     match result {
         Ok(code) => code,

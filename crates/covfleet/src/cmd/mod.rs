@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub mod collect;
 pub mod covdata;
 pub mod go_shim;
 pub mod instrument;
+pub mod reset;

@@ -1,0 +1,287 @@
+//! `covfleet collect`: scrape live coverage into `-o DIR/coverage/<entry>/`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use scrape::collect::{Collector, Event, Progress, Settings, Sources, Summary};
+use scrape::kube::{Selection, Via};
+
+use crate::cli::UsageError;
+
+/// Which coverage servers to talk to, and how (shared with `reset`).
+#[derive(Debug, clap::Args)]
+pub struct TargetArgs {
+    /// A coverage server's base URL, e.g. http://10.0.0.5:53700 (repeatable).
+    #[arg(long = "url", value_name = "URL")]
+    pub urls: Vec<String>,
+    /// Coverage servers listening on this host (this network namespace),
+    /// found through /proc/net/tcp{,6} and checked against the owning PID.
+    #[arg(long)]
+    pub local: bool,
+    /// Pods of a Kubernetes cluster (kubeconfig or in-cluster configuration).
+    #[arg(long)]
+    pub kube: bool,
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster).
+    #[arg(long, value_name = "FILE", requires = "kube")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current context).
+    #[arg(long, value_name = "NAME", requires = "kube")]
+    pub context: Option<String>,
+    /// Namespace (default: the context's namespace).
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "NS",
+        requires = "kube",
+        conflicts_with = "all_namespaces"
+    )]
+    pub namespace: Option<String>,
+    /// Every namespace.
+    #[arg(short = 'A', long, requires = "kube")]
+    pub all_namespaces: bool,
+    /// Label selector, e.g. app=api,tier!=db.
+    #[arg(short = 'l', long, value_name = "SELECTOR", requires = "kube")]
+    pub selector: Option<String>,
+    /// Only this pod (repeatable; in --namespace).
+    #[arg(long = "pod", value_name = "NAME", requires = "kube", conflicts_with_all = ["all_namespaces", "selector"])]
+    pub pods: Vec<String>,
+    /// How to reach pods: through the API server's pod proxy, or port-forward.
+    #[arg(long, value_enum, default_value = "proxy", requires = "kube")]
+    pub via: ViaArg,
+    /// Port range coverage servers use.
+    #[arg(long, value_name = "FIRST-LAST", default_value = "53700-53749", value_parser = parse_ports)]
+    pub ports: std::ops::RangeInclusive<u16>,
+    /// Bearer token the servers require (their COVERAGE_TOKEN).
+    #[arg(
+        long,
+        env = "COVERAGE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// Limit for one request.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Extra attempts after a connection error, timeout or HTTP 502-504.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub retries: u32,
+    /// Requests in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub concurrency: usize,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress and no summary on stderr (errors are still printed).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// How to reach pods.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ViaArg {
+    Proxy,
+    PortForward,
+}
+
+fn parse_ports(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let a: u16 = a.trim().parse().map_err(|_| format!("not a port: {a:?}"))?;
+    let b: u16 = b.trim().parse().map_err(|_| format!("not a port: {b:?}"))?;
+    if a == 0 || b < a {
+        return Err(format!(
+            "bad port range {s:?} (want FIRST-LAST, FIRST >= 1)"
+        ));
+    }
+    Ok(a..=b)
+}
+
+impl TargetArgs {
+    /// Resolves the flags into engine settings (usage errors: exit 2).
+    pub fn settings(&self, output: PathBuf) -> anyhow::Result<Settings> {
+        if self.urls.is_empty() && !self.local && !self.kube {
+            return Err(UsageError("no targets: give --url URL, --local or --kube".into()).into());
+        }
+        for url in &self.urls {
+            scrape::transport::Direct::new(url, self.timeout)
+                .map_err(|e| UsageError(format!("--url: {e}")))?;
+        }
+        if self.concurrency == 0 {
+            return Err(UsageError("--concurrency must be at least 1".into()).into());
+        }
+        let kube = self.kube.then(|| {
+            (
+                Selection {
+                    kubeconfig: self.kubeconfig.clone(),
+                    context: self.context.clone(),
+                    namespace: self.namespace.clone(),
+                    all_namespaces: self.all_namespaces,
+                    selector: self.selector.clone(),
+                    pods: self.pods.clone(),
+                },
+                match self.via {
+                    ViaArg::Proxy => Via::Proxy,
+                    ViaArg::PortForward => Via::PortForward,
+                },
+            )
+        });
+        let sources = Sources {
+            urls: self.urls.clone(),
+            local: self.local,
+            kube,
+        };
+        let mut s = Settings::new(sources, output);
+        s.ports = self.ports.clone();
+        s.client.timeout = self.timeout;
+        s.client.retries = self.retries;
+        s.client.token = self.token.clone().filter(|t| !t.is_empty());
+        s.concurrency = self.concurrency;
+        Ok(s)
+    }
+
+    /// A progress bar on stderr when it is a terminal (and not --quiet/--json).
+    pub fn progress(&self, what: &'static str) -> Option<(Progress, indicatif::ProgressBar)> {
+        if self.quiet || self.json || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(what);
+        let b = bar.clone();
+        let p: Progress = Arc::new(move |e| match e {
+            Event::Discovered(n) => b.inc_length(n as u64),
+            Event::Done { .. } => b.inc(1),
+            Event::Round { fetched } => b.set_message(format!("{what}: fetched {fetched}")),
+        });
+        Some((p, bar))
+    }
+}
+
+/// Arguments of `covfleet collect`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Collection directory: entries go to DIR/coverage/ENTRY/.
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub output: PathBuf,
+    /// Keep collecting (1 s for 10 s, 5 s until 5 min, then 10 s), pick up new
+    /// targets, and scrape once more on SIGINT/SIGTERM before exiting.
+    #[arg(long)]
+    pub watch: bool,
+    /// Name of the phase this collection measures (recorded in metadata.json
+    /// and in the entry names), e.g. after `covfleet reset`.
+    #[arg(long, value_name = "NAME")]
+    pub phase: Option<String>,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+}
+
+/// Builds the runtime commands here use: one thread is plenty.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::Error::new(UsageError(format!("cannot start the async runtime: {e}"))))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(p) = &args.phase
+        && p.trim().is_empty()
+    {
+        return Err(UsageError("--phase needs a name".into()).into());
+    }
+    let mut settings = args.targets.settings(args.output.clone())?;
+    settings.phase = args.phase.clone();
+    std::fs::create_dir_all(args.output.join("coverage")).map_err(|e| {
+        UsageError(format!(
+            "cannot create {}: {e}",
+            args.output.join("coverage").display()
+        ))
+    })?;
+    let rt = runtime()?;
+    let progress = args.targets.progress("collecting");
+    let summary = rt.block_on(async {
+        let collector = Collector::new(settings, progress.as_ref().map(|p| p.0.clone()))
+            .await
+            .map_err(|e| UsageError(e.to_string()))?;
+        if args.watch {
+            // Handlers are installed before the first scrape, so an early
+            // signal still gets its final scrape.
+            let signal = shutdown_signal();
+            Ok::<_, anyhow::Error>(collector.watch(signal).await)
+        } else {
+            Ok(collector.collect_once().await)
+        }
+    })?;
+    if let Some((_, bar)) = progress {
+        bar.finish_and_clear();
+    }
+    Ok(report(&summary, &args.targets, "collected"))
+}
+
+/// Prints the summary (JSON on stdout, or text on stderr) and picks the exit code.
+pub fn report(summary: &Summary, targets: &TargetArgs, verb: &str) -> ExitCode {
+    if targets.json {
+        match serde_json::to_string_pretty(summary) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("covfleet: cannot print the summary: {e}"),
+        }
+    } else if !targets.quiet {
+        let done = if verb == "reset" {
+            summary.reset
+        } else {
+            summary.collected
+        };
+        eprintln!(
+            "found {}, {verb} {done}, skipped {}, failed {}",
+            summary.found,
+            summary.skipped.len(),
+            summary.failed.len()
+        );
+        for e in &summary.entries {
+            eprintln!(
+                "  collected {} (pid {}, {} snapshot{}{}) -> {}",
+                e.binary,
+                e.pid,
+                e.snapshots,
+                if e.snapshots == 1 { "" } else { "s" },
+                if e.ended { ", ended" } else { "" },
+                e.dir.display()
+            );
+        }
+        for s in &summary.skipped {
+            eprintln!("  skipped {}: {}", s.target, s.reason);
+        }
+    }
+    if !targets.json {
+        for f in &summary.failed {
+            eprintln!("  FAILED {}: {}", f.target, f.reason);
+        }
+    }
+    if summary.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,944 @@
+//! The collection engine: discover targets, check their identity, fetch
+//! snapshots with bounded concurrency, write entry directories, and report.
+//!
+//! One-shot collection probes and fetches every target once. `--watch`
+//! keeps polling each process on the adaptive [`schedule`](crate::schedule)
+//! (the first fetch with meta-data, later ones counters-only with the cached
+//! hash), picks up new targets as they appear, notices processes that exit
+//! or are replaced (PID reuse, restarts), and on shutdown scrapes everything
+//! once more before returning.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::error::{Error, TransportErrorKind};
+use crate::kube::{PodInfo, Selection, Via};
+use crate::local::Candidate;
+use crate::output::{ContainerMeta, EntryWriter, Placement, is_continuation};
+use crate::protocol::{self, ClientOptions, Endpoint, Identity, Probe};
+use crate::transport::Direct;
+
+/// How often `--watch` probes again a target that was skipped or failed.
+pub const RECHECK: Duration = Duration::from_secs(30);
+
+/// Where to look for coverage servers.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `--url` (repeatable).
+    pub urls: Vec<String>,
+    /// `--local`: sockets of this host (its network namespace).
+    pub local: bool,
+    /// `--kube`: pods, and how to reach them.
+    pub kube: Option<(Selection, Via)>,
+}
+
+/// What the engine does, fully resolved from flags, environment and defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub sources: Sources,
+    /// `-o DIR`: entries go to `DIR/coverage/<entry>/`.
+    pub output: PathBuf,
+    pub ports: RangeInclusive<u16>,
+    pub client: ClientOptions,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    pub phase: Option<String>,
+    /// The `/proc` to read for `--local` (tests point it elsewhere).
+    pub proc_root: PathBuf,
+    /// `--watch`: smallest pause between rediscoveries (1 s without
+    /// Kubernetes, where discovery only reads /proc; 5 s with it).
+    pub rediscover_every: Duration,
+}
+
+impl Settings {
+    pub fn new(sources: Sources, output: PathBuf) -> Settings {
+        Settings {
+            output,
+            ports: protocol::default_ports(),
+            client: ClientOptions::default(),
+            concurrency: 16,
+            phase: None,
+            proc_root: PathBuf::from("/proc"),
+            rediscover_every: Duration::from_secs(if sources.kube.is_some() { 5 } else { 1 }),
+            sources,
+        }
+    }
+}
+
+/// A target that was skipped or failed, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TargetReport {
+    pub target: String,
+    pub reason: String,
+}
+
+/// A directory written.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryReport {
+    pub target: String,
+    pub dir: PathBuf,
+    pub binary: String,
+    pub pid: u32,
+    pub snapshots: u64,
+    /// The process stopped answering during `--watch` (its data is kept).
+    pub ended: bool,
+}
+
+/// What a run did. `found` counts the targets that answered at all.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub found: usize,
+    pub collected: usize,
+    pub reset: usize,
+    pub skipped: Vec<TargetReport>,
+    pub failed: Vec<TargetReport>,
+    pub entries: Vec<EntryReport>,
+}
+
+/// Progress notifications (for a progress bar).
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Targets to probe in this round.
+    Discovered(usize),
+    /// One target finished (collected, skipped, failed or absent).
+    Done { target: String },
+    /// One `--watch` round of fetches finished.
+    Round { fetched: usize },
+}
+
+/// Receives [`Event`]s.
+pub type Progress = Arc<dyn Fn(Event) + Send + Sync>;
+
+#[derive(Debug, Clone)]
+enum Context {
+    Url {
+        host: String,
+        port: Option<u16>,
+    },
+    Local {
+        candidate: Candidate,
+        hostname: String,
+    },
+    Kube {
+        pod: Arc<PodInfo>,
+        port: u16,
+    },
+}
+
+/// A discovered target, before probing.
+#[derive(Debug, Clone)]
+struct Found {
+    key: String,
+    endpoint: Endpoint,
+    context: Context,
+    /// Port scanning: "nothing listens" is not worth reporting.
+    quiet_if_absent: bool,
+}
+
+enum ProbeOutcome {
+    Absent,
+    Skipped(TargetReport),
+    Failed(TargetReport),
+    Coverage(Box<Placement>, Identity),
+}
+
+/// One process being collected.
+#[derive(Debug)]
+struct ProcState {
+    endpoint: Endpoint,
+    placement: Placement,
+    identity: Identity,
+    hash: Option<covdata::Hash>,
+    writer: Option<EntryWriter>,
+    instance: u32,
+    info_written: bool,
+    first_seen: Instant,
+    next_due: Instant,
+    snapshots: u64,
+    last_error: Option<String>,
+    ended: bool,
+}
+
+/// Targets found by one discovery pass, plus discovery-level problems.
+struct Discovery {
+    found: Vec<Found>,
+    skipped: Vec<TargetReport>,
+    failed: Vec<TargetReport>,
+}
+
+/// The engine.
+pub struct Collector {
+    settings: Settings,
+    kube: Option<(::kube::Client, Selection, Via)>,
+    progress: Option<Progress>,
+    hostname: String,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn url_context(url: &str) -> Context {
+    let uri: http::Uri = url.parse().unwrap_or_default();
+    Context::Url {
+        host: uri.host().unwrap_or("unknown").to_string(),
+        port: uri.port_u16(),
+    }
+}
+
+impl Collector {
+    /// Checks the settings and connects to Kubernetes if asked.
+    pub async fn new(settings: Settings, progress: Option<Progress>) -> Result<Collector, Error> {
+        let kube = match &settings.sources.kube {
+            Some((sel, via)) => Some((crate::kube::client(sel).await?, sel.clone(), *via)),
+            None => None,
+        };
+        Ok(Collector {
+            settings,
+            kube,
+            progress,
+            hostname: crate::local::hostname(),
+        })
+    }
+
+    fn emit(&self, e: Event) {
+        if let Some(p) = &self.progress {
+            p(e);
+        }
+    }
+
+    async fn discover(&self) -> Discovery {
+        let mut d = Discovery {
+            found: Vec::new(),
+            skipped: Vec::new(),
+            failed: Vec::new(),
+        };
+        for url in &self.settings.sources.urls {
+            match Direct::new(url, self.settings.client.timeout) {
+                Ok(t) => d.found.push(Found {
+                    key: format!("url:{url}"),
+                    endpoint: Endpoint::new(Arc::new(t)),
+                    context: url_context(url),
+                    quiet_if_absent: false,
+                }),
+                Err(e) => d.failed.push(TargetReport {
+                    target: url.clone(),
+                    reason: e,
+                }),
+            }
+        }
+        if self.settings.sources.local {
+            let root = self.settings.proc_root.clone();
+            let ports = self.settings.ports.clone();
+            let res =
+                tokio::task::spawn_blocking(move || crate::local::discover(&root, &ports)).await;
+            match res {
+                Ok(Ok(cands)) => {
+                    for c in cands {
+                        let addr = c.listener.connect_addr();
+                        let url = format!("http://{addr}");
+                        let Ok(t) = Direct::new(&url, self.settings.client.timeout) else {
+                            continue;
+                        };
+                        let mut ep = Endpoint::new(Arc::new(t));
+                        ep.label = match c.owners.first() {
+                            Some(o) => format!(
+                                "{url} (pid {}{})",
+                                o.pid,
+                                o.exe
+                                    .as_ref()
+                                    .map(|e| format!(" {}", e.display()))
+                                    .unwrap_or_default()
+                            ),
+                            None => format!("{url} (owner unknown)"),
+                        };
+                        d.found.push(Found {
+                            key: format!("local:{}:{}", c.listener.port, c.listener.inode),
+                            endpoint: ep,
+                            context: Context::Local {
+                                candidate: c,
+                                hostname: self.hostname.clone(),
+                            },
+                            quiet_if_absent: false,
+                        });
+                    }
+                }
+                Ok(Err(e)) => d.failed.push(TargetReport {
+                    target: "--local".into(),
+                    reason: e.to_string(),
+                }),
+                Err(e) => d.failed.push(TargetReport {
+                    target: "--local".into(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        if let Some((client, sel, via)) = &self.kube {
+            match crate::kube::list_pods(client, sel).await {
+                Ok(pods) => {
+                    for pod in pods {
+                        let pod = Arc::new(pod);
+                        let label = format!("{}/{}", pod.namespace, pod.name);
+                        if pod.phase != "Running" {
+                            d.skipped.push(TargetReport {
+                                target: label,
+                                reason: format!(
+                                    "pod is {}, not Running",
+                                    if pod.phase.is_empty() {
+                                        "in no phase"
+                                    } else {
+                                        &pod.phase
+                                    }
+                                ),
+                            });
+                            continue;
+                        }
+                        for port in crate::kube::ports_to_probe(&pod, &self.settings.ports) {
+                            let t = crate::kube::transport(client, *via, &pod, port);
+                            d.found.push(Found {
+                                key: format!(
+                                    "kube:{}/{}/{}:{port}",
+                                    pod.namespace, pod.name, pod.uid
+                                ),
+                                endpoint: Endpoint::new(t),
+                                context: Context::Kube {
+                                    pod: pod.clone(),
+                                    port,
+                                },
+                                quiet_if_absent: true,
+                            });
+                        }
+                    }
+                }
+                Err(e) => d.failed.push(TargetReport {
+                    target: "--kube".into(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        d
+    }
+
+    async fn probe(&self, f: &Found) -> ProbeOutcome {
+        let label = f.endpoint.label.clone();
+        let mut opts = self.settings.client.clone();
+        if f.quiet_if_absent {
+            opts.retries = 0;
+        }
+        let id = match protocol::probe(&f.endpoint, &opts).await {
+            Ok(Probe::Coverage(id)) => id,
+            Ok(Probe::NotCoverage { reason, .. }) => {
+                return ProbeOutcome::Skipped(TargetReport {
+                    target: label,
+                    reason,
+                });
+            }
+            Err(Error::Transport { source, .. })
+                if f.quiet_if_absent && source.kind == TransportErrorKind::Connect =>
+            {
+                return ProbeOutcome::Absent;
+            }
+            Err(e) => {
+                return ProbeOutcome::Failed(TargetReport {
+                    target: label,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let mut p = Placement {
+            binary: id.binary.clone(),
+            pid: id.pid,
+            phase: self.settings.phase.clone(),
+            target: label.clone(),
+            ..Default::default()
+        };
+        match &f.context {
+            Context::Url { host, port } => {
+                p.source = "url";
+                p.hostname = host.clone();
+                p.port = *port;
+            }
+            Context::Local {
+                candidate,
+                hostname,
+            } => {
+                p.source = "local";
+                p.namespace = "_host_".into();
+                p.hostname = hostname.clone();
+                p.host_process = true;
+                p.port = Some(candidate.listener.port);
+                if !candidate.owners.is_empty() {
+                    let Some(owner) = candidate.owners.iter().find(|o| o.answers_to(id.pid)) else {
+                        let pids: Vec<String> =
+                            candidate.owners.iter().map(|o| o.pid.to_string()).collect();
+                        return ProbeOutcome::Skipped(TargetReport {
+                            target: label,
+                            reason: format!(
+                                "identity mismatch: port {} is held by pid {} but the server says pid {}",
+                                candidate.listener.port,
+                                pids.join(","),
+                                id.pid
+                            ),
+                        });
+                    };
+                    p.process_tag = Some(format!("s{}", owner.start_ticks));
+                    p.process.insert("host_pid".into(), owner.pid.to_string());
+                    p.process
+                        .insert("start_ticks".into(), owner.start_ticks.to_string());
+                    if let Some(exe) = &owner.exe {
+                        p.process.insert("exe".into(), exe.display().to_string());
+                    }
+                    if p.binary.is_empty() {
+                        p.binary = owner.comm.clone();
+                    }
+                }
+            }
+            Context::Kube { pod, port } => {
+                p.source = "kube";
+                p.owner_references = pod.owner_references.clone();
+                p.namespace = pod.namespace.clone();
+                p.pod = pod.name.clone();
+                p.hostname = pod.node.clone();
+                p.port = Some(*port);
+                let Some(c) = crate::kube::match_container(pod, &id, *port) else {
+                    if pod.host_network {
+                        return ProbeOutcome::Skipped(TargetReport {
+                            target: label,
+                            reason: format!(
+                                "server of {} (pid {}) on this hostNetwork pod's node matches none of its containers",
+                                id.binary, id.pid
+                            ),
+                        });
+                    }
+                    p.container = ContainerMeta {
+                        name: "unknown".into(),
+                        image: String::new(),
+                    };
+                    return ProbeOutcome::Coverage(Box::new(p), id);
+                };
+                p.container = ContainerMeta {
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                };
+                p.process_tag = Some(format!("r{}", c.restart_count));
+                p.process.insert("pod_uid".into(), pod.uid.clone());
+                p.process
+                    .insert("restart_count".into(), c.restart_count.to_string());
+                p.process
+                    .insert("host_network".into(), pod.host_network.to_string());
+            }
+        }
+        if p.binary.is_empty() {
+            p.binary = "unknown".into();
+        }
+        ProbeOutcome::Coverage(Box::new(p), id)
+    }
+
+    fn coverage_root(&self) -> PathBuf {
+        self.settings.output.join("coverage")
+    }
+
+    /// One fetch for one process; writes on success.
+    async fn fetch_one(
+        &self,
+        mut st: ProcState,
+        opts: &ClientOptions,
+    ) -> (ProcState, Result<(), Error>) {
+        let res = self.fetch_inner(&mut st, opts).await;
+        (st, res)
+    }
+
+    async fn fetch_inner(&self, st: &mut ProcState, opts: &ClientOptions) -> Result<(), Error> {
+        let have_meta = match (&st.hash, &st.writer) {
+            (Some(h), Some(w)) => w.has_meta(h),
+            _ => false,
+        };
+        let mut snap = protocol::fetch(&st.endpoint, opts, !have_meta).await?;
+        if let Some(id) = &snap.identity
+            && id.pid != st.identity.pid
+        {
+            return Err(Error::Identity {
+                target: st.endpoint.label.clone(),
+                reason: format!(
+                    "server now says pid {} ({}), was pid {}",
+                    id.pid, id.binary, st.identity.pid
+                ),
+            });
+        }
+        if snap.meta.is_none() && st.hash != Some(snap.hash) {
+            // The hash changed (or was never seen): fetch the meta-data too.
+            snap = protocol::fetch(&st.endpoint, opts, true).await?;
+        }
+        let root = self.coverage_root();
+        let mut instance = st.instance.max(1);
+        let mut writer = match st.writer.take() {
+            Some(w) => w,
+            None => EntryWriter::open(&root, &st.placement.entry_name(instance))?,
+        };
+        // Counters of one process only grow: a drop means another process
+        // behind the same name (PID reuse, restart) or a reset.
+        while let Some((_, old)) = writer.latest_counters() {
+            if is_continuation(&old, &snap.counters) {
+                break;
+            }
+            instance += 1;
+            st.info_written = false;
+            writer = EntryWriter::open(&root, &st.placement.entry_name(instance))?;
+        }
+        st.instance = instance;
+        if let Some(meta) = &snap.meta {
+            writer.write_meta(&snap.hash, meta)?;
+        }
+        if !writer.has_meta(&snap.hash) {
+            let full = protocol::fetch(&st.endpoint, opts, true).await?;
+            if let Some(meta) = &full.meta {
+                writer.write_meta(&full.hash, meta)?;
+            }
+        }
+        writer.write_snapshot(&st.placement, &st.identity, &snap.hash, &snap.counters)?;
+        if !st.info_written {
+            writer.write_info(
+                &st.placement,
+                snap.identity.as_ref().unwrap_or(&st.identity),
+            )?;
+            st.info_written = true;
+        }
+        st.hash = Some(snap.hash);
+        st.snapshots += 1;
+        st.writer = Some(writer);
+        Ok(())
+    }
+
+    fn new_state(&self, f: &Found, placement: Placement, identity: Identity) -> ProcState {
+        let now = Instant::now();
+        ProcState {
+            endpoint: f.endpoint.clone(),
+            placement,
+            identity,
+            hash: None,
+            writer: None,
+            instance: 1,
+            info_written: false,
+            first_seen: now,
+            next_due: now,
+            snapshots: 0,
+            last_error: None,
+            ended: false,
+        }
+    }
+
+    /// Probes `found` concurrently; returns new process states and reports.
+    async fn probe_all(
+        &self,
+        found: Vec<Found>,
+        summary: &mut RunReport,
+    ) -> Vec<(String, ProcState)> {
+        self.emit(Event::Discovered(found.len()));
+        let results: Vec<(Found, ProbeOutcome)> = futures::stream::iter(found)
+            .map(|f| async move {
+                let o = self.probe(&f).await;
+                (f, o)
+            })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        let mut out = Vec::new();
+        // Every hostNetwork pod of a node sees every server on that node:
+        // report a server no pod claims once per node, not once per pod.
+        let mut unclaimed: BTreeMap<String, TargetReport> = BTreeMap::new();
+        // Pods where nothing answered at all are reported once, per pod.
+        let mut pods_probed: BTreeMap<String, (Arc<PodInfo>, Vec<u16>)> = BTreeMap::new();
+        let mut pods_answered: std::collections::HashSet<String> = Default::default();
+        for (f, outcome) in results {
+            let pod_key = match &f.context {
+                Context::Kube { pod, port } => {
+                    let k = format!("pod:{}/{}/{}", pod.namespace, pod.name, pod.uid);
+                    pods_probed
+                        .entry(k.clone())
+                        .or_insert_with(|| (pod.clone(), Vec::new()))
+                        .1
+                        .push(*port);
+                    let answered = match &outcome {
+                        ProbeOutcome::Absent => false,
+                        ProbeOutcome::Coverage(..) => true,
+                        // On a shared host network, other processes' answers do not count.
+                        _ => !pod.host_network,
+                    };
+                    if answered {
+                        pods_answered.insert(k.clone());
+                    }
+                    Some(k)
+                }
+                _ => None,
+            };
+            if !matches!(outcome, ProbeOutcome::Absent | ProbeOutcome::Coverage(..)) {
+                summary
+                    .last_probe_failed
+                    .insert(f.key.clone(), Instant::now());
+            }
+            let host_key = match &f.context {
+                Context::Kube { pod, port } if pod.host_network => {
+                    Some((format!("node:{}:{port}", pod.node), pod.clone(), *port))
+                }
+                _ => None,
+            };
+            match (outcome, host_key) {
+                (ProbeOutcome::Absent, _) => {}
+                (ProbeOutcome::Skipped(r) | ProbeOutcome::Failed(r), Some((hk, pod, port)))
+                    if !summary.claimed_host_ports.contains(&hk) =>
+                {
+                    let reason = r.reason.replace(&format!("{}: ", r.target), "");
+                    unclaimed.entry(hk).or_insert(TargetReport {
+                        target: format!(
+                            "node {} port {port} (seen from hostNetwork pod {}/{})",
+                            pod.node, pod.namespace, pod.name
+                        ),
+                        reason,
+                    });
+                }
+                (ProbeOutcome::Skipped(_) | ProbeOutcome::Failed(_), Some(_)) => {}
+                (ProbeOutcome::Skipped(r), None) => {
+                    summary.skipped.insert(f.key.clone(), r);
+                }
+                (ProbeOutcome::Failed(r), None) => {
+                    summary.failed.insert(f.key.clone(), r);
+                }
+                (ProbeOutcome::Coverage(p, id), hk) => {
+                    if let Some(pk) = &pod_key {
+                        summary.skipped.remove(pk);
+                        summary.pods_collected.insert(pk.clone());
+                    }
+                    summary.last_probe_failed.remove(&f.key);
+                    if let Some((hk, _, _)) = hk {
+                        summary.skipped.remove(&hk);
+                        summary.claimed_host_ports.insert(hk);
+                    }
+                    summary.skipped.remove(&f.key);
+                    summary.failed.remove(&f.key);
+                    out.push((f.key.clone(), self.new_state(&f, *p, id)));
+                }
+            }
+            self.emit(Event::Done {
+                target: f.endpoint.label.clone(),
+            });
+        }
+        for (hk, r) in unclaimed {
+            if !summary.claimed_host_ports.contains(&hk) {
+                summary.skipped.insert(hk, r);
+            }
+        }
+        for (pk, (pod, mut ports)) in pods_probed {
+            if pods_answered.contains(&pk) || summary.pods_collected.contains(&pk) {
+                continue;
+            }
+            ports.sort_unstable();
+            let (first, last) = (
+                ports.first().copied().unwrap_or(0),
+                ports.last().copied().unwrap_or(0),
+            );
+            let span = if first == last {
+                format!("port {first}")
+            } else {
+                format!("ports {first}-{last}")
+            };
+            let reason = if pod.host_network {
+                format!(
+                    "no coverage server on {span} of node {} belongs to its containers",
+                    pod.node
+                )
+            } else {
+                format!("no coverage server answered on {span}")
+            };
+            summary.skipped.insert(
+                pk,
+                TargetReport {
+                    target: format!("{}/{}", pod.namespace, pod.name),
+                    reason,
+                },
+            );
+        }
+        out
+    }
+
+    /// Fetches the given processes concurrently and folds the results in.
+    async fn fetch_all(
+        &self,
+        states: Vec<(String, ProcState)>,
+        opts: &ClientOptions,
+    ) -> Vec<(String, ProcState, Option<Error>)> {
+        futures::stream::iter(states)
+            .map(|(k, st)| async move {
+                let (mut st, res) = self.fetch_one(st, opts).await;
+                let now = Instant::now();
+                st.next_due = now + crate::schedule::interval(now.duration_since(st.first_seen));
+                let err = match res {
+                    Ok(()) => {
+                        st.last_error = None;
+                        None
+                    }
+                    Err(e) => {
+                        st.last_error = Some(e.to_string());
+                        Some(e)
+                    }
+                };
+                (k, st, err)
+            })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await
+    }
+
+    /// Probes and fetches every target once.
+    pub async fn collect_once(&self) -> Summary {
+        let mut report = RunReport::default();
+        let d = self.discover().await;
+        report.absorb_discovery(&d);
+        let states = self.probe_all(d.found, &mut report).await;
+        for (k, st, err) in self.fetch_all(states, &self.settings.client).await {
+            if let Some(e) = err {
+                let not_covered = protocol::is_not_covered(&e);
+                let r = TargetReport {
+                    target: st.endpoint.label.clone(),
+                    reason: e.to_string(),
+                };
+                if not_covered {
+                    report.skipped.insert(k.clone(), r);
+                } else {
+                    report.failed.insert(k.clone(), r);
+                }
+                if st.snapshots == 0 {
+                    continue;
+                }
+            }
+            report.procs.push(st);
+        }
+        report.finish()
+    }
+
+    /// Collects until `shutdown` resolves, then scrapes once more.
+    pub async fn watch(&self, shutdown: impl Future<Output = ()>) -> Summary {
+        let mut report = RunReport::default();
+        let mut live: HashMap<String, ProcState> = HashMap::new();
+        let mut last_discovery: Option<Instant> = None;
+        // Polls are not retried (the next poll is the retry), so one stuck
+        // process delays a round by one timeout at most; the final scrape is.
+        let poll_opts = ClientOptions {
+            retries: 0,
+            ..self.settings.client.clone()
+        };
+        tokio::pin!(shutdown);
+        loop {
+            let now = Instant::now();
+            if last_discovery
+                .is_none_or(|t| now.duration_since(t) >= self.settings.rediscover_every)
+            {
+                last_discovery = Some(now);
+                let d = self.discover().await;
+                report.absorb_discovery(&d);
+                let fresh: Vec<Found> = d
+                    .found
+                    .into_iter()
+                    .filter(|f| !live.contains_key(&f.key))
+                    .filter(|f| {
+                        report
+                            .last_probe_failed
+                            .get(&f.key)
+                            .is_none_or(|t| now.duration_since(*t) >= RECHECK)
+                    })
+                    .collect();
+                for (k, st) in self.probe_all(fresh, &mut report).await {
+                    live.insert(k, st);
+                }
+            }
+            let now = Instant::now();
+            let due: Vec<String> = live
+                .iter()
+                .filter(|(_, s)| s.next_due <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let batch: Vec<(String, ProcState)> =
+                due.iter().filter_map(|k| live.remove_entry(k)).collect();
+            let fetched = batch.len();
+            for (k, st, err) in self.fetch_all(batch, &poll_opts).await {
+                self.fold_watch_result(&mut report, &mut live, k, st, err);
+            }
+            if fetched > 0 {
+                self.emit(Event::Round { fetched });
+            }
+            let next_fetch = live.values().map(|s| s.next_due).min();
+            let next_disc = last_discovery.map(|t| t + self.settings.rediscover_every);
+            let wake = [next_fetch, next_disc]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            let wake = wake.max(Instant::now() + Duration::from_millis(50));
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+        }
+        // Final scrape of everything still alive.
+        let batch: Vec<(String, ProcState)> = live.drain().collect();
+        for (k, st, err) in self.fetch_all(batch, &self.settings.client).await {
+            let mut after = HashMap::new();
+            self.fold_watch_result(&mut report, &mut after, k, st, err);
+            // Still alive after the last scrape: report it as collected.
+            report
+                .procs
+                .extend(after.into_values().filter(|s| s.snapshots > 0));
+        }
+        report.finish()
+    }
+
+    fn fold_watch_result(
+        &self,
+        report: &mut RunReport,
+        live: &mut HashMap<String, ProcState>,
+        key: String,
+        mut st: ProcState,
+        err: Option<Error>,
+    ) {
+        match err {
+            None => {
+                report.failed.remove(&key);
+                live.insert(key, st);
+            }
+            Some(e) => {
+                let gone = matches!(&e, Error::Transport { source, .. } if source.kind == TransportErrorKind::Connect)
+                    || matches!(e, Error::Identity { .. });
+                if gone || protocol::is_not_covered(&e) {
+                    // The process exited or was replaced: keep what we have;
+                    // rediscovery will pick up a successor.
+                    st.ended = true;
+                    if st.snapshots == 0 {
+                        let r = TargetReport {
+                            target: st.endpoint.label.clone(),
+                            reason: e.to_string(),
+                        };
+                        if protocol::is_not_covered(&e) {
+                            report.skipped.insert(key, r);
+                        } else {
+                            report.failed.insert(key, r);
+                        }
+                    } else {
+                        report.procs.push(st);
+                    }
+                } else {
+                    // Transient (timeout, bad answer): try again on schedule.
+                    if st.snapshots == 0 {
+                        report.failed.insert(
+                            key.clone(),
+                            TargetReport {
+                                target: st.endpoint.label.clone(),
+                                reason: e.to_string(),
+                            },
+                        );
+                    }
+                    live.insert(key, st);
+                }
+            }
+        }
+    }
+
+    /// `POST /coverage/reset` on every coverage server found.
+    pub async fn reset(&self) -> Summary {
+        let mut report = RunReport::default();
+        let d = self.discover().await;
+        report.absorb_discovery(&d);
+        let states = self.probe_all(d.found, &mut report).await;
+        let results: Vec<(String, ProcState, Result<(), Error>)> = futures::stream::iter(states)
+            .map(|(k, st)| async move {
+                let r = protocol::reset(&st.endpoint, &self.settings.client).await;
+                (k, st, r)
+            })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        for (k, st, r) in results {
+            match r {
+                Ok(()) => report.reset += 1,
+                Err(e) => {
+                    report.failed.insert(
+                        k,
+                        TargetReport {
+                            target: st.endpoint.label.clone(),
+                            reason: e.to_string(),
+                        },
+                    );
+                }
+            }
+        }
+        report.finish()
+    }
+}
+
+#[derive(Default)]
+struct RunReport {
+    /// Pods (`pod:NS/NAME/UID`) with at least one server collected.
+    pods_collected: std::collections::HashSet<String>,
+    /// Targets whose last probe was skipped or failed, and when (`--watch`
+    /// re-probes them only every [`RECHECK`], so a hanging listener cannot
+    /// stall every round).
+    last_probe_failed: HashMap<String, Instant>,
+    /// `node:NODE:PORT` of host-network servers some pod's container claimed.
+    claimed_host_ports: std::collections::HashSet<String>,
+    skipped: BTreeMap<String, TargetReport>,
+    failed: BTreeMap<String, TargetReport>,
+    procs: Vec<ProcState>,
+    reset: usize,
+}
+
+impl RunReport {
+    fn absorb_discovery(&mut self, d: &Discovery) {
+        for r in &d.skipped {
+            self.skipped
+                .insert(format!("discovery:{}", r.target), r.clone());
+        }
+        for r in &d.failed {
+            self.failed
+                .insert(format!("discovery:{}", r.target), r.clone());
+        }
+    }
+
+    fn finish(self) -> Summary {
+        let mut entries: Vec<EntryReport> = self
+            .procs
+            .iter()
+            .filter(|p| p.snapshots > 0)
+            .filter_map(|p| {
+                p.writer.as_ref().map(|w| EntryReport {
+                    target: p.endpoint.label.clone(),
+                    dir: w.dir().to_path_buf(),
+                    binary: p.identity.binary.clone(),
+                    pid: p.identity.pid,
+                    snapshots: p.snapshots,
+                    ended: p.ended,
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| a.dir.cmp(&b.dir));
+        let skipped: Vec<TargetReport> = self.skipped.into_values().collect();
+        let failed: Vec<TargetReport> = self.failed.into_values().collect();
+        let collected = entries.len();
+        Summary {
+            found: collected + self.reset + skipped.len() + failed.len(),
+            collected,
+            reset: self.reset,
+            skipped,
+            failed,
+            entries,
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! The collection directory: `DIR/coverage/<entry>/`, one directory per
+//! (namespace, pod, container, binary, process), each GOCOVERDIR-compatible:
+//! `covmeta.<hash>`, `covcounters.<hash>.<pid>.1|.2` (alternating, so an
+//! interrupted write never loses the previous snapshot), `metadata.json` and
+//! `info.json`.
+//!
+//! Names from the network or the cluster never reach a path raw: each part
+//! goes through [`sanitize`], parts are joined into one path component, and
+//! the result is checked to stay directly under `DIR/coverage`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::protocol::Identity;
+
+/// Longest sanitized part, in bytes.
+const MAX_PART: usize = 80;
+
+/// Makes one name safe as (part of) a file name: keeps `[A-Za-z0-9._-]`,
+/// maps everything else to `_`, never starts with `.`, never empty, at most
+/// 80 bytes (long names keep a hash of the original so they stay distinct).
+pub fn sanitize(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    while s.starts_with('.') {
+        s.replace_range(0..1, "_");
+    }
+    if s.is_empty() {
+        s.push('_');
+    }
+    if s.len() > MAX_PART {
+        let h = covdata::hex(&fnv128(name.as_bytes()));
+        s.truncate(MAX_PART - 9);
+        s.push('-');
+        s.push_str(&h[..8]);
+    }
+    s
+}
+
+fn fnv128(data: &[u8]) -> covdata::Hash {
+    // FNV-1a 64 twice with different offsets: only for disambiguating names.
+    let mut a: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut b: u64 = 0x6c62_272e_07bb_0142;
+    for &x in data {
+        a = (a ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3);
+        b = (b ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&a.to_be_bytes());
+    out[8..].copy_from_slice(&b.to_be_bytes());
+    out
+}
+
+/// A container as recorded in `metadata.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerMeta {
+    pub name: String,
+    pub image: String,
+}
+
+/// A pod's owner (`metadata.ownerReferences`), for owner grouping.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerRef {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<bool>,
+}
+
+/// `metadata.json`: where a directory's data came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub pod_name: String,
+    pub namespace: String,
+    pub container: ContainerMeta,
+    /// RFC 3339 time of the latest snapshot.
+    pub collected_at: String,
+    pub binary_name: String,
+    /// Node name (Kubernetes), this host (`--local`) or the URL's host.
+    pub hostname: String,
+    /// True for a process found on this host outside any pod (`--local`).
+    pub host_process: bool,
+    /// `--phase NAME`, when given.
+    pub phase: Option<String>,
+    /// `url`, `local` or `kube`.
+    pub source: String,
+    /// How the server was reached.
+    pub target: String,
+    /// PID reported by the server.
+    pub pid: u32,
+    /// Port the server listens on, when known.
+    pub port: Option<u16>,
+    /// Host PID and start time (`--local`), container restart count (`--kube`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub process: BTreeMap<String, String>,
+    /// The pod's `ownerReferences` (`--kube`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owner_references: Vec<OwnerRef>,
+    /// Hash of the meta-data file.
+    pub meta_hash: String,
+    /// The counter file holding the newest snapshot (the other slot holds
+    /// the one before). Snapshots of one process are cumulative: read the
+    /// newest, never add the two.
+    pub latest_counters: String,
+    /// Snapshots written into this directory so far.
+    pub snapshots: u64,
+}
+
+/// Where one process's data goes, before sanitizing.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    pub source: &'static str,
+    pub namespace: String,
+    pub pod: String,
+    pub container: ContainerMeta,
+    pub binary: String,
+    pub hostname: String,
+    pub host_process: bool,
+    pub pid: u32,
+    /// Distinguishes processes that reuse a PID: start ticks, restart count…
+    pub process_tag: Option<String>,
+    pub phase: Option<String>,
+    pub target: String,
+    pub port: Option<u16>,
+    pub process: BTreeMap<String, String>,
+    pub owner_references: Vec<OwnerRef>,
+}
+
+impl Placement {
+    /// The entry directory name (one path component); `instance` > 1 marks
+    /// a later process detected behind the same name.
+    pub fn entry_name(&self, instance: u32) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        match self.source {
+            "kube" => {
+                parts.push(sanitize(&self.namespace));
+                parts.push(sanitize(&self.pod));
+                parts.push(sanitize(&self.container.name));
+            }
+            "local" => {
+                parts.push("host".into());
+                parts.push(sanitize(&self.hostname));
+            }
+            _ => {
+                parts.push("url".into());
+                parts.push(sanitize(&self.hostname));
+                if let Some(p) = self.port {
+                    parts.push(p.to_string());
+                }
+            }
+        }
+        parts.push(sanitize(&self.binary));
+        let mut proc_part = format!("p{}", self.pid);
+        if let Some(tag) = &self.process_tag {
+            proc_part.push('-');
+            proc_part.push_str(&sanitize(tag));
+        }
+        if instance > 1 {
+            proc_part.push_str(&format!("-i{instance}"));
+        }
+        parts.push(proc_part);
+        if let Some(phase) = &self.phase {
+            parts.push(format!("phase-{}", sanitize(phase)));
+        }
+        parts.join("_")
+    }
+}
+
+/// Writes one entry directory.
+#[derive(Debug)]
+pub struct EntryWriter {
+    dir: PathBuf,
+    name: String,
+    metadata: Option<Metadata>,
+}
+
+/// Atomically replaces `path` with `data` (write a temporary file, then rename).
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Error> {
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".tmp.{file_name}.{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
+impl EntryWriter {
+    /// Opens (creating) `root/name`; `root` is `DIR/coverage`.
+    pub fn open(root: &Path, name: &str) -> Result<EntryWriter, Error> {
+        let invalid = |why: &str| {
+            Error::io(
+                root.join(name),
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_string()),
+            )
+        };
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+            return Err(invalid("not a single safe path component"));
+        }
+        std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+        let dir = root.join(name);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() || !m.is_dir() => {
+                return Err(invalid("exists and is not a plain directory"));
+            }
+            Ok(_) => {}
+            Err(_) => std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?,
+        }
+        let metadata = std::fs::read(dir.join("metadata.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Metadata>(&b).ok());
+        Ok(EntryWriter {
+            dir,
+            name: name.to_string(),
+            metadata,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The metadata found on disk or last written.
+    pub fn metadata(&self) -> Option<&Metadata> {
+        self.metadata.as_ref()
+    }
+
+    /// Whether `covmeta.<hash>` is present.
+    pub fn has_meta(&self, hash: &covdata::Hash) -> bool {
+        self.dir
+            .join(format!("covmeta.{}", covdata::hex(hash)))
+            .is_file()
+    }
+
+    /// Writes `covmeta.<hash>` (unchanged content is not rewritten).
+    pub fn write_meta(&self, hash: &covdata::Hash, data: &[u8]) -> Result<(), Error> {
+        let path = self.dir.join(format!("covmeta.{}", covdata::hex(hash)));
+        if std::fs::read(&path).is_ok_and(|old| old == data) {
+            return Ok(());
+        }
+        write_atomic(&path, data)
+    }
+
+    /// The newest counter file written here, if any.
+    pub fn latest_counters(&self) -> Option<(String, Vec<u8>)> {
+        let name = self
+            .metadata
+            .as_ref()
+            .map(|m| m.latest_counters.clone())
+            .filter(|n| !n.is_empty())?;
+        let data = std::fs::read(self.dir.join(&name)).ok()?;
+        Some((name, data))
+    }
+
+    /// Writes a snapshot into the slot (`.1` / `.2`) that does not hold the
+    /// newest one, then records it as the newest in `metadata.json`.
+    pub fn write_snapshot(
+        &mut self,
+        placement: &Placement,
+        identity: &Identity,
+        hash: &covdata::Hash,
+        counters: &[u8],
+    ) -> Result<PathBuf, Error> {
+        let hex = covdata::hex(hash);
+        let prefix = format!("covcounters.{hex}.{}.", identity.pid);
+        let slot = match self.metadata.as_ref().map(|m| m.latest_counters.as_str()) {
+            Some(n) if n == format!("{prefix}1") => 2,
+            _ => 1,
+        };
+        let name = format!("{prefix}{slot}");
+        let path = self.dir.join(&name);
+        write_atomic(&path, counters)?;
+        let snapshots = self.metadata.as_ref().map_or(0, |m| m.snapshots) + 1;
+        let md = Metadata {
+            pod_name: placement.pod.clone(),
+            namespace: placement.namespace.clone(),
+            container: placement.container.clone(),
+            collected_at: humantime::format_rfc3339_millis(std::time::SystemTime::now())
+                .to_string(),
+            binary_name: placement.binary.clone(),
+            hostname: placement.hostname.clone(),
+            host_process: placement.host_process,
+            phase: placement.phase.clone(),
+            source: placement.source.to_string(),
+            target: placement.target.clone(),
+            pid: identity.pid,
+            port: placement.port,
+            process: placement.process.clone(),
+            owner_references: placement.owner_references.clone(),
+            meta_hash: hex,
+            latest_counters: name,
+            snapshots,
+        };
+        let json = serde_json::to_vec_pretty(&md)
+            .map_err(|e| Error::io(self.dir.join("metadata.json"), e.into()))?;
+        write_atomic(&self.dir.join("metadata.json"), &json)?;
+        self.metadata = Some(md);
+        Ok(path)
+    }
+
+    /// Writes `info.json`: every identity header (lowercase_underscore, no
+    /// `x_art_coverage_` prefix) plus `binary_name`, `host`, `port`, `pid`.
+    pub fn write_info(&self, placement: &Placement, identity: &Identity) -> Result<(), Error> {
+        let mut info: BTreeMap<String, serde_json::Value> = identity
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        info.insert("binary_name".into(), identity.binary.clone().into());
+        info.insert("host".into(), placement.hostname.clone().into());
+        info.insert("pid".into(), identity.pid.into());
+        if let Some(p) = placement.port {
+            info.insert("port".into(), p.into());
+        }
+        let path = self.dir.join("info.json");
+        let json = serde_json::to_vec_pretty(&info).map_err(|e| Error::io(&path, e.into()))?;
+        write_atomic(&path, &json)
+    }
+}
+
+/// Whether `new` can be a later snapshot of the process that wrote `old`:
+/// counters of one process only grow. A drop means another process (PID
+/// reuse, restart) or a reset. Undecodable data counts as a continuation.
+pub fn is_continuation(old: &[u8], new: &[u8]) -> bool {
+    let (Ok(old), Ok(new)) = (
+        covdata::CounterFile::decode(old),
+        covdata::CounterFile::decode(new),
+    ) else {
+        return true;
+    };
+    if old.meta_hash != new.meta_hash {
+        return false;
+    }
+    let newer: std::collections::HashMap<(u32, u32), &Vec<u32>> = new
+        .funcs
+        .iter()
+        .map(|f| ((f.pkg, f.func), &f.counters))
+        .collect();
+    for f in &old.funcs {
+        let nonzero = f.counters.iter().any(|&c| c > 0);
+        let grew = match newer.get(&(f.pkg, f.func)) {
+            None => !nonzero,
+            Some(n) => {
+                n.len() == f.counters.len() && f.counters.iter().zip(n.iter()).all(|(o, n)| n >= o)
+            }
+        };
+        if !grew {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_stay_one_component() {
+        for evil in [
+            "../../x",
+            "..",
+            ".",
+            "",
+            "a/b",
+            "/etc/passwd",
+            "x\0y",
+            "ns\\..\\up",
+        ] {
+            let s = sanitize(evil);
+            assert!(
+                !s.contains('/') && !s.contains('\\') && !s.contains('\0'),
+                "{evil:?} -> {s:?}"
+            );
+            assert!(!s.starts_with('.'), "{evil:?} -> {s:?}");
+            assert!(!s.is_empty());
+        }
+        let p = Placement {
+            source: "kube",
+            namespace: "../..".into(),
+            pod: "../../x".into(),
+            container: ContainerMeta {
+                name: "/".into(),
+                image: String::new(),
+            },
+            binary: "..".into(),
+            pid: 1,
+            phase: Some("../e2e".into()),
+            ..Default::default()
+        };
+        let name = p.entry_name(1);
+        assert!(
+            !name.contains('/') && name != ".." && !name.starts_with('.'),
+            "{name}"
+        );
+    }
+
+    #[test]
+    fn long_names_stay_distinct() {
+        let a = sanitize(&"a".repeat(200));
+        let b = sanitize(&format!("{}b", "a".repeat(199)));
+        assert!(a.len() <= MAX_PART && b.len() <= MAX_PART);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn open_rejects_escape() {
+        let tmp = tempfile::tempdir().unwrap();
+        for bad in ["..", "a/b", ""] {
+            assert!(EntryWriter::open(tmp.path(), bad).is_err(), "{bad}");
+        }
+        std::os::unix::fs::symlink("/tmp", tmp.path().join("link")).unwrap();
+        assert!(EntryWriter::open(tmp.path(), "link").is_err());
+    }
+}

@@ -1,0 +1,338 @@
+//! How requests reach a coverage server: directly over TCP, through the
+//! Kubernetes API server's pod `proxy` subresource, or through a
+//! port-forward opened by the API server.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::error::TransportError;
+
+/// Largest response body accepted (a coverage snapshot of a very large
+/// binary is tens of MiB; this bounds memory against a hostile answer).
+pub const MAX_BODY: usize = 1 << 30;
+
+/// One HTTP request to a coverage server; `path` includes any query.
+#[derive(Debug, Clone)]
+pub struct RawRequest {
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+}
+
+/// The answer, body fully read (still encoded as sent).
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A way to send requests to one coverage server.
+pub trait Transport: Send + Sync + fmt::Debug {
+    /// Where this transport leads, for messages (URL, `ns/pod:port`, …).
+    fn describe(&self) -> String;
+    /// Whether identity probes use `GET /health` instead of `HEAD /`. The
+    /// identity headers come with every answer; through the API server a
+    /// plain GET is the verb every proxy and RBAC setup allows.
+    fn probe_with_get(&self) -> bool {
+        false
+    }
+    /// Sends one request and reads the whole answer.
+    fn send(&self, req: RawRequest) -> BoxFuture<'_, Result<RawResponse, TransportError>>;
+}
+
+async fn read_body<B>(body: B) -> Result<Bytes, TransportError>
+where
+    B: hyper::body::Body + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| TransportError::other(format!("reading the answer: {e}")))
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// Plain HTTP to `http://host:port[/prefix]`.
+#[derive(Clone)]
+pub struct Direct {
+    base: Uri,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl fmt::Debug for Direct {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Direct").field("base", &self.base).finish()
+    }
+}
+
+impl Direct {
+    /// A transport to `base` (an `http://` URL; a path is used as a prefix).
+    pub fn new(base: &str, connect_timeout: Duration) -> Result<Direct, String> {
+        let base: Uri = base
+            .parse()
+            .map_err(|e| format!("not a URL: {base:?}: {e}"))?;
+        match base.scheme_str() {
+            Some("http") => {}
+            Some(other) => {
+                return Err(format!(
+                    "{base}: scheme {other:?} is not supported (coverage servers speak plain http)"
+                ));
+            }
+            None => return Err(format!("{base}: missing http:// scheme")),
+        }
+        if base.host().is_none_or(str::is_empty) {
+            return Err(format!("{base}: missing host"));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(Direct { base, client })
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &Uri {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        let base = self.base.to_string();
+        format!("{}{}", base.trim_end_matches('/'), path)
+    }
+}
+
+impl Transport for Direct {
+    fn describe(&self) -> String {
+        self.base.to_string().trim_end_matches('/').to_string()
+    }
+
+    fn send(&self, req: RawRequest) -> BoxFuture<'_, Result<RawResponse, TransportError>> {
+        Box::pin(async move {
+            let mut builder = Request::builder()
+                .method(req.method)
+                .uri(self.url(&req.path));
+            if let Some(h) = builder.headers_mut() {
+                h.extend(req.headers);
+            }
+            let request = builder
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| TransportError::other(format!("building the request: {e}")))?;
+            let resp = self.client.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    TransportError::connect(chain(&e))
+                } else {
+                    TransportError::other(chain(&e))
+                }
+            })?;
+            let (parts, body) = resp.into_parts();
+            let body = read_body(body).await?;
+            Ok(RawResponse {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        })
+    }
+}
+
+/// Through the API server: `/api/v1/namespaces/NS/pods/POD:PORT/proxy/PATH`.
+#[derive(Clone)]
+pub struct KubeProxy {
+    pub client: ::kube::Client,
+    pub namespace: String,
+    pub pod: String,
+    pub port: u16,
+}
+
+impl fmt::Debug for KubeProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KubeProxy({})", self.describe())
+    }
+}
+
+/// Percent-encodes one path segment (pod and namespace names are DNS labels,
+/// but a hostile name must not change the API path).
+fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Maps an API-server error answer of the proxy (no coverage headers) to a
+/// transport error when it means "nothing listens on that port".
+fn proxy_refused(resp: &RawResponse) -> Option<TransportError> {
+    if resp.headers.contains_key(crate::protocol::H_SERVER) {
+        return None;
+    }
+    if matches!(resp.status.as_u16(), 502 | 503) {
+        let text = String::from_utf8_lossy(&resp.body);
+        if text.contains("connection refused")
+            || text.contains("connect: ")
+            || text.contains("no route")
+        {
+            return Some(TransportError::connect(format!(
+                "API server proxy: HTTP {}: {}",
+                resp.status.as_u16(),
+                crate::protocol::short_text(&resp.body)
+            )));
+        }
+    }
+    None
+}
+
+impl Transport for KubeProxy {
+    fn probe_with_get(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> String {
+        format!("{}/{}:{} (API proxy)", self.namespace, self.pod, self.port)
+    }
+
+    fn send(&self, req: RawRequest) -> BoxFuture<'_, Result<RawResponse, TransportError>> {
+        Box::pin(async move {
+            let uri = format!(
+                "/api/v1/namespaces/{}/pods/{}:{}/proxy{}",
+                segment(&self.namespace),
+                segment(&self.pod),
+                self.port,
+                req.path
+            );
+            let mut builder = Request::builder().method(req.method).uri(uri);
+            if let Some(h) = builder.headers_mut() {
+                h.extend(req.headers);
+            }
+            let request = builder
+                .body(::kube::client::Body::empty())
+                .map_err(|e| TransportError::other(format!("building the request: {e}")))?;
+            let resp = self.client.send(request).await.map_err(|e| match &e {
+                ::kube::Error::HyperError(h) if h.is_timeout() => TransportError {
+                    kind: crate::error::TransportErrorKind::Timeout,
+                    message: chain(&e),
+                },
+                _ => TransportError::other(chain(&e)),
+            })?;
+            let (parts, body) = resp.into_parts();
+            let body = read_body(body).await?;
+            let raw = RawResponse {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            };
+            match proxy_refused(&raw) {
+                Some(err) => Err(err),
+                None => Ok(raw),
+            }
+        })
+    }
+}
+
+/// Through a port-forward stream opened by the API server (one per request).
+#[derive(Clone)]
+pub struct KubePortForward {
+    pub client: ::kube::Client,
+    pub namespace: String,
+    pub pod: String,
+    pub port: u16,
+}
+
+impl fmt::Debug for KubePortForward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KubePortForward({})", self.describe())
+    }
+}
+
+impl Transport for KubePortForward {
+    fn probe_with_get(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}/{}:{} (port-forward)",
+            self.namespace, self.pod, self.port
+        )
+    }
+
+    fn send(&self, req: RawRequest) -> BoxFuture<'_, Result<RawResponse, TransportError>> {
+        Box::pin(async move {
+            let pods: ::kube::Api<Pod> =
+                ::kube::Api::namespaced(self.client.clone(), &self.namespace);
+            let mut pf = pods
+                .portforward(&self.pod, &[self.port])
+                .await
+                .map_err(|e| {
+                    TransportError::connect(format!("opening the port-forward: {}", chain(&e)))
+                })?;
+            let stream = pf
+                .take_stream(self.port)
+                .ok_or_else(|| TransportError::other("the port-forward has no stream"))?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| {
+                    TransportError::connect(format!("HTTP over the port-forward: {}", chain(&e)))
+                })?;
+            let conn_task = tokio::spawn(conn);
+            let mut builder = Request::builder()
+                .method(req.method)
+                .uri(req.path.as_str())
+                .header(http::header::HOST, format!("localhost:{}", self.port));
+            if let Some(h) = builder.headers_mut() {
+                h.extend(req.headers);
+            }
+            let request = builder
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| TransportError::other(format!("building the request: {e}")))?;
+            let result = async {
+                let resp = sender.send_request(request).await.map_err(|e| {
+                    // A refused port surfaces as a closed stream.
+                    TransportError::connect(format!("request over the port-forward: {}", chain(&e)))
+                })?;
+                let (parts, body) = resp.into_parts();
+                let body = read_body(body).await?;
+                Ok(RawResponse {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                })
+            }
+            .await;
+            drop(sender);
+            conn_task.abort();
+            pf.abort();
+            result
+        })
+    }
+}

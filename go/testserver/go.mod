@@ -1,0 +1,3 @@
+module covfleet.invalid/testserver
+
+go 1.22
