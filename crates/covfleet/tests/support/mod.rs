@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// THE one place naming the coverage server compiled into the fixtures.
-/// `COVFLEET_TEST_SERVER_GO` overrides it, e.g. with the injected server
-/// `go/covserver/coverage_server.go`.
+/// THE one place naming the coverage server compiled into the fixtures: the
+/// server `covfleet instrument` injects. `COVFLEET_TEST_SERVER_GO` overrides
+/// it (e.g. with a copy of the seed system's server, for compatibility runs).
 pub const SERVER_GO: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../go/testserver/coverage_server.go"
+    "/../../go/covserver/coverage_server.go"
 );
 const FIXTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../go/testserver");
 
