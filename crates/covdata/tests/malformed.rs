@@ -576,3 +576,23 @@ fn every_truncation_and_byte_flip_is_handled() {
         }
     }
 }
+
+#[test]
+fn ctr_fcn_entries_high_bits_are_ignored_like_go() {
+    // Go compares its record count with uint32(FcnEntries): the upper half of
+    // the u64 field is ignored (found by differential fuzzing against Go).
+    let c = sample_counters();
+    let want = decode_ctr(&c).unwrap().funcs;
+    let mut hi = c.clone();
+    hi[SEG + 4] = 0xff;
+    assert_eq!(decode_ctr(&hi).unwrap().funcs, want);
+}
+
+#[test]
+fn meta_file_level_string_table_is_checked() {
+    // Go decodes the file-level string table (normally just "") and panics
+    // when its count overruns StrTabLength; a decoder must reject it.
+    let mut m = sample_meta();
+    m[56 + 32] = 0x7f;
+    rejected(decode_meta(&m), "");
+}

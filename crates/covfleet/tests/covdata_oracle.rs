@@ -965,6 +965,22 @@ fn mutations() -> Vec<Mutation> {
             ctr_patch(false, 32, &[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]),
         ),
         (
+            "meta file-level string table count 0x7f",
+            Box::new(|p: &PodCopy| {
+                let mut m = p.meta.clone();
+                let n = u64::from_le_bytes(m[16..24].try_into().unwrap()) as usize;
+                m[56 + 16 * n] = 0x7f;
+                vec![
+                    (p.meta_name.clone(), m),
+                    (p.ctr_name.clone(), p.ctr.clone()),
+                ]
+            }),
+        ),
+        (
+            "ctr FcnEntries with high bits set",
+            ctr_patch(false, 36, &[0xff, 0, 0, 0x10]),
+        ),
+        (
             "ctr one record too many (eats footer)",
             ctr_with(|p| {
                 let mut c = p.ctr.clone();
@@ -1293,4 +1309,184 @@ fn relative_and_unclean_paths_match_go() {
         false,
     );
     r.finish("relative paths");
+}
+
+/// xorshift64*: a deterministic generator for the mutation test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Whether Go accepts malformed input only by accident, in which case
+/// covfleet rejecting it is right: Go's reader swallows an error from
+/// `processPackage` (its `-h` flag turns that into a panic), or Go reads past
+/// the end of a package blob into whatever follows it in memory (its output
+/// changes when bytes are appended to the meta file, which no blob covers).
+fn go_tolerates_by_accident(args: &[String], dir: &Path, meta: Option<(&str, &[u8])>) -> bool {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut with_h = args.to_vec();
+    with_h.insert(1, "-h".into());
+    let g = run_tool(Tool::Go, &with_h, scratch.path(), false);
+    if g.code != Some(0) {
+        return true;
+    }
+    let Some((name, bytes)) = meta else {
+        return false;
+    };
+    // Go reads each blob into a buffer reused across packages and slices
+    // past its length (within capacity), so a blob whose strings or records
+    // overrun its end silently reads the previous package's bytes: covfleet's
+    // "unexpected EOF" there is the correct answer.
+    let c = run_tool(Tool::Covfleet, args, scratch.path(), false);
+    if c.stderr.contains("from meta-file") && c.stderr.contains("unexpected EOF") {
+        return true;
+    }
+    let copy = tempfile::tempdir().unwrap();
+    for n in names(dir) {
+        fs::copy(dir.join(&n), copy.path().join(&n)).unwrap();
+    }
+    let mut padded = bytes.to_vec();
+    padded.extend(std::iter::repeat_n(0xa5, 4096));
+    fs::write(copy.path().join(name), padded).unwrap();
+    let mut args2 = args.to_vec();
+    args2[1] = i_arg(&[copy.path().to_path_buf()]);
+    let a = run_tool(Tool::Go, args, scratch.path(), false);
+    let b = run_tool(Tool::Go, &args2, scratch.path(), false);
+    (a.code, a.file) != (b.code, b.file)
+}
+
+#[test]
+fn random_mutations_agree_with_go() {
+    // Differential fuzzing against Go (format notes §5): random byte edits of
+    // a real pod's files. Where Go's textfmt succeeds, covfleet must print the
+    // same; where Go rejects the input (error or crash), covfleet must reject
+    // it too (exit 1) without crashing. COVDATA_MUTATIONS sets the count,
+    // COVDATA_MUTATION_SEED the seed.
+    let n: usize = std::env::var("COVDATA_MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    let seed: u64 = std::env::var("COVDATA_MUTATION_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(seed | 1);
+    let mut r = Report::default();
+    for k in 0..n {
+        let p = pod_copy();
+        let on_meta = rng.below(3) == 0;
+        let mut data = if on_meta {
+            p.meta.clone()
+        } else {
+            p.ctr.clone()
+        };
+        let mut what = Vec::new();
+        for _ in 0..1 + rng.below(3) {
+            match rng.below(6) {
+                0 if data.len() > 1 => {
+                    let at = rng.below(data.len());
+                    data.truncate(at.max(1));
+                    what.push(format!("truncate {at}"));
+                }
+                1 => {
+                    let at = rng.below(data.len() + 1);
+                    let b = rng.next() as u8;
+                    data.insert(at, b);
+                    what.push(format!("insert {b:#x}@{at}"));
+                }
+                _ if !data.is_empty() => {
+                    // Bias towards the headers, where the structure is.
+                    let lim = if rng.below(2) == 0 {
+                        data.len().min(128)
+                    } else {
+                        data.len()
+                    };
+                    let at = rng.below(lim);
+                    let b = match rng.below(4) {
+                        0 => 0,
+                        1 => 0xff,
+                        2 => data[at] ^ (1 << rng.below(8)),
+                        _ => rng.next() as u8,
+                    };
+                    data[at] = b;
+                    what.push(format!("set {b:#x}@{at}"));
+                }
+                _ => {}
+            }
+        }
+        let (mn, cn) = (&p.meta_name, &p.ctr_name);
+        fs::write(p.dir.path().join(mn), if on_meta { &data } else { &p.meta }).unwrap();
+        fs::write(p.dir.path().join(cn), if on_meta { &p.ctr } else { &data }).unwrap();
+        let case = format!(
+            "#{k} {} {}",
+            if on_meta { "meta" } else { "counters" },
+            what.join(", ")
+        );
+        let args = vec![
+            "textfmt".to_string(),
+            i_arg(&[p.dir.path().to_path_buf()]),
+            format!("-o={OUT}"),
+        ];
+        r.cases += 1;
+        let scratch = tempfile::tempdir().unwrap();
+        let g = run_tool(Tool::Go, &args, scratch.path(), false);
+        let c = run_tool(Tool::Covfleet, &args, scratch.path(), false);
+        if c.stderr.contains("panicked at") || !matches!(c.code, Some(0 | 1)) {
+            r.fail(
+                &case,
+                format!("covfleet crashed: {:?} {}", c.code, c.stderr),
+            );
+            continue;
+        }
+        if c.code.is_none() {
+            r.fail(&case, "covfleet timed out".into());
+            continue;
+        }
+        // A Go hang (None) counts as a rejection, like a crash.
+        match (g.code, c.code) {
+            (Some(0), Some(0)) => {
+                if g.stderr != c.stderr {
+                    r.fail(
+                        &case,
+                        format!("stderr: go {:?} covfleet {:?}", g.stderr, c.stderr),
+                    );
+                }
+                if let (Some(gf), Some(cf)) = (&g.file, &c.file)
+                    && let Some(d) = textfmt_diff(gf, cf)
+                {
+                    r.fail(&case, format!("textfmt: {d}"));
+                }
+            }
+            (Some(0), _) => {
+                if !go_tolerates_by_accident(
+                    &args,
+                    p.dir.path(),
+                    on_meta.then_some((mn.as_str(), &data[..])),
+                ) {
+                    r.fail(
+                        &case,
+                        format!("go accepts, covfleet rejects: {}", c.stderr.trim()),
+                    );
+                }
+            }
+            (_, Some(0)) => r.fail(
+                &case,
+                format!(
+                    "go rejects ({}), covfleet accepts",
+                    g.stderr.lines().next().unwrap_or("")
+                ),
+            ),
+            _ => {}
+        }
+    }
+    r.finish("random mutations");
 }

@@ -25,6 +25,9 @@ pub enum Tool {
     Covfleet,
 }
 
+/// How long one tool run may take.
+pub const TOOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The placeholder for the per-tool output path in an argument list.
 pub const OUT: &str = "{OUT}";
 
@@ -70,7 +73,41 @@ pub fn run_tool_in(
     if let Some(d) = cwd {
         c.current_dir(d);
     }
-    let o = c.output().expect("run tool");
+    // Output to files and a time limit: Go's reader can loop forever on
+    // malformed input (reported as exit code None, "timed out").
+    let tag = match tool {
+        Tool::Go => "go",
+        Tool::Covfleet => "cf",
+    };
+    let so = scratch.join(format!("{tag}.stdout"));
+    let se = scratch.join(format!("{tag}.stderr"));
+    c.stdout(std::fs::File::create(&so).unwrap());
+    c.stderr(std::fs::File::create(&se).unwrap());
+    let mut child = c.spawn().expect("run tool");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if start.elapsed() > TOOL_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let mut stderr = std::fs::read(&se).unwrap_or_default();
+    if status.is_none() {
+        stderr.extend_from_slice(format!("timed out after {TOOL_TIMEOUT:?}\n").as_bytes());
+    }
+    let o = std::process::Output {
+        status: status.unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            std::process::ExitStatus::from_raw(9)
+        }),
+        stdout: std::fs::read(&so).unwrap_or_default(),
+        stderr,
+    };
     let file = if out_is_dir {
         None
     } else {
