@@ -55,11 +55,29 @@ pub fn uleb(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
+/// Stands for a raw 0xFF byte (invalid UTF-8) in the test writer's strings.
+pub const RAW_FF: char = '\u{F8FF}';
+
+/// The bytes of a test string, with [`RAW_FF`] written as a raw 0xFF.
+pub fn raw_bytes(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    for c in s.chars() {
+        if c == RAW_FF {
+            out.push(0xff);
+        } else {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    }
+    out
+}
+
 pub fn strtab(out: &mut Vec<u8>, strings: &[&str]) {
     uleb(out, strings.len() as u64);
     for s in strings {
-        uleb(out, s.len() as u64);
-        out.extend_from_slice(s.as_bytes());
+        let b = raw_bytes(s);
+        uleb(out, b.len() as u64);
+        out.extend_from_slice(&b);
     }
 }
 

@@ -111,14 +111,21 @@ pub fn run_tool_in(
     let file = if out_is_dir {
         None
     } else {
-        std::fs::read_to_string(&out_path).ok()
+        std::fs::read(&out_path).ok().map(|b| latin1(&b))
     };
     Out {
         code: o.status.code(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        stdout: latin1(&o.stdout),
+        stderr: latin1(&o.stderr),
         file,
     }
+}
+
+/// Bytes as a string, one char per byte (Latin-1), so that comparisons are
+/// byte-exact even for output that is not UTF-8 (Go writes names as raw
+/// bytes).
+pub fn latin1(b: &[u8]) -> String {
+    b.iter().map(|&c| char::from(c)).collect()
 }
 
 /// The path the `{OUT}` placeholder became for `tool`.
@@ -263,6 +270,9 @@ pub enum Cmp {
 pub struct Report {
     /// Working directory for the tools (relative `-i` paths).
     pub cwd: Option<PathBuf>,
+    /// Skip `func` when reading merge outputs back (its grouping follows
+    /// Go's unspecified order of tied units).
+    pub ties: bool,
     pub cases: usize,
     pub failures: Vec<String>,
 }
@@ -406,9 +416,9 @@ pub fn go_textfmt(dirs: &[PathBuf]) -> Result<String, String> {
         .output()
         .unwrap();
     if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        return Err(latin1(&out.stderr));
     }
-    Ok(std::fs::read_to_string(o).unwrap_or_default())
+    Ok(std::fs::read(o).map(|b| latin1(&b)).unwrap_or_default())
 }
 
 /// Sorted file names of a directory.
