@@ -52,6 +52,11 @@ fn input_sets() -> Vec<(String, Vec<PathBuf>)> {
             vec![f.data(&format!("{m}/app")), f.data(&format!("{m}/app"))],
         ));
     }
+    v.push(("count/static".into(), vec![f.data("count/static")]));
+    v.push((
+        "count/static+app".into(),
+        vec![f.data("count/static"), f.data("count/app")],
+    ));
     v.push(("atomic/snap".into(), vec![f.data("atomic/snap")]));
     v.push((
         "atomic/snap+app".into(),

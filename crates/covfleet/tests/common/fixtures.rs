@@ -19,7 +19,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 /// Bump to invalidate every cached fixture directory.
-const LAYOUT_VERSION: u32 = 3;
+const LAYOUT_VERSION: u32 = 4;
 
 /// The three counter modes the go command can build with.
 pub const MODES: [&str; 3] = ["set", "count", "atomic"];
@@ -321,6 +321,49 @@ fn build_current(go: &Path, root: &Path) {
         let mut c = Command::new(bin.join("atomic/snap"));
         c.arg(&d).env("GOCOVERDIR", &d);
         run_ok(c, "run snap");
+    }
+
+    // `go test -cover` on packages without test files: cmd/cover writes a
+    // one-package static meta file `covmeta.<sha256(importpath)>` (64 hex
+    // digits, header hash = blob hash, no counter files) into the build
+    // directory, which the go command then reads with covdata. Keep them.
+    {
+        let mut c = go_cmd(go);
+        c.current_dir(&src).args([
+            "test",
+            "-count=1",
+            "-work",
+            "-cover",
+            "-covermode=count",
+            "./worker",
+            "./shapes",
+        ]);
+        let out = run_ok(c, "go test -cover -work");
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        let work = text
+            .lines()
+            .find_map(|l| l.strip_prefix("WORK="))
+            .map(|w| PathBuf::from(w.trim()))
+            .expect("go test -work printed no WORK=");
+        let d = data.join("count/static");
+        fs::create_dir_all(&d).unwrap();
+        let mut found = 0;
+        let mut stack = vec![work.clone()];
+        while let Some(dir) = stack.pop() {
+            for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                let n = e.file_name().to_string_lossy().into_owned();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if n.starts_with("covmeta.") && n.len() == "covmeta.".len() + 64 {
+                    fs::copy(&p, d.join(&n)).unwrap();
+                    found += 1;
+                }
+            }
+        }
+        let _ = fs::remove_dir_all(&work);
+        assert_eq!(found, 2, "static meta files from go test -cover");
     }
 
     // A large real program from the distribution.
