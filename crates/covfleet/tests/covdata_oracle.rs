@@ -641,6 +641,13 @@ fn merge_matches_go() {
         "mixed: subtract set-count",
         &s(&["subtract", &i_arg(&[sa.clone(), ca.clone()]), &o]),
     );
+    for (label, extra) in [("", None), (" -pcombine", Some("-pcombine"))] {
+        let mut a = vec!["merge".to_string()];
+        a.extend(extra.map(String::from));
+        a.push(i_arg(&[f.data("count/static"), ca.clone()]));
+        a.push(o.clone());
+        compare_merge(&mut r, &format!("static+app: merge{label}"), &a);
+    }
     compare_merge(
         &mut r,
         "gofmt: merge -pkg",
