@@ -1,1 +1,13 @@
-//! report (in progress)
+//! The static HTML site of a collection: an index of every (namespace, owner,
+//! binary) row and one page per row with annotated source.
+//!
+//! [`model`] is the plain data the site is made from, [`source`] finds each
+//! row's source checkout and maps coverage paths into it, and [`site`] writes
+//! the pages (offline, no CDN, rewritten only when their inputs change).
+
+pub mod model;
+pub mod site;
+pub mod source;
+
+pub use model::{Block, FileCoverage, MemorySource, OwnerRow, SiteSource};
+pub use site::{Options, Summary, render};

@@ -1,0 +1,514 @@
+//! Writing the static site: `index.html`, one page per row under `b/`, the
+//! per-file source data next to each page, and the shared assets.
+//!
+//! Everything is local: no CDN, no fetch (pages work from `file://`). Source
+//! data is loaded on demand through `<script>` tags, one small file per
+//! source file, so a binary with thousands of files opens instantly.
+//!
+//! Pages carry the hash of their inputs (`<meta name="covfleet-input">`);
+//! a page whose inputs did not change is neither regenerated nor rewritten.
+//! Other files are written only when their bytes differ.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use askama::Template;
+use covdata::hash::{Fnv128, HashWriter};
+use serde::Serialize;
+
+use crate::model::{FileCoverage, OwnerRow, SiteSource, line_states, pct};
+use crate::source::{self, SourceIndex};
+
+/// Bump when the generated HTML/JSON changes shape: forces a rewrite.
+const FORMAT_VERSION: &str = "covfleet-site-1";
+
+const CSS: &str = include_str!("../assets/covfleet.css");
+const INDEX_JS: &str = include_str!("../assets/index.js");
+const BINARY_JS: &str = include_str!("../assets/binary.js");
+
+/// Errors that stop a render (per-row problems are reported in [`Summary`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading the rows to render")]
+    Rows(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("writing {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("rendering the template of {what}")]
+    Template {
+        what: String,
+        #[source]
+        source: askama::Error,
+    },
+}
+
+/// What to render, and where.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub out_dir: PathBuf,
+    /// `DIR/repos`, the checkouts of `covfleet clone-sources`.
+    pub repos_dir: PathBuf,
+    /// More source roots (each a module root with a `go.mod`).
+    pub extra_source_roots: Vec<PathBuf>,
+    /// Shown in the page titles.
+    pub title: String,
+}
+
+/// What a render did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    pub rows: usize,
+    pub pages_written: usize,
+    pub pages_unchanged: usize,
+    pub files_with_source: usize,
+    pub files_without_source: usize,
+    pub stale_removed: usize,
+    /// Rows whose page failed (the index still links them, greyed out).
+    pub row_errors: Vec<String>,
+}
+
+/// Renders the whole site.
+pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> {
+    let rows = src.rows().map_err(|e| Error::Rows(Box::new(e)))?;
+    let index = SourceIndex::new(&opts.repos_dir, opts.extra_source_roots.clone());
+    let mut summary = Summary {
+        rows: rows.len(),
+        ..Summary::default()
+    };
+    let pages_dir = opts.out_dir.join("b");
+    create_dir(&pages_dir)?;
+    create_dir(&opts.out_dir.join("assets"))?;
+    write_if_changed(&opts.out_dir.join("assets/covfleet.css"), CSS.as_bytes())?;
+    write_if_changed(&opts.out_dir.join("assets/index.js"), INDEX_JS.as_bytes())?;
+    write_if_changed(&opts.out_dir.join("assets/binary.js"), BINARY_JS.as_bytes())?;
+
+    let mut slugs = Vec::with_capacity(rows.len());
+    let mut used = HashSet::new();
+    for row in &rows {
+        let mut slug = page_slug(row);
+        while !used.insert(slug.clone()) {
+            slug.push('_');
+        }
+        slugs.push(slug);
+    }
+
+    let mut index_rows = Vec::with_capacity(rows.len());
+    for (row, slug) in rows.iter().zip(&slugs) {
+        let ok = match render_row(src, &index, opts, row, slug, &mut summary) {
+            Ok(()) => true,
+            Err(e) => {
+                summary.row_errors.push(format!(
+                    "{}/{}/{}: {}",
+                    row.namespace,
+                    row.owner,
+                    row.binary,
+                    error_chain(&e)
+                ));
+                false
+            }
+        };
+        index_rows.push(IndexRow::new(row, ok.then(|| format!("b/{slug}.html"))));
+    }
+
+    let data = IndexData {
+        title: &opts.title,
+        rows: index_rows,
+    };
+    let page = IndexPage {
+        title: &opts.title,
+        data: script_json(&data),
+    };
+    let html = page.render().map_err(|source| Error::Template {
+        what: "index.html".into(),
+        source,
+    })?;
+    write_if_changed(&opts.out_dir.join("index.html"), html.as_bytes())?;
+
+    // Pages and data dirs of rows that are gone.
+    let keep: BTreeSet<String> = slugs.iter().cloned().collect();
+    if let Ok(rd) = std::fs::read_dir(&pages_dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".html").unwrap_or(&name).to_string();
+            if keep.contains(&stem) {
+                continue;
+            }
+            let path = e.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path).is_ok()
+            } else {
+                std::fs::remove_file(&path).is_ok()
+            };
+            summary.stale_removed += usize::from(removed);
+        }
+    }
+    Ok(summary)
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RowError {
+    #[error("reading its files")]
+    Files(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error(transparent)]
+    Site(#[from] Error),
+}
+
+/// One file of a page, as the page's JSON lists it.
+#[derive(Debug, Serialize)]
+struct PageFile<'a> {
+    /// Path as in the coverage data.
+    p: &'a str,
+    /// Total / covered statements.
+    t: u64,
+    c: u64,
+    /// Source found.
+    s: bool,
+    /// Number of lines (0 without source).
+    n: usize,
+    /// Data script, relative to the page.
+    d: String,
+}
+
+#[derive(Debug, Serialize)]
+struct PageData<'a> {
+    title: &'a str,
+    row: IndexRow,
+    source_root: Option<String>,
+    source_via: Option<&'static str>,
+    files: Vec<PageFile<'a>>,
+}
+
+/// Per-file data, loaded by the page on demand.
+#[derive(Debug, Serialize)]
+struct FileData<'a> {
+    /// Source text (absent when not found).
+    src: Option<&'a str>,
+    /// One char per line: `.` no code, `c` covered, `m` missed, `p` partial.
+    st: String,
+    /// Hit count per line (0 for lines without code).
+    n: Vec<u64>,
+    /// Blocks: `[start_line, start_col, end_line, end_col, stmts, count]`.
+    b: Vec<[u64; 6]>,
+}
+
+fn render_row<S: SiteSource>(
+    src: &S,
+    index: &SourceIndex,
+    opts: &Options,
+    row: &OwnerRow,
+    slug: &str,
+    summary: &mut Summary,
+) -> Result<(), RowError> {
+    let mut files = src.files(row).map_err(|e| RowError::Files(Box::new(e)))?;
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let resolved = index.resolve(row, &files);
+    let sources: Vec<Option<String>> = files
+        .iter()
+        .map(|f| {
+            let r = resolved.as_ref()?;
+            source::read_source(&source::locate(&r.checkout, &f.path)?)
+        })
+        .collect();
+    let with_source = sources.iter().filter(|s| s.is_some()).count();
+    summary.files_with_source += with_source;
+    summary.files_without_source += files.len() - with_source;
+
+    // The hash of everything the page is made of.
+    let mut h = Fnv128::new();
+    for part in [FORMAT_VERSION, CSS, BINARY_JS, &opts.title] {
+        hash_str(&mut h, part);
+    }
+    hash_str(&mut h, &serde_json::to_string(row).unwrap_or_default());
+    for (f, s) in files.iter().zip(&sources) {
+        hash_str(&mut h, &serde_json::to_string(f).unwrap_or_default());
+        hash_str(&mut h, s.as_deref().unwrap_or("\0none"));
+    }
+    if let Some(r) = &resolved {
+        hash_str(&mut h, &r.checkout.root.to_string_lossy());
+    }
+    let input_hash = covdata::hex(&h.finish());
+
+    let page_path = opts.out_dir.join("b").join(format!("{slug}.html"));
+    if existing_input_hash(&page_path).as_deref() == Some(input_hash.as_str()) {
+        summary.pages_unchanged += 1;
+        return Ok(());
+    }
+
+    let data_dir = opts.out_dir.join("b").join(slug);
+    create_dir(&data_dir)?;
+    let mut page_files = Vec::with_capacity(files.len());
+    let mut written = BTreeMap::new();
+    for (i, (f, text)) in files.iter().zip(&sources).enumerate() {
+        let nlines = text.as_deref().map_or(0, count_lines);
+        let (st, n) = if text.is_some() {
+            line_states(&f.blocks, nlines)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let fd = FileData {
+            src: text.as_deref(),
+            st: st.iter().map(|s| s.as_char()).collect(),
+            n,
+            b: f.blocks
+                .iter()
+                .map(|b| {
+                    [
+                        u64::from(b.start_line),
+                        u64::from(b.start_col),
+                        u64::from(b.end_line),
+                        u64::from(b.end_col),
+                        u64::from(b.stmts),
+                        b.count,
+                    ]
+                })
+                .collect(),
+        };
+        let name = format!("{i}.js");
+        let js = format!(
+            "covfleetFile({i},{});\n",
+            serde_json::to_string(&fd).unwrap_or_else(|_| "{}".into())
+        );
+        write_if_changed(&data_dir.join(&name), js.as_bytes())?;
+        written.insert(name.clone(), ());
+        page_files.push(PageFile {
+            p: &f.path,
+            t: f.total_stmts,
+            c: f.covered_stmts,
+            s: text.is_some(),
+            n: nlines,
+            d: format!("{slug}/{name}"),
+        });
+    }
+    // Data files of files that are gone.
+    if let Ok(rd) = std::fs::read_dir(&data_dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !written.contains_key(&name) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    let data = PageData {
+        title: &opts.title,
+        row: IndexRow::new(row, None),
+        source_root: resolved
+            .as_ref()
+            .map(|r| r.checkout.root.to_string_lossy().into_owned()),
+        source_via: resolved.as_ref().map(|r| r.strategy.as_str()),
+        files: page_files,
+    };
+    let page = BinaryPage {
+        title: &opts.title,
+        input_hash: &input_hash,
+        namespace: &row.namespace,
+        owner: &row.owner,
+        binary: &row.binary,
+        data: script_json(&data),
+    };
+    let html = page.render().map_err(|source| Error::Template {
+        what: page_path.display().to_string(),
+        source,
+    })?;
+    write_if_changed(&page_path, html.as_bytes())?;
+    summary.pages_written += 1;
+    Ok(())
+}
+
+fn hash_str(h: &mut Fnv128, s: &str) {
+    h.write(&(s.len() as u64).to_le_bytes());
+    h.write(s.as_bytes());
+}
+
+fn count_lines(text: &str) -> usize {
+    if text.is_empty() {
+        return 0;
+    }
+    let n = text.bytes().filter(|&b| b == b'\n').count();
+    if text.ends_with('\n') { n } else { n + 1 }
+}
+
+/// The hash in `<meta name="covfleet-input" content="…">` near the top of an
+/// existing page.
+fn existing_input_hash(page: &Path) -> Option<String> {
+    let mut head = [0u8; 1024];
+    let mut f = std::fs::File::open(page).ok()?;
+    let n = f.read(&mut head).ok()?;
+    let head = std::str::from_utf8(&head[..n]).ok()?;
+    let i = head.find("name=\"covfleet-input\" content=\"")?;
+    let rest = &head[i + 31..];
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+/// An index row as the pages' JSON carries it (short keys: the index of a
+/// large cluster holds thousands).
+#[derive(Debug, Serialize)]
+struct IndexRow {
+    ns: String,
+    ty: String,
+    ow: String,
+    bin: String,
+    pods: Vec<String>,
+    hosts: Vec<String>,
+    images: Vec<String>,
+    ctrs: Vec<String>,
+    t: u64,
+    c: u64,
+    key: String,
+    src: Option<String>,
+    commit: Option<String>,
+    /// Page link, relative to index.html; `None` when the page failed.
+    page: Option<String>,
+}
+
+impl IndexRow {
+    fn new(r: &OwnerRow, page: Option<String>) -> IndexRow {
+        IndexRow {
+            ns: r.namespace.clone(),
+            ty: r.owner_type.clone(),
+            ow: r.owner.clone(),
+            bin: r.binary.clone(),
+            pods: r.pods.clone(),
+            hosts: r.hosts.clone(),
+            images: r.images.clone(),
+            ctrs: r.containers.clone(),
+            t: r.total_stmts,
+            c: r.covered_stmts,
+            key: if r.binary_key.is_empty() {
+                r.binary.clone()
+            } else {
+                r.binary_key.clone()
+            },
+            src: r.source_url.clone(),
+            commit: r.source_commit.clone(),
+            page,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct IndexData<'a> {
+    title: &'a str,
+    rows: Vec<IndexRow>,
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage<'a> {
+    title: &'a str,
+    /// JSON made safe for a `<script>` element by [`script_json`].
+    data: String,
+}
+
+#[derive(Template)]
+#[template(path = "binary.html")]
+struct BinaryPage<'a> {
+    title: &'a str,
+    input_hash: &'a str,
+    namespace: &'a str,
+    owner: &'a str,
+    binary: &'a str,
+    data: String,
+}
+
+/// JSON for a `<script type="application/json">` element: `<`, `>` and `&`
+/// become `\u003c` etc., so no data can close the element or open a comment.
+/// (They can only occur inside JSON strings, where the escapes are equivalent.)
+pub fn script_json<T: Serialize>(value: &T) -> String {
+    let json = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
+    let mut out = String::with_capacity(json.len() + 16);
+    for ch in json.chars() {
+        match ch {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A file-system-safe, collision-free page name for a row.
+pub fn page_slug(row: &OwnerRow) -> String {
+    let mut h = Fnv128::new();
+    for part in [
+        &row.id,
+        &row.namespace,
+        &row.owner_type,
+        &row.owner,
+        &row.binary,
+    ] {
+        hash_str(&mut h, part);
+    }
+    let hash = covdata::hex(&h.finish());
+    let mut readable = String::new();
+    for part in [&row.namespace, &row.owner, &row.binary] {
+        if part.is_empty() {
+            continue;
+        }
+        if !readable.is_empty() {
+            readable.push_str("--");
+        }
+        readable.extend(part.chars().map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        }));
+    }
+    let readable: String = readable.trim_start_matches('.').chars().take(80).collect();
+    if readable.is_empty() {
+        hash[..12].to_string()
+    } else {
+        format!("{readable}-{}", &hash[..8])
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `bytes` unless the file already holds exactly them (keeps mtimes,
+/// and caches downstream of the site, stable). Writes via a temp file + rename.
+fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.len() == bytes.len() as u64
+        && std::fs::read(path).is_ok_and(|old| old == bytes)
+    {
+        return Ok(false);
+    }
+    let err = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, bytes).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)?;
+    Ok(true)
+}
+
+/// Computes the per-file figures once for tests and callers that want them.
+pub fn file_pct(f: &FileCoverage) -> f64 {
+    pct(f.covered_stmts, f.total_stmts)
+}
