@@ -349,7 +349,7 @@ fn existing_input_hash(page: &Path) -> Option<String> {
     let mut head = [0u8; 1024];
     let mut f = std::fs::File::open(page).ok()?;
     let n = f.read(&mut head).ok()?;
-    let head = std::str::from_utf8(&head[..n]).ok()?;
+    let head = String::from_utf8_lossy(&head[..n]);
     let i = head.find("name=\"covfleet-input\" content=\"")?;
     let rest = &head[i + 31..];
     Some(rest[..rest.find('"')?].to_string())
