@@ -23,6 +23,10 @@ pub struct Cli {
 pub enum Command {
     /// Read Go's binary coverage data natively (drop-in for `go tool covdata`).
     Covdata(cmd::covdata::Args),
+    /// Compile a collection into DIR/coverage.db (incremental).
+    Compile(cmd::compile::Args),
+    /// Clone each binary's source at its commit into DIR/repos/.
+    CloneSources(cmd::clone_sources::Args),
 }
 
 /// An error in how covfleet was called or set up: exit code 2.
@@ -40,6 +44,8 @@ impl std::error::Error for UsageError {}
 pub fn dispatch(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Covdata(args) => cmd::covdata::run(args),
+        Command::Compile(args) => cmd::compile::run(args),
+        Command::CloneSources(args) => cmd::clone_sources::run(args),
     };
     match result {
         Ok(code) => code,

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use covdata::hash::{Fnv128, HashWriter};
 use covdata::{CounterFile, CounterMode, Hash, MetaFile};
@@ -25,9 +25,11 @@ pub struct MetaEntry {
     pub origin: &'static str,
 }
 
-type Slot = Arc<OnceLock<Result<Arc<MetaEntry>, String>>>;
+type Slot = Arc<Mutex<Option<Arc<MetaEntry>>>>;
 
-/// Meta-data decoded in this run, by hash (replicas share one decode).
+/// Meta-data decoded in this run, by hash (replicas share one decode; a
+/// failed decode is not cached, so one corrupt copy does not spoil the
+/// entries that carry a good one).
 #[derive(Debug, Default)]
 pub struct MetaCache {
     map: Mutex<HashMap<Hash, Slot>>,
@@ -39,7 +41,13 @@ impl MetaCache {
             let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
             m.entry(hash).or_default().clone()
         };
-        slot.get_or_init(|| f().map(Arc::new)).clone()
+        let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = guard.as_ref() {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(f()?);
+        *guard = Some(m.clone());
+        Ok(m)
     }
 }
 

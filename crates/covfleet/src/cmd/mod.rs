@@ -1,3 +1,5 @@
 //! One module per subcommand.
 
+pub mod clone_sources;
+pub mod compile;
 pub mod covdata;
