@@ -27,6 +27,8 @@ pub enum Command {
     Compile(cmd::compile::Args),
     /// Clone each binary's source at its commit into DIR/repos/.
     CloneSources(cmd::clone_sources::Args),
+    /// Render the static HTML site of a compiled collection (default DIR/html/index.html).
+    Render(cmd::render::Args),
 }
 
 /// An error in how covfleet was called or set up: exit code 2.
@@ -46,6 +48,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Covdata(args) => cmd::covdata::run(args),
         Command::Compile(args) => cmd::compile::run(args),
         Command::CloneSources(args) => cmd::clone_sources::run(args),
+        Command::Render(args) => cmd::render::run(args),
     };
     match result {
         Ok(code) => code,

@@ -146,6 +146,7 @@
       if (lines.length && lines[lines.length - 1] === '' ) lines.pop();
       view = { i: i, lines: lines, st: d.st, n: d.n };
       spacer.textContent = '';
+      painted.a = -1; // the rows were just removed: always repaint
       spacer.style.height = lines.length * ROW + 'px';
       var target = state.line > 0 ? (state.line - 1) * ROW - body.clientHeight / 3 : 0;
       body.scrollTop = Math.max(0, target);

@@ -5,9 +5,11 @@
 //! row's source checkout and maps coverage paths into it, and [`site`] writes
 //! the pages (offline, no CDN, rewritten only when their inputs change).
 
+pub mod dbsource;
 pub mod model;
 pub mod site;
 pub mod source;
 
+pub use dbsource::DbSource;
 pub use model::{Block, FileCoverage, MemorySource, OwnerRow, SiteSource};
 pub use site::{Options, Summary, render};

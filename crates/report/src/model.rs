@@ -34,6 +34,8 @@ pub struct OwnerRow {
     /// coverage server's identity headers).
     pub source_url: Option<String>,
     pub source_commit: Option<String>,
+    /// The Go module path of the binary's main module, when known.
+    pub module_path: Option<String>,
 }
 
 impl OwnerRow {
@@ -113,6 +115,76 @@ impl SiteSource for MemorySource {
     }
 }
 
+/// A malformed line of a Go text profile.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line} of the coverage profile: {why}: {text:?}")]
+pub struct ProfileError {
+    pub line: usize,
+    pub why: &'static str,
+    pub text: String,
+}
+
+/// Reads a Go text profile (`mode: …` then `file:L.C,L.C stmts count` lines)
+/// into files in order of first appearance; repeated blocks add up, as in
+/// `go tool cover`.
+pub fn files_from_profile(text: &str) -> Result<Vec<FileCoverage>, ProfileError> {
+    use std::collections::HashMap;
+    let mut order: Vec<String> = Vec::new();
+    // Per file: its blocks, and each range's index among them.
+    type Blocks = (Vec<Block>, HashMap<(u32, u32, u32, u32), usize>);
+    let mut by_file: HashMap<String, Blocks> = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let err = |why| ProfileError {
+            line: i + 1,
+            why,
+            text: line.chars().take(200).collect(),
+        };
+        if line.trim().is_empty() || (i == 0 && line.starts_with("mode:")) {
+            continue;
+        }
+        let (file, rest) = line.rsplit_once(':').ok_or_else(|| err("no ':'"))?;
+        let mut it = rest.split_whitespace();
+        let (Some(range), Some(stmts), Some(count), None) =
+            (it.next(), it.next(), it.next(), it.next())
+        else {
+            return Err(err("want `range stmts count`"));
+        };
+        let (a, b) = range.split_once(',').ok_or_else(|| err("bad range"))?;
+        let lc = |s: &str| -> Option<(u32, u32)> {
+            let (l, c) = s.split_once('.')?;
+            Some((l.parse().ok()?, c.parse().ok()?))
+        };
+        let ((sl, sc), (el, ec)) = lc(a).zip(lc(b)).ok_or_else(|| err("bad position"))?;
+        let stmts: u32 = stmts.parse().map_err(|_| err("bad statement count"))?;
+        let count: u64 = count.parse().map_err(|_| err("bad count"))?;
+        let entry = by_file.entry(file.to_string()).or_insert_with(|| {
+            order.push(file.to_string());
+            (Vec::new(), HashMap::new())
+        });
+        let key = (sl, sc, el, ec);
+        if let Some(&k) = entry.1.get(&key) {
+            entry.0[k].count = entry.0[k].count.saturating_add(count);
+        } else {
+            entry.1.insert(key, entry.0.len());
+            entry.0.push(Block {
+                start_line: sl,
+                start_col: sc,
+                end_line: el,
+                end_col: ec,
+                stmts,
+                count,
+            });
+        }
+    }
+    Ok(order
+        .into_iter()
+        .map(|f| {
+            let blocks = by_file.remove(&f).map(|e| e.0).unwrap_or_default();
+            FileCoverage::from_blocks(f, blocks)
+        })
+        .collect())
+}
+
 /// Percentage with 0 for an empty total.
 pub fn pct(covered: u64, total: u64) -> f64 {
     if total == 0 {
@@ -148,8 +220,8 @@ impl LineState {
 
 /// Per-line states and hit counts for a file with `nlines` lines (1-based
 /// lines map to index `line-1`). A line's count is the highest count of the
-/// blocks touching it. Blocks ending at column 1 of a line... are still taken
-/// as touching that line only when they cover more than its first column.
+/// blocks touching it. A block ending at column 1 of a later line does not
+/// touch that line (it covers nothing on it).
 pub fn line_states(blocks: &[Block], nlines: usize) -> (Vec<LineState>, Vec<u64>) {
     let mut state = vec![LineState::None; nlines];
     let mut counts = vec![0u64; nlines];
@@ -203,6 +275,18 @@ mod tests {
         assert_eq!(c[1], 3);
         assert_eq!(c[3], 3);
         assert_eq!(c[4], 0);
+    }
+
+    #[test]
+    fn profiles_parse_and_merge_repeats() {
+        let p = "mode: count\na/b.go:1.2,3.4 2 5\na/c.go:1.1,1.9 1 0\na/b.go:1.2,3.4 2 1\n";
+        let f = files_from_profile(p).unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].path, "a/b.go");
+        assert_eq!(f[0].blocks[0].count, 6);
+        assert_eq!((f[1].total_stmts, f[1].covered_stmts), (1, 0));
+        let e = files_from_profile("mode: set\nx.go:1.2 1\n").unwrap_err();
+        assert_eq!(e.line, 2);
     }
 
     #[test]

@@ -113,7 +113,7 @@ impl SourceIndex {
                 strategy: Strategy::ImageLabels,
             });
         }
-        if let Some(c) = self.by_module(files) {
+        if let Some(c) = self.by_module(row.module_path.as_deref(), files) {
             return Some(Resolved {
                 checkout: c,
                 strategy: Strategy::ModulePath,
@@ -155,7 +155,23 @@ impl SourceIndex {
         })
     }
 
-    fn by_module(&self, files: &[FileCoverage]) -> Option<Checkout> {
+    fn by_module(&self, module: Option<&str>, files: &[FileCoverage]) -> Option<Checkout> {
+        // The binary's own module path (from its meta-data) decides first…
+        if let Some(m) = module.filter(|m| !m.is_empty()) {
+            let cs = self.checkouts();
+            let exact = cs.iter().find(|c| c.module.as_deref() == Some(m));
+            let renamed = || {
+                cs.iter().find(|c| {
+                    c.module
+                        .as_deref()
+                        .is_some_and(|cm| renamed_rel(&format!("{m}/x.go"), cm).is_some())
+                })
+            };
+            if let Some(c) = exact.or_else(renamed) {
+                return Some(c.clone());
+            }
+        }
+        // … else the module that prefixes most file paths.
         let mut votes: HashMap<usize, (usize, bool)> = HashMap::new();
         for f in files {
             let p = strip_gopath(&f.path);

@@ -3,3 +3,4 @@
 pub mod clone_sources;
 pub mod compile;
 pub mod covdata;
+pub mod render;

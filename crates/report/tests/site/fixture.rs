@@ -2,7 +2,6 @@
 //! arranged into rows whose sources are found by each lookup strategy, plus
 //! hostile names and a 100,000-line file.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -63,43 +62,7 @@ pub fn demo_coverage() -> &'static DemoCoverage {
 
 /// A text profile into files, duplicate blocks summed (as `go tool cover` does).
 pub fn parse_profile(text: &str) -> Vec<FileCoverage> {
-    let mut by_file: BTreeMap<String, BTreeMap<(u32, u32, u32, u32), (u32, u64)>> = BTreeMap::new();
-    for line in text.lines().skip(1) {
-        let (file, rest) = line.rsplit_once(':').unwrap();
-        let mut it = rest.split_whitespace();
-        let range = it.next().unwrap();
-        let stmts: u32 = it.next().unwrap().parse().unwrap();
-        let count: u64 = it.next().unwrap().parse().unwrap();
-        let (a, b) = range.split_once(',').unwrap();
-        let lc = |s: &str| {
-            let (l, c) = s.split_once('.').unwrap();
-            (l.parse::<u32>().unwrap(), c.parse::<u32>().unwrap())
-        };
-        let ((sl, sc), (el, ec)) = (lc(a), lc(b));
-        let e = by_file
-            .entry(file.to_string())
-            .or_default()
-            .entry((sl, sc, el, ec))
-            .or_insert((stmts, 0));
-        e.1 += count;
-    }
-    by_file
-        .into_iter()
-        .map(|(path, blocks)| {
-            let blocks = blocks
-                .into_iter()
-                .map(|((sl, sc, el, ec), (stmts, count))| Block {
-                    start_line: sl,
-                    start_col: sc,
-                    end_line: el,
-                    end_col: ec,
-                    stmts,
-                    count,
-                })
-                .collect();
-            FileCoverage::from_blocks(path, blocks)
-        })
-        .collect()
+    report::model::files_from_profile(text).expect("go test's profile parses")
 }
 
 fn totals(files: &[FileCoverage]) -> (u64, u64) {
