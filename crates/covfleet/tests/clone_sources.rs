@@ -17,7 +17,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -36,7 +40,16 @@ fn bare_repo(root: &Path) -> (String, String, String) {
     let second = git(&work, &["rev-parse", "HEAD"]);
     let bare = root.join("srv/org/repo.git");
     std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
-    git(root, &["clone", "-q", "--bare", work.to_str().unwrap(), bare.to_str().unwrap()]);
+    git(
+        root,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
     (format!("file://{}", bare.display()), first, second)
 }
 
@@ -46,11 +59,18 @@ fn clones_each_source_at_its_commit() {
     let (url, first, _second) = bare_repo(tmp.path());
     let col = tmp.path().join("col");
     let missing = "0123456789abcdef0123456789abcdef01234567";
-    for (name, commit, image) in [("e1", first.as_str(), "img/a:1"), ("e2", missing, "img/b:1")] {
+    for (name, commit, image) in [
+        ("e1", first.as_str(), "img/a:1"),
+        ("e2", missing, "img/b:1"),
+    ] {
         let mut m = Meta::pod("ns", &format!("{name}-0"), "c");
         m.image = image.into();
         let dir = col.join("coverage").join(name);
-        write_meta(&dir, &m, Some(serde_json::json!({"source_url": url, "source_commit": commit})));
+        write_meta(
+            &dir,
+            &m,
+            Some(serde_json::json!({"source_url": url, "source_commit": commit})),
+        );
         run_fixture(&dir, &["-n", "1"]);
     }
     compile(&col, &[]);
@@ -67,15 +87,30 @@ fn clones_each_source_at_its_commit() {
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 2, "{out}");
 
-    let (code, _, err) = covfleet(&["clone-sources", "--collection", &c, "--max-concurrency", "2"]);
+    let (code, _, err) = covfleet(&[
+        "clone-sources",
+        "--collection",
+        &c,
+        "--max-concurrency",
+        "2",
+    ]);
     assert_eq!(code, 0, "{err}");
     let at = col.join("repos/localhost/org/repo").join(&first[..8]);
-    assert_eq!(std::fs::read_to_string(at.join("version.txt")).unwrap(), "v1\n");
+    assert_eq!(
+        std::fs::read_to_string(at.join("version.txt")).unwrap(),
+        "v1\n"
+    );
     assert_eq!(git(&at, &["rev-parse", "HEAD"]), first);
     // The unknown commit: the default branch, with a warning.
     let fb = col.join("repos/localhost/org/repo").join(&missing[..8]);
-    assert_eq!(std::fs::read_to_string(fb.join("version.txt")).unwrap(), "v2\n");
-    assert!(err.contains("warning") && err.contains(missing) && err.contains("default branch"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(fb.join("version.txt")).unwrap(),
+        "v2\n"
+    );
+    assert!(
+        err.contains("warning") && err.contains(missing) && err.contains("default branch"),
+        "{err}"
+    );
     assert!(err.contains("1 cloned, 1 on the default branch"), "{err}");
     // No temporary directories left behind.
     let names: Vec<String> = std::fs::read_dir(col.join("repos/localhost/org/repo"))
@@ -103,7 +138,9 @@ fn unreachable_sources_fail_with_exit_1_and_missing_db_with_exit_2() {
     write_meta(
         &dir,
         &Meta::pod("ns", "x-0", "c"),
-        Some(serde_json::json!({"source_url": format!("file://{}/nope/repo.git", tmp.path().display()), "source_commit": "abcdef12"})),
+        Some(
+            serde_json::json!({"source_url": format!("file://{}/nope/repo.git", tmp.path().display()), "source_commit": "abcdef12"}),
+        ),
     );
     run_fixture(&dir, &["-n", "1"]);
     let c = col.display().to_string();

@@ -23,19 +23,54 @@ fn fleet() -> Fleet {
     let dir = tmp.path().to_path_buf();
     let deploy = vec![
         // Two processes (a restart) in one pod: they add.
-        entry(&dir, "a1", &Meta::pod("shop", "api-7d9f8b6c54-x2kqz", "api"), &[&["-mode", "calc", "-n", "5"], &["-mode", "calc", "-n", "2"]]),
-        entry(&dir, "a2", &Meta::pod("shop", "api-7d9f8b6c54-zz7wq", "api"), &[&["-mode", "words", "-n", "3"]]),
+        entry(
+            &dir,
+            "a1",
+            &Meta::pod("shop", "api-7d9f8b6c54-x2kqz", "api"),
+            &[&["-mode", "calc", "-n", "5"], &["-mode", "calc", "-n", "2"]],
+        ),
+        entry(
+            &dir,
+            "a2",
+            &Meta::pod("shop", "api-7d9f8b6c54-zz7wq", "api"),
+            &[&["-mode", "words", "-n", "3"]],
+        ),
     ];
-    let ds = vec![entry(&dir, "d1", &Meta::pod("infra", "agent-b7x2k", "agent"), &[&["-mode", "both", "-n", "2"]])];
+    let ds = vec![entry(
+        &dir,
+        "d1",
+        &Meta::pod("infra", "agent-b7x2k", "agent"),
+        &[&["-mode", "both", "-n", "2"]],
+    )];
     let host = vec![
-        entry(&dir, "h1", &Meta::host("node-a"), &[&["-mode", "calc", "-n", "1"]]),
-        entry(&dir, "h2", &Meta::host("node-b"), &[&["-mode", "calc", "-n", "9"]]),
+        entry(
+            &dir,
+            "h1",
+            &Meta::host("node-a"),
+            &[&["-mode", "calc", "-n", "1"]],
+        ),
+        entry(
+            &dir,
+            "h2",
+            &Meta::host("node-b"),
+            &[&["-mode", "calc", "-n", "9"]],
+        ),
     ];
-    Fleet { _tmp: tmp, dir, deploy, ds, host }
+    Fleet {
+        _tmp: tmp,
+        dir,
+        deploy,
+        ds,
+        host,
+    }
 }
 
 fn owner_by_name(db: &Database, name: &str) -> db::Owner {
-    db.owners().unwrap().into_iter().find(|o| o.owner_name == name).unwrap_or_else(|| panic!("no owner {name}"))
+    db.owners()
+        .unwrap()
+        .into_iter()
+        .find(|o| o.owner_name == name)
+        .unwrap_or_else(|| panic!("no owner {name}"))
 }
 
 fn refs(v: &[PathBuf]) -> Vec<&Path> {
@@ -52,14 +87,36 @@ fn owners_are_inferred_and_grouped() {
     let owners = db.owners().unwrap();
     let keys: Vec<(String, String, String, String)> = owners
         .iter()
-        .map(|o| (o.namespace.clone(), o.owner_type.clone(), o.owner_name.clone(), o.binary_name.clone()))
+        .map(|o| {
+            (
+                o.namespace.clone(),
+                o.owner_type.clone(),
+                o.owner_name.clone(),
+                o.binary_name.clone(),
+            )
+        })
         .collect();
     assert_eq!(
         keys,
         vec![
-            ("_host_".into(), "Host".into(), "fixture".into(), "fixture".into()),
-            ("infra".into(), "DaemonSet".into(), "agent".into(), "fixture".into()),
-            ("shop".into(), "Deployment".into(), "api".into(), "fixture".into()),
+            (
+                "_host_".into(),
+                "Host".into(),
+                "fixture".into(),
+                "fixture".into()
+            ),
+            (
+                "infra".into(),
+                "DaemonSet".into(),
+                "agent".into(),
+                "fixture".into()
+            ),
+            (
+                "shop".into(),
+                "Deployment".into(),
+                "api".into(),
+                "fixture".into()
+            ),
         ]
     );
     let api = owner_by_name(&db, "api");
@@ -69,7 +126,13 @@ fn owners_are_inferred_and_grouped() {
     assert_eq!(api.module_path, "example.com/covfleet/fixture");
     assert_eq!(api.images, vec!["registry.example/shop/api:v1".to_string()]);
     let reports = db.owner_reports(api.id).unwrap();
-    assert_eq!(reports.iter().map(|r| r.pod_name.as_str()).collect::<Vec<_>>(), ["api-7d9f8b6c54-x2kqz", "api-7d9f8b6c54-zz7wq"]);
+    assert_eq!(
+        reports
+            .iter()
+            .map(|r| r.pod_name.as_str())
+            .collect::<Vec<_>>(),
+        ["api-7d9f8b6c54-x2kqz", "api-7d9f8b6c54-zz7wq"]
+    );
     assert_eq!(db.owner(api.id).unwrap().unwrap(), api);
     assert_eq!(db.pending_groups().unwrap(), 0);
 }
@@ -84,7 +147,10 @@ fn sum_merge_equals_go_tool_covdata_textfmt() {
         assert_eq!(o.merge, "sum");
         let ours = profile_lines(&db.owner_profile(o.id).unwrap());
         let theirs = go_textfmt(&refs(dirs));
-        assert_eq!(ours, theirs, "owner {name}: merged profile differs from go tool covdata textfmt");
+        assert_eq!(
+            ours, theirs,
+            "owner {name}: merged profile differs from go tool covdata textfmt"
+        );
         assert!(!db.owner_profile(o.id).unwrap().contains("zz_covfleet"));
     }
 }
@@ -99,12 +165,18 @@ fn file_stats_and_percent_match_go_tool_covdata() {
         let go_lines = go_textfmt(&refs(dirs));
         let want = file_totals(&go_lines);
         let stats = db.owner_file_stats(o.id).unwrap();
-        let got: std::collections::BTreeMap<String, (i64, i64)> =
-            stats.iter().map(|s| (s.file_path.clone(), (s.total_stmts, s.covered_stmts))).collect();
+        let got: std::collections::BTreeMap<String, (i64, i64)> = stats
+            .iter()
+            .map(|s| (s.file_path.clone(), (s.total_stmts, s.covered_stmts)))
+            .collect();
         assert_eq!(got, want, "owner {name}: per-file statistics");
         assert!(got.keys().all(|k| !k.contains("zz_covfleet")));
         let (t, c) = want.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
-        assert_eq!((o.total_stmts, o.covered_stmts), (t, c), "owner {name}: totals");
+        assert_eq!(
+            (o.total_stmts, o.covered_stmts),
+            (t, c),
+            "owner {name}: totals"
+        );
         assert!((o.coverage_pct - 100.0 * c as f64 / t as f64).abs() < 1e-9);
         let (rt, rc, _) = db.recount(o.id).unwrap();
         assert_eq!((rt as i64, rc as i64), (t, c));
@@ -117,7 +189,11 @@ fn file_stats_and_percent_match_go_tool_covdata() {
                 .iter()
                 .filter(|s| s.package_path == pkg)
                 .fold((0, 0), |a, s| (a.0 + s.total_stmts, a.1 + s.covered_stmts));
-            assert_eq!(format!("{:.1}%", 100.0 * pc as f64 / pt as f64), pct, "owner {name} package {pkg}");
+            assert_eq!(
+                format!("{:.1}%", 100.0 * pc as f64 / pt as f64),
+                pct,
+                "owner {name} package {pkg}"
+            );
         }
     }
 }
@@ -147,9 +223,13 @@ fn replicas_merge_with_max_by_default() {
         .collect();
     assert_eq!(profile_lines(&db.owner_profile(o.id).unwrap()), want);
     // Fib's loop ran 8 times in the n=9 run: the max, not 8 + 0.
-    let blocks = db.file_blocks(o.id, "example.com/covfleet/fixture/calc/calc.go").unwrap();
+    let blocks = db
+        .file_blocks(o.id, "example.com/covfleet/fixture/calc/calc.go")
+        .unwrap();
     assert!(blocks.iter().any(|b| b.count == 28), "{blocks:?}");
-    let lines = db.line_coverage(o.id, "example.com/covfleet/fixture/calc/calc.go").unwrap();
+    let lines = db
+        .line_coverage(o.id, "example.com/covfleet/fixture/calc/calc.go")
+        .unwrap();
     assert!(lines.iter().any(|l| l.status() == "miss"));
     assert!(lines.iter().any(|l| l.status() == "hit"));
 }
@@ -160,7 +240,15 @@ fn snapshots_of_one_process_count_once() {
     let dir = tmp.path();
     // One process writing 3 intermediate snapshots plus its exit snapshot,
     // and a second process (a restart) that adds.
-    let e = entry(dir, "s1", &Meta::pod("ns", "web-0", "web"), &[&["-mode", "both", "-n", "5", "-snapshots", "3"], &["-mode", "calc", "-n", "2"]]);
+    let e = entry(
+        dir,
+        "s1",
+        &Meta::pod("ns", "web-0", "web"),
+        &[
+            &["-mode", "both", "-n", "5", "-snapshots", "3"],
+            &["-mode", "calc", "-n", "2"],
+        ],
+    );
     compile(dir, &["--merge", "sum"]);
     let db = Database::open_collection(dir).unwrap();
     let o = owner_by_name(&db, "web");
@@ -204,13 +292,22 @@ fn text_profiles_are_compiled() {
     std::fs::create_dir_all(&e).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../go/fixtures/collection");
     let st = std::process::Command::new("go")
-        .args(["test", "-covermode=count", "-coverpkg=./...", "-coverprofile"])
+        .args([
+            "test",
+            "-covermode=count",
+            "-coverpkg=./...",
+            "-coverprofile",
+        ])
         .arg(e.join("coverage.out"))
         .arg("./...")
         .current_dir(&src)
         .output()
         .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let text = std::fs::read_to_string(e.join("coverage.out")).unwrap();
     compile(dir, &[]);
     let db = Database::open_collection(dir).unwrap();
@@ -228,11 +325,20 @@ fn text_profiles_are_compiled() {
         let e = merged.entry(k.to_string()).or_insert((s.to_string(), 0));
         e.1 += c.parse::<u64>().unwrap();
     }
-    let want: Vec<String> = merged.into_iter().map(|(k, (s, c))| format!("{k} {s} {c}")).collect();
+    let want: Vec<String> = merged
+        .into_iter()
+        .map(|(k, (s, c))| format!("{k} {s} {c}"))
+        .collect();
     assert_eq!(profile_lines(&db.owner_profile(o.id).unwrap()), want);
     let stats = db.owner_file_stats(o.id).unwrap();
-    let calc = stats.iter().find(|s| s.file_path.ends_with("calc/calc.go")).unwrap();
-    assert_eq!(calc.covered_stmts, calc.total_stmts, "calc's tests cover all of calc.go");
+    let calc = stats
+        .iter()
+        .find(|s| s.file_path.ends_with("calc/calc.go"))
+        .unwrap();
+    assert_eq!(
+        calc.covered_stmts, calc.total_stmts,
+        "calc's tests cover all of calc.go"
+    );
 }
 
 #[test]
@@ -248,7 +354,10 @@ fn owner_references_win_over_pod_names() {
     compile(dir, &[]);
     let db = Database::open_collection(dir).unwrap();
     let o = &db.owners().unwrap()[0];
-    assert_eq!((o.owner_type.as_str(), o.owner_name.as_str()), ("Deployment", "frontend"));
+    assert_eq!(
+        (o.owner_type.as_str(), o.owner_name.as_str()),
+        ("Deployment", "frontend")
+    );
 }
 
 fn owners_snapshot(dir: &Path) -> Vec<String> {
@@ -283,18 +392,42 @@ fn owners_snapshot(dir: &Path) -> Vec<String> {
 fn incremental_compiles_touch_only_what_changed() {
     let f = fleet();
     let s1 = compile(&f.dir, &[]);
-    assert_eq!((s1["compiled"].as_u64(), s1["owners_recomputed"].as_u64()), (Some(5), Some(3)));
+    assert_eq!(
+        (s1["compiled"].as_u64(), s1["owners_recomputed"].as_u64()),
+        (Some(5), Some(3))
+    );
     let before = owners_snapshot(&f.dir);
-    let ids1: Vec<i64> = Database::open_collection(&f.dir).unwrap().owners().unwrap().iter().map(|o| o.id).collect();
+    let ids1: Vec<i64> = Database::open_collection(&f.dir)
+        .unwrap()
+        .owners()
+        .unwrap()
+        .iter()
+        .map(|o| o.id)
+        .collect();
 
     let s2 = compile(&f.dir, &[]);
-    assert_eq!((s2["compiled"].as_u64(), s2["unchanged"].as_u64(), s2["owners_recomputed"].as_u64()), (Some(0), Some(5), Some(0)));
+    assert_eq!(
+        (
+            s2["compiled"].as_u64(),
+            s2["unchanged"].as_u64(),
+            s2["owners_recomputed"].as_u64()
+        ),
+        (Some(0), Some(5), Some(0))
+    );
     assert_eq!(owners_snapshot(&f.dir), before);
 
     // A new replica: only its entry and its owner.
-    entry(&f.dir, "d2", &Meta::pod("infra", "agent-q9z4m", "agent"), &[&["-mode", "words", "-n", "1"]]);
+    entry(
+        &f.dir,
+        "d2",
+        &Meta::pod("infra", "agent-q9z4m", "agent"),
+        &[&["-mode", "words", "-n", "1"]],
+    );
     let s3 = compile(&f.dir, &[]);
-    assert_eq!((s3["compiled"].as_u64(), s3["owners_recomputed"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (s3["compiled"].as_u64(), s3["owners_recomputed"].as_u64()),
+        (Some(1), Some(1))
+    );
     let db = Database::open_collection(&f.dir).unwrap();
     assert_eq!(owner_by_name(&db, "agent").report_count, 2);
     let ids3: Vec<i64> = db.owners().unwrap().iter().map(|o| o.id).collect();
@@ -304,11 +437,20 @@ fn incremental_compiles_touch_only_what_changed() {
     // New data in an existing entry (another process).
     run_fixture(&f.host[0], &["-mode", "words", "-n", "2"]);
     let s4 = compile(&f.dir, &[]);
-    assert_eq!((s4["compiled"].as_u64(), s4["owners_recomputed"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (s4["compiled"].as_u64(), s4["owners_recomputed"].as_u64()),
+        (Some(1), Some(1))
+    );
 
     // --update forces matching entries only (AND of filters).
-    let s5 = compile(&f.dir, &["--update", "namespace=shop", "--update", "node=node-*"]);
-    assert_eq!((s5["compiled"].as_u64(), s5["owners_recomputed"].as_u64()), (Some(2), Some(1)));
+    let s5 = compile(
+        &f.dir,
+        &["--update", "namespace=shop", "--update", "node=node-*"],
+    );
+    assert_eq!(
+        (s5["compiled"].as_u64(), s5["owners_recomputed"].as_u64()),
+        (Some(2), Some(1))
+    );
     let s6 = compile(&f.dir, &["--update", "*"]);
     assert_eq!(s6["compiled"].as_u64(), Some(6));
 
@@ -316,11 +458,21 @@ fn incremental_compiles_touch_only_what_changed() {
     std::fs::remove_dir_all(&f.ds[0]).unwrap();
     std::fs::remove_dir_all(f.dir.join("coverage/d2")).unwrap();
     let s7 = compile(&f.dir, &[]);
-    assert_eq!((s7["removed"].as_u64(), s7["owners_deleted"].as_u64(), s7["owners"].as_u64()), (Some(2), Some(1), Some(2)));
+    assert_eq!(
+        (
+            s7["removed"].as_u64(),
+            s7["owners_deleted"].as_u64(),
+            s7["owners"].as_u64()
+        ),
+        (Some(2), Some(1), Some(2))
+    );
 
     // Changing the merge mode recomputes every owner.
     let s8 = compile(&f.dir, &["--merge", "sum"]);
-    assert_eq!((s8["compiled"].as_u64(), s8["owners_recomputed"].as_u64()), (Some(0), Some(2)));
+    assert_eq!(
+        (s8["compiled"].as_u64(), s8["owners_recomputed"].as_u64()),
+        (Some(0), Some(2))
+    );
 }
 
 #[test]
@@ -331,7 +483,11 @@ fn bad_entries_are_reported_and_the_rest_compiles() {
     let bad = entry(dir, "bad", &Meta::pod("ns", "bad-0", "c"), &[&["-n", "1"]]);
     for f in std::fs::read_dir(&bad).unwrap() {
         let p = f.unwrap().path();
-        if p.file_name().unwrap().to_string_lossy().starts_with("covmeta.") {
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("covmeta.")
+        {
             std::fs::write(&p, b"\0cvmgarbage").unwrap();
         }
     }
@@ -339,7 +495,10 @@ fn bad_entries_are_reported_and_the_rest_compiles() {
     let c = dir.display().to_string();
     let (code, _, err) = covfleet(&["compile", "--collection", &c]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("entry bad:") && err.contains("covmeta."), "{err}");
+    assert!(
+        err.contains("entry bad:") && err.contains("covmeta."),
+        "{err}"
+    );
     assert!(err.contains("entry empty: no coverage data"), "{err}");
     let db = Database::open_collection(dir).unwrap();
     assert_eq!(db.owners().unwrap().len(), 1);
@@ -359,11 +518,25 @@ fn killing_compile_at_any_moment_leaves_a_usable_database() {
     let dir = tmp.path().join("c");
     let reference = tmp.path().join("ref");
     let seeds = [
-        entry(&dir, "seed-a", &Meta::pod("ns", "svc-6c9d8f7b5-k2x7q", "svc"), &[&["-mode", "both", "-n", "4"]]),
-        entry(&dir, "seed-b", &Meta::pod("ns", "svc-6c9d8f7b5-p4z8w", "svc"), &[&["-mode", "words", "-n", "2"], &["-n", "6"]]),
+        entry(
+            &dir,
+            "seed-a",
+            &Meta::pod("ns", "svc-6c9d8f7b5-k2x7q", "svc"),
+            &[&["-mode", "both", "-n", "4"]],
+        ),
+        entry(
+            &dir,
+            "seed-b",
+            &Meta::pod("ns", "svc-6c9d8f7b5-p4z8w", "svc"),
+            &[&["-mode", "words", "-n", "2"], &["-n", "6"]],
+        ),
     ];
     for i in 0..80 {
-        let m = Meta::pod(&format!("ns{}", i % 7), &format!("svc{}-{}", i % 13, i % 3), "svc");
+        let m = Meta::pod(
+            &format!("ns{}", i % 7),
+            &format!("svc{}-{}", i % 13, i % 3),
+            "svc",
+        );
         copy_entry(&dir, &seeds[i % 2], &format!("e{i:03}"), &m);
     }
     // The reference: the same collection compiled without interruption.
@@ -388,7 +561,9 @@ fn killing_compile_at_any_moment_leaves_a_usable_database() {
         // Whatever state it died in, the database opens and is consistent.
         if dir.join("coverage.db").exists() {
             let conn = rusqlite::Connection::open(dir.join("coverage.db")).unwrap();
-            let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+            let ok: String = conn
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .unwrap();
             assert_eq!(ok, "ok");
             if let Ok(db) = Database::open_collection(&dir) {
                 for o in db.owners().unwrap() {
@@ -401,10 +576,19 @@ fn killing_compile_at_any_moment_leaves_a_usable_database() {
         assert!(delay_ms < 20_000, "compile never finished");
     }
     eprintln!("compile killed {kills} times before it completed");
-    assert!(kills > 0, "compile finished before the first kill; nothing tested");
+    assert!(
+        kills > 0,
+        "compile finished before the first kill; nothing tested"
+    );
     let s = compile(&dir, &[]);
     assert_eq!(s["failed"], 0);
-    assert_eq!(Database::open_collection(&dir).unwrap().pending_groups().unwrap(), 0);
+    assert_eq!(
+        Database::open_collection(&dir)
+            .unwrap()
+            .pending_groups()
+            .unwrap(),
+        0
+    );
     assert_eq!(owners_snapshot(&dir), owners_snapshot(&reference));
 }
 

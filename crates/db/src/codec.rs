@@ -36,7 +36,10 @@ pub fn decode_counters(blob: &[u8]) -> Result<Vec<u32>, String> {
     let mut pos = 0;
     let n = get_uleb(&raw, &mut pos)? as usize;
     if n > raw.len() {
-        return Err(format!("counter blob claims {n} counters in {} bytes", raw.len()));
+        return Err(format!(
+            "counter blob claims {n} counters in {} bytes",
+            raw.len()
+        ));
     }
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
@@ -56,7 +59,9 @@ pub fn deflate(data: &[u8]) -> Vec<u8> {
 /// Inverse of [`deflate`].
 pub fn inflate(data: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(data.len() * 4);
-    ZlibDecoder::new(data).read_to_end(&mut out).map_err(|e| format!("zlib: {e}"))?;
+    ZlibDecoder::new(data)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("zlib: {e}"))?;
     Ok(out)
 }
 

@@ -51,9 +51,16 @@ pub struct UpdateFilter {
 impl UpdateFilter {
     /// Parses `FIELD=GLOB` or `*`.
     pub fn parse(s: &str) -> Result<UpdateFilter, String> {
-        let any = || Glob::new("*").map(|g| g.compile_matcher()).map_err(|e| e.to_string());
+        let any = || {
+            Glob::new("*")
+                .map(|g| g.compile_matcher())
+                .map_err(|e| e.to_string())
+        };
         if s.trim() == "*" {
-            return Ok(UpdateFilter { field: None, glob: any()? });
+            return Ok(UpdateFilter {
+                field: None,
+                glob: any()?,
+            });
         }
         let (f, g) = s
             .split_once('=')
@@ -71,8 +78,13 @@ impl UpdateFilter {
                 ));
             }
         };
-        let glob = Glob::new(g.trim()).map_err(|e| format!("--update {s:?}: {e}"))?.compile_matcher();
-        Ok(UpdateFilter { field: Some(field), glob })
+        let glob = Glob::new(g.trim())
+            .map_err(|e| format!("--update {s:?}: {e}"))?
+            .compile_matcher();
+        Ok(UpdateFilter {
+            field: Some(field),
+            glob,
+        })
     }
 
     fn matches(&self, i: &entry::EntryInfo) -> bool {
@@ -104,7 +116,12 @@ pub struct CompileOptions {
 
 impl CompileOptions {
     pub fn new(collection: impl Into<PathBuf>) -> Self {
-        CompileOptions { collection: collection.into(), merge: MergeMode::Max, updates: Vec::new(), batch: 64 }
+        CompileOptions {
+            collection: collection.into(),
+            merge: MergeMode::Max,
+            updates: Vec::new(),
+            batch: 64,
+        }
     }
 }
 
@@ -155,7 +172,11 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
     {
         let tx = conn.transaction().db(p)?;
         let get = |k: &str| -> Result<Option<String>, Error> {
-            tx.query_row("SELECT value FROM settings WHERE key = ?1", [k], |r| r.get(0)).optional().db(p)
+            tx.query_row("SELECT value FROM settings WHERE key = ?1", [k], |r| {
+                r.get(0)
+            })
+            .optional()
+            .db(p)
         };
         if get("merge")?.as_deref() != Some(opts.merge.as_str())
             || get("pipeline")?.as_deref() != Some(PIPELINE_VERSION)
@@ -170,8 +191,16 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
                 [],
             )
             .db(p)?;
-            tx.execute("INSERT OR REPLACE INTO settings VALUES ('merge', ?1)", [opts.merge.as_str()]).db(p)?;
-            tx.execute("INSERT OR REPLACE INTO settings VALUES ('pipeline', ?1)", [PIPELINE_VERSION]).db(p)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO settings VALUES ('merge', ?1)",
+                [opts.merge.as_str()],
+            )
+            .db(p)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO settings VALUES ('pipeline', ?1)",
+                [PIPELINE_VERSION],
+            )
+            .db(p)?;
         }
         tx.commit().db(p)?;
     }
@@ -186,10 +215,14 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
     }
     dirs.sort();
     summary.entries = dirs.len();
-    let fps: Vec<Result<String, String>> =
-        dirs.par_iter().map(|(_, d)| entry::fingerprint(d).map_err(|e| e.to_string())).collect();
+    let fps: Vec<Result<String, String>> = dirs
+        .par_iter()
+        .map(|(_, d)| entry::fingerprint(d).map_err(|e| e.to_string()))
+        .collect();
     let known: HashMap<String, String> = {
-        let mut st = conn.prepare("SELECT dir_name, fingerprint FROM entries").db(p)?;
+        let mut st = conn
+            .prepare("SELECT dir_name, fingerprint FROM entries")
+            .db(p)?;
         st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .db(p)?
             .collect::<Result<_, _>>()
@@ -198,12 +231,16 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
 
     // 2. Removed entries.
     let present: BTreeSet<&str> = dirs.iter().map(|(n, _)| n.as_str()).collect();
-    let removed: Vec<&String> = known.keys().filter(|k| !present.contains(k.as_str())).collect();
+    let removed: Vec<&String> = known
+        .keys()
+        .filter(|k| !present.contains(k.as_str()))
+        .collect();
     if !removed.is_empty() {
         let tx = conn.transaction().db(p)?;
         for d in &removed {
             mark_dirty_for_dir(&tx, d, p)?;
-            tx.execute("DELETE FROM entries WHERE dir_name = ?1", [d.as_str()]).db(p)?;
+            tx.execute("DELETE FROM entries WHERE dir_name = ?1", [d.as_str()])
+                .db(p)?;
         }
         tx.commit().db(p)?;
         summary.removed = removed.len();
@@ -250,22 +287,24 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
             let todo = &todo;
             let cache = &cache;
             scope.spawn(move || {
-                todo.par_iter().for_each_with(tx_res, |tx, (name, path, fp)| {
-                    let _ = tx.send(entry::process(path, name, fp.clone(), cache));
-                });
+                todo.par_iter()
+                    .for_each_with(tx_res, |tx, (name, path, fp)| {
+                        let _ = tx.send(entry::process(path, name, fp.clone(), cache));
+                    });
             });
             let mut pending: Vec<EntryResult> = Vec::new();
             let mut last = Instant::now();
-            let mut flush = |pending: &mut Vec<EntryResult>, conn: &mut Connection, s: &mut CompileSummary| {
-                if pending.is_empty() {
-                    return Ok(());
-                }
-                let tx = conn.transaction().db(p)?;
-                for r in pending.drain(..) {
-                    write_entry(&tx, &r, &mut meta_ids, p, s)?;
-                }
-                tx.commit().db(p)
-            };
+            let mut flush =
+                |pending: &mut Vec<EntryResult>, conn: &mut Connection, s: &mut CompileSummary| {
+                    if pending.is_empty() {
+                        return Ok(());
+                    }
+                    let tx = conn.transaction().db(p)?;
+                    for r in pending.drain(..) {
+                        write_entry(&tx, &r, &mut meta_ids, p, s)?;
+                    }
+                    tx.commit().db(p)
+                };
             for r in rx_res {
                 pending.push(r);
                 if pending.len() >= opts.batch || last.elapsed() > Duration::from_secs(2) {
@@ -280,15 +319,20 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
 
     // 4. Owners.
     recompute_owners(&mut conn, opts.merge, p, &mut summary)?;
-    summary.owners_total =
-        conn.query_row("SELECT count(*) FROM owners", [], |r| r.get::<_, i64>(0)).db(p)? as usize;
+    summary.owners_total = conn
+        .query_row("SELECT count(*) FROM owners", [], |r| r.get::<_, i64>(0))
+        .db(p)? as usize;
     Ok(summary)
 }
 
 fn stored_binary(conn: &Connection, dir: &str, p: &Path) -> Result<Option<String>, Error> {
-    conn.query_row("SELECT binary_name FROM report_sources WHERE dir_name = ?1 LIMIT 1", [dir], |r| r.get(0))
-        .optional()
-        .db(p)
+    conn.query_row(
+        "SELECT binary_name FROM report_sources WHERE dir_name = ?1 LIMIT 1",
+        [dir],
+        |r| r.get(0),
+    )
+    .optional()
+    .db(p)
 }
 
 fn mark_dirty_for_dir(tx: &Transaction<'_>, dir: &str, p: &Path) -> Result<(), Error> {
@@ -318,7 +362,12 @@ pub(crate) fn now_rfc3339() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn write_entry(
@@ -330,7 +379,8 @@ fn write_entry(
 ) -> Result<(), Error> {
     let now = now_rfc3339();
     mark_dirty_for_dir(tx, &r.dir_name, p)?;
-    tx.execute("DELETE FROM entries WHERE dir_name = ?1", [&r.dir_name]).db(p)?;
+    tx.execute("DELETE FROM entries WHERE dir_name = ?1", [&r.dir_name])
+        .db(p)?;
     let status = if r.error.is_some() { "error" } else { "ok" };
     tx.execute(
         "INSERT INTO entries (dir_name, fingerprint, status, error, compiled_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -365,8 +415,11 @@ fn write_entry(
                     ],
                 )
                 .db(p)?;
-                let id: i64 =
-                    tx.query_row("SELECT id FROM meta_files WHERE hash = ?1", [&hex], |r| r.get(0)).db(p)?;
+                let id: i64 = tx
+                    .query_row("SELECT id FROM meta_files WHERE hash = ?1", [&hex], |r| {
+                        r.get(0)
+                    })
+                    .db(p)?;
                 meta_ids.insert(hex.clone(), id);
                 id
             }
@@ -439,7 +492,10 @@ trait OwnerDefault {
 
 impl OwnerDefault for Option<crate::owner::OwnerRef> {
     fn unwrap_or_default_owner(self) -> crate::owner::OwnerRef {
-        self.unwrap_or(crate::owner::OwnerRef { kind: "Pod".into(), name: String::new() })
+        self.unwrap_or(crate::owner::OwnerRef {
+            kind: "Pod".into(),
+            name: String::new(),
+        })
     }
 }
 
@@ -502,7 +558,9 @@ fn load_members(conn: &Connection, k: &GroupKey, p: &Path) -> Result<Vec<MemberR
         .collect::<Result<_, _>>()
         .db(p)?;
     let mut pst = conn
-        .prepare_cached("SELECT pid, counters FROM report_processes WHERE report_id = ?1 ORDER BY pid, seq")
+        .prepare_cached(
+            "SELECT pid, counters FROM report_processes WHERE report_id = ?1 ORDER BY pid, seq",
+        )
         .db(p)?;
     for m in &mut members {
         m.processes = pst
@@ -565,7 +623,10 @@ fn compute_owner(
     let mut h = Fnv128::new();
     h.write(PIPELINE_VERSION.as_bytes());
     h.write(merge_mode.as_str().as_bytes());
-    let mut inputs: Vec<(&str, &str)> = members.iter().map(|m| (m.dir_name.as_str(), m.input_hash.as_str())).collect();
+    let mut inputs: Vec<(&str, &str)> = members
+        .iter()
+        .map(|m| (m.dir_name.as_str(), m.input_hash.as_str()))
+        .collect();
     inputs.sort();
     for (d, i) in inputs {
         h.write(d.as_bytes());
@@ -573,8 +634,14 @@ fn compute_owner(
         h.write(i.as_bytes());
         h.write(&[0]);
     }
-    let images: BTreeSet<&str> = members.iter().map(|m| m.image.as_str()).filter(|s| !s.is_empty()).collect();
-    let src = members.iter().find(|m| m.source_url.is_some() || m.source_commit.is_some());
+    let images: BTreeSet<&str> = members
+        .iter()
+        .map(|m| m.image.as_str())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let src = members
+        .iter()
+        .find(|m| m.source_url.is_some() || m.source_commit.is_some());
     Ok(OwnerRow {
         meta_id: members.first().map_or(0, |m| m.meta_id),
         mode: mode.as_str().to_string(),
@@ -606,10 +673,12 @@ fn recompute_owners(
             let mut st = conn
                 .prepare("SELECT namespace, owner_type, owner_name, binary_name, meta_hash FROM dirty_groups LIMIT 32")
                 .db(p)?;
-            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-                .db(p)?
-                .collect::<Result<_, _>>()
-                .db(p)?
+            st.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .db(p)?
+            .collect::<Result<_, _>>()
+            .db(p)?
         };
         if keys.is_empty() {
             return Ok(());
@@ -621,7 +690,11 @@ fn recompute_owners(
                 && !layouts.contains_key(&m.meta_id)
             {
                 let data: Vec<u8> = conn
-                    .query_row("SELECT data FROM meta_files WHERE id = ?1", [m.meta_id], |r| r.get(0))
+                    .query_row(
+                        "SELECT data FROM meta_files WHERE id = ?1",
+                        [m.meta_id],
+                        |r| r.get(0),
+                    )
                     .db(p)?;
                 let l = layout_from_stored(&data).map_err(|why| Error::Corrupt {
                     path: p.to_path_buf(),
@@ -635,11 +708,17 @@ fn recompute_owners(
         let rows: Vec<Result<Option<OwnerRow>, Error>> = work
             .into_par_iter()
             .map(|(k, members)| {
-                let Some(first) = members.first() else { return Ok(None) };
+                let Some(first) = members.first() else {
+                    return Ok(None);
+                };
                 let layout = layouts[&first.meta_id].clone();
                 compute_owner(k, members, &layout, merge_mode)
                     .map(Some)
-                    .map_err(|why| Error::Corrupt { path: p.to_path_buf(), what: "report counters".into(), why })
+                    .map_err(|why| Error::Corrupt {
+                        path: p.to_path_buf(),
+                        what: "report counters".into(),
+                        why,
+                    })
             })
             .collect();
         let tx = conn.transaction().db(p)?;
@@ -700,11 +779,16 @@ fn recompute_owners(
                             |r| r.get(0),
                         )
                         .db(p)?;
-                    tx.execute("DELETE FROM owner_reports WHERE owner_id = ?1", [id]).db(p)?;
-                    tx.execute("DELETE FROM owner_file_stats WHERE owner_id = ?1", [id]).db(p)?;
+                    tx.execute("DELETE FROM owner_reports WHERE owner_id = ?1", [id])
+                        .db(p)?;
+                    tx.execute("DELETE FROM owner_file_stats WHERE owner_id = ?1", [id])
+                        .db(p)?;
                     {
-                        let mut ins =
-                            tx.prepare_cached("INSERT INTO owner_reports (owner_id, report_id) VALUES (?1, ?2)").db(p)?;
+                        let mut ins = tx
+                            .prepare_cached(
+                                "INSERT INTO owner_reports (owner_id, report_id) VALUES (?1, ?2)",
+                            )
+                            .db(p)?;
                         for r in &o.reports {
                             ins.execute(params![id, r]).db(p)?;
                         }
@@ -715,7 +799,8 @@ fn recompute_owners(
                             )
                             .db(p)?;
                         for (f, pkg, t, c) in &o.files {
-                            fs.execute(params![id, f, pkg, *t as i64, *c as i64, pct(*c, *t)]).db(p)?;
+                            fs.execute(params![id, f, pkg, *t as i64, *c as i64, pct(*c, *t)])
+                                .db(p)?;
                         }
                     }
                     s.owners_recomputed += 1;

@@ -36,7 +36,11 @@ pub struct MetaCache {
 }
 
 impl MetaCache {
-    fn get_or(&self, hash: Hash, f: impl FnOnce() -> Result<MetaEntry, String>) -> Result<Arc<MetaEntry>, String> {
+    fn get_or(
+        &self,
+        hash: Hash,
+        f: impl FnOnce() -> Result<MetaEntry, String>,
+    ) -> Result<Arc<MetaEntry>, String> {
         let slot = {
             let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
             m.entry(hash).or_default().clone()
@@ -120,7 +124,11 @@ pub fn fingerprint(dir: &Path) -> std::io::Result<String> {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos() as i128);
-        items.push((e.file_name().to_string_lossy().into_owned(), md.len(), mtime));
+        items.push((
+            e.file_name().to_string_lossy().into_owned(),
+            md.len(),
+            mtime,
+        ));
     }
     items.sort();
     let mut h = Fnv128::new();
@@ -179,14 +187,19 @@ pub fn read_info(dir: &Path, warnings: &mut Vec<String>) -> EntryInfo {
             n => n,
         },
         hostname: s(&md, "hostname"),
-        host_process: md.get("host_process").and_then(Value::as_bool).unwrap_or(false),
+        host_process: md
+            .get("host_process")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         collected_at: s(&md, "collected_at"),
         owner: None,
         instance: String::new(),
         source_url: Some(s(&info, "source_url")).filter(|x| !x.is_empty()),
         source_commit: Some(s(&info, "source_commit")).filter(|x| !x.is_empty()),
     };
-    let refs = md.get("owner_references").or_else(|| md.get("ownerReferences"));
+    let refs = md
+        .get("owner_references")
+        .or_else(|| md.get("ownerReferences"));
     if let Some(refs) = refs
         && let Ok(refs) = serde_json::from_value::<Vec<K8sOwnerReference>>(refs.clone())
     {
@@ -195,7 +208,11 @@ pub fn read_info(dir: &Path, warnings: &mut Vec<String>) -> EntryInfo {
             && o.kind == "StaticPod"
         {
             let by_name = owner::from_pod_name(&e.pod_name, &e.hostname);
-            o.name = if by_name.kind == "StaticPod" { by_name.name } else { e.pod_name.clone() };
+            o.name = if by_name.kind == "StaticPod" {
+                by_name.name
+            } else {
+                e.pod_name.clone()
+            };
         }
     }
     if e.namespace == "_host_" || e.pod_name.is_empty() {
@@ -248,12 +265,18 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
                 Some(h) => {
                     metas.insert(h, path);
                 }
-                None => warnings.push(format!("{}: not a covmeta.<hash> name, ignored", path.display())),
+                None => warnings.push(format!(
+                    "{}: not a covmeta.<hash> name, ignored",
+                    path.display()
+                )),
             }
         } else if let Some((h, pid, n)) = counter_name(&name) {
             counters.entry((h, pid)).or_default().push((n, path));
         } else if name.starts_with("covcounters.") {
-            warnings.push(format!("{}: not a covcounters.<hash>.<pid>.<n> name, ignored", path.display()));
+            warnings.push(format!(
+                "{}: not a covcounters.<hash>.<pid>.<n> name, ignored",
+                path.display()
+            ));
         } else if is_text_profile_name(&name) {
             texts.push(path);
         }
@@ -264,7 +287,12 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
             let meta = match cache.get_or(*hash, || {
                 let raw = fs_err::read(mpath).map_err(|e| e.to_string())?;
                 let m = MetaFile::decode(&raw).map_err(|e| e.with_path(mpath).to_string())?;
-                Ok(MetaEntry { hash: *hash, layout: Layout::new(&m), raw, origin: "covmeta" })
+                Ok(MetaEntry {
+                    hash: *hash,
+                    layout: Layout::new(&m),
+                    raw,
+                    origin: "covmeta",
+                })
             }) {
                 Ok(m) => m,
                 Err(e) => {
@@ -279,7 +307,9 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
                 for (_, cpath) in files {
                     let decoded = fs_err::read(cpath)
                         .map_err(|e| e.to_string())
-                        .and_then(|b| CounterFile::decode(&b).map_err(|e| e.with_path(cpath).to_string()));
+                        .and_then(|b| {
+                            CounterFile::decode(&b).map_err(|e| e.with_path(cpath).to_string())
+                        });
                     match decoded {
                         Ok(cf) => {
                             if argv0.is_empty()
@@ -303,11 +333,18 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
                 }
                 snapshots_read += snaps.len() as u32;
                 for (seq, (c, n)) in merge::latest_per_process(snaps).into_iter().enumerate() {
-                    processes.push(ProcessCounters { pid: *pid, seq: seq as u32, snapshots: n, counters: c });
+                    processes.push(ProcessCounters {
+                        pid: *pid,
+                        seq: seq as u32,
+                        snapshots: n,
+                        counters: c,
+                    });
                 }
             }
             let _ = snapshots_read;
-            result.reports.push(finish_report(meta, "binary", processes));
+            result
+                .reports
+                .push(finish_report(meta, "binary", processes));
         }
         for ((h, _), files) in &counters {
             if !metas.contains_key(h) {
@@ -321,7 +358,10 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
     } else if !texts.is_empty() {
         // Text profiles are only used when there is no binary data (a cached
         // text file may be stale). `coverage.out` wins when present.
-        let chosen: Vec<_> = match texts.iter().find(|p| p.file_name().is_some_and(|n| n == "coverage.out")) {
+        let chosen: Vec<_> = match texts
+            .iter()
+            .find(|p| p.file_name().is_some_and(|n| n == "coverage.out"))
+        {
             Some(p) => vec![p.clone()],
             None => texts.clone(),
         };
@@ -334,7 +374,10 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
             }
         }
         if !loaded.is_empty() {
-            let refs: Vec<(&str, &str)> = loaded.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            let refs: Vec<(&str, &str)> = loaded
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
             match textprof::parse(&refs) {
                 Ok(tp) => {
                     let hash = tp.meta.hash;
@@ -348,7 +391,12 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
                     });
                     match meta {
                         Ok(meta) => {
-                            let p = ProcessCounters { pid: 0, seq: 0, snapshots: 1, counters: tp.counters };
+                            let p = ProcessCounters {
+                                pid: 0,
+                                seq: 0,
+                                snapshots: 1,
+                                counters: tp.counters,
+                            };
                             result.reports.push(finish_report(meta, "text", vec![p]));
                         }
                         Err(e) => warnings.push(e),
@@ -385,27 +433,47 @@ pub fn finish_info(info: &mut EntryInfo, dir_name: &str) {
             info.namespace = "_host_".into();
         }
         if info.owner.is_none() {
-            info.owner = Some(OwnerRef { kind: "Host".into(), name: info.binary_name.clone() });
+            info.owner = Some(OwnerRef {
+                kind: "Host".into(),
+                name: info.binary_name.clone(),
+            });
         }
         info.instance = format!(
             "host/{}/{}",
-            if info.hostname.is_empty() { dir_name } else { &info.hostname },
+            if info.hostname.is_empty() {
+                dir_name
+            } else {
+                &info.hostname
+            },
             info.binary_name
         );
     } else {
         if info.owner.is_none() {
             info.owner = Some(owner::from_pod_name(&info.pod_name, &info.hostname));
         }
-        info.instance = format!("pod/{}/{}/{}", info.namespace, info.pod_name, info.container_name);
+        info.instance = format!(
+            "pod/{}/{}/{}",
+            info.namespace, info.pod_name, info.container_name
+        );
     }
 }
 
-fn finish_report(meta: Arc<MetaEntry>, format: &'static str, processes: Vec<ProcessCounters>) -> ReportData {
+fn finish_report(
+    meta: Arc<MetaEntry>,
+    format: &'static str,
+    processes: Vec<ProcessCounters>,
+) -> ReportData {
     let mut sum = vec![0u32; meta.layout.len()];
     let mode: CounterMode = meta.layout.mode;
     for p in &processes {
         merge::add_into(&mut sum, &p.counters, mode);
     }
     let (total, covered) = meta.layout.stmt_totals(&sum);
-    ReportData { meta, format, processes, total_stmts: total, covered_stmts: covered }
+    ReportData {
+        meta,
+        format,
+        processes,
+        total_stmts: total,
+        covered_stmts: covered,
+    }
 }

@@ -16,14 +16,26 @@ pub enum Error {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The database was written by a newer covfleet.
-    #[error("database {path} has schema version {found}; this covfleet understands up to {supported}")]
-    SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
+    #[error(
+        "database {path} has schema version {found}; this covfleet understands up to {supported}"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     /// The database is not a covfleet coverage database (or predates covfleet).
-    #[error("database {path} is not a covfleet coverage database ({why}); run `covfleet compile` to rebuild it")]
+    #[error(
+        "database {path} is not a covfleet coverage database ({why}); run `covfleet compile` to rebuild it"
+    )]
     NotCovfleet { path: PathBuf, why: String },
     /// A stored blob could not be decoded (corruption).
     #[error("database {path}: corrupt {what}: {why}")]
-    Corrupt { path: PathBuf, what: String, why: String },
+    Corrupt {
+        path: PathBuf,
+        what: String,
+        why: String,
+    },
     /// The collection directory is missing or unusable.
     #[error("collection {path}: {why}")]
     Collection { path: PathBuf, why: String },
@@ -39,6 +51,9 @@ pub(crate) trait SqlCtx<T> {
 
 impl<T> SqlCtx<T> for Result<T, rusqlite::Error> {
     fn db(self, path: &std::path::Path) -> Result<T, Error> {
-        self.map_err(|source| Error::Sqlite { path: path.to_path_buf(), source })
+        self.map_err(|source| Error::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }

@@ -94,7 +94,14 @@ impl Layout {
             .find(|m| !m.is_empty())
             .unwrap_or("")
             .to_string();
-        Layout { mode: meta.mode, func_start, func_len, units, files, module_path }
+        Layout {
+            mode: meta.mode,
+            func_start,
+            func_len,
+            units,
+            files,
+            module_path,
+        }
     }
 
     /// Number of units (the length of a dense counter vector).
@@ -114,8 +121,12 @@ impl Layout {
         let mut skipped = 0;
         for f in funcs {
             let (Some(start), Some(len)) = (
-                self.func_start.get(f.pkg as usize).and_then(|v| v.get(f.func as usize)),
-                self.func_len.get(f.pkg as usize).and_then(|v| v.get(f.func as usize)),
+                self.func_start
+                    .get(f.pkg as usize)
+                    .and_then(|v| v.get(f.func as usize)),
+                self.func_len
+                    .get(f.pkg as usize)
+                    .and_then(|v| v.get(f.func as usize)),
             ) else {
                 skipped += 1;
                 continue;
@@ -170,7 +181,11 @@ impl Layout {
 
 /// Percentage with Go's convention (0 statements → 0%).
 pub fn pct(covered: u64, total: u64) -> f64 {
-    if total == 0 { 0.0 } else { 100.0 * covered as f64 / total as f64 }
+    if total == 0 {
+        0.0
+    } else {
+        100.0 * covered as f64 / total as f64
+    }
 }
 
 #[cfg(test)]
@@ -179,7 +194,9 @@ mod tests {
 
     #[test]
     fn injected_names() {
-        assert!(is_injected_file("example.com/app/cmd/zz_covfleet_server.go"));
+        assert!(is_injected_file(
+            "example.com/app/cmd/zz_covfleet_server.go"
+        ));
         assert!(is_injected_file("zz_covfleet.go"));
         assert!(is_injected_file("/workspace/cmd/x/coverage_server.go"));
         assert!(!is_injected_file("example.com/app/coverage_server_test.go"));

@@ -4,7 +4,7 @@
 //!
 //! Coverage is stored compactly: each meta-data file once (zlib), each
 //! process's counters and each owner's merged counters as one blob (ULEB128
-//! + zlib of a dense vector in meta-data order), next to the seed system's
+//! and zlib over a dense vector in meta-data order), next to the seed system's
 //! tables (`report_sources`, `owners`, `owner_reports`, `owner_file_stats`,
 //! `image_sources`, `schema_version`) with their core columns. See
 //! `docs/database.md`.

@@ -89,7 +89,11 @@ mod tests {
 
     #[test]
     fn snapshots_of_one_process_keep_the_latest() {
-        let heads = latest_per_process(vec![(vec![1, 2, 0], 1), (vec![3, 2, 1], 1), (vec![1, 0, 0], 1)]);
+        let heads = latest_per_process(vec![
+            (vec![1, 2, 0], 1),
+            (vec![3, 2, 1], 1),
+            (vec![1, 0, 0], 1),
+        ]);
         assert_eq!(heads, vec![(vec![3, 2, 1], 3)]);
     }
 

@@ -57,7 +57,10 @@ pub fn from_owner_references(refs: &[K8sOwnerReference]) -> Option<OwnerRef> {
     let r = refs
         .iter()
         .find(|r| r.controller == Some(true) && !r.kind.is_empty())
-        .or_else(|| refs.iter().find(|r| !r.kind.is_empty() && !r.name.is_empty()))?;
+        .or_else(|| {
+            refs.iter()
+                .find(|r| !r.kind.is_empty() && !r.name.is_empty())
+        })?;
     let (kind, name) = match r.kind.as_str() {
         "ReplicaSet" => match deployment_of_replicaset(&r.name) {
             Some(d) => ("Deployment", d),
@@ -70,7 +73,10 @@ pub fn from_owner_references(refs: &[K8sOwnerReference]) -> Option<OwnerRef> {
         "Node" => ("StaticPod", ""),
         k => (k, r.name.as_str()),
     };
-    Some(OwnerRef { kind: kind.into(), name: name.into() })
+    Some(OwnerRef {
+        kind: kind.into(),
+        name: name.into(),
+    })
 }
 
 /// Infers the owner from a pod name (and the node it ran on, for static pods).
@@ -83,7 +89,10 @@ pub fn from_owner_references(refs: &[K8sOwnerReference]) -> Option<OwnerRef> {
 /// - `<name>-<node name>` → StaticPod `<name>` (mirror pods of static manifests)
 /// - anything else → Pod `<pod name>`
 pub fn from_pod_name(pod: &str, node: &str) -> OwnerRef {
-    let mk = |k: &str, n: &str| OwnerRef { kind: k.into(), name: n.into() };
+    let mk = |k: &str, n: &str| OwnerRef {
+        kind: k.into(),
+        name: n.into(),
+    };
     if pod.is_empty() {
         return mk("Pod", "");
     }
@@ -142,19 +151,43 @@ mod tests {
     use super::*;
 
     fn o(k: &str, n: &str) -> OwnerRef {
-        OwnerRef { kind: k.into(), name: n.into() }
+        OwnerRef {
+            kind: k.into(),
+            name: n.into(),
+        }
     }
 
     #[test]
     fn pod_names() {
-        assert_eq!(from_pod_name("api-server-7d9f8b6c54-x2kqz", ""), o("Deployment", "api-server"));
-        assert_eq!(from_pod_name("node-exporter-7xk2p", ""), o("DaemonSet", "node-exporter"));
+        assert_eq!(
+            from_pod_name("api-server-7d9f8b6c54-x2kqz", ""),
+            o("Deployment", "api-server")
+        );
+        assert_eq!(
+            from_pod_name("node-exporter-7xk2p", ""),
+            o("DaemonSet", "node-exporter")
+        );
         assert_eq!(from_pod_name("etcd-0", ""), o("StatefulSet", "etcd"));
-        assert_eq!(from_pod_name("prometheus-k8s-1", ""), o("StatefulSet", "prometheus-k8s"));
-        assert_eq!(from_pod_name("collect-profiles-29123456-4x9bz", ""), o("CronJob", "collect-profiles"));
-        assert_eq!(from_pod_name("etcd-master-0", "master-0"), o("StaticPod", "etcd"));
-        assert_eq!(from_pod_name("installer-7-master-0", "master-0"), o("Job", "installer"));
-        assert_eq!(from_pod_name("revision-pruner-12-master-1", "master-1"), o("Job", "revision-pruner"));
+        assert_eq!(
+            from_pod_name("prometheus-k8s-1", ""),
+            o("StatefulSet", "prometheus-k8s")
+        );
+        assert_eq!(
+            from_pod_name("collect-profiles-29123456-4x9bz", ""),
+            o("CronJob", "collect-profiles")
+        );
+        assert_eq!(
+            from_pod_name("etcd-master-0", "master-0"),
+            o("StaticPod", "etcd")
+        );
+        assert_eq!(
+            from_pod_name("installer-7-master-0", "master-0"),
+            o("Job", "installer")
+        );
+        assert_eq!(
+            from_pod_name("revision-pruner-12-master-1", "master-1"),
+            o("Job", "revision-pruner")
+        );
         assert_eq!(from_pod_name("installer-x7k2p", ""), o("Job", "installer"));
         // Vowels are never generated: these are names, not suffixes.
         assert_eq!(from_pod_name("my-app-hello", ""), o("Pod", "my-app-hello"));
@@ -183,7 +216,10 @@ mod tests {
             Some(o("CronJob", "collect-profiles"))
         );
         assert_eq!(
-            from_owner_references(&[r("Job", "migrate", None), r("StatefulSet", "db", Some(true))]),
+            from_owner_references(&[
+                r("Job", "migrate", None),
+                r("StatefulSet", "db", Some(true))
+            ]),
             Some(o("StatefulSet", "db"))
         );
         assert_eq!(from_owner_references(&[]), None);

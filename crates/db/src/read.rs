@@ -171,7 +171,11 @@ fn owner_from_row(r: &Row<'_>) -> rusqlite::Result<Owner> {
         coverage_pct: r.get(13)?,
         file_count: r.get(14)?,
         module_path: r.get(15)?,
-        images: images.split('\n').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        images: images
+            .split('\n')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
         source_url: r.get(17)?,
         source_commit: r.get(18)?,
         merge_input_hash: r.get(19)?,
@@ -224,12 +228,30 @@ impl Database {
         match schema::stored_version(&conn, &path)? {
             Some(SCHEMA_VERSION) => {}
             Some(v) if v > SCHEMA_VERSION => {
-                return Err(Error::SchemaTooNew { path, found: v, supported: SCHEMA_VERSION });
+                return Err(Error::SchemaTooNew {
+                    path,
+                    found: v,
+                    supported: SCHEMA_VERSION,
+                });
             }
-            Some(v) => return Err(Error::NotCovfleet { path, why: format!("schema version {v}") }),
-            None => return Err(Error::NotCovfleet { path, why: "no schema_version table".into() }),
+            Some(v) => {
+                return Err(Error::NotCovfleet {
+                    path,
+                    why: format!("schema version {v}"),
+                });
+            }
+            None => {
+                return Err(Error::NotCovfleet {
+                    path,
+                    why: "no schema_version table".into(),
+                });
+            }
         }
-        Ok(Database { conn, path, layouts: RefCell::new(HashMap::new()) })
+        Ok(Database {
+            conn,
+            path,
+            layouts: RefCell::new(HashMap::new()),
+        })
     }
 
     /// Opens `DIR/coverage.db`.
@@ -262,7 +284,11 @@ impl Database {
     /// One owner by id.
     pub fn owner(&self, id: i64) -> Result<Option<Owner>, Error> {
         self.conn
-            .query_row(&format!("SELECT {OWNER_COLS} FROM owners WHERE id = ?1"), [id], owner_from_row)
+            .query_row(
+                &format!("SELECT {OWNER_COLS} FROM owners WHERE id = ?1"),
+                [id],
+                owner_from_row,
+            )
             .optional()
             .db(&self.path)
     }
@@ -284,7 +310,9 @@ impl Database {
     pub fn reports(&self) -> Result<Vec<Report>, Error> {
         let mut st = self
             .conn
-            .prepare(&format!("SELECT {REPORT_COLS} FROM report_sources r ORDER BY r.dir_name, r.meta_hash"))
+            .prepare(&format!(
+                "SELECT {REPORT_COLS} FROM report_sources r ORDER BY r.dir_name, r.meta_hash"
+            ))
             .db(&self.path)?;
         let rows = st.query_map([], report_from_row).db(&self.path)?;
         rows.collect::<Result<Vec<_>, _>>().db(&self.path)
@@ -337,9 +365,11 @@ impl Database {
     fn owner_data(&self, owner_id: i64) -> Result<(Rc<Layout>, Vec<u32>), Error> {
         let (meta_id, blob): (i64, Vec<u8>) = self
             .conn
-            .query_row("SELECT meta_id, counters FROM owners WHERE id = ?1", [owner_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT meta_id, counters FROM owners WHERE id = ?1",
+                [owner_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .db(&self.path)?
             .ok_or(Error::NoOwner(owner_id))?;
@@ -365,13 +395,20 @@ impl Database {
         }
         let data: Vec<u8> = self
             .conn
-            .query_row("SELECT data FROM meta_files WHERE id = ?1", [meta_id], |r| r.get(0))
+            .query_row(
+                "SELECT data FROM meta_files WHERE id = ?1",
+                [meta_id],
+                |r| r.get(0),
+            )
             .db(&self.path)?;
-        let l = Rc::new(crate::compile::layout_from_stored(&data).map_err(|why| Error::Corrupt {
-            path: self.path.clone(),
-            what: format!("meta-data file {meta_id}"),
-            why,
-        })?);
+        let l =
+            Rc::new(
+                crate::compile::layout_from_stored(&data).map_err(|why| Error::Corrupt {
+                    path: self.path.clone(),
+                    what: format!("meta-data file {meta_id}"),
+                    why,
+                })?,
+            );
         self.layouts.borrow_mut().insert(meta_id, l.clone());
         Ok(l)
     }
@@ -401,7 +438,11 @@ impl Database {
     }
 
     /// Per-line coverage of one file of an owner, by line.
-    pub fn line_coverage(&self, owner_id: i64, file_path: &str) -> Result<Vec<LineCoverage>, Error> {
+    pub fn line_coverage(
+        &self,
+        owner_id: i64,
+        file_path: &str,
+    ) -> Result<Vec<LineCoverage>, Error> {
         Ok(lines_of(&self.file_blocks(owner_id, file_path)?))
     }
 
@@ -435,7 +476,9 @@ impl Database {
     /// Number of owners whose coverage is waiting to be recomputed (non-zero
     /// only after an interrupted compile).
     pub fn pending_groups(&self) -> Result<i64, Error> {
-        self.conn.query_row("SELECT count(*) FROM dirty_groups", params![], |r| r.get(0)).db(&self.path)
+        self.conn
+            .query_row("SELECT count(*) FROM dirty_groups", params![], |r| r.get(0))
+            .db(&self.path)
     }
 }
 

@@ -148,10 +148,8 @@ const ALL_TABLES: &[&str] = &[
 
 /// Sets the connection pragmas covfleet relies on.
 pub(crate) fn pragmas(conn: &Connection, path: &Path) -> Result<(), Error> {
-    conn.execute_batch(
-        "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
-    )
-    .db(path)
+    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;")
+        .db(path)
 }
 
 /// Reads the stored schema version (None for an empty database).
@@ -166,19 +164,23 @@ pub(crate) fn stored_version(conn: &Connection, path: &Path) -> Result<Option<i6
     if !has {
         return Ok(None);
     }
-    conn.query_row("SELECT max(version) FROM schema_version", [], |r| r.get::<_, Option<i64>>(0))
-        .optional()
-        .db(path)
-        .map(Option::flatten)
+    conn.query_row("SELECT max(version) FROM schema_version", [], |r| {
+        r.get::<_, Option<i64>>(0)
+    })
+    .optional()
+    .db(path)
+    .map(Option::flatten)
 }
 
 /// Creates or upgrades the schema for writing. An older (seed, v2) database
 /// is rebuilt from scratch: everything in it can be recomputed from the
 /// collection.
 pub(crate) fn ensure_writable(conn: &Connection, path: &Path) -> Result<(), Error> {
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").db(path)?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        .db(path)?;
     pragmas(conn, path)?;
-    match stored_version(conn, path)? {
+    let stored = stored_version(conn, path)?;
+    match stored {
         Some(v) if v > SCHEMA_VERSION => {
             return Err(Error::SchemaTooNew {
                 path: path.to_path_buf(),
@@ -186,9 +188,13 @@ pub(crate) fn ensure_writable(conn: &Connection, path: &Path) -> Result<(), Erro
                 supported: SCHEMA_VERSION,
             });
         }
-        Some(v) if v == SCHEMA_VERSION => {}
+        // Up to date: no write at all (an unchanged compile stays read-only).
+        Some(v) if v == SCHEMA_VERSION => return Ok(()),
         Some(_) => {
-            tracing::warn!("{}: older schema found, rebuilding the database", path.display());
+            tracing::warn!(
+                "{}: older schema found, rebuilding the database",
+                path.display()
+            );
             let mut sql = String::from("PRAGMA foreign_keys = OFF; BEGIN;");
             for t in ALL_TABLES {
                 sql.push_str(&format!("DROP TABLE IF EXISTS {t};"));

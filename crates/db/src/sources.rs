@@ -24,7 +24,9 @@ pub enum CloneOutcome {
     /// Checked out at the requested commit.
     Cloned,
     /// The server refused the commit: the default branch is checked out.
-    DefaultBranch { warning: String },
+    DefaultBranch {
+        warning: String,
+    },
     /// Already present (`--skip-existing`).
     Skipped,
     Failed(String),
@@ -80,7 +82,11 @@ pub fn dest_for(collection: &Path, url: &str, commit: &str) -> Option<PathBuf> {
     if !short.is_empty() && !short.chars().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
-    p.push(if short.is_empty() { "HEAD".to_string() } else { short });
+    p.push(if short.is_empty() {
+        "HEAD".to_string()
+    } else {
+        short
+    });
     Some(p)
 }
 
@@ -96,7 +102,9 @@ pub fn targets(collection: &Path) -> Result<(Vec<CloneTarget>, Vec<String>), Err
         "SELECT source_url, coalesce(source_commit, '') FROM report_sources WHERE source_url IS NOT NULL AND source_url <> ''",
     ] {
         let mut st = db.connection().prepare(sql).db(&p)?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).db(&p)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .db(&p)?;
         for r in rows {
             pairs.insert(r.db(&p)?);
         }
@@ -106,7 +114,9 @@ pub fn targets(collection: &Path) -> Result<(Vec<CloneTarget>, Vec<String>), Err
     for (url, commit) in pairs {
         match dest_for(collection, &url, &commit) {
             Some(dest) => out.push(CloneTarget { url, commit, dest }),
-            None => bad.push(format!("{url} at {commit:?}: cannot derive repos/<host>/<org>/<repo>/<commit8> from it")),
+            None => bad.push(format!(
+                "{url} at {commit:?}: cannot derive repos/<host>/<org>/<repo>/<commit8> from it"
+            )),
         }
     }
     out.dedup_by(|a, b| a.dest == b.dest);
@@ -128,8 +138,16 @@ fn git(args: &[&str], cwd: Option<&Path>) -> Result<(), String> {
         Ok(())
     } else {
         let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().filter(|l| !l.trim().is_empty()).next_back().unwrap_or("").trim();
-        Err(format!("git {} failed ({}): {last}", args.first().unwrap_or(&""), out.status))
+        let last = err
+            .lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        Err(format!(
+            "git {} failed ({}): {last}",
+            args.first().unwrap_or(&""),
+            out.status
+        ))
     }
 }
 
@@ -159,22 +177,54 @@ pub fn clone_one(t: &CloneTarget, skip_existing: bool) -> CloneOutcome {
     }
     let tmp = parent.join(format!(
         ".{}.tmp-{}",
-        t.dest.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        t.dest
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
     let tmp_s = tmp.to_string_lossy().into_owned();
     let result = (|| -> Result<CloneOutcome, String> {
-        git(&["clone", "--quiet", "--depth", "1", "--no-tags", &t.url, &tmp_s], None)?;
+        git(
+            &[
+                "clone",
+                "--quiet",
+                "--depth",
+                "1",
+                "--no-tags",
+                &t.url,
+                &tmp_s,
+            ],
+            None,
+        )?;
         if t.commit.is_empty() {
             return Ok(CloneOutcome::Cloned);
         }
-        let fetched = git(&["fetch", "--quiet", "--depth", "1", "origin", &t.commit], Some(&tmp))
-            .and_then(|()| git(&["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", "FETCH_HEAD"], Some(&tmp)));
+        let fetched = git(
+            &["fetch", "--quiet", "--depth", "1", "origin", &t.commit],
+            Some(&tmp),
+        )
+        .and_then(|()| {
+            git(
+                &[
+                    "-c",
+                    "advice.detachedHead=false",
+                    "checkout",
+                    "--quiet",
+                    "--detach",
+                    "FETCH_HEAD",
+                ],
+                Some(&tmp),
+            )
+        });
         match fetched {
             Ok(()) => Ok(CloneOutcome::Cloned),
             Err(e) => Ok(CloneOutcome::DefaultBranch {
-                warning: format!("{}: commit {} not available ({e}); using the default branch", t.url, t.commit),
+                warning: format!(
+                    "{}: commit {} not available ({e}); using the default branch",
+                    t.url, t.commit
+                ),
             }),
         }
     })();
@@ -195,7 +245,11 @@ pub fn clone_one(t: &CloneTarget, skip_existing: bool) -> CloneOutcome {
 
 /// Clones all targets with at most `max_concurrency` git processes at once.
 /// Results are in target order.
-pub fn clone_all(targets: &[CloneTarget], max_concurrency: usize, skip_existing: bool) -> Vec<CloneOutcome> {
+pub fn clone_all(
+    targets: &[CloneTarget],
+    max_concurrency: usize,
+    skip_existing: bool,
+) -> Vec<CloneOutcome> {
     let next = Mutex::new(0usize);
     let results: Mutex<Vec<Option<CloneOutcome>>> = Mutex::new(vec![None; targets.len()]);
     std::thread::scope(|s| {
@@ -230,16 +284,42 @@ mod tests {
     #[test]
     fn url_forms() {
         let p = |u: &str| url_parts(u).map(|(h, c)| format!("{h}/{}", c.join("/")));
-        assert_eq!(p("https://github.com/openshift/oc"), Some("github.com/openshift/oc".into()));
-        assert_eq!(p("https://github.com/openshift/oc.git/"), Some("github.com/openshift/oc".into()));
-        assert_eq!(p("git@github.com:openshift/oc.git"), Some("github.com/openshift/oc".into()));
-        assert_eq!(p("ssh://git@example.com:2222/a/b.git"), Some("example.com/a/b".into()));
-        assert_eq!(p("file:///tmp/x/org/repo.git"), Some("localhost/org/repo".into()));
-        assert_eq!(p("https://gitlab.com/g/sub/repo"), Some("gitlab.com/sub/repo".into()));
+        assert_eq!(
+            p("https://github.com/openshift/oc"),
+            Some("github.com/openshift/oc".into())
+        );
+        assert_eq!(
+            p("https://github.com/openshift/oc.git/"),
+            Some("github.com/openshift/oc".into())
+        );
+        assert_eq!(
+            p("git@github.com:openshift/oc.git"),
+            Some("github.com/openshift/oc".into())
+        );
+        assert_eq!(
+            p("ssh://git@example.com:2222/a/b.git"),
+            Some("example.com/a/b".into())
+        );
+        assert_eq!(
+            p("file:///tmp/x/org/repo.git"),
+            Some("localhost/org/repo".into())
+        );
+        assert_eq!(
+            p("https://gitlab.com/g/sub/repo"),
+            Some("gitlab.com/sub/repo".into())
+        );
         assert_eq!(p("https://evil.com/../x"), None);
         assert_eq!(p("nonsense"), None);
-        let d = dest_for(Path::new("/c"), "https://github.com/o/r", "0123456789abcdef").unwrap();
+        let d = dest_for(
+            Path::new("/c"),
+            "https://github.com/o/r",
+            "0123456789abcdef",
+        )
+        .unwrap();
         assert_eq!(d, Path::new("/c/repos/github.com/o/r/01234567"));
-        assert_eq!(dest_for(Path::new("/c"), "https://github.com/o/r", "../../x"), None);
+        assert_eq!(
+            dest_for(Path::new("/c"), "https://github.com/o/r", "../../x"),
+            None
+        );
     }
 }

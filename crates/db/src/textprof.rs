@@ -30,16 +30,25 @@ pub fn parse(texts: &[(&str, &str)]) -> Result<TextProfile, String> {
     // file → block → (stmts, count)
     let mut files: BTreeMap<String, BTreeMap<Key, (u32, u32)>> = BTreeMap::new();
     for (name, text) in texts {
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-        let (_, first) = lines.next().ok_or_else(|| format!("{name}: empty profile"))?;
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
+        let (_, first) = lines
+            .next()
+            .ok_or_else(|| format!("{name}: empty profile"))?;
         let m = first
             .strip_prefix("mode: ")
             .and_then(|m| CounterMode::parse(m.trim()))
-            .ok_or_else(|| format!("{name}:1: expected `mode: set|count|atomic`, found {first:?}"))?;
+            .ok_or_else(|| {
+                format!("{name}:1: expected `mode: set|count|atomic`, found {first:?}")
+            })?;
         if let Some(prev) = mode
             && prev != m
         {
-            return Err(format!("{name}: mode {m} differs from {prev} of the other profiles"));
+            return Err(format!(
+                "{name}: mode {m} differs from {prev} of the other profiles"
+            ));
         }
         mode = Some(m);
         for (i, line) in lines {
@@ -66,7 +75,11 @@ pub fn parse(texts: &[(&str, &str)]) -> Result<TextProfile, String> {
                 .or_default()
                 .entry((sl, sc, el, ec))
                 .or_insert((stmts, 0));
-            e.1 = if m == CounterMode::SET { e.1.max(count.min(1)) } else { e.1.saturating_add(count) };
+            e.1 = if m == CounterMode::SET {
+                e.1.max(count.min(1))
+            } else {
+                e.1.saturating_add(count)
+            };
         }
     }
     let mode = mode.ok_or("no profiles")?;
@@ -87,11 +100,22 @@ pub fn parse(texts: &[(&str, &str)]) -> Result<TextProfile, String> {
         let cs = counters_by_pkg.entry(dir).or_default();
         let mut units = Vec::with_capacity(blocks.len());
         for ((sl, sc, el, ec), (stmts, count)) in blocks {
-            units.push(Unit { st_line: sl, st_col: sc, en_line: el, en_col: ec, stmts });
+            units.push(Unit {
+                st_line: sl,
+                st_col: sc,
+                en_line: el,
+                en_col: ec,
+                stmts,
+            });
             cs.push(count);
         }
         let base = file.rsplit('/').next().unwrap_or(&file).to_string();
-        pkg.funcs.push(FuncDesc { name: base, file, units, literal: false });
+        pkg.funcs.push(FuncDesc {
+            name: base,
+            file,
+            units,
+            literal: false,
+        });
     }
     let mut meta = MetaFile {
         version: 1,
@@ -123,14 +147,21 @@ mod tests {
         assert_eq!(p.counters, vec![3, 0, 4]);
         // Same input, same hash; different blocks, different hash.
         assert_eq!(parse(&[("a", a), ("b", b)]).unwrap().meta.hash, p.meta.hash);
-        assert_ne!(parse(&[("a", a)]).unwrap().meta.hash, parse(&[("b", b)]).unwrap().meta.hash);
+        assert_ne!(
+            parse(&[("a", a)]).unwrap().meta.hash,
+            parse(&[("b", b)]).unwrap().meta.hash
+        );
     }
 
     #[test]
     fn bad_profiles_name_the_line() {
         let e = parse(&[("x.out", "mode: set\nfoo.go:1.1,2.2 1\n")]).unwrap_err();
         assert!(e.contains("x.out:2"), "{e}");
-        assert!(parse(&[("y.out", "hello\n")]).unwrap_err().contains("y.out:1"));
+        assert!(
+            parse(&[("y.out", "hello\n")])
+                .unwrap_err()
+                .contains("y.out:1")
+        );
         assert!(parse(&[("a", "mode: set\n"), ("b", "mode: count\n")]).is_err());
     }
 }

@@ -41,7 +41,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.dry_run {
         for t in &targets {
-            println!("{} {} {}", t.url, if t.commit.is_empty() { "-" } else { &t.commit }, t.dest.display());
+            println!(
+                "{} {} {}",
+                t.url,
+                if t.commit.is_empty() { "-" } else { &t.commit },
+                t.dest.display()
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -68,5 +73,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "{} sources: {ok} cloned, {fallback} on the default branch, {skipped} already present, {failed} failed",
         targets.len()
     );
-    Ok(if failed > 0 || !bad.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed > 0 || !bad.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -47,7 +47,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(j) = args.jobs {
         // Only fails when a global pool exists already; then it is used as is.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(j.max(1)).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(j.max(1))
+            .build_global();
     }
     let mut opts = db::CompileOptions::new(&args.collection);
     opts.merge = merge;
@@ -63,7 +65,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("covfleet: compile: warning: {w}");
         }
         if s.warnings.len() > 20 {
-            eprintln!("covfleet: compile: … and {} more warnings", s.warnings.len() - 20);
+            eprintln!(
+                "covfleet: compile: … and {} more warnings",
+                s.warnings.len() - 20
+            );
         }
     }
     if args.json {
@@ -95,5 +100,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.collection.join(db::DB_FILE).display()
         );
     }
-    Ok(if s.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if s.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

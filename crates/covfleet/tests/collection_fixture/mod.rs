@@ -12,7 +12,8 @@ pub fn fixture_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../go/fixtures/collection");
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("collection-fixture-{}", std::process::id()));
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("collection-fixture-{}", std::process::id()));
         std::fs::create_dir_all(&out).unwrap();
         let bin = out.join("fixture");
         let st = Command::new("go")
@@ -55,7 +56,12 @@ impl Meta {
     }
 
     pub fn host(hostname: &str) -> Meta {
-        Meta { hostname: hostname.into(), host_process: true, binary: "fixture".into(), ..Meta::default() }
+        Meta {
+            hostname: hostname.into(),
+            host_process: true,
+            binary: "fixture".into(),
+            ..Meta::default()
+        }
     }
 }
 
@@ -74,17 +80,33 @@ pub fn write_meta(dir: &Path, m: &Meta, info: Option<serde_json::Value>) {
     for (k, x) in &m.extra {
         v[k] = x.clone();
     }
-    std::fs::write(dir.join("metadata.json"), serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("metadata.json"),
+        serde_json::to_vec_pretty(&v).unwrap(),
+    )
+    .unwrap();
     if let Some(i) = info {
-        std::fs::write(dir.join("info.json"), serde_json::to_vec_pretty(&i).unwrap()).unwrap();
+        std::fs::write(
+            dir.join("info.json"),
+            serde_json::to_vec_pretty(&i).unwrap(),
+        )
+        .unwrap();
     }
 }
 
 /// Runs the fixture once with GOCOVERDIR=dir.
 pub fn run_fixture(dir: &Path, args: &[&str]) {
     std::fs::create_dir_all(dir).unwrap();
-    let out = Command::new(fixture_bin()).args(args).env("GOCOVERDIR", dir).output().unwrap();
-    assert!(out.status.success(), "fixture {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(fixture_bin())
+        .args(args)
+        .env("GOCOVERDIR", dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fixture {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Creates `collection/coverage/<name>/` with metadata and the given runs.
@@ -126,7 +148,10 @@ pub fn profile_lines(text: &str) -> Vec<String> {
 /// `go tool covdata percent -i dirs` → (package, percent text like "40.0%").
 pub fn go_percent(dirs: &[&Path]) -> Vec<(String, String)> {
     let list: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-    let out = Command::new("go").args(["tool", "covdata", "percent", "-i", &list.join(",")]).output().unwrap();
+    let out = Command::new("go")
+        .args(["tool", "covdata", "percent", "-i", &list.join(",")])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout)
         .unwrap()
@@ -159,7 +184,10 @@ pub fn file_totals(lines: &[String]) -> std::collections::BTreeMap<String, (i64,
 
 /// Runs covfleet with args; returns (exit code, stdout, stderr).
 pub fn covfleet(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_covfleet")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_covfleet"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
