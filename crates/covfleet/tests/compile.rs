@@ -502,6 +502,17 @@ fn bad_entries_are_reported_and_the_rest_compiles() {
     assert!(err.contains("entry empty: no coverage data"), "{err}");
     let db = Database::open_collection(dir).unwrap();
     assert_eq!(db.owners().unwrap().len(), 1);
+    // Unchanged broken entries are still reported; fixing one clears it.
+    let (code, _, err) = covfleet(&["compile", "--collection", &c]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("entry bad:") && err.contains("unchanged since the last compile"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&bad).unwrap();
+    std::fs::remove_dir_all(dir.join("coverage/empty")).unwrap();
+    let (code, _, err) = covfleet(&["compile", "--collection", &c]);
+    assert_eq!(code, 0, "{err}");
     // Usage errors exit 2.
     let (code, _, err) = covfleet(&["compile", "--collection", "/nonexistent/x"]);
     assert_eq!(code, 2, "{err}");
@@ -602,4 +613,67 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
     }
+}
+
+#[test]
+fn one_process_seen_in_two_entries_counts_once() {
+    // One process, snapshots split over two entry dirs of the same pod and
+    // container (e.g. two collect runs): only the latest snapshot counts.
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = tmp.path().join("scratch");
+    run_fixture(&scratch, &["-mode", "both", "-n", "6", "-snapshots", "2"]);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&scratch)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let meta = files
+        .iter()
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("covmeta.")
+        })
+        .unwrap();
+    let mut counters: Vec<&PathBuf> = files
+        .iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("covcounters.")
+        })
+        .collect();
+    counters.sort_by_key(|p| {
+        p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .rsplit('.')
+            .next()
+            .unwrap()
+            .parse::<u128>()
+            .unwrap()
+    });
+    assert_eq!(counters.len(), 3);
+    let col = tmp.path().join("col");
+    let m = Meta::pod("ns", "cache-0", "cache");
+    for (name, snap) in [("early", counters[0]), ("late", counters[2])] {
+        let d = col.join("coverage").join(name);
+        write_meta(&d, &m, None);
+        std::fs::copy(meta, d.join(meta.file_name().unwrap())).unwrap();
+        std::fs::copy(snap, d.join(snap.file_name().unwrap())).unwrap();
+    }
+    compile(&col, &["--merge", "sum"]);
+    let db = Database::open_collection(&col).unwrap();
+    let o = owner_by_name(&db, "cache");
+    assert_eq!(
+        (o.report_count, o.instance_count, o.process_count),
+        (2, 1, 1)
+    );
+    let late = col.join("coverage/late");
+    assert_eq!(
+        profile_lines(&db.owner_profile(o.id).unwrap()),
+        go_textfmt(&[&late])
+    );
 }

@@ -228,6 +228,15 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
             .collect::<Result<_, _>>()
             .db(p)?
     };
+    let known_errors: HashMap<String, String> = {
+        let mut st = conn
+            .prepare("SELECT dir_name, coalesce(error, '') FROM entries WHERE status = 'error'")
+            .db(p)?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .db(p)?
+            .collect::<Result<_, _>>()
+            .db(p)?
+    };
 
     // 2. Removed entries.
     let present: BTreeSet<&str> = dirs.iter().map(|(n, _)| n.as_str()).collect();
@@ -270,6 +279,14 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
             todo.push((name.clone(), path.clone(), fp));
         } else {
             summary.unchanged += 1;
+            // Still broken: keep saying so (and exit 1) until it is fixed.
+            if let Some(e) = known_errors.get(name) {
+                summary.failed += 1;
+                summary.errors.push((
+                    name.clone(),
+                    format!("{e} (unchanged since the last compile)"),
+                ));
+            }
         }
     }
 

@@ -175,14 +175,21 @@ pub fn clone_one(t: &CloneTarget, skip_existing: bool) -> CloneOutcome {
     if let Err(e) = std::fs::create_dir_all(parent) {
         return CloneOutcome::Failed(format!("{}: {e}", parent.display()));
     }
-    let tmp = parent.join(format!(
-        ".{}.tmp-{}",
-        t.dest
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
+    let base = t
+        .dest
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Leftovers of interrupted runs.
+    if let Ok(rd) = std::fs::read_dir(parent) {
+        let prefix = format!(".{base}.tmp-");
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let tmp = parent.join(format!(".{base}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let tmp_s = tmp.to_string_lossy().into_owned();
     let result = (|| -> Result<CloneOutcome, String> {
