@@ -278,7 +278,7 @@ fn compile_then_render_a_live_demo_fleet() {
     page.screenshot(&shots.join("index.png"));
     let errors = page.errors();
     assert!(errors.is_empty(), "{errors:?}");
-    page.eval("Array.from(document.querySelectorAll('#rows a.open')).find(a => a.textContent === 'demo-api').click()");
+    page.navigate_by("Array.from(document.querySelectorAll('#rows a.open')).find(a => a.textContent === 'demo-api').click()");
     page.wait_for("location.pathname.includes('/b/') && document.querySelectorAll('#files tbody tr').length > 0");
     page.eval("Array.from(document.querySelectorAll('#files tbody tr')).find(tr => tr.cells[0].textContent.endsWith('/handlers.go')).click()");
     page.wait_for("document.querySelectorAll('#vspacer .ln.c').length > 0 && document.querySelectorAll('#vspacer .ln.m').length > 0");

@@ -9,7 +9,7 @@
   var ROW = 18, OVERSCAN = 40;
   var $ = function (id) { return document.getElementById(id); };
   var state = { q: '', tier: '', src: '', key: 'p', dir: 1, cur: -1, view: 'split', line: 0 };
-  var loaded = {}, waiting = {};
+  var loaded = {};
   var view = null; // { i, lines, st, n }
 
   function tier(p) { return p < 25 ? 'red' : p < 50 ? 'orange' : p < 75 ? 'yellow' : 'green'; }
@@ -109,20 +109,30 @@
     b.addEventListener('click', function () { setView(b.dataset.view); writeHash(); });
   });
 
-  // Per-file data arrives through <script> tags (works from file://).
-  window.covfleetFile = function (i, d) {
-    loaded[i] = d;
-    (waiting[i] || []).forEach(function (cb) { cb(d); });
-    delete waiting[i];
-  };
-  function load(i, cb) {
-    if (loaded[i]) return cb(loaded[i]);
-    if (waiting[i]) { waiting[i].push(cb); return; }
-    waiting[i] = [cb];
+  // Per-file data and shared source texts arrive through <script> tags
+  // (works from file://): covfleetFile(i, data) and covfleetSource(hash, text).
+  var texts = {}, pending = {};
+  function fetchScript(key, url, cb) {
+    if (pending[key]) { pending[key].push(cb); return; }
+    pending[key] = [cb];
     var s = document.createElement('script');
-    s.src = files[i].d;
-    s.onerror = function () { delete waiting[i]; showNote('Could not load ' + files[i].d); };
+    s.src = url;
+    s.onerror = function () { delete pending[key]; showNote('Could not load ' + url); };
     document.body.appendChild(s);
+  }
+  function arrived(key) {
+    (pending[key] || []).forEach(function (cb) { cb(); });
+    delete pending[key];
+  }
+  window.covfleetFile = function (i, d) { loaded[i] = d; arrived('f' + i); };
+  window.covfleetSource = function (h, text) { texts[h] = text; arrived('s' + h); };
+  function load(i, cb) {
+    var f = files[i], need = 0;
+    function done() { if (--need === 0) cb(loaded[i], f.h ? texts[f.h] : null); }
+    need++;
+    if (f.h && texts[f.h] === undefined) { need++; fetchScript('s' + f.h, '../src/' + f.h + '.js', done); }
+    if (!loaded[i]) { need++; fetchScript('f' + i, f.d, done); }
+    done();
   }
 
   var body = $('vbody'), spacer = $('vspacer');
@@ -139,10 +149,12 @@
     Array.prototype.forEach.call(document.querySelectorAll('#files tr.frow'), function (tr) {
       tr.classList.toggle('sel', Number(tr.dataset.i) === i);
     });
-    load(i, function (d) {
+    // Drop the previous file's lines at once (the new ones may take a moment).
+    if (!view || view.i !== i) { view = null; spacer.textContent = ''; spacer.style.height = '0px'; }
+    load(i, function (d, src) {
       if (state.cur !== i) return;
-      if (d.src === null || d.src === undefined) { noSource(f, d); return; }
-      var lines = d.src.split('\n');
+      if (src === null || src === undefined) { noSource(f, d); return; }
+      var lines = src.split('\n');
       if (lines.length && lines[lines.length - 1] === '' ) lines.pop();
       view = { i: i, lines: lines, st: d.st, n: d.n };
       spacer.textContent = '';

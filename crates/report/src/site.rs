@@ -9,7 +9,7 @@
 //! a page whose inputs did not change is neither regenerated nor rewritten.
 //! Other files are written only when their bytes differ.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -71,8 +71,17 @@ pub struct Summary {
     pub row_errors: Vec<String>,
 }
 
+/// Rows whose files are fetched before their pages are written in parallel.
+const CHUNK: usize = 64;
+
 /// Renders the whole site.
+///
+/// Rows' files are read from `src` on the calling thread (a database handle
+/// need not be shared), then each chunk of pages is built and written on all
+/// cores.
 pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> {
+    use rayon::prelude::*;
+
     let rows = src.rows().map_err(|e| Error::Rows(Box::new(e)))?;
     let index = SourceIndex::new(&opts.repos_dir, opts.extra_source_roots.clone());
     let mut summary = Summary {
@@ -81,6 +90,7 @@ pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> 
     };
     let pages_dir = opts.out_dir.join("b");
     create_dir(&pages_dir)?;
+    create_dir(&opts.out_dir.join("src"))?;
     create_dir(&opts.out_dir.join("assets"))?;
     write_if_changed(&opts.out_dir.join("assets/covfleet.css"), CSS.as_bytes())?;
     write_if_changed(&opts.out_dir.join("assets/index.js"), INDEX_JS.as_bytes())?;
@@ -97,21 +107,44 @@ pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> 
     }
 
     let mut index_rows = Vec::with_capacity(rows.len());
-    for (row, slug) in rows.iter().zip(&slugs) {
-        let ok = match render_row(src, &index, opts, row, slug, &mut summary) {
-            Ok(()) => true,
-            Err(e) => {
-                summary.row_errors.push(format!(
-                    "{}/{}/{}: {}",
-                    row.namespace,
-                    row.owner,
-                    row.binary,
-                    error_chain(&e)
-                ));
-                false
-            }
-        };
-        index_rows.push(IndexRow::new(row, ok.then(|| format!("b/{slug}.html"))));
+    let mut sources_in_use: HashSet<String> = HashSet::new();
+    let work: Vec<(&OwnerRow, &String)> = rows.iter().zip(&slugs).collect();
+    for chunk in work.chunks(CHUNK) {
+        let fetched: Vec<_> = chunk
+            .iter()
+            .map(|(row, _)| src.files(row).map_err(|e| RowError::Files(Box::new(e))))
+            .collect();
+        let outcomes: Vec<Result<RowOutcome, RowError>> = chunk
+            .par_iter()
+            .zip(fetched)
+            .map(|((row, slug), files)| render_row(&index, opts, row, slug, files?))
+            .collect();
+        for ((row, slug), outcome) in chunk.iter().zip(outcomes) {
+            let ok = match outcome {
+                Ok(o) => {
+                    if o.written {
+                        summary.pages_written += 1;
+                    } else {
+                        summary.pages_unchanged += 1;
+                    }
+                    summary.files_with_source += o.with_source;
+                    summary.files_without_source += o.without_source;
+                    sources_in_use.extend(o.sources);
+                    true
+                }
+                Err(e) => {
+                    summary.row_errors.push(format!(
+                        "{}/{}/{}: {}",
+                        row.namespace,
+                        row.owner,
+                        row.binary,
+                        error_chain(&e)
+                    ));
+                    false
+                }
+            };
+            index_rows.push(IndexRow::new(row, ok.then(|| format!("b/{slug}.html"))));
+        }
     }
 
     let data = IndexData {
@@ -128,7 +161,7 @@ pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> 
     })?;
     write_if_changed(&opts.out_dir.join("index.html"), html.as_bytes())?;
 
-    // Pages and data dirs of rows that are gone.
+    // Pages and data dirs of rows that are gone, and sources no page uses.
     let keep: BTreeSet<String> = slugs.iter().cloned().collect();
     if let Ok(rd) = std::fs::read_dir(&pages_dir) {
         for e in rd.flatten() {
@@ -144,6 +177,15 @@ pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> 
                 std::fs::remove_file(&path).is_ok()
             };
             summary.stale_removed += usize::from(removed);
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(opts.out_dir.join("src")) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".js").unwrap_or(&name);
+            if !sources_in_use.contains(stem) {
+                summary.stale_removed += usize::from(std::fs::remove_file(e.path()).is_ok());
+            }
         }
     }
     Ok(summary)
@@ -182,6 +224,9 @@ struct PageFile<'a> {
     n: usize,
     /// Data script, relative to the page.
     d: String,
+    /// Hash of the source text: its script is `../src/<hash>.js`, shared by
+    /// every page showing the same text.
+    h: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -193,12 +238,11 @@ struct PageData<'a> {
     files: Vec<PageFile<'a>>,
 }
 
-/// Per-file data, loaded by the page on demand.
+/// Per-file coverage, loaded by the page on demand.
 #[derive(Debug, Serialize)]
-struct FileData<'a> {
-    /// Source text (absent when not found).
-    src: Option<&'a str>,
-    /// One char per line: `.` no code, `c` covered, `m` missed, `p` partial.
+struct FileData {
+    /// One char per line: `.` no code, `c` covered, `m` missed, `p` partial
+    /// (empty without source).
     st: String,
     /// Hit count per line (0 for lines without code).
     n: Vec<u64>,
@@ -206,62 +250,102 @@ struct FileData<'a> {
     b: Vec<[u64; 6]>,
 }
 
-fn render_row<S: SiteSource>(
-    src: &S,
+/// What rendering one row did.
+#[derive(Debug)]
+struct RowOutcome {
+    written: bool,
+    with_source: usize,
+    without_source: usize,
+    /// Hashes of the shared source scripts the page uses.
+    sources: Vec<String>,
+}
+
+/// The list of shared sources a page uses, kept next to its data files so an
+/// unchanged page need not be read to know them.
+const SOURCES_MANIFEST: &str = "sources.txt";
+
+fn render_row(
     index: &SourceIndex,
     opts: &Options,
     row: &OwnerRow,
     slug: &str,
-    summary: &mut Summary,
-) -> Result<(), RowError> {
-    let mut files = src.files(row).map_err(|e| RowError::Files(Box::new(e)))?;
+    mut files: Vec<FileCoverage>,
+) -> Result<RowOutcome, RowError> {
     files.sort_by(|a, b| a.path.cmp(&b.path));
     let resolved = index.resolve(row, &files);
-    let sources: Vec<Option<String>> = files
+    let located: Vec<Option<(PathBuf, std::fs::Metadata)>> = files
         .iter()
         .map(|f| {
             let r = resolved.as_ref()?;
-            source::read_source(&source::locate(&r.checkout, &f.path)?)
+            let p = source::locate(&r.checkout, &f.path)?;
+            let m = std::fs::metadata(&p).ok()?;
+            (m.len() <= source::MAX_SOURCE_BYTES).then_some((p, m))
         })
         .collect();
-    let with_source = sources.iter().filter(|s| s.is_some()).count();
-    summary.files_with_source += with_source;
-    summary.files_without_source += files.len() - with_source;
 
-    // The hash of everything the page is made of.
+    // The hash of everything the page is made of. Source files count by
+    // path, size and modification time (their text is hashed when written).
     let mut h = Fnv128::new();
     for part in [FORMAT_VERSION, CSS, BINARY_JS, &opts.title] {
         hash_str(&mut h, part);
     }
     hash_str(&mut h, &serde_json::to_string(row).unwrap_or_default());
-    for (f, s) in files.iter().zip(&sources) {
+    for (f, s) in files.iter().zip(&located) {
         hash_str(&mut h, &serde_json::to_string(f).unwrap_or_default());
-        hash_str(&mut h, s.as_deref().unwrap_or("\0none"));
-    }
-    if let Some(r) = &resolved {
-        hash_str(&mut h, &r.checkout.root.to_string_lossy());
+        match s {
+            Some((p, m)) => {
+                hash_str(&mut h, &p.to_string_lossy());
+                h.write(&m.len().to_le_bytes());
+                let mtime = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                h.write(&mtime.to_le_bytes());
+            }
+            None => hash_str(&mut h, "\0none"),
+        }
     }
     let input_hash = covdata::hex(&h.finish());
 
     let page_path = opts.out_dir.join("b").join(format!("{slug}.html"));
-    if existing_input_hash(&page_path).as_deref() == Some(input_hash.as_str()) {
-        summary.pages_unchanged += 1;
-        return Ok(());
+    let data_dir = opts.out_dir.join("b").join(slug);
+    if existing_input_hash(&page_path).as_deref() == Some(input_hash.as_str())
+        && let Ok(manifest) = std::fs::read_to_string(data_dir.join(SOURCES_MANIFEST))
+    {
+        let with_source = located.iter().filter(|s| s.is_some()).count();
+        return Ok(RowOutcome {
+            written: false,
+            with_source,
+            without_source: files.len() - with_source,
+            sources: manifest.lines().map(str::to_string).collect(),
+        });
     }
 
-    let data_dir = opts.out_dir.join("b").join(slug);
     create_dir(&data_dir)?;
     let mut page_files = Vec::with_capacity(files.len());
-    let mut written = BTreeMap::new();
-    for (i, (f, text)) in files.iter().zip(&sources).enumerate() {
+    let mut written = BTreeSet::new();
+    let mut sources = BTreeSet::new();
+    let (mut with_source, mut without_source) = (0, 0);
+    for (i, (f, loc)) in files.iter().zip(&located).enumerate() {
+        let text = loc.as_ref().and_then(|(p, _)| source::read_source(p));
         let nlines = text.as_deref().map_or(0, count_lines);
         let (st, n) = if text.is_some() {
             line_states(&f.blocks, nlines)
         } else {
             (Vec::new(), Vec::new())
         };
+        let src_hash = match &text {
+            Some(t) => {
+                with_source += 1;
+                Some(write_source(&opts.out_dir, t)?)
+            }
+            None => {
+                without_source += 1;
+                None
+            }
+        };
         let fd = FileData {
-            src: text.as_deref(),
             st: st.iter().map(|s| s.as_char()).collect(),
             n,
             b: f.blocks
@@ -284,7 +368,10 @@ fn render_row<S: SiteSource>(
             serde_json::to_string(&fd).unwrap_or_else(|_| "{}".into())
         );
         write_if_changed(&data_dir.join(&name), js.as_bytes())?;
-        written.insert(name.clone(), ());
+        written.insert(name.clone());
+        if let Some(h) = &src_hash {
+            sources.insert(h.clone());
+        }
         page_files.push(PageFile {
             p: &f.path,
             t: f.total_stmts,
@@ -292,13 +379,17 @@ fn render_row<S: SiteSource>(
             s: text.is_some(),
             n: nlines,
             d: format!("{slug}/{name}"),
+            h: src_hash,
         });
     }
+    let manifest: String = sources.iter().map(|h| format!("{h}\n")).collect();
+    write_if_changed(&data_dir.join(SOURCES_MANIFEST), manifest.as_bytes())?;
+    written.insert(SOURCES_MANIFEST.to_string());
     // Data files of files that are gone.
     if let Ok(rd) = std::fs::read_dir(&data_dir) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if !written.contains_key(&name) {
+            if !written.contains(&name) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -325,9 +416,33 @@ fn render_row<S: SiteSource>(
         what: page_path.display().to_string(),
         source,
     })?;
+    // The page last: it carries the input hash, so a render interrupted
+    // before this point redoes the row next time.
     write_if_changed(&page_path, html.as_bytes())?;
-    summary.pages_written += 1;
-    Ok(())
+    Ok(RowOutcome {
+        written: true,
+        with_source,
+        without_source,
+        sources: sources.into_iter().collect(),
+    })
+}
+
+/// Writes `OUT/src/<hash>.js` (content-addressed: skipped when present) and
+/// returns the hash.
+fn write_source(out_dir: &Path, text: &str) -> Result<String, Error> {
+    let mut h = Fnv128::new();
+    h.write(text.as_bytes());
+    let hash = covdata::hex(&h.finish());
+    let path = out_dir.join("src").join(format!("{hash}.js"));
+    if !path.exists() {
+        let js = format!(
+            "covfleetSource({:?},{});\n",
+            hash,
+            serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
+        );
+        write_if_changed(&path, js.as_bytes())?;
+    }
+    Ok(hash)
 }
 
 fn hash_str(h: &mut Fnv128, s: &str) {
@@ -502,7 +617,13 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
         path: path.to_path_buf(),
         source,
     };
-    let tmp = path.with_extension("tmp~");
+    // A name of its own: pages are written in parallel, and two may write
+    // the same shared source at once.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".{}.{seq}.tmp~", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
     std::fs::write(&tmp, bytes).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)?;
     Ok(true)

@@ -143,6 +143,14 @@ impl Conn {
     }
 
     fn call(&mut self, method: &str, params: Value) -> Value {
+        match self.try_call(method, &params) {
+            Ok(v) => v,
+            Err(err) => panic!("{method} failed: {err}"),
+        }
+    }
+
+    /// A call whose error reply is returned (e.g. while a page navigates).
+    fn try_call(&mut self, method: &str, params: &Value) -> Result<Value, Value> {
         let id = self.next_id;
         self.next_id += 1;
         let msg = json!({"id": id, "method": method, "params": params}).to_string();
@@ -159,9 +167,9 @@ impl Conn {
             let v: Value = serde_json::from_str(t.as_str()).expect("cdp json");
             if v["id"].as_u64() == Some(id) {
                 if let Some(err) = v.get("error") {
-                    panic!("{method} failed: {err}");
+                    return Err(err.clone());
                 }
-                return v["result"].clone();
+                return Ok(v["result"].clone());
             }
             if v.get("method").is_some() {
                 self.events.push(v);
@@ -193,15 +201,22 @@ impl Page {
         r["result"]["value"].clone()
     }
 
+    /// Runs a statement that navigates away (a click on a link) after this
+    /// call has returned, so the navigation cannot cut the call short.
+    pub fn navigate_by(&mut self, stmt: &str) {
+        self.eval(&format!("setTimeout(() => {{ {stmt} }}, 0), true"));
+    }
+
     /// Polls an expression until it is truthy (30 s at most).
     pub fn wait_for(&mut self, expr: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let v = self.conn.call(
+            // Errors while a navigation replaces the page are retried.
+            let v = self.conn.try_call(
                 "Runtime.evaluate",
-                json!({"expression": format!("!!({expr})"), "returnByValue": true}),
+                &json!({"expression": format!("!!({expr})"), "returnByValue": true}),
             );
-            if v["result"]["value"] == json!(true) {
+            if v.is_ok_and(|v| v["result"]["value"] == json!(true)) {
                 return;
             }
             assert!(Instant::now() < deadline, "timed out waiting for {expr}");

@@ -23,6 +23,19 @@ fn page_of(out: &Path, index_html: &str, owner: &str) -> (PathBuf, Value) {
     (page, page_data(&html))
 }
 
+/// The shared source text a page's file entry points to.
+fn source_text(out: &Path, file: &Value) -> Option<String> {
+    let h = file["h"].as_str()?;
+    let js = std::fs::read_to_string(out.join("src").join(format!("{h}.js"))).unwrap();
+    let json = js
+        .split_once(',')
+        .unwrap()
+        .1
+        .trim_end()
+        .trim_end_matches(");");
+    Some(serde_json::from_str(json).unwrap())
+}
+
 fn file_data(page: &Path, rel: &str) -> Value {
     let js = std::fs::read_to_string(page.parent().unwrap().join(rel)).unwrap();
     let json = js
@@ -69,7 +82,7 @@ fn sources_are_found_by_each_strategy_and_paths_rewritten() {
         for f in data["files"].as_array().unwrap() {
             let fd = file_data(&page, f["d"].as_str().unwrap());
             assert_eq!(f["s"].as_bool(), Some(via.is_some()), "{owner}: {}", f["p"]);
-            assert_eq!(fd["src"].is_string(), via.is_some());
+            assert_eq!(source_text(&out, f).is_some(), via.is_some());
             // Files without source still carry their numbers and blocks.
             assert!(f["t"].as_u64().unwrap() > 0);
             assert!(!fd["b"].as_array().unwrap().is_empty());
@@ -84,7 +97,8 @@ fn sources_are_found_by_each_strategy_and_paths_rewritten() {
         .find(|f| f["p"] == "/workspace/handlers.go")
         .unwrap();
     let fd = file_data(&page, f["d"].as_str().unwrap());
-    let src = fd["src"].as_str().unwrap();
+    let src = source_text(&out, f).unwrap();
+    let src = src.as_str();
     let st = fd["st"].as_str().unwrap();
     assert_eq!(st.len(), src.lines().count());
     let line_of = |needle: &str| src.lines().position(|l| l.contains(needle)).unwrap();
@@ -94,6 +108,17 @@ fn sources_are_found_by_each_strategy_and_paths_rewritten() {
         "c"
     );
     assert!(st.contains('m') && st.contains('c'));
+    // Both demo rows show the same four texts: stored once.
+    let (_, api) = page_of(&out, &index, "demo-api");
+    let hashes = |d: &Value| {
+        d["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["h"].as_str().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(hashes(&api), hashes(&data));
     let (_, big) = page_of(&out, &index, "bigdb");
     assert_eq!(big["files"][0]["n"].as_u64(), Some(u64::from(BIG_LINES)));
 }
@@ -140,7 +165,10 @@ fn pages_are_rewritten_only_when_inputs_change() {
     src.rows.remove(4);
     let fourth = report::render(&src, &opts).unwrap();
     assert_eq!((fourth.pages_written, fourth.pages_unchanged), (1, 3));
-    assert_eq!(fourth.stale_removed, 2, "bigdb's page and data dir");
+    assert_eq!(
+        fourth.stale_removed, 3,
+        "bigdb's page, data dir and shared source"
+    );
 }
 
 #[test]
@@ -318,7 +346,7 @@ fn site_works_in_headless_chromium() {
     page.screenshot(&shots.join("index-expanded.png"));
 
     // A click opens the binary page; a file shows covered and missed lines.
-    page.eval("document.querySelector('#rows a.open').click()");
+    page.navigate_by("document.querySelector('#rows a.open').click()");
     page.wait_for("location.pathname.includes('/b/') && document.readyState === 'complete'");
     page.wait_for("document.querySelectorAll('#files tbody tr').length > 0");
     page.eval(
@@ -415,7 +443,8 @@ fn site_works_in_headless_chromium() {
     // Files without source list their blocks.
     page.goto(&file_url(&out.join("index.html")));
     page.wait_for("document.querySelectorAll('#rows a.open').length === 5");
-    page.eval("document.querySelector('#f-tier').value = 'red'; document.querySelector('#f-tier').dispatchEvent(new Event('change')); document.querySelector('#rows a.open').click()");
+    page.eval("document.querySelector('#f-tier').value = 'red'; document.querySelector('#f-tier').dispatchEvent(new Event('change'))");
+    page.navigate_by("document.querySelector('#rows a.open').click()");
     page.wait_for(
         "location.pathname.includes('/b/') && document.querySelector('table.blocks') !== null",
     );
