@@ -29,6 +29,8 @@ pub enum Command {
     CloneSources(cmd::clone_sources::Args),
     /// Render the static HTML site of a compiled collection (default DIR/html/index.html).
     Render(cmd::render::Args),
+    /// Build the bundled demo service with coverage, run it, and render its report.
+    Demo(cmd::demo::Args),
 }
 
 /// An error in how covfleet was called or set up: exit code 2.
@@ -49,6 +51,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Compile(args) => cmd::compile::run(args),
         Command::CloneSources(args) => cmd::clone_sources::run(args),
         Command::Render(args) => cmd::render::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
     };
     match result {
         Ok(code) => code,

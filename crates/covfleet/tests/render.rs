@@ -291,3 +291,47 @@ fn compile_then_render_a_live_demo_fleet() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("covfleet compile"), "{err}");
 }
+
+#[test]
+fn demo_builds_runs_compiles_and_renders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let (code, out, err) = covfleet(&["demo", "--dir", dir.to_str().unwrap(), "--rounds", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let index = dir.canonicalize().unwrap().join("html/index.html");
+    assert_eq!(out.trim(), index.display().to_string());
+    let data = page_data(&std::fs::read_to_string(&index).unwrap());
+    let rows = data["rows"].as_array().unwrap();
+    let owners: Vec<(&str, &str, usize)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["ty"].as_str().unwrap(),
+                r["ow"].as_str().unwrap(),
+                r["pods"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert!(
+        owners.contains(&("Deployment", "demo-api", 2)),
+        "{owners:?}"
+    );
+    assert!(
+        owners.contains(&("DaemonSet", "demo-agent", 1)),
+        "{owners:?}"
+    );
+    for r in rows {
+        let (c, t) = (r["c"].as_u64().unwrap(), r["t"].as_u64().unwrap());
+        assert!(
+            c > 0 && c < t,
+            "{}: some code ran, some did not ({c}/{t})",
+            r["ow"]
+        );
+        let page =
+            std::fs::read_to_string(dir.join("html").join(r["page"].as_str().unwrap())).unwrap();
+        assert_eq!(page_data(&page)["source_via"], "module path");
+    }
+    // A second run starts from a fresh collection and gives the same owners.
+    let (code, _, err) = covfleet(&["demo", "--dir", dir.to_str().unwrap(), "--rounds", "1"]);
+    assert_eq!(code, 0, "{err}");
+}

@@ -3,4 +3,5 @@
 pub mod clone_sources;
 pub mod compile;
 pub mod covdata;
+pub mod demo;
 pub mod render;
