@@ -156,7 +156,7 @@
       if (src === null || src === undefined) { noSource(f, d); return; }
       var lines = src.split('\n');
       if (lines.length && lines[lines.length - 1] === '' ) lines.pop();
-      view = { i: i, lines: lines, st: d.st, n: d.n };
+      view = { i: i, lines: lines, st: d.st, n: d.n, part: partialBlocks(d) };
       spacer.textContent = '';
       painted.a = -1; // the rows were just removed: always repaint
       spacer.style.height = lines.length * ROW + 'px';
@@ -177,6 +177,33 @@
     });
     spacer.appendChild(t);
   }
+  // Lines where some blocks ran and some did not: which blocks touch them.
+  function partialBlocks(d) {
+    var part = {};
+    d.b.forEach(function (b) {
+      for (var l = b[0]; l <= b[2]; l++) {
+        if (d.st.charAt(l - 1) === 'p') (part[l] = part[l] || []).push(b);
+      }
+    });
+    return part;
+  }
+  // A partial line split at block boundaries (Go columns are 1-based bytes;
+  // exact for ASCII), each piece coloured by its block.
+  function segments(text, line, blocks) {
+    var mark = new Array(text.length + 1).join('.').split('');
+    blocks.forEach(function (b) {
+      var from = b[0] < line ? 0 : b[1] - 1, to = b[2] > line ? text.length : Math.min(text.length, b[3] - 1);
+      for (var c = Math.max(0, from); c < to; c++) mark[c] = b[5] > 0 ? 'c' : 'm';
+    });
+    var code = el('span', 'code'), k = 0;
+    while (k < text.length) {
+      var j = k;
+      while (j < text.length && mark[j] === mark[k]) j++;
+      code.appendChild(mark[k] === '.' ? document.createTextNode(text.slice(k, j)) : el('span', 'seg-' + mark[k], text.slice(k, j)));
+      k = j;
+    }
+    return code;
+  }
   var painted = { a: -1, b: -1, i: -1 }, raf = 0;
   function paint() {
     raf = 0;
@@ -194,7 +221,7 @@
       d.dataset.line = k + 1;
       d.appendChild(el('span', 'no', k + 1));
       d.appendChild(el('span', 'hc', s && s !== '.' ? (view.n[k] > 0 ? fmtNum(view.n[k]) + '×' : '0') : ''));
-      d.appendChild(el('span', 'code', view.lines[k]));
+      d.appendChild(s === 'p' && view.part[k + 1] ? segments(view.lines[k], k + 1, view.part[k + 1]) : el('span', 'code', view.lines[k]));
       frag.appendChild(d);
     }
     spacer.textContent = '';

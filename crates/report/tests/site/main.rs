@@ -419,6 +419,28 @@ fn site_works_in_headless_chromium() {
         format!("{DEMO_MODULE}/internal/pricing/pricing.go")
     );
 
+    // A line where one block ran and another did not is split at the column.
+    page.goto(&file_url(&out.join("index.html")));
+    page.wait_for("document.querySelectorAll('#rows a.open').length === 5");
+    let href = page.eval("Array.from(document.querySelectorAll('#rows a.open')).find(a => a.textContent === 'widget-job').href");
+    page.goto(&format!(
+        "{}#f=github.com/oldorg/widget/widget.go&l=4",
+        href.as_str().unwrap()
+    ));
+    page.wait_for("document.querySelector('#vspacer .ln.p') !== null");
+    assert_eq!(
+        page.eval("document.querySelector('#vspacer .ln.p .seg-c').textContent"),
+        "\tif x > 0 "
+    );
+    assert_eq!(
+        page.eval("document.querySelector('#vspacer .ln.p .seg-m').textContent"),
+        "{"
+    );
+    assert_eq!(
+        page.eval("document.querySelector('#vspacer .ln[data-line=\"5\"]').className"),
+        "ln m"
+    );
+
     // The 100,000-line file stays virtual: few DOM rows, any line reachable.
     page.goto(&file_url(&out.join("index.html")));
     page.wait_for("document.querySelectorAll('#rows a.open').length === 5");
