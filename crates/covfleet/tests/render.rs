@@ -269,6 +269,59 @@ fn compile_then_render_a_live_demo_fleet() {
         baseline.join("index.html").display().to_string()
     );
 
+    // "After the test suite": a restarted replica gets the requests nobody
+    // sent yet; compile again and render into another dir. The baseline stays
+    // as it was; the after-site covers more.
+    let base_index = std::fs::read(baseline.join("index.html")).unwrap();
+    run_pod(
+        &bin,
+        &cov.join("node-b_shop_demo-api-7d9f8b6c5-k8p2m_restart"),
+        metadata("shop", "demo-api-7d9f8b6c5-k8p2m", "api", "node-b"),
+        Some(
+            json!({"binary": "demo", "source_url": "https://github.com/acme/demo.git",
+                    "source_commit": "deadbeef0123456789"}),
+        ),
+        &[
+            ("DELETE", "/items/2", ""),
+            ("DELETE", "/items/x", ""),
+            ("POST", "/admin/reset", ""),
+            ("POST", "/items", "{"),
+        ],
+    );
+    let (code, _, err) = covfleet(&["compile", "--collection", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "compile: {err}");
+    let after = tmp.path().join("html-after");
+    let (code, _, err) = covfleet(&[
+        "render",
+        "--collection",
+        dir.to_str().unwrap(),
+        "--output-dir",
+        after.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read(baseline.join("index.html")).unwrap(),
+        base_index,
+        "baseline untouched"
+    );
+    let covered = |site: &Path| {
+        let d = page_data(&std::fs::read_to_string(site.join("index.html")).unwrap());
+        d["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["ow"] == "demo-api")
+            .unwrap()["c"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(
+        covered(&after) > covered(&baseline),
+        "after {} vs baseline {}",
+        covered(&after),
+        covered(&baseline)
+    );
+
     // The site in Chromium.
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("covfleet-artifacts/render");
     let browser = cdp::Browser::launch();

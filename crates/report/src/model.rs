@@ -1,9 +1,9 @@
 //! The view model the site is rendered from.
 //!
 //! Plain data, independent of where it comes from (the SQLite database written
-//! by `covfleet compile`, or a test that builds it by hand). A [`Site`] is the
-//! list of index rows; each row's files are fetched through [`SiteSource`]
-//! only when its page has to be (re)written.
+//! by `covfleet compile`, or a test that builds it by hand): a list of
+//! [`OwnerRow`]s for the index, and each row's [`FileCoverage`], both read
+//! through a [`SiteSource`].
 
 use serde::Serialize;
 
