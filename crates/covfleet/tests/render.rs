@@ -388,3 +388,28 @@ fn demo_builds_runs_compiles_and_renders() {
     let (code, _, err) = covfleet(&["demo", "--dir", dir.to_str().unwrap(), "--rounds", "1"]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn render_refuses_what_is_not_a_covfleet_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("coverage.db"),
+        b"not sqlite at all, just bytes",
+    )
+    .unwrap();
+    let (code, out, err) = covfleet(&["render", "--collection", tmp.path().to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty());
+    assert!(
+        err.contains("coverage.db") && err.contains("covfleet compile"),
+        "{err}"
+    );
+    let (code, _, err) = covfleet(&[
+        "render",
+        "--collection",
+        tmp.path().to_str().unwrap(),
+        "--source",
+        "/nonexistent/x",
+    ]);
+    assert_eq!(code, 2, "{err}");
+}

@@ -72,7 +72,9 @@
       tr.appendChild(el('td', 'num', fmtNum(f.c)));
       tr.appendChild(el('td', 'num', fmtNum(f.t)));
       tr.appendChild(el('td', f.s ? 'num' : 'num nosrc', f.s ? fmtNum(f.n) + ' lines' : 'not found'));
+      tr.tabIndex = 0;
       tr.addEventListener('click', function () { go(f.i, 0); });
+      tr.addEventListener('keydown', function (e) { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); go(f.i, 0); } });
       frag.appendChild(tr);
     });
     tb.textContent = ''; tb.appendChild(frag);

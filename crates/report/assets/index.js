@@ -71,7 +71,7 @@
   }
   function sortKey(r) {
     switch (state.key) {
-      case 'pods': return r.pods.length;
+      case 'pods': return r.pods.length || r.hosts.length;
       default: return r[state.key];
     }
   }
@@ -141,7 +141,9 @@
       else { tdo.appendChild(el('span', 'nopage', r.ow)); tdo.title = 'page could not be rendered'; }
       tr.appendChild(tdo);
       tr.appendChild(el('td', null, r.bin));
-      tr.appendChild(el('td', 'num', r.pods.length));
+      var tdn = el('td', 'num', r.pods.length || r.hosts.length);
+      tdn.title = r.pods.length ? r.pods.length + ' pods' : r.hosts.length + ' hosts';
+      tr.appendChild(tdn);
       var tdp = el('td', 'num');
       tdp.appendChild(bar(r.pct));
       tdp.appendChild(el('span', 'pct tier-' + r.tier, fmtPct(r.pct)));

@@ -47,8 +47,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ))));
         }
     }
-    let database =
-        db::Database::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
+    // A database covfleet cannot read (not ours, too new, too old) is a
+    // setup problem: compile (again) fixes it.
+    let database = db::Database::open(&db_path).map_err(|e| {
+        UsageError(format!(
+            "{}: {} (run `covfleet compile --collection {}`)",
+            db_path.display(),
+            error_chain(&e),
+            args.collection.display()
+        ))
+    })?;
     let out_dir = args
         .output_dir
         .clone()
@@ -88,4 +96,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let c_s = c.to_string();
+        if !s.ends_with(&c_s) {
+            s.push_str(": ");
+            s.push_str(&c_s);
+        }
+        cur = c.source();
+    }
+    s
 }
