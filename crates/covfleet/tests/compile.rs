@@ -677,3 +677,48 @@ fn one_process_seen_in_two_entries_counts_once() {
         go_textfmt(&[&late])
     );
 }
+
+#[test]
+fn container_restarts_with_the_same_pid_add_up() {
+    // Two runs of one container, both PID 1 (as in a PID namespace), told
+    // apart by the restart count collect records in metadata.json. The later
+    // run dominates the earlier one, so without the tag they would look like
+    // two snapshots of one process.
+    let tmp = tempfile::tempdir().unwrap();
+    let col = tmp.path();
+    let mut dirs = Vec::new();
+    for (restart, n) in [("0", "5"), ("1", "9")] {
+        let mut m = Meta::pod("ns", "db-0", "db");
+        m.extra.push((
+            "process".into(),
+            serde_json::json!({"pod_uid": "1234-abcd", "restart_count": restart}),
+        ));
+        let d = entry(
+            col,
+            &format!("ns_db-0_db_fixture_p1-r{restart}"),
+            &m,
+            &[&["-mode", "calc", "-n", n]],
+        );
+        for f in std::fs::read_dir(&d).unwrap() {
+            let p = f.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if let Some(rest) = name.strip_prefix("covcounters.") {
+                let parts: Vec<&str> = rest.split('.').collect();
+                std::fs::rename(
+                    &p,
+                    d.join(format!("covcounters.{}.1.{}", parts[0], parts[2])),
+                )
+                .unwrap();
+            }
+        }
+        dirs.push(d);
+    }
+    compile(col, &["--merge", "sum"]);
+    let db = Database::open_collection(col).unwrap();
+    let o = owner_by_name(&db, "db");
+    assert_eq!((o.instance_count, o.process_count), (1, 2));
+    assert_eq!(
+        profile_lines(&db.owner_profile(o.id).unwrap()),
+        go_textfmt(&refs(&dirs))
+    );
+}

@@ -444,9 +444,9 @@ fn write_entry(
         let snapshots: u32 = rep.processes.iter().map(|p| p.snapshots).sum();
         tx.execute(
             "INSERT INTO report_sources (dir_name, meta_id, meta_hash, format, namespace, pod_name, container_name, \
-             image, binary_name, hostname, host_process, collected_at, owner_type, owner_name, instance, source_url, \
+             image, binary_name, hostname, host_process, collected_at, owner_type, owner_name, instance, process_tag, source_url, \
              source_commit, processes, snapshots, total_stmts, covered_stmts, coverage_pct, input_hash) \
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23)",
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)",
             params![
                 r.dir_name,
                 meta_id,
@@ -463,6 +463,7 @@ fn write_entry(
                 owner.kind,
                 owner.name,
                 i.instance,
+                i.process_tag,
                 i.source_url,
                 i.source_commit,
                 rep.processes.len() as i64,
@@ -522,6 +523,7 @@ struct MemberReport {
     id: i64,
     dir_name: String,
     instance: String,
+    process_tag: String,
     image: String,
     source_url: Option<String>,
     source_commit: Option<String>,
@@ -552,7 +554,7 @@ struct OwnerRow {
 fn load_members(conn: &Connection, k: &GroupKey, p: &Path) -> Result<Vec<MemberReport>, Error> {
     let mut st = conn
         .prepare_cached(
-            "SELECT id, dir_name, instance, image, source_url, source_commit, input_hash, meta_id \
+            "SELECT id, dir_name, instance, image, source_url, source_commit, input_hash, meta_id, process_tag \
              FROM report_sources WHERE namespace = ?1 AND owner_type = ?2 AND owner_name = ?3 \
              AND binary_name = ?4 AND meta_hash = ?5 ORDER BY collected_at DESC, dir_name",
         )
@@ -568,6 +570,7 @@ fn load_members(conn: &Connection, k: &GroupKey, p: &Path) -> Result<Vec<MemberR
                 source_commit: r.get(5)?,
                 input_hash: r.get(6)?,
                 meta_id: r.get(7)?,
+                process_tag: r.get(8)?,
                 processes: Vec::new(),
             })
         })
@@ -603,7 +606,9 @@ fn compute_owner(
     let mut acc = vec![0u32; layout.len()];
     let mut processes = 0;
     for reps in by_instance.values() {
-        let mut by_pid: BTreeMap<i64, Vec<(Vec<u32>, u32)>> = BTreeMap::new();
+        // A process: its PID plus, when the collector recorded it, what
+        // tells processes with a reused PID apart (restart count, start time).
+        let mut by_pid: BTreeMap<(i64, &str), Vec<(Vec<u32>, u32)>> = BTreeMap::new();
         for m in reps {
             for (pid, blob) in &m.processes {
                 let c = codec::decode_counters(blob)
@@ -617,7 +622,10 @@ fn compute_owner(
                         layout.len()
                     ));
                 }
-                by_pid.entry(*pid).or_default().push((c, 1));
+                by_pid
+                    .entry((*pid, m.process_tag.as_str()))
+                    .or_default()
+                    .push((c, 1));
             }
         }
         let mut inst = vec![0u32; layout.len()];

@@ -69,6 +69,9 @@ pub struct EntryInfo {
     pub owner: Option<OwnerRef>,
     /// Identifies the pod/container (or host) instance the processes ran in.
     pub instance: String,
+    /// Identifies the process beyond its PID (metadata.json `process`: pod
+    /// UID and restart count, or host start ticks), empty when unknown.
+    pub process_tag: String,
     pub source_url: Option<String>,
     pub source_commit: Option<String>,
 }
@@ -194,6 +197,20 @@ pub fn read_info(dir: &Path, warnings: &mut Vec<String>) -> EntryInfo {
         collected_at: s(&md, "collected_at"),
         owner: None,
         instance: String::new(),
+        process_tag: match md.get("process") {
+            Some(Value::Object(m)) => {
+                let mut kv: Vec<String> = m
+                    .iter()
+                    .map(|(k, v)| match v {
+                        Value::String(s) => format!("{k}={s}"),
+                        other => format!("{k}={other}"),
+                    })
+                    .collect();
+                kv.sort();
+                kv.join(";")
+            }
+            _ => String::new(),
+        },
         source_url: Some(s(&info, "source_url")).filter(|x| !x.is_empty()),
         source_commit: Some(s(&info, "source_commit")).filter(|x| !x.is_empty()),
     };

@@ -7,8 +7,9 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::{Error, SqlCtx};
 
 /// The schema version this covfleet writes. The seed system's Go collector
-/// wrote version 2 (text per report); covfleet's compact schema starts at 3.
-pub const SCHEMA_VERSION: i64 = 3;
+/// wrote version 2 (text per report); covfleet's compact schema started at 3
+/// (4 added `report_sources.process_tag`).
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Bumped whenever compile would compute different owner rows from the same
 /// stored reports (e.g. a change of the injected-file filter); a database
@@ -52,6 +53,7 @@ CREATE TABLE IF NOT EXISTS report_sources (
     owner_type TEXT NOT NULL,
     owner_name TEXT NOT NULL,
     instance TEXT NOT NULL,
+    process_tag TEXT NOT NULL,
     source_url TEXT,
     source_commit TEXT,
     processes INTEGER NOT NULL,
