@@ -21,6 +21,7 @@ step_setup() {
     need_apt git git
     need_apt ip iproute2
     need_apt sqlite3 sqlite3
+    need_apt docker-registry docker-registry   # a real OCI registry for compile --inspect-images tests
     need_apt chromium chromium  # headless browser tests of the rendered site (crates/report, covfleet render)
     ensure_go
 }

@@ -112,6 +112,8 @@ pub struct CompileOptions {
     pub updates: Vec<UpdateFilter>,
     /// Entries per write transaction.
     pub batch: usize,
+    /// Look up source labels of images without `info.json` sources.
+    pub inspect_images: Option<crate::images::InspectOptions>,
 }
 
 impl CompileOptions {
@@ -121,6 +123,7 @@ impl CompileOptions {
             merge: MergeMode::Max,
             updates: Vec::new(),
             batch: 64,
+            inspect_images: None,
         }
     }
 }
@@ -137,6 +140,9 @@ pub struct CompileSummary {
     pub owners_recomputed: usize,
     pub owners_deleted: usize,
     pub owners_total: usize,
+    /// Images looked up in registries in this run, and how many failed.
+    pub images_inspected: usize,
+    pub images_failed: usize,
     /// (entry, message) for entries that yielded no coverage.
     pub errors: Vec<(String, String)>,
     /// Non-fatal problems (ignored files, bad JSON…).
@@ -334,12 +340,82 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
         write_result?;
     }
 
+    if let Some(io) = &opts.inspect_images {
+        inspect_images(&mut conn, io, p, &mut summary)?;
+    }
+
     // 4. Owners.
     recompute_owners(&mut conn, opts.merge, p, &mut summary)?;
     summary.owners_total = conn
         .query_row("SELECT count(*) FROM owners", [], |r| r.get::<_, i64>(0))
         .db(p)? as usize;
     Ok(summary)
+}
+
+/// Looks up images that have no source yet (and failures older than an
+/// hour); stores what was found, and marks the owners of images that gained
+/// a source for recomputation.
+fn inspect_images(
+    conn: &mut Connection,
+    io: &crate::images::InspectOptions,
+    p: &Path,
+    s: &mut CompileSummary,
+) -> Result<(), Error> {
+    let cutoff = rfc3339_at(unix_now() - 3600);
+    let images: Vec<String> = {
+        let mut st = conn
+            .prepare(
+                "SELECT DISTINCT image FROM report_sources WHERE image <> '' AND image NOT IN \
+                 (SELECT image FROM image_sources WHERE error IS NULL OR inspected_at > ?1) ORDER BY image",
+            )
+            .db(p)?;
+        st.query_map([&cutoff], |r| r.get(0))
+            .db(p)?
+            .collect::<Result<_, _>>()
+            .db(p)?
+    };
+    if images.is_empty() {
+        return Ok(());
+    }
+    let results = crate::images::inspect_all(&images, io);
+    let now = now_rfc3339();
+    let tx = conn.transaction().db(p)?;
+    for (image, r) in images.iter().zip(results) {
+        s.images_inspected += 1;
+        match r {
+            Ok(l) => {
+                tx.execute(
+                    "INSERT INTO image_sources (image, source_url, source_commit, origin, error, inspected_at) \
+                     VALUES (?1, ?2, ?3, ?4, NULL, ?5) ON CONFLICT(image) DO UPDATE SET \
+                     source_url = excluded.source_url, source_commit = excluded.source_commit, \
+                     origin = excluded.origin, error = NULL, inspected_at = excluded.inspected_at",
+                    params![image, l.source_url, l.source_commit, l.origin, now],
+                )
+                .db(p)?;
+                if l.source_url.is_some() || l.source_commit.is_some() {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO dirty_groups SELECT namespace, owner_type, owner_name, binary_name, \
+                         meta_hash FROM report_sources WHERE image = ?1",
+                        [image],
+                    )
+                    .db(p)?;
+                }
+            }
+            Err(e) => {
+                s.images_failed += 1;
+                s.warnings
+                    .push(format!("image {image}: no source labels: {e}"));
+                tx.execute(
+                    "INSERT INTO image_sources (image, source_url, source_commit, origin, error, inspected_at) \
+                     VALUES (?1, NULL, NULL, 'label', ?2, ?3) ON CONFLICT(image) DO UPDATE SET \
+                     error = excluded.error, inspected_at = excluded.inspected_at",
+                    params![image, e, now],
+                )
+                .db(p)?;
+            }
+        }
+    }
+    tx.commit().db(p)
 }
 
 fn stored_binary(conn: &Connection, dir: &str, p: &Path) -> Result<Option<String>, Error> {
@@ -362,11 +438,18 @@ fn mark_dirty_for_dir(tx: &Transaction<'_>, dir: &str, p: &Path) -> Result<(), E
     Ok(())
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// UTC now as RFC 3339 (seconds).
 pub(crate) fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    rfc3339_at(unix_now())
+}
+
+fn rfc3339_at(secs: i64) -> String {
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
     // Howard Hinnant's civil-from-days.
@@ -518,6 +601,8 @@ impl OwnerDefault for Option<crate::owner::OwnerRef> {
 }
 
 type GroupKey = (String, String, String, String, String);
+/// A dense counter vector and the number of snapshots folded into it.
+type Snapshot = (Vec<u32>, u32);
 
 struct MemberReport {
     id: i64,
@@ -597,6 +682,7 @@ fn compute_owner(
     members: Vec<MemberReport>,
     layout: &Layout,
     merge_mode: MergeMode,
+    image_sources: &HashMap<String, (Option<String>, Option<String>)>,
 ) -> Result<OwnerRow, String> {
     let mode = layout.mode;
     let mut by_instance: BTreeMap<&str, Vec<&MemberReport>> = BTreeMap::new();
@@ -608,7 +694,7 @@ fn compute_owner(
     for reps in by_instance.values() {
         // A process: its PID plus, when the collector recorded it, what
         // tells processes with a reused PID apart (restart count, start time).
-        let mut by_pid: BTreeMap<(i64, &str), Vec<(Vec<u32>, u32)>> = BTreeMap::new();
+        let mut by_pid: BTreeMap<(i64, &str), Vec<Snapshot>> = BTreeMap::new();
         for m in reps {
             for (pid, blob) in &m.processes {
                 let c = codec::decode_counters(blob)
@@ -664,9 +750,20 @@ fn compute_owner(
         .map(|m| m.image.as_str())
         .filter(|s| !s.is_empty())
         .collect();
-    let src = members
+    // Source: info.json of the newest report that has one, else the labels
+    // of one of the owner's images.
+    let (source_url, source_commit) = members
         .iter()
-        .find(|m| m.source_url.is_some() || m.source_commit.is_some());
+        .find(|m| m.source_url.is_some() || m.source_commit.is_some())
+        .map(|m| (m.source_url.clone(), m.source_commit.clone()))
+        .or_else(|| {
+            members
+                .iter()
+                .filter_map(|m| image_sources.get(&m.image))
+                .find(|(u, c)| u.is_some() || c.is_some())
+                .cloned()
+        })
+        .unwrap_or((None, None));
     Ok(OwnerRow {
         meta_id: members.first().map_or(0, |m| m.meta_id),
         mode: mode.as_str().to_string(),
@@ -678,8 +775,8 @@ fn compute_owner(
         files,
         module_path: layout.module_path.clone(),
         images: images.into_iter().collect::<Vec<_>>().join("\n"),
-        source_url: src.and_then(|m| m.source_url.clone()),
-        source_commit: src.and_then(|m| m.source_commit.clone()),
+        source_url,
+        source_commit,
         merge_input_hash: covdata::hex(&h.finish()),
         counters: codec::encode_counters(&acc),
         key,
@@ -693,6 +790,17 @@ fn recompute_owners(
     s: &mut CompileSummary,
 ) -> Result<(), Error> {
     let mut layouts: HashMap<i64, Arc<Layout>> = HashMap::new();
+    let image_sources: HashMap<String, (Option<String>, Option<String>)> = {
+        let mut st = conn
+            .prepare(
+                "SELECT image, source_url, source_commit FROM image_sources WHERE error IS NULL",
+            )
+            .db(p)?;
+        st.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+            .db(p)?
+            .collect::<Result<_, _>>()
+            .db(p)?
+    };
     loop {
         let keys: Vec<GroupKey> = {
             let mut st = conn
@@ -737,7 +845,7 @@ fn recompute_owners(
                     return Ok(None);
                 };
                 let layout = layouts[&first.meta_id].clone();
-                compute_owner(k, members, &layout, merge_mode)
+                compute_owner(k, members, &layout, merge_mode, &image_sources)
                     .map(Some)
                     .map_err(|why| Error::Corrupt {
                         path: p.to_path_buf(),

@@ -13,6 +13,7 @@ pub mod codec;
 pub mod compile;
 pub mod entry;
 pub mod error;
+pub mod images;
 pub mod layout;
 pub mod merge;
 pub mod owner;

@@ -23,6 +23,15 @@ pub struct Args {
     /// Worker threads for decoding (default: all cores).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
+    /// Read the source repository and commit of images without info.json
+    /// sources from their labels (io.openshift.build.source-location,
+    /// io.openshift.build.commit.id), through the OCI registry API, else
+    /// `oc image info`. Cached in the database; failures are warnings.
+    #[arg(long)]
+    pub inspect_images: bool,
+    /// A registry (HOST[:PORT]) to reach over plain HTTP (loopback ones always are).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -54,6 +63,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut opts = db::CompileOptions::new(&args.collection);
     opts.merge = merge;
     opts.updates = updates;
+    if args.inspect_images {
+        opts.inspect_images = Some(db::images::InspectOptions {
+            insecure_registries: args.insecure_registry.clone(),
+            concurrency: 8,
+            timeout: None,
+        });
+    }
     let start = Instant::now();
     let s = db::compile(&opts)?;
     let secs = start.elapsed().as_secs_f64();
@@ -73,7 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.json {
         println!(
-            "{{\"entries\":{},\"compiled\":{},\"unchanged\":{},\"removed\":{},\"failed\":{},\"reports_written\":{},\"owners_recomputed\":{},\"owners_deleted\":{},\"owners\":{},\"seconds\":{:.3}}}",
+            "{{\"entries\":{},\"compiled\":{},\"unchanged\":{},\"removed\":{},\"failed\":{},\"reports_written\":{},\"owners_recomputed\":{},\"owners_deleted\":{},\"owners\":{},\"images_inspected\":{},\"images_failed\":{},\"seconds\":{:.3}}}",
             s.entries,
             s.compiled,
             s.unchanged,
@@ -83,6 +99,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             s.owners_recomputed,
             s.owners_deleted,
             s.owners_total,
+            s.images_inspected,
+            s.images_failed,
             secs
         );
     } else if !args.quiet {
