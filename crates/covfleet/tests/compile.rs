@@ -722,3 +722,40 @@ fn container_restarts_with_the_same_pid_add_up() {
         go_textfmt(&refs(&dirs))
     );
 }
+
+#[test]
+fn a_truncated_snapshot_is_skipped_with_a_warning() {
+    // An interrupted upload leaves half a counter file next to the previous
+    // snapshot: the good one counts, the broken one is named in a warning.
+    let tmp = tempfile::tempdir().unwrap();
+    let col = tmp.path().join("col");
+    let d = entry(
+        &col,
+        "e",
+        &Meta::pod("ns", "svc-0", "svc"),
+        &[&["-mode", "both", "-n", "3"]],
+    );
+    let good = tmp.path().join("good");
+    std::fs::create_dir(&good).unwrap();
+    for f in std::fs::read_dir(&d).unwrap() {
+        let p = f.unwrap().path();
+        std::fs::copy(&p, good.join(p.file_name().unwrap())).unwrap();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if let Some(rest) = name.strip_prefix("covcounters.") {
+            let parts: Vec<&str> = rest.split('.').collect();
+            let bytes = std::fs::read(&p).unwrap();
+            let bad = d.join(format!("covcounters.{}.{}.99", parts[0], parts[1]));
+            std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+        }
+    }
+    let c = col.display().to_string();
+    let (code, _, err) = covfleet(&["compile", "--collection", &c]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning") && err.contains(".99"), "{err}");
+    let db = Database::open_collection(&col).unwrap();
+    let o = owner_by_name(&db, "svc");
+    assert_eq!(
+        profile_lines(&db.owner_profile(o.id).unwrap()),
+        go_textfmt(&[&good])
+    );
+}

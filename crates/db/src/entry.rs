@@ -318,7 +318,6 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
                 }
             };
             let mut processes = Vec::new();
-            let mut snapshots_read = 0;
             for ((_, pid), files) in counters.range((*hash, i64::MIN)..=(*hash, i64::MAX)) {
                 let mut snaps = Vec::new();
                 for (_, cpath) in files {
@@ -348,7 +347,6 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
                         Err(e) => warnings.push(e),
                     }
                 }
-                snapshots_read += snaps.len() as u32;
                 for (seq, (c, n)) in merge::latest_per_process(snaps).into_iter().enumerate() {
                     processes.push(ProcessCounters {
                         pid: *pid,
@@ -358,7 +356,6 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
                     });
                 }
             }
-            let _ = snapshots_read;
             result
                 .reports
                 .push(finish_report(meta, "binary", processes));
