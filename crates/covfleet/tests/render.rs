@@ -112,7 +112,9 @@ fn page_data(html: &str) -> Value {
 fn metadata(ns: &str, pod: &str, container: &str, host: &str) -> Value {
     json!({
         "namespace": ns, "pod_name": pod, "hostname": host, "binary_name": "demo",
-        "container": {"name": container, "image": "quay.io/acme/demo:v1"},
+        // Each container its own image: compile maps an image to the source
+        // that any report of it names, and the agent must be found otherwise.
+        "container": {"name": container, "image": format!("quay.io/acme/demo-{container}:v1")},
         "collected_at": "2026-01-01T00:00:00Z", "host_process": false
     })
 }

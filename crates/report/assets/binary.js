@@ -112,7 +112,8 @@
   });
 
   // Per-file data and shared source texts arrive through <script> tags
-  // (works from file://): covfleetFile(i, data) and covfleetSource(hash, text).
+  // (works from file://): covfleetFiles(bundle, {file index: data}) and
+  // covfleetSources(key, {text hash: text}).
   var texts = {}, pending = {};
   function fetchScript(key, url, cb) {
     if (pending[key]) { pending[key].push(cb); return; }
@@ -126,14 +127,19 @@
     (pending[key] || []).forEach(function (cb) { cb(); });
     delete pending[key];
   }
-  window.covfleetFile = function (i, d) { loaded[i] = d; arrived('f' + i); };
-  window.covfleetSource = function (h, text) { texts[h] = text; arrived('s' + h); };
+  window.covfleetFiles = function (k, map) {
+    Object.keys(map).forEach(function (i) { loaded[i] = map[i]; });
+    arrived('d' + k);
+  };
+  window.covfleetSources = function (key, map) {
+    Object.keys(map).forEach(function (h) { texts[h] = map[h]; });
+    arrived('s' + key);
+  };
   function load(i, cb) {
-    var f = files[i], need = 0;
+    var f = files[i], need = 1;
     function done() { if (--need === 0) cb(loaded[i], f.h ? texts[f.h] : null); }
-    need++;
-    if (f.h && texts[f.h] === undefined) { need++; fetchScript('s' + f.h, '../src/' + f.h + '.js', done); }
-    if (!loaded[i]) { need++; fetchScript('f' + i, f.d, done); }
+    if (f.h && texts[f.h] === undefined) { need++; fetchScript('s' + f.sb, '../src/' + f.sb + '.js', done); }
+    if (!loaded[i]) { need++; fetchScript('d' + f.d, data.data_dir + '/' + f.d + '.js', done); }
     done();
   }
 

@@ -9,7 +9,7 @@
 //! a page whose inputs did not change is neither regenerated nor rewritten.
 //! Other files are written only when their bytes differ.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -222,11 +222,12 @@ struct PageFile<'a> {
     s: bool,
     /// Number of lines (0 without source).
     n: usize,
-    /// Data script, relative to the page.
-    d: String,
-    /// Hash of the source text: its script is `../src/<hash>.js`, shared by
-    /// every page showing the same text.
+    /// Number of the page's data script holding the file (`<page>/<d>.js`).
+    d: usize,
+    /// Hash of the source text …
     h: Option<String>,
+    /// … found in the shared script `../src/<sb>.js`.
+    sb: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -235,6 +236,8 @@ struct PageData<'a> {
     row: IndexRow,
     source_root: Option<String>,
     source_via: Option<&'static str>,
+    /// The page's data scripts' directory, relative to the page.
+    data_dir: &'a str,
     files: Vec<PageFile<'a>>,
 }
 
@@ -256,7 +259,7 @@ struct RowOutcome {
     written: bool,
     with_source: usize,
     without_source: usize,
-    /// Hashes of the shared source scripts the page uses.
+    /// Keys of the shared source scripts the page uses.
     sources: Vec<String>,
 }
 
@@ -323,27 +326,59 @@ fn render_row(
     }
 
     create_dir(&data_dir)?;
+    // Source texts, grouped by package directory into shared bundles.
+    let texts: Vec<Option<String>> = located
+        .iter()
+        .map(|loc| loc.as_ref().and_then(|(p, _)| source::read_source(p)))
+        .collect();
+    let text_hashes: Vec<Option<String>> = texts
+        .iter()
+        .map(|t| t.as_deref().map(content_hash))
+        .collect();
+    let mut packages: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, f) in files.iter().enumerate() {
+        if texts[i].is_some() {
+            let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d);
+            packages.entry(dir).or_default().push(i);
+        }
+    }
+    let mut bundle_of = vec![None; files.len()];
+    let mut sources = BTreeSet::new();
+    for members in packages.values() {
+        let key = write_source_bundle(&opts.out_dir, members, &texts, &text_hashes)?;
+        for &i in members {
+            bundle_of[i] = Some(key.clone());
+        }
+        sources.insert(key);
+    }
+
+    // Per-file coverage, bundled per page: a few scripts instead of one per file.
     let mut page_files = Vec::with_capacity(files.len());
     let mut written = BTreeSet::new();
-    let mut sources = BTreeSet::new();
     let (mut with_source, mut without_source) = (0, 0);
-    for (i, (f, loc)) in files.iter().zip(&located).enumerate() {
-        let text = loc.as_ref().and_then(|(p, _)| source::read_source(p));
-        let nlines = text.as_deref().map_or(0, count_lines);
+    let mut bundle = String::new();
+    let mut bundle_no = 0usize;
+    let mut flush = |bundle: &mut String, no: &mut usize| -> Result<(), Error> {
+        if bundle.is_empty() {
+            return Ok(());
+        }
+        let name = format!("{no}.js");
+        let js = format!("covfleetFiles({no},{{{bundle}}});\n");
+        write_if_changed(&data_dir.join(&name), js.as_bytes())?;
+        written.insert(name);
+        bundle.clear();
+        *no += 1;
+        Ok(())
+    };
+    for (i, f) in files.iter().enumerate() {
+        let text = texts[i].as_deref();
+        let nlines = text.map_or(0, count_lines);
         let (st, n) = if text.is_some() {
+            with_source += 1;
             line_states(&f.blocks, nlines)
         } else {
+            without_source += 1;
             (Vec::new(), Vec::new())
-        };
-        let src_hash = match &text {
-            Some(t) => {
-                with_source += 1;
-                Some(write_source(&opts.out_dir, t)?)
-            }
-            None => {
-                without_source += 1;
-                None
-            }
         };
         let fd = FileData {
             st: st.iter().map(|s| s.as_char()).collect(),
@@ -362,30 +397,30 @@ fn render_row(
                 })
                 .collect(),
         };
-        let name = format!("{i}.js");
-        let js = format!(
-            "covfleetFile({i},{});\n",
-            serde_json::to_string(&fd).unwrap_or_else(|_| "{}".into())
-        );
-        write_if_changed(&data_dir.join(&name), js.as_bytes())?;
-        written.insert(name.clone());
-        if let Some(h) = &src_hash {
-            sources.insert(h.clone());
+        let json = serde_json::to_string(&fd).unwrap_or_else(|_| "{}".into());
+        if !bundle.is_empty() && bundle.len() + json.len() > DATA_BUNDLE_BYTES {
+            flush(&mut bundle, &mut bundle_no)?;
         }
+        if !bundle.is_empty() {
+            bundle.push(',');
+        }
+        bundle.push_str(&format!("\"{i}\":{json}"));
         page_files.push(PageFile {
             p: &f.path,
             t: f.total_stmts,
             c: f.covered_stmts,
             s: text.is_some(),
             n: nlines,
-            d: format!("{slug}/{name}"),
-            h: src_hash,
+            d: bundle_no,
+            h: text_hashes[i].clone(),
+            sb: bundle_of[i].clone(),
         });
     }
+    flush(&mut bundle, &mut bundle_no)?;
     let manifest: String = sources.iter().map(|h| format!("{h}\n")).collect();
     write_if_changed(&data_dir.join(SOURCES_MANIFEST), manifest.as_bytes())?;
     written.insert(SOURCES_MANIFEST.to_string());
-    // Data files of files that are gone.
+    // Data files of earlier renders.
     if let Ok(rd) = std::fs::read_dir(&data_dir) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -402,6 +437,7 @@ fn render_row(
             .as_ref()
             .map(|r| r.checkout.root.to_string_lossy().into_owned()),
         source_via: resolved.as_ref().map(|r| r.strategy.as_str()),
+        data_dir: slug,
         files: page_files,
     };
     let page = BinaryPage {
@@ -427,22 +463,45 @@ fn render_row(
     })
 }
 
-/// Writes `OUT/src/<hash>.js` (content-addressed: skipped when present) and
-/// returns the hash.
-fn write_source(out_dir: &Path, text: &str) -> Result<String, Error> {
+/// Per-file coverage scripts of a page hold files up to about this size.
+const DATA_BUNDLE_BYTES: usize = 256 << 10;
+
+fn content_hash(text: &str) -> String {
     let mut h = Fnv128::new();
     h.write(text.as_bytes());
-    let hash = covdata::hex(&h.finish());
-    let path = out_dir.join("src").join(format!("{hash}.js"));
+    covdata::hex(&h.finish())
+}
+
+/// Writes the source texts of one package of a page as
+/// `OUT/src/<key>.js`, keyed by the hashes of its texts: every page showing
+/// the same package at the same content shares it (skipped when present).
+fn write_source_bundle(
+    out_dir: &Path,
+    members: &[usize],
+    texts: &[Option<String>],
+    hashes: &[Option<String>],
+) -> Result<String, Error> {
+    let mut h = Fnv128::new();
+    for &i in members {
+        hash_str(&mut h, hashes[i].as_deref().unwrap_or_default());
+    }
+    let key = covdata::hex(&h.finish());
+    let path = out_dir.join("src").join(format!("{key}.js"));
     if !path.exists() {
+        let mut map = serde_json::Map::new();
+        for &i in members {
+            if let (Some(hash), Some(text)) = (&hashes[i], &texts[i]) {
+                map.insert(hash.clone(), serde_json::Value::String(text.clone()));
+            }
+        }
         let js = format!(
-            "covfleetSource({:?},{});\n",
-            hash,
-            serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
+            "covfleetSources({},{});\n",
+            serde_json::to_string(&key).unwrap_or_default(),
+            serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
         );
         write_if_changed(&path, js.as_bytes())?;
     }
-    Ok(hash)
+    Ok(key)
 }
 
 fn hash_str(h: &mut Fnv128, s: &str) {

@@ -23,26 +23,33 @@ fn page_of(out: &Path, index_html: &str, owner: &str) -> (PathBuf, Value) {
     (page, page_data(&html))
 }
 
-/// The shared source text a page's file entry points to.
-fn source_text(out: &Path, file: &Value) -> Option<String> {
-    let h = file["h"].as_str()?;
-    let js = std::fs::read_to_string(out.join("src").join(format!("{h}.js"))).unwrap();
+/// The argument after the first comma of a `fn(x,{json});` script.
+fn script_arg(js: &str) -> Value {
     let json = js
         .split_once(',')
         .unwrap()
         .1
         .trim_end()
         .trim_end_matches(");");
-    Some(serde_json::from_str(json).unwrap())
+    serde_json::from_str(json).unwrap()
 }
 
-fn file_data(page: &Path, rel: &str) -> Value {
-    let js = std::fs::read_to_string(page.parent().unwrap().join(rel)).unwrap();
-    let json = js
-        .split_once(',')
-        .map(|(_, rest)| rest.trim_end().trim_end_matches(");"))
-        .unwrap();
-    serde_json::from_str(json).unwrap()
+/// The shared source text a page's file entry points to.
+fn source_text(out: &Path, file: &Value) -> Option<String> {
+    let h = file["h"].as_str()?;
+    let key = file["sb"].as_str().unwrap();
+    let js = std::fs::read_to_string(out.join("src").join(format!("{key}.js"))).unwrap();
+    Some(script_arg(&js)[h].as_str().unwrap().to_string())
+}
+
+/// A file's coverage data, from the page's data bundle.
+fn file_data(page: &Path, data: &Value, file: &Value, index: usize) -> Value {
+    let dir = page
+        .parent()
+        .unwrap()
+        .join(data["data_dir"].as_str().unwrap());
+    let js = std::fs::read_to_string(dir.join(format!("{}.js", file["d"]))).unwrap();
+    script_arg(&js)[index.to_string()].clone()
 }
 
 #[test]
@@ -79,8 +86,8 @@ fn sources_are_found_by_each_strategy_and_paths_rewritten() {
     ] {
         let (page, data) = page_of(&out, &index, owner);
         assert_eq!(data["source_via"].as_str(), via, "{owner}");
-        for f in data["files"].as_array().unwrap() {
-            let fd = file_data(&page, f["d"].as_str().unwrap());
+        for (i, f) in data["files"].as_array().unwrap().iter().enumerate() {
+            let fd = file_data(&page, &data, f, i);
             assert_eq!(f["s"].as_bool(), Some(via.is_some()), "{owner}: {}", f["p"]);
             assert_eq!(source_text(&out, f).is_some(), via.is_some());
             // Files without source still carry their numbers and blocks.
@@ -90,13 +97,14 @@ fn sources_are_found_by_each_strategy_and_paths_rewritten() {
     }
     // /workspace paths map into the labelled checkout, line states line up.
     let (page, data) = page_of(&out, &index, "demo-agent");
-    let f = data["files"]
+    let (i, f) = data["files"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["p"] == "/workspace/handlers.go")
+        .enumerate()
+        .find(|(_, f)| f["p"] == "/workspace/handlers.go")
         .unwrap();
-    let fd = file_data(&page, f["d"].as_str().unwrap());
+    let fd = file_data(&page, &data, f, i);
     let src = source_text(&out, f).unwrap();
     let src = src.as_str();
     let st = fd["st"].as_str().unwrap();
