@@ -759,3 +759,78 @@ fn a_truncated_snapshot_is_skipped_with_a_warning() {
         go_textfmt(&[&good])
     );
 }
+
+#[test]
+fn two_builds_in_one_entry_are_two_owners_rows() {
+    // A second build of the binary (another covermode, so another meta hash)
+    // writing into the same directory: one report per meta hash, and the
+    // owner key includes the hash.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../go/fixtures/collection");
+    let bin2 = tmp.path().join("fixture-count");
+    let st = std::process::Command::new("go")
+        .args(["build", "-cover", "-covermode=count", "-o"])
+        .arg(&bin2)
+        .arg(".")
+        .current_dir(&src)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let col = tmp.path().join("col");
+    let d = entry(
+        &col,
+        "e",
+        &Meta::pod("ns", "svc-0", "svc"),
+        &[&["-mode", "calc", "-n", "4"]],
+    );
+    let out = std::process::Command::new(&bin2)
+        .args(["-mode", "words"])
+        .env("GOCOVERDIR", &d)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let s = compile(&col, &[]);
+    assert_eq!(s["reports_written"], 2);
+    let db = Database::open_collection(&col).unwrap();
+    let owners = db.owners().unwrap();
+    assert_eq!(owners.len(), 2);
+    assert_ne!(owners[0].meta_hash, owners[1].meta_hash);
+    let mut modes: Vec<&str> = owners.iter().map(|o| o.mode.as_str()).collect();
+    modes.sort();
+    assert_eq!(modes, ["atomic", "count"]);
+    for o in &owners {
+        // go tool covdata cannot be pointed at one hash of a directory; the
+        // per-hash totals must still add up to the same statement count.
+        assert_eq!(o.report_count, 1);
+        assert!(o.covered_stmts > 0 && o.covered_stmts < o.total_stmts);
+    }
+    assert_eq!(owners[0].total_stmts, owners[1].total_stmts);
+}
+
+#[test]
+fn a_seed_database_is_rebuilt_and_refused_by_the_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let col = tmp.path();
+    entry(col, "e", &Meta::pod("ns", "svc-0", "svc"), &[&["-n", "2"]]);
+    {
+        // The seed's Go collector: schema 2, coverage text per report.
+        let conn = rusqlite::Connection::open(col.join("coverage.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER); INSERT INTO schema_version VALUES (2);
+             CREATE TABLE owners (id INTEGER PRIMARY KEY, namespace TEXT, owner_type TEXT, owner_name TEXT,
+               binary_name TEXT, coverage_text TEXT);
+             INSERT INTO owners VALUES (1, 'x', 'Deployment', 'y', 'z', 'mode: set');",
+        )
+        .unwrap();
+    }
+    let err = Database::open_collection(col).unwrap_err().to_string();
+    assert!(
+        err.contains("not a covfleet coverage database") && err.contains("schema version 2"),
+        "{err}"
+    );
+    compile(col, &[]);
+    let db = Database::open_collection(col).unwrap();
+    let owners = db.owners().unwrap();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(owners[0].owner_name, "svc");
+}
