@@ -1,33 +1,87 @@
 //! The site's rows and files read from `coverage.db` (crate `db`).
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 
-use crate::model::{FileCoverage, OwnerRow, ProfileError, SiteSource, files_from_profile};
+use crate::model::{Block, FileCoverage, OwnerRow, SiteSource};
 
 /// Errors reading the database for the site.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Db(#[from] db::Error),
-    #[error("owner {owner}: its merged profile")]
-    Profile {
-        owner: String,
+    #[error("{path}: reading the coverage of owner {owner}")]
+    Sql {
+        path: String,
+        owner: i64,
         #[source]
-        source: ProfileError,
+        source: rusqlite::Error,
+    },
+    #[error("{path}: owner {owner}: {why}")]
+    Corrupt {
+        path: String,
+        owner: i64,
+        why: String,
     },
     #[error("owner id {0:?} is not a number")]
     BadId(String),
 }
 
 /// A [`SiteSource`] over an open database.
+///
+/// An owner's files come straight from its merged counter blob and its
+/// binary's meta-data (decoded once per binary), as documented in
+/// `docs/database.md`, grouped by file; the injected server's file is left
+/// out.
 #[derive(Debug)]
 pub struct DbSource {
     db: db::Database,
+    layouts: RefCell<HashMap<i64, Rc<db::layout::Layout>>>,
 }
 
 impl DbSource {
     pub fn new(db: db::Database) -> DbSource {
-        DbSource { db }
+        DbSource {
+            db,
+            layouts: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn layout(&self, owner: i64, meta_id: i64) -> Result<Rc<db::layout::Layout>, Error> {
+        if let Some(l) = self.layouts.borrow().get(&meta_id) {
+            return Ok(l.clone());
+        }
+        let data: Vec<u8> = self
+            .db
+            .connection()
+            .query_row(
+                "SELECT data FROM meta_files WHERE id = ?1",
+                [meta_id],
+                |r| r.get(0),
+            )
+            .map_err(|source| self.sql(owner, source))?;
+        let layout = db::compile::layout_from_stored(&data).map_err(|why| Error::Corrupt {
+            path: self.db.path().display().to_string(),
+            owner,
+            why: format!("meta-data file {meta_id}: {why}"),
+        })?;
+        let layout = Rc::new(layout);
+        // One binary's layout is shared by its owners; keep a few.
+        let mut cache = self.layouts.borrow_mut();
+        if cache.len() >= 16 {
+            cache.clear();
+        }
+        cache.insert(meta_id, layout.clone());
+        Ok(layout)
+    }
+
+    fn sql(&self, owner: i64, source: rusqlite::Error) -> Error {
+        Error::Sql {
+            path: self.db.path().display().to_string(),
+            owner,
+            source,
+        }
     }
 }
 
@@ -76,10 +130,54 @@ impl SiteSource for DbSource {
 
     fn files(&self, row: &OwnerRow) -> Result<Vec<FileCoverage>, Error> {
         let id: i64 = row.id.parse().map_err(|_| Error::BadId(row.id.clone()))?;
-        let profile = self.db.owner_profile(id)?;
-        files_from_profile(&profile).map_err(|source| Error::Profile {
-            owner: format!("{}/{}/{}", row.namespace, row.owner, row.binary),
-            source,
-        })
+        let (meta_id, blob): (i64, Vec<u8>) = self
+            .db
+            .connection()
+            .query_row(
+                "SELECT meta_id, counters FROM owners WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|source| self.sql(id, source))?;
+        let layout = self.layout(id, meta_id)?;
+        let counters = db::codec::decode_counters(&blob).map_err(|why| Error::Corrupt {
+            path: self.db.path().display().to_string(),
+            owner: id,
+            why: format!("counters: {why}"),
+        })?;
+        if counters.len() != layout.units.len() {
+            return Err(Error::Corrupt {
+                path: self.db.path().display().to_string(),
+                owner: id,
+                why: format!(
+                    "{} counters for {} units",
+                    counters.len(),
+                    layout.units.len()
+                ),
+            });
+        }
+        let mut blocks: Vec<Vec<Block>> = vec![Vec::new(); layout.files.len()];
+        for (u, &count) in layout.units.iter().zip(&counters) {
+            if let Some(list) = blocks.get_mut(u.file as usize) {
+                list.push(Block {
+                    start_line: u.st_line,
+                    start_col: u.st_col,
+                    end_line: u.en_line,
+                    end_col: u.en_col,
+                    stmts: u.stmts,
+                    count: u64::from(count),
+                });
+            }
+        }
+        Ok(layout
+            .files
+            .iter()
+            .zip(blocks)
+            .filter(|(f, b)| !f.injected && !b.is_empty())
+            .map(|(f, mut b)| {
+                b.sort_by_key(|b| (b.start_line, b.start_col, b.end_line, b.end_col));
+                FileCoverage::from_blocks(f.path.clone(), b)
+            })
+            .collect())
     }
 }

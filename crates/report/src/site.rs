@@ -294,7 +294,14 @@ fn render_row(
     }
     hash_str(&mut h, &serde_json::to_string(row).unwrap_or_default());
     for (f, s) in files.iter().zip(&located) {
-        hash_str(&mut h, &serde_json::to_string(f).unwrap_or_default());
+        hash_str(&mut h, &f.path);
+        h.write(&(f.blocks.len() as u64).to_le_bytes());
+        for b in &f.blocks {
+            for v in [b.start_line, b.start_col, b.end_line, b.end_col, b.stmts] {
+                h.write(&v.to_le_bytes());
+            }
+            h.write(&b.count.to_le_bytes());
+        }
         match s {
             Some((p, m)) => {
                 hash_str(&mut h, &p.to_string_lossy());
