@@ -35,7 +35,7 @@ pub struct ImageLabels {
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
 pub struct InspectOptions {
-    /// Registries (host[:port]) spoken to over plain HTTP, besides loopback ones.
+    /// Registries (`host[:port]`) spoken to over plain HTTP, besides loopback ones.
     pub insecure_registries: Vec<String>,
     /// Images inspected at once.
     pub concurrency: usize,

@@ -29,7 +29,7 @@ pub struct Args {
     /// `oc image info`. Cached in the database; failures are warnings.
     #[arg(long)]
     pub inspect_images: bool,
-    /// A registry (HOST[:PORT]) to reach over plain HTTP (loopback ones always are).
+    /// A registry (HOST or HOST:PORT) to reach over plain HTTP (loopback ones always are).
     #[arg(long, value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
     /// Print the summary as JSON on stdout.
