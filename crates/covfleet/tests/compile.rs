@@ -348,7 +348,7 @@ fn owner_references_win_over_pod_names() {
     let mut m = Meta::pod("ns", "weird-name", "c");
     m.extra.push((
         "owner_references".into(),
-        serde_json::json!([{"kind": "ReplicaSet", "name": "frontend-5d4c7b9f8", "controller": true}]),
+        serde_json::json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "frontend-5d4c7b9f8", "uid": "8d1c7c2e-1111-4c3b-9a4e-000000000001", "controller": true}]),
     ));
     entry(dir, "e1", &m, &[&["-n", "1"]]);
     compile(dir, &[]);
@@ -833,4 +833,68 @@ fn a_seed_database_is_rebuilt_and_refused_by_the_reader() {
     let owners = db.owners().unwrap();
     assert_eq!(owners.len(), 1);
     assert_eq!(owners[0].owner_name, "svc");
+}
+
+#[test]
+fn alternating_counter_slots_of_collect_count_once() {
+    // collect's layout: `covcounters.<hash>.<pid>.1|.2` hold the two latest
+    // snapshots of one process, in either order.
+    let tmp = tempfile::tempdir().unwrap();
+    let col = tmp.path().join("col");
+    let d = entry(
+        &col,
+        "ns_web-0_web_fixture_p7-r0",
+        &Meta::pod("ns", "web-0", "web"),
+        &[&["-mode", "both", "-n", "4", "-snapshots", "1"]],
+    );
+    let mut snaps: Vec<(u128, PathBuf)> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.strip_prefix("covcounters.")
+                .map(|r| (r.rsplit('.').next().unwrap().parse().unwrap(), p.clone()))
+        })
+        .collect();
+    snaps.sort();
+    assert_eq!(snaps.len(), 2);
+    let latest = tmp.path().join("latest");
+    std::fs::create_dir(&latest).unwrap();
+    for f in std::fs::read_dir(&d).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("covmeta.")
+        {
+            std::fs::copy(&p, latest.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::copy(&snaps[1].1, latest.join(snaps[1].1.file_name().unwrap())).unwrap();
+    let name = snaps[0]
+        .1
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let parts: Vec<&str> = name.split('.').collect();
+    // The newer snapshot in slot 1, the older in slot 2.
+    std::fs::rename(
+        &snaps[1].1,
+        d.join(format!("covcounters.{}.{}.1", parts[1], parts[2])),
+    )
+    .unwrap();
+    std::fs::rename(
+        &snaps[0].1,
+        d.join(format!("covcounters.{}.{}.2", parts[1], parts[2])),
+    )
+    .unwrap();
+    compile(&col, &["--merge", "sum"]);
+    let db = Database::open_collection(&col).unwrap();
+    let o = owner_by_name(&db, "web");
+    assert_eq!(o.process_count, 1);
+    assert_eq!(
+        profile_lines(&db.owner_profile(o.id).unwrap()),
+        go_textfmt(&[&latest])
+    );
 }
