@@ -35,7 +35,8 @@
     files.forEach(function (f) { t += f.t; c += f.c; if (f.s) ws++; });
     var box = $('cards');
     [[fmtPct(t ? (100 * c) / t : 0), 'coverage'], [fmtNum(c) + ' / ' + fmtNum(t), 'statements run'],
-     [fmtNum(files.length), 'files'], [fmtNum(ws), 'files with source'], [fmtNum(r.pods.length), 'pods']]
+     [fmtNum(files.length), 'files'], [fmtNum(ws), 'files with source'],
+     r.pods.length || !r.hosts.length ? [fmtNum(r.pods.length), 'pods'] : [fmtNum(r.hosts.length), 'hosts']]
       .forEach(function (x) {
         var d = el('div', 'card'); d.appendChild(el('div', 'v', x[0])); d.appendChild(el('div', 'l', x[1])); box.appendChild(d);
       });
