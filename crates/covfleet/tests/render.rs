@@ -236,6 +236,16 @@ fn compile_then_render_a_live_demo_fleet() {
         "demo-agent vs go tool covdata"
     );
 
+    // Both owners run one binary: the index knows what they ran together.
+    assert_eq!(api["key"], agent["key"]);
+    let union = data["bins"][api["key"].as_str().unwrap()].as_u64().unwrap();
+    let (c, t) = go_covdata_totals(&[&deploy[..], &ds[..]].concat(), tmp.path());
+    assert_eq!(
+        (union, api["t"].as_u64().unwrap()),
+        (c, t),
+        "union vs go tool covdata over all three pods"
+    );
+
     // Source found through the labels (info.json) and through the module path.
     for (r, via) in [(api, "image labels"), (agent, "module path")] {
         let page =

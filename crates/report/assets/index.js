@@ -10,6 +10,9 @@
     r.tier = tier(r.pct);
     r.hay = [r.ns, r.ty, r.ow, r.bin].concat(r.pods, r.hosts, r.images, r.ctrs).join('\n').toLowerCase();
   });
+  var rowsOfKey = {};
+  rows.forEach(function (r) { rowsOfKey[r.key] = (rowsOfKey[r.key] || 0) + 1; });
+  data.bins = data.bins || {};
   var state = { q: '', ns: '', ty: '', tier: '', key: 'pct', dir: 1, open: {} };
   var $ = function (id) { return document.getElementById(id); };
 
@@ -84,12 +87,18 @@
   }
 
   function cards(list) {
-    // Statements count once per binary: several owners may run the same binary.
+    // Statements count once per binary: several owners may run the same
+    // binary. When all its rows are shown, what they ran together (computed
+    // from their blocks); else the best of the rows shown.
     var bins = {};
     list.forEach(function (r) {
       var b = bins[r.key];
-      if (!b) bins[r.key] = { t: r.t, c: r.c };
+      if (!b) b = bins[r.key] = { t: r.t, c: r.c, n: 0 };
       else { b.t = Math.max(b.t, r.t); b.c = Math.max(b.c, r.c); }
+      b.n++;
+    });
+    Object.keys(bins).forEach(function (k) {
+      if (bins[k].n === rowsOfKey[k] && data.bins[k] !== undefined) bins[k].c = data.bins[k];
     });
     var t = 0, c = 0, n = 0, pods = {};
     Object.keys(bins).forEach(function (k) { t += bins[k].t; c += bins[k].c; n++; });

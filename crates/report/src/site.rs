@@ -9,7 +9,7 @@
 //! a page whose inputs did not change is neither regenerated nor rewritten.
 //! Other files are written only when their bytes differ.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -108,12 +108,18 @@ pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> 
 
     let mut index_rows = Vec::with_capacity(rows.len());
     let mut sources_in_use: HashSet<String> = HashSet::new();
+    let mut unions = BinaryUnions::default();
     let work: Vec<(&OwnerRow, &String)> = rows.iter().zip(&slugs).collect();
     for chunk in work.chunks(CHUNK) {
         let fetched: Vec<_> = chunk
             .iter()
             .map(|(row, _)| src.files(row).map_err(|e| RowError::Files(Box::new(e))))
             .collect();
+        for ((row, _), files) in chunk.iter().zip(&fetched) {
+            if let Ok(files) = files {
+                unions.add(row, files);
+            }
+        }
         let outcomes: Vec<Result<RowOutcome, RowError>> = chunk
             .par_iter()
             .zip(fetched)
@@ -150,6 +156,7 @@ pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> 
     let data = IndexData {
         title: &opts.title,
         rows: index_rows,
+        bins: unions.covered(),
     };
     let page = IndexPage {
         title: &opts.title,
@@ -570,11 +577,7 @@ impl IndexRow {
             ctrs: r.containers.clone(),
             t: r.total_stmts,
             c: r.covered_stmts,
-            key: if r.binary_key.is_empty() {
-                r.binary.clone()
-            } else {
-                r.binary_key.clone()
-            },
+            key: binary_key(r),
             src: r.source_url.clone(),
             commit: r.source_commit.clone(),
             page,
@@ -586,6 +589,68 @@ impl IndexRow {
 struct IndexData<'a> {
     title: &'a str,
     rows: Vec<IndexRow>,
+    /// Per binary key: statements run by any of its rows together.
+    bins: BTreeMap<String, u64>,
+}
+
+/// What all rows of one binary ran together: a block counts once, as run
+/// when any row ran it. Rows of one binary (same meta-data) have the same
+/// blocks in the same order; a key whose rows disagree gets no union.
+#[derive(Debug, Default)]
+struct BinaryUnions {
+    by_key: HashMap<String, Option<Vec<(u32, bool)>>>,
+}
+
+impl BinaryUnions {
+    fn add(&mut self, row: &OwnerRow, files: &[FileCoverage]) {
+        let key = binary_key(row);
+        let blocks = files
+            .iter()
+            .flat_map(|f| f.blocks.iter().map(|b| (b.stmts, b.count > 0)));
+        match self.by_key.get_mut(&key) {
+            None => {
+                self.by_key.insert(key, Some(blocks.collect()));
+            }
+            Some(slot) => {
+                let n: usize = files.iter().map(|f| f.blocks.len()).sum();
+                match slot {
+                    Some(acc) if acc.len() == n => {
+                        for (a, (stmts, hit)) in acc.iter_mut().zip(blocks) {
+                            if a.0 != stmts {
+                                *slot = None;
+                                return;
+                            }
+                            a.1 |= hit;
+                        }
+                    }
+                    _ => *slot = None,
+                }
+            }
+        }
+    }
+
+    fn covered(&self) -> BTreeMap<String, u64> {
+        self.by_key
+            .iter()
+            .filter_map(|(k, v)| {
+                let c = v
+                    .as_ref()?
+                    .iter()
+                    .filter(|(_, hit)| *hit)
+                    .map(|(s, _)| u64::from(*s))
+                    .sum();
+                Some((k.clone(), c))
+            })
+            .collect()
+    }
+}
+
+fn binary_key(r: &OwnerRow) -> String {
+    if r.binary_key.is_empty() {
+        r.binary.clone()
+    } else {
+        r.binary_key.clone()
+    }
 }
 
 #[derive(Template)]

@@ -254,6 +254,34 @@ fn site_works_in_headless_chromium() {
             .ends_with(&format!("/ {}", fmt_num(want_t))),
         "statements card {card} should count the demo binary once ({want_t})"
     );
+    // … and count what its two owners ran together, more than either ran.
+    let union: u64 = demo.files.iter().map(|f| f.covered_stmts).sum();
+    let rows_c = |pred: &dyn Fn(&report::OwnerRow) -> bool| -> Vec<u64> {
+        fx.source
+            .rows
+            .iter()
+            .filter(|(r, _)| pred(r))
+            .map(|(r, _)| r.covered_stmts)
+            .collect()
+    };
+    let demo_rows = rows_c(&|r| r.binary_key == "demo@1111");
+    assert!(
+        demo_rows.iter().all(|&c| c < union),
+        "{demo_rows:?} vs {union}"
+    );
+    let want_c = union + rows_c(&|r| r.binary_key != "demo@1111").iter().sum::<u64>();
+    assert_eq!(
+        card.as_str().unwrap(),
+        format!("{} / {}", fmt_num(want_c), fmt_num(want_t))
+    );
+    // Filtered to one of them: that row's own numbers.
+    page.eval("(() => { const s = document.getElementById('f-ns'); s.value = 'shop'; s.dispatchEvent(new Event('change')); })()");
+    let card = page.eval("document.querySelectorAll('#cards .card .v')[1].textContent");
+    assert_eq!(
+        card.as_str().unwrap(),
+        format!("{} / {}", fmt_num(demo_rows[0]), fmt_num(t))
+    );
+    page.eval("(() => { const s = document.getElementById('f-ns'); s.value = ''; s.dispatchEvent(new Event('change')); })()");
     // Hostile names render as text, and run nothing.
     assert_eq!(page.eval("window.__pwned === undefined"), Value::Bool(true));
     assert_eq!(
