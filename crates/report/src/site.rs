@@ -1,9 +1,11 @@
 //! Writing the static site: `index.html`, one page per row under `b/`, the
-//! per-file source data next to each page, and the shared assets.
+//! per-file coverage data next to each page, the source texts under `src/`
+//! (shared between pages), and the assets.
 //!
-//! Everything is local: no CDN, no fetch (pages work from `file://`). Source
-//! data is loaded on demand through `<script>` tags, one small file per
-//! source file, so a binary with thousands of files opens instantly.
+//! Everything is local: no CDN, no fetch (pages work from `file://`). A
+//! file's data and text are loaded on demand through `<script>` tags, bundled
+//! (per page, and per package for sources) to keep the number of files low,
+//! so a binary with thousands of files opens instantly.
 //!
 //! Pages carry the hash of their inputs (`<meta name="covfleet-input">`);
 //! a page whose inputs did not change is neither regenerated nor rewritten.
@@ -17,7 +19,7 @@ use askama::Template;
 use covdata::hash::{Fnv128, HashWriter};
 use serde::Serialize;
 
-use crate::model::{FileCoverage, OwnerRow, SiteSource, line_states, pct};
+use crate::model::{FileCoverage, OwnerRow, SiteSource, line_states};
 use crate::source::{self, SourceIndex};
 
 /// Bump when the generated HTML/JSON changes shape: forces a rewrite.
@@ -26,6 +28,8 @@ const FORMAT_VERSION: &str = "covfleet-site-1";
 const CSS: &str = include_str!("../assets/covfleet.css");
 const INDEX_JS: &str = include_str!("../assets/index.js");
 const BINARY_JS: &str = include_str!("../assets/binary.js");
+/// Part of every page's input hash: a changed template rewrites the pages.
+const BINARY_TEMPLATE: &str = include_str!("../templates/binary.html");
 
 /// Errors that stop a render (per-row problems are reported in [`Summary`]).
 #[derive(Debug, thiserror::Error)]
@@ -296,7 +300,7 @@ fn render_row(
     // The hash of everything the page is made of. Source files count by
     // path, size and modification time (their text is hashed when written).
     let mut h = Fnv128::new();
-    for part in [FORMAT_VERSION, CSS, BINARY_JS, &opts.title] {
+    for part in [FORMAT_VERSION, CSS, BINARY_JS, BINARY_TEMPLATE, &opts.title] {
         hash_str(&mut h, part);
     }
     hash_str(&mut h, &serde_json::to_string(row).unwrap_or_default());
@@ -758,9 +762,4 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
     std::fs::write(&tmp, bytes).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)?;
     Ok(true)
-}
-
-/// Computes the per-file figures once for tests and callers that want them.
-pub fn file_pct(f: &FileCoverage) -> f64 {
-    pct(f.covered_stmts, f.total_stmts)
 }
