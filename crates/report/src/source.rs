@@ -424,6 +424,33 @@ mod tests {
     }
 
     #[test]
+    fn paths_are_rewritten_into_the_checkout() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("repo");
+        std::fs::create_dir_all(root.join("pkg/sub")).unwrap();
+        std::fs::write(root.join("pkg/sub/a.go"), "package sub\n").unwrap();
+        let c = Checkout {
+            root: root.clone(),
+            module: Some("github.com/new/repo".into()),
+            repo_name: Some("repo".into()),
+        };
+        let want = Some(root.join("pkg/sub/a.go"));
+        for path in [
+            "github.com/new/repo/pkg/sub/a.go",
+            "/go/src/github.com/new/repo/pkg/sub/a.go",
+            "/workspace/pkg/sub/a.go",
+            "github.com/old/repo/pkg/sub/a.go",
+            "/home/builder/src/repo/pkg/sub/a.go",
+        ] {
+            assert_eq!(locate(&c, path), want, "{path}");
+        }
+        assert_eq!(locate(&c, "github.com/new/repo/pkg/sub/missing.go"), None);
+        // A bare file name is too ambiguous to match by suffix.
+        std::fs::write(root.join("main.go"), "package main\n").unwrap();
+        assert_eq!(locate(&c, "/elsewhere/main.go"), None);
+    }
+
+    #[test]
     fn dotdot_is_never_followed() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("r/pkg")).unwrap();
