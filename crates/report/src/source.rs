@@ -6,9 +6,10 @@
 //!
 //! 1. **image labels**: the row's source URL and commit name the checkout
 //!    directly;
-//! 2. **Go module path**: the `go.mod` module whose path prefixes most of the
-//!    row's file paths (a module renamed between organisations matches on its
-//!    repository name);
+//! 2. **Go module path**: the `go.mod` module (at a checkout's root, or
+//!    nested up to four directories down) that the binary was built from, else
+//!    the one whose path prefixes most of the row's file paths (a module
+//!    renamed between organisations matches on its repository name);
 //! 3. **owner name**: a checkout whose repository is named like the owner or
 //!    the binary.
 //!
@@ -50,6 +51,8 @@ pub struct Checkout {
     pub module: Option<String>,
     /// The `<repo>` component of `repos/<host>/<org>/<repo>/<commit8>`.
     pub repo_name: Option<String>,
+    /// A module in a subdirectory of a checkout.
+    pub nested: bool,
 }
 
 /// The tree chosen for a row.
@@ -88,6 +91,7 @@ impl SourceIndex {
                     root: root.clone(),
                     module: read_module(root),
                     repo_name: root.file_name().map(|n| n.to_string_lossy().into_owned()),
+                    nested: false,
                 });
             }
             for commit_dir in dirs_at_depth(&self.repos_dir, 4) {
@@ -95,10 +99,20 @@ impl SourceIndex {
                     .parent()
                     .and_then(|p| p.file_name())
                     .map(|n| n.to_string_lossy().into_owned());
+                // Modules in subdirectories (monorepos) count as trees of their own.
+                for dir in nested_modules(&commit_dir, NESTED_MODULE_DEPTH) {
+                    out.push(Checkout {
+                        module: read_module(&dir),
+                        root: dir,
+                        repo_name: repo_name.clone(),
+                        nested: true,
+                    });
+                }
                 out.push(Checkout {
                     module: read_module(&commit_dir),
                     root: commit_dir,
                     repo_name,
+                    nested: false,
                 });
             }
             out
@@ -107,7 +121,7 @@ impl SourceIndex {
 
     /// Finds the source tree of a row (see the module docs for the order).
     pub fn resolve(&self, row: &OwnerRow, files: &[FileCoverage]) -> Option<Resolved> {
-        if let Some(c) = self.by_labels(row) {
+        if let Some(c) = self.by_labels(row, files) {
             return Some(Resolved {
                 checkout: c,
                 strategy: Strategy::ImageLabels,
@@ -125,7 +139,7 @@ impl SourceIndex {
         })
     }
 
-    fn by_labels(&self, row: &OwnerRow) -> Option<Checkout> {
+    fn by_labels(&self, row: &OwnerRow, files: &[FileCoverage]) -> Option<Checkout> {
         let (host, org, repo) = parse_repo_url(row.source_url.as_deref()?)?;
         let repo_dir = self.repos_dir.join(&host).join(&org).join(&repo);
         let dir = match row.source_commit.as_deref().filter(|c| !c.is_empty()) {
@@ -148,61 +162,35 @@ impl SourceIndex {
         if !dir.is_dir() {
             return None;
         }
+        // The checkout, or the module inside it that the binary was built from.
+        let inside: Vec<&Checkout> = self
+            .checkouts()
+            .iter()
+            .filter(|c| c.root.starts_with(&dir) && c.root != dir)
+            .collect();
+        if let Some(c) = choose(&inside, row.module_path.as_deref(), files) {
+            let root_module = read_module(&dir);
+            let matches_root = root_module.as_deref().is_some_and(|m| {
+                row.module_path.as_deref() == Some(m)
+                    || files
+                        .iter()
+                        .any(|f| has_prefix_dir(strip_gopath(&f.path), m))
+            });
+            if !matches_root {
+                return Some(c.clone());
+            }
+        }
         Some(Checkout {
             module: read_module(&dir),
             root: dir,
             repo_name: Some(repo),
+            nested: false,
         })
     }
 
     fn by_module(&self, module: Option<&str>, files: &[FileCoverage]) -> Option<Checkout> {
-        // The binary's own module path (from its meta-data) decides first…
-        if let Some(m) = module.filter(|m| !m.is_empty()) {
-            let cs = self.checkouts();
-            let exact = cs.iter().find(|c| c.module.as_deref() == Some(m));
-            let renamed = || {
-                cs.iter().find(|c| {
-                    c.module
-                        .as_deref()
-                        .is_some_and(|cm| renamed_rel(&format!("{m}/x.go"), cm).is_some())
-                })
-            };
-            if let Some(c) = exact.or_else(renamed) {
-                return Some(c.clone());
-            }
-        }
-        // … else the module that prefixes most file paths.
-        let mut votes: HashMap<usize, (usize, bool)> = HashMap::new();
-        for f in files {
-            let p = strip_gopath(&f.path);
-            if p.starts_with('/') {
-                continue;
-            }
-            let mut best: Option<(usize, usize, bool)> = None; // (index, module len, exact)
-            for (i, c) in self.checkouts().iter().enumerate() {
-                let Some(m) = c.module.as_deref() else {
-                    continue;
-                };
-                if has_prefix_dir(p, m) {
-                    if best.is_none_or(|(_, len, exact)| !exact || m.len() > len) {
-                        best = Some((i, m.len(), true));
-                    }
-                } else if best.is_none() && renamed_rel(p, m).is_some() {
-                    best = Some((i, m.len(), false));
-                }
-            }
-            if let Some((i, _, exact)) = best {
-                let v = votes.entry(i).or_insert((0, exact));
-                v.0 += 1;
-            }
-        }
-        // Most files win; exact module matches beat renames; then the first root.
-        votes
-            .into_iter()
-            .max_by(|a, b| {
-                (a.1.0, a.1.1, std::cmp::Reverse(a.0)).cmp(&(b.1.0, b.1.1, std::cmp::Reverse(b.0)))
-            })
-            .map(|(i, _)| self.checkouts()[i].clone())
+        let all: Vec<&Checkout> = self.checkouts().iter().collect();
+        choose(&all, module, files).cloned()
     }
 
     fn by_owner(&self, row: &OwnerRow) -> Option<Checkout> {
@@ -213,7 +201,7 @@ impl SourceIndex {
             let found = self
                 .checkouts()
                 .iter()
-                .filter(|c| c.repo_name.as_deref() == Some(name.as_str()))
+                .filter(|c| !c.nested && c.repo_name.as_deref() == Some(name.as_str()))
                 .max_by(|a, b| a.root.cmp(&b.root));
             if let Some(c) = found {
                 return Some(c.clone());
@@ -221,6 +209,58 @@ impl SourceIndex {
         }
         None
     }
+}
+
+/// The candidate whose module is the binary's own module (from its
+/// meta-data), else the one whose module prefixes most file paths (exact
+/// prefixes beat renamed organisations; ties go to the earlier candidate).
+fn choose<'a>(
+    cands: &[&'a Checkout],
+    module: Option<&str>,
+    files: &[FileCoverage],
+) -> Option<&'a Checkout> {
+    if let Some(m) = module.filter(|m| !m.is_empty()) {
+        let exact = cands.iter().find(|c| c.module.as_deref() == Some(m));
+        let renamed = || {
+            cands.iter().find(|c| {
+                c.module
+                    .as_deref()
+                    .is_some_and(|cm| renamed_rel(&format!("{m}/x.go"), cm).is_some())
+            })
+        };
+        if let Some(c) = exact.or_else(renamed) {
+            return Some(c);
+        }
+    }
+    let mut votes: HashMap<usize, (usize, bool)> = HashMap::new();
+    for f in files {
+        let p = strip_gopath(&f.path);
+        if p.starts_with('/') {
+            continue;
+        }
+        let mut best: Option<(usize, usize, bool)> = None; // (index, module len, exact)
+        for (i, c) in cands.iter().enumerate() {
+            let Some(m) = c.module.as_deref() else {
+                continue;
+            };
+            if has_prefix_dir(p, m) {
+                if best.is_none_or(|(_, len, exact)| !exact || m.len() > len) {
+                    best = Some((i, m.len(), true));
+                }
+            } else if best.is_none() && renamed_rel(p, m).is_some() {
+                best = Some((i, m.len(), false));
+            }
+        }
+        if let Some((i, _, exact)) = best {
+            votes.entry(i).or_insert((0, exact)).0 += 1;
+        }
+    }
+    votes
+        .into_iter()
+        .max_by(|a, b| {
+            (a.1.0, a.1.1, std::cmp::Reverse(a.0)).cmp(&(b.1.0, b.1.1, std::cmp::Reverse(b.0)))
+        })
+        .map(|(i, _)| cands[i])
 }
 
 /// Maps a coverage file path to a file inside the checkout, if it exists.
@@ -356,6 +396,41 @@ pub fn read_module(dir: &Path) -> Option<String> {
     None
 }
 
+/// How deep below a checkout's root `go.mod` files of nested modules are looked for.
+const NESTED_MODULE_DEPTH: usize = 4;
+
+/// Directories below `root` (not `root` itself) holding a `go.mod`, at most
+/// `depth` levels down; `vendor`, `testdata` and hidden directories skipped.
+fn nested_modules(root: &Path, depth: usize) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut level = vec![root.to_path_buf()];
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for d in &level {
+            let Ok(rd) = std::fs::read_dir(d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') || name == "vendor" || name == "testdata" {
+                    continue;
+                }
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let p = e.path();
+                    if p.join("go.mod").is_file() {
+                        out.push(p.clone());
+                    }
+                    next.push(p);
+                }
+            }
+        }
+        level = next;
+    }
+    out.sort();
+    out
+}
+
 fn dirs_at_depth(base: &Path, depth: usize) -> Vec<PathBuf> {
     let mut level = vec![base.to_path_buf()];
     for _ in 0..depth {
@@ -433,6 +508,7 @@ mod tests {
             root: root.clone(),
             module: Some("github.com/new/repo".into()),
             repo_name: Some("repo".into()),
+            nested: false,
         };
         let want = Some(root.join("pkg/sub/a.go"));
         for path in [
@@ -451,6 +527,43 @@ mod tests {
     }
 
     #[test]
+    fn modules_nested_in_a_checkout_are_found() {
+        let d = tempfile::tempdir().unwrap();
+        let repos = d.path().join("repos");
+        let mono = repos.join("github.com/acme/mono/cccccccc");
+        let api = mono.join("services/api");
+        std::fs::create_dir_all(api.join("server")).unwrap();
+        std::fs::create_dir_all(mono.join("vendor/x")).unwrap();
+        std::fs::write(api.join("go.mod"), "module example.com/api\n").unwrap();
+        std::fs::write(mono.join("vendor/x/go.mod"), "module example.com/api\n").unwrap();
+        std::fs::write(api.join("server/s.go"), "package server\n").unwrap();
+        let files = vec![FileCoverage::from_blocks(
+            "example.com/api/server/s.go",
+            vec![],
+        )];
+        let index = SourceIndex::new(&repos, vec![]);
+        let mut row = OwnerRow {
+            owner: "mono".into(),
+            source_url: Some("https://github.com/acme/mono".into()),
+            source_commit: Some("cccccccc1111".into()),
+            ..OwnerRow::default()
+        };
+        for strategy in [Strategy::ImageLabels, Strategy::ModulePath] {
+            let r = index.resolve(&row, &files).unwrap();
+            assert_eq!(r.strategy, strategy);
+            assert_eq!(r.checkout.root, api, "{strategy:?}");
+            assert_eq!(
+                locate(&r.checkout, &files[0].path),
+                Some(api.join("server/s.go"))
+            );
+            row.source_url = None;
+        }
+        // By owner name: the checkout itself, not a module inside it.
+        let r = index.resolve(&row, &[]).unwrap();
+        assert_eq!((r.strategy, r.checkout.root), (Strategy::OwnerName, mono));
+    }
+
+    #[test]
     fn dotdot_is_never_followed() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("r/pkg")).unwrap();
@@ -459,6 +572,7 @@ mod tests {
             root: d.path().join("r"),
             module: Some("example.com/m".into()),
             repo_name: None,
+            nested: false,
         };
         assert_eq!(locate(&c, "example.com/m/../secret.go"), None);
         assert_eq!(locate(&c, "/workspace/../secret.go"), None);
