@@ -528,3 +528,54 @@ fn fmt_num(n: u64) -> String {
     }
     out
 }
+
+/// A source whose files cannot be read for one row.
+struct Flaky(report::MemorySource);
+
+#[derive(Debug)]
+struct Broken;
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("counters of owner 3 are corrupt")
+    }
+}
+impl std::error::Error for Broken {}
+
+impl report::SiteSource for Flaky {
+    type Error = Broken;
+    fn rows(&self) -> Result<Vec<report::OwnerRow>, Broken> {
+        Ok(self.0.rows.iter().map(|(r, _)| r.clone()).collect())
+    }
+    fn files(&self, row: &report::OwnerRow) -> Result<Vec<report::FileCoverage>, Broken> {
+        if row.id == "3" {
+            return Err(Broken);
+        }
+        Ok(self
+            .0
+            .rows
+            .iter()
+            .find(|(r, _)| r.id == row.id)
+            .unwrap()
+            .1
+            .clone())
+    }
+}
+
+#[test]
+fn a_failing_row_is_reported_and_the_rest_is_rendered() {
+    let fx = fixture();
+    let out = fx.dir.path().join("html");
+    let s = report::render(&Flaky(fx.source.clone()), &fx.options(&out)).unwrap();
+    assert_eq!(s.pages_written, 4);
+    assert_eq!(s.row_errors.len(), 1);
+    assert!(
+        s.row_errors[0].contains("widget-job") && s.row_errors[0].contains("corrupt"),
+        "{:?}",
+        s.row_errors
+    );
+    let data = page_data(&std::fs::read_to_string(out.join("index.html")).unwrap());
+    let rows = data["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 5, "the failed row is still listed");
+    let widget = rows.iter().find(|r| r["ow"] == "widget-job").unwrap();
+    assert!(widget["page"].is_null(), "…without a link");
+}
