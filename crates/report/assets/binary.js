@@ -89,6 +89,8 @@
   $('f-tier').addEventListener('change', function (e) { state.tier = e.target.value; drawFiles(); });
   $('f-src').addEventListener('change', function (e) { state.src = e.target.value; drawFiles(); });
   Array.prototype.forEach.call(document.querySelectorAll('#files th[data-key]'), function (th) {
+    th.tabIndex = 0;
+    th.addEventListener('keydown', function (e) { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); th.click(); } });
     th.addEventListener('click', function () {
       var k = th.dataset.key;
       if (state.key === k) state.dir = -state.dir; else { state.key = k; state.dir = th.dataset.num ? -1 : 1; }

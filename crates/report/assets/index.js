@@ -178,6 +178,8 @@
   $('f-type').addEventListener('change', function (e) { state.ty = e.target.value; draw(); });
   $('f-tier').addEventListener('change', function (e) { state.tier = e.target.value; draw(); });
   Array.prototype.forEach.call(document.querySelectorAll('#rows th[data-key]'), function (th) {
+    th.tabIndex = 0;
+    th.addEventListener('keydown', function (e) { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); th.click(); } });
     th.addEventListener('click', function () {
       var k = th.dataset.key;
       if (state.key === k) state.dir = -state.dir;
