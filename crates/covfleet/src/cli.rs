@@ -32,6 +32,14 @@ pub enum Command {
     Collect(cmd::collect::Args),
     /// Zero the coverage counters of every target (start of a phase).
     Reset(cmd::reset::Args),
+    /// Compile a collection into DIR/coverage.db (incremental).
+    Compile(cmd::compile::Args),
+    /// Clone each binary's source at its commit into DIR/repos/.
+    CloneSources(cmd::clone_sources::Args),
+    /// Render the static HTML site of a compiled collection (default DIR/html/index.html).
+    Render(cmd::render::Args),
+    /// Build the bundled demo service with coverage, run it, and render its report.
+    Demo(cmd::demo::Args),
 }
 
 /// An error in how covfleet was called or set up: exit code 2.
@@ -53,6 +61,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::GoShim(args) => cmd::go_shim::run(args),
         Command::Collect(args) => cmd::collect::run(args),
         Command::Reset(args) => cmd::reset::run(args),
+        Command::Compile(args) => cmd::compile::run(args),
+        Command::CloneSources(args) => cmd::clone_sources::run(args),
+        Command::Render(args) => cmd::render::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,11 @@
 //! One module per subcommand.
 
+pub mod clone_sources;
 pub mod collect;
+pub mod compile;
 pub mod covdata;
+pub mod demo;
 pub mod go_shim;
 pub mod instrument;
+pub mod render;
 pub mod reset;

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Benchmark `covfleet compile` against the seed's approach, a per-directory
+# `go tool covdata textfmt` pass, over the same collection in the same run.
+#
+#   bench/compile.sh                 256 entry dirs (BENCH_DIRS to change, ≥ 240)
+#   BENCH_WORK=/tmp/b bench/compile.sh   keep the generated data there (reused when present)
+#
+# The collection is real coverage data: gofmt from the Go distribution built
+# with `-cover -coverpkg=all` (~47,000 coverable blocks, like a mid-size
+# cluster binary) and the small fixture in go/fixtures/collection, each run on
+# different inputs; the distinct runs are spread over the entry dirs as pod
+# replicas, restarts and host processes of several namespaces.
+# Prints: both times, the speed-up (target ≥ 20×), the time of an unchanged
+# second compile (target < 5% of the first), database bytes per report, and
+# the render time when this covfleet has `render`.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+source scripts/lib.sh
+
+N=${BENCH_DIRS:-256}
+WORK=${BENCH_WORK:-$(mktemp -d /tmp/covfleet-bench.XXXXXX)}
+mkdir -p "$WORK/bin" "$WORK/runs"
+log "work dir: $WORK"
+
+cargo build --release -p covfleet --quiet
+COVFLEET="$CARGO_TARGET_DIR/release/covfleet"
+go tool covdata help >/dev/null 2>&1 || true   # build the tool before timing it
+
+GOROOT_SRC=$(go env GOROOT)/src
+if [ ! -x "$WORK/bin/gofmt" ]; then
+    log "building gofmt with -cover -coverpkg=all (takes a while)"
+    (cd "$GOROOT_SRC/cmd/gofmt" && go build -cover -covermode=atomic -coverpkg=all -o "$WORK/bin/gofmt" .)
+fi
+if [ ! -x "$WORK/bin/fixture" ]; then
+    (cd go/fixtures/collection && go build -cover -covermode=atomic -o "$WORK/bin/fixture" .)
+fi
+
+# Distinct real runs.
+if [ ! -f "$WORK/runs/.done" ]; then
+    log "recording real coverage runs"
+    rm -rf "$WORK/runs"; mkdir -p "$WORK/runs"
+    i=0
+    for f in $(ls "$GOROOT_SRC"/go/parser/*.go "$GOROOT_SRC"/go/printer/*.go "$GOROOT_SRC"/strings/*.go "$GOROOT_SRC"/sort/*.go | grep -v _test | head -24); do
+        mkdir -p "$WORK/runs/g$i"
+        GOCOVERDIR="$WORK/runs/g$i" "$WORK/bin/gofmt" -l "$f" >/dev/null || true
+        # every third run: a second process (a restart) in the same dir
+        if [ $((i % 3)) = 0 ]; then GOCOVERDIR="$WORK/runs/g$i" "$WORK/bin/gofmt" -d "$f" >/dev/null || true; fi
+        i=$((i + 1))
+    done
+    j=0
+    for args in "-mode calc -n 3" "-mode words -n 2" "-mode both -n 7 -snapshots 2" "-mode calc -n 30"; do
+        mkdir -p "$WORK/runs/f$j"
+        # shellcheck disable=SC2086
+        GOCOVERDIR="$WORK/runs/f$j" "$WORK/bin/fixture" $args >/dev/null
+        j=$((j + 1))
+    done
+    touch "$WORK/runs/.done"
+fi
+mapfile -t RUNS < <(cd "$WORK/runs" && ls -d g* f* | sort)
+
+# The collection: N entry dirs.
+COL="$WORK/collection"
+rm -rf "$COL"; mkdir -p "$COL/coverage"
+alpha=bcdfghjklmnpqrstvwxz2456789
+sfx() { local n=$1 len=$2 s=""; for ((k = 0; k < len; k++)); do s+=${alpha:$(((n / (k + 1) + k * 7) % 27)):1}; n=$((n * 31 + 17)); done; printf %s "$s"; }
+for ((e = 0; e < N; e++)); do
+    run=${RUNS[$((e % ${#RUNS[@]}))]}
+    d="$COL/coverage/e$(printf %04d $e)"
+    mkdir -p "$d"
+    cp "$WORK/runs/$run"/cov* "$d/"
+    ns="ns$((e % 9))"
+    case $((e % 4)) in
+        0|1) pod="app$((e % 11))-$(sfx $((e % 11)) 10)-$(sfx $e 5)"; host=false ;;
+        2) pod="agent$((e % 5))-$(sfx $e 5)"; host=false ;;
+        3) pod=""; ns="_host_"; host=true ;;
+    esac
+    bin=${run:0:1}; [ "$bin" = g ] && bin=gofmt || bin=fixture
+    cat >"$d/metadata.json" <<JSON
+{"pod_name": "$pod", "namespace": "$ns", "container": {"name": "$bin", "image": "registry.example/$ns/$bin:1"},
+ "collected_at": "2026-11-21T12:00:00Z", "binary_name": "$bin", "hostname": "node-$((e % 6))", "host_process": $host}
+JSON
+done
+log "collection: $N entry dirs from ${#RUNS[@]} distinct runs, $(du -sh "$COL/coverage" | cut -f1)"
+
+now() { date +%s.%N; }
+t0=$(now)
+"$COVFLEET" compile --collection "$COL" --quiet
+t1=$(now)
+"$COVFLEET" compile --collection "$COL" --quiet
+t2=$(now)
+out="$WORK/textfmt.out"
+for d in "$COL"/coverage/*/; do
+    go tool covdata textfmt -i "$d" -o "$out"
+done
+t3=$(now)
+
+reports=$(sqlite3 "$COL/coverage.db" 'SELECT count(*) FROM report_sources')
+owners=$(sqlite3 "$COL/coverage.db" 'SELECT count(*) FROM owners')
+sqlite3 "$COL/coverage.db" 'PRAGMA wal_checkpoint(TRUNCATE)' >/dev/null
+bytes=$(stat -c %s "$COL/coverage.db")
+awk -v c="$t0" -v c1="$t1" -v c2="$t2" -v g="$t3" -v n="$N" -v r="$reports" -v o="$owners" -v b="$bytes" 'BEGIN {
+    compile = c1 - c; again = c2 - c1; gotool = g - c2
+    printf "entries:                    %d (%d reports, %d owners)\n", n, r, o
+    printf "covfleet compile:           %.3f s\n", compile
+    printf "go tool covdata textfmt:    %.3f s (one run per directory)\n", gotool
+    printf "speed-up:                   %.1fx (target >= 20x)\n", gotool / compile
+    printf "unchanged second compile:   %.3f s = %.1f%% of the first (target < 5%%)\n", again, 100 * again / compile
+    printf "database:                   %d bytes, %.0f bytes per report\n", b, b / r
+}'
+if "$COVFLEET" render --help >/dev/null 2>&1; then
+    t4=$(now)
+    "$COVFLEET" render --collection "$COL" >/dev/null
+    t5=$(now)
+    awk -v a="$t4" -v b="$t5" 'BEGIN { printf "covfleet render:            %.3f s\n", b - a }'
+fi

@@ -1,0 +1,493 @@
+//! `covfleet demo`: the whole pipeline on a bundled Go service.
+//!
+//! Writes the demo service (embedded in this binary) to `DIR/src`, injects
+//! the coverage server, builds it with `-cover -covermode=atomic`, runs a few
+//! replicas, drives some traffic (some handlers are never called, so the
+//! report shows both), scrapes their live coverage into `DIR/coverage/`,
+//! compiles `DIR/coverage.db` and renders `DIR/html/`. A Go toolchain is the
+//! only prerequisite. Each step prints the command a user would run for it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use scrape::output::{ContainerMeta, EntryWriter, Placement};
+use scrape::protocol::{self, ClientOptions, Endpoint, Probe};
+use scrape::transport::Direct;
+
+use crate::cli::UsageError;
+
+/// Arguments of `covfleet demo`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Work directory (created; an earlier demo there is replaced).
+    #[arg(long, value_name = "DIR", default_value = "covfleet-demo")]
+    pub dir: PathBuf,
+    /// How many replicas of the service to run.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=20))]
+    pub replicas: u8,
+    /// The Go toolchain to build with.
+    #[arg(long, value_name = "PATH", default_value = "go", env = "COVFLEET_GO")]
+    pub go: String,
+    /// Print only the path of index.html.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// The demo service's sources, embedded at build time.
+const SOURCES: &[(&str, &str)] = &[
+    ("go.mod", include_str!("../../../../go/demo/go.mod")),
+    ("main.go", include_str!("../../../../go/demo/main.go")),
+    (
+        "handlers.go",
+        include_str!("../../../../go/demo/handlers.go"),
+    ),
+    (
+        "internal/inventory/store.go",
+        include_str!("../../../../go/demo/internal/inventory/store.go"),
+    ),
+    (
+        "internal/pricing/pricing.go",
+        include_str!("../../../../go/demo/internal/pricing/pricing.go"),
+    ),
+];
+
+/// Replicas look like the pods of one Deployment, so the report shows how
+/// covfleet groups a cluster's data (owner inference from pod names).
+const NAMESPACE: &str = "demo";
+const DEPLOYMENT: &str = "demo-api";
+const POD_TEMPLATE_HASH: &str = "7c9d8f6b5d";
+/// A second owner running the same binary, named like a DaemonSet's pod.
+const AGENT: &str = "demo-agent";
+const AGENT_SUFFIX: &str = "k8d2q";
+const POD_SUFFIXES: [&str; 20] = [
+    "x2x4z", "b7kqn", "m9tfw", "c4hvd", "p8rsl", "q2zwk", "t6lmb", "v5nxc", "w9gfd", "z4bhj",
+    "d2kpl", "f7mqr", "g5wts", "h8xvz", "j2bcd", "k6fgh", "l9jkl", "n4mnp", "r7qrs", "s5tvw",
+];
+
+struct Step {
+    quiet: bool,
+    n: usize,
+}
+
+impl Step {
+    fn say(&mut self, what: &str, equivalent: Option<String>) {
+        self.n += 1;
+        if self.quiet {
+            return;
+        }
+        eprintln!("[{}/7] {what}", self.n);
+        if let Some(cmd) = equivalent {
+            eprintln!("      $ {cmd}");
+        }
+    }
+}
+
+/// Kills the replicas however the demo ends.
+struct Replicas(Vec<Replica>);
+
+struct Replica {
+    child: Child,
+    service_port: u16,
+    coverage_port: u16,
+    pod: String,
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        for r in &mut self.0 {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut step = Step {
+        quiet: args.quiet,
+        n: 0,
+    };
+    let go = which_go(&args.go)?;
+    let dir = absolute(&args.dir)?;
+    let src = dir.join("src");
+    prepare_dir(&dir)?;
+
+    step.say(
+        &format!("writing the demo service to {}", src.display()),
+        None,
+    );
+    for (name, text) in SOURCES {
+        let path = src.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+
+    step.say(
+        "injecting the coverage server",
+        Some(format!("covfleet instrument {}", src.display())),
+    );
+    let ctx = gosrc::BuildContext::from_env(&[]);
+    let rep = gosrc::instrument(&src, &ctx, false).context("instrumenting the demo service")?;
+    if rep.chosen.is_empty() {
+        bail!("the demo service has no package main to instrument (this is a bug in covfleet)");
+    }
+
+    let bin = dir.join("bin").join(DEPLOYMENT);
+    step.say(
+        "building it with coverage",
+        Some(format!(
+            "go build -cover -covermode=atomic -coverpkg=./... -o {} .",
+            bin.display()
+        )),
+    );
+    let out = Command::new(&go)
+        .args([
+            "build",
+            "-cover",
+            "-covermode=atomic",
+            "-coverpkg=./...",
+            "-o",
+        ])
+        .arg(&bin)
+        .arg(".")
+        .current_dir(&src)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GO111MODULE", "on")
+        .output()
+        .with_context(|| format!("running {go}"))?;
+    if !out.status.success() {
+        bail!(
+            "go build of the demo service failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    step.say(
+        &format!(
+            "starting {} replicas of {DEPLOYMENT} and one {AGENT} pod",
+            args.replicas
+        ),
+        None,
+    );
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let mut replicas = Replicas(Vec::new());
+    let mut pods: Vec<String> = (0..usize::from(args.replicas))
+        .map(|k| {
+            format!(
+                "{DEPLOYMENT}-{POD_TEMPLATE_HASH}-{}",
+                POD_SUFFIXES[k % POD_SUFFIXES.len()]
+            )
+        })
+        .collect();
+    pods.push(format!("{AGENT}-{AGENT_SUFFIX}"));
+    for pod in pods {
+        let service_port = free_port()?;
+        let coverage_port = free_port()?;
+        let log = std::fs::File::create(logs.join(format!("{pod}.log")))
+            .with_context(|| format!("creating the log of {pod}"))?;
+        let child = Command::new(&bin)
+            .arg("-addr")
+            .arg(format!("127.0.0.1:{service_port}"))
+            .env("COVERAGE_PORT", coverage_port.to_string())
+            .env("COVERAGE_BIND", "127.0.0.1")
+            .env("SOURCE_GIT_URL", "https://example.com/covfleet/demo")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("log file")?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        replicas.0.push(Replica {
+            child,
+            service_port,
+            coverage_port,
+            pod,
+        });
+    }
+    for r in &mut replicas.0 {
+        wait_ready(r)?;
+    }
+
+    step.say("driving traffic (some handlers are never called)", None);
+    for (k, r) in replicas.0.iter().enumerate() {
+        let mix = if r.pod.starts_with(AGENT) {
+            None
+        } else {
+            Some(k)
+        };
+        drive(r.service_port, mix).with_context(|| format!("sending requests to {}", r.pod))?;
+    }
+
+    let collection = dir.clone();
+    step.say(
+        "collecting live coverage",
+        Some(format!(
+            "covfleet collect {} -o {}",
+            replicas
+                .0
+                .iter()
+                .map(|r| format!("--url http://127.0.0.1:{}", r.coverage_port))
+                .collect::<Vec<_>>()
+                .join(" "),
+            collection.display()
+        )),
+    );
+    collect(&replicas.0, &collection)?;
+    drop(replicas);
+
+    let me = std::env::current_exe().context("locating the covfleet binary")?;
+    step.say(
+        "compiling and rendering",
+        Some(format!(
+            "covfleet compile --collection {0} && covfleet render --collection {0} --source {1}",
+            collection.display(),
+            src.display()
+        )),
+    );
+    for sub in ["compile", "render"] {
+        let mut cmd = Command::new(&me);
+        cmd.arg(sub).arg("--collection").arg(&collection);
+        if sub == "render" {
+            // The path is printed below; the summary still goes to stderr.
+            cmd.arg("--source")
+                .arg(&src)
+                .arg("--title")
+                .arg("covfleet demo")
+                .stdout(Stdio::null());
+        }
+        if args.quiet {
+            cmd.arg("--quiet");
+        }
+        let status = cmd
+            .status()
+            .with_context(|| format!("running covfleet {sub}"))?;
+        if !status.success() {
+            bail!(
+                "covfleet {sub} --collection {} failed ({status})",
+                collection.display()
+            );
+        }
+    }
+    let index = collection.join("html").join("index.html");
+    if !index.is_file() {
+        bail!("render finished but {} is missing", index.display());
+    }
+    if !args.quiet {
+        eprintln!("\nDone. Open the report in a browser:");
+    }
+    println!("{}", index.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn which_go(go: &str) -> anyhow::Result<String> {
+    match Command::new(go).arg("version").output() {
+        Ok(o) if o.status.success() => Ok(go.to_string()),
+        _ => Err(UsageError(format!(
+            "the demo builds a Go program and needs a Go toolchain: `{go} version` did not run (install Go, or pass --go PATH)"
+        ))
+        .into()),
+    }
+}
+
+fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    Ok(std::env::current_dir()
+        .context("reading the current directory")?
+        .join(p))
+}
+
+/// Creates DIR, replacing an earlier demo's output but never a directory
+/// that covfleet did not make.
+fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
+    let marker = dir.join(".covfleet-demo");
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !empty && !marker.is_file() {
+            return Err(UsageError(format!(
+                "{} exists and is not an earlier covfleet demo: choose another --dir",
+                dir.display()
+            ))
+            .into());
+        }
+        for sub in ["src", "bin", "logs", "coverage", "html"] {
+            let p = dir.join(sub);
+            if p.exists() {
+                std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
+            }
+        }
+        let db = dir.join("coverage.db");
+        if db.exists() {
+            std::fs::remove_file(&db).with_context(|| format!("removing {}", db.display()))?;
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(
+        &marker,
+        "made by covfleet demo; the whole directory may be replaced\n",
+    )
+    .with_context(|| format!("writing {}", marker.display()))?;
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
+    Ok(l.local_addr().context("reading the port")?.port())
+}
+
+/// One plain HTTP/1.0 request on loopback; returns (status, body).
+fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn wait_ready(r: &mut Replica) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = r.child.try_wait() {
+            bail!(
+                "replica {} exited during start-up ({status}); see its log under logs/",
+                r.pod
+            );
+        }
+        let svc = http(r.service_port, "GET", "/healthz", None).is_ok_and(|(s, _)| s == 200);
+        let cov = http(r.coverage_port, "GET", "/health", None).is_ok_and(|(s, _)| s == 200);
+        if svc && cov {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "replica {} did not become ready (service port {}: {svc}, coverage port {}: {cov})",
+                r.pod,
+                r.service_port,
+                r.coverage_port
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Each replica gets a different mix, so their coverage differs and the
+/// merged report covers more than any single one; the agent (`None`) only
+/// lists items.
+fn drive(port: u16, mix: Option<usize>) -> std::io::Result<()> {
+    for _ in 0..5 {
+        http(port, "GET", "/items", None)?;
+    }
+    let Some(k) = mix else { return Ok(()) };
+    match k % 3 {
+        0 => {
+            http(
+                port,
+                "POST",
+                "/items",
+                Some(r#"{"name":"gopher sticker","price_cents":299,"stock":50}"#),
+            )?;
+            http(
+                port,
+                "POST",
+                "/items",
+                Some(r#"{"name":"","price_cents":-1}"#),
+            )?;
+            http(port, "GET", "/items/1", None)?;
+            http(port, "GET", "/items/999", None)?;
+        }
+        1 => {
+            http(port, "GET", "/quote?id=1&qty=12", None)?;
+            http(port, "GET", "/quote?id=2&qty=1&coupon=gopher10", None)?;
+            http(port, "GET", "/quote?id=nope", None)?;
+        }
+        _ => {
+            http(port, "GET", "/items/abc", None)?;
+            http(port, "GET", "/quote?id=3", None)?;
+        }
+    }
+    Ok(())
+}
+
+fn collect(replicas: &[Replica], collection: &Path) -> anyhow::Result<()> {
+    let rt = super::collect::runtime()?;
+    let root = collection.join("coverage");
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    rt.block_on(async {
+        let opts = ClientOptions::default();
+        for r in replicas {
+            let container = if r.pod.starts_with(AGENT) {
+                "agent"
+            } else {
+                "api"
+            };
+            let url = format!("http://127.0.0.1:{}", r.coverage_port);
+            let transport =
+                Direct::new(&url, opts.timeout).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+            let ep = Endpoint::new(Arc::new(transport));
+            let identity = match protocol::probe(&ep, &opts).await? {
+                Probe::Coverage(id) => id,
+                Probe::NotCoverage { status, reason } => {
+                    bail!("{url} ({}) is no coverage server: {status} {reason}", r.pod)
+                }
+            };
+            let snap = protocol::fetch(&ep, &opts, true).await?;
+            let placement = Placement {
+                source: "demo",
+                namespace: NAMESPACE.into(),
+                pod: r.pod.clone(),
+                container: ContainerMeta {
+                    name: container.into(),
+                    image: "localhost/covfleet-demo:latest".into(),
+                },
+                binary: identity.binary.clone(),
+                hostname: hostname.clone(),
+                host_process: false,
+                pid: identity.pid,
+                target: url.clone(),
+                port: Some(r.coverage_port),
+                ..Default::default()
+            };
+            let name = format!(
+                "{NAMESPACE}_{}_{container}_{}_p{}",
+                r.pod,
+                scrape::output::sanitize(&identity.binary),
+                identity.pid
+            );
+            let mut w = EntryWriter::open(&root, &name)?;
+            if let Some(meta) = &snap.meta {
+                w.write_meta(&snap.hash, meta)?;
+            }
+            w.write_snapshot(&placement, &identity, &snap.hash, &snap.counters)?;
+            w.write_info(&placement, &identity)?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,493 @@
+//! One collection entry (`DIR/coverage/<entry>/`): fingerprint, metadata,
+//! and its coverage decoded into per-process dense counter vectors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use covdata::hash::{Fnv128, HashWriter};
+use covdata::{CounterFile, CounterMode, Hash, MetaFile};
+use serde_json::Value;
+
+use crate::layout::Layout;
+use crate::merge;
+use crate::owner::{self, K8sOwnerReference, OwnerRef};
+use crate::textprof;
+
+/// A meta-data file decoded once per compile run.
+#[derive(Debug)]
+pub struct MetaEntry {
+    pub hash: Hash,
+    pub layout: Layout,
+    /// The bytes to store (the covmeta file, or the synthesized one).
+    pub raw: Vec<u8>,
+    /// `covmeta` or `text-profile`.
+    pub origin: &'static str,
+}
+
+type Slot = Arc<Mutex<Option<Arc<MetaEntry>>>>;
+
+/// Meta-data decoded in this run, by hash (replicas share one decode; a
+/// failed decode is not cached, so one corrupt copy does not spoil the
+/// entries that carry a good one).
+#[derive(Debug, Default)]
+pub struct MetaCache {
+    map: Mutex<HashMap<Hash, Slot>>,
+}
+
+impl MetaCache {
+    fn get_or(
+        &self,
+        hash: Hash,
+        f: impl FnOnce() -> Result<MetaEntry, String>,
+    ) -> Result<Arc<MetaEntry>, String> {
+        let slot = {
+            let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            m.entry(hash).or_default().clone()
+        };
+        let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = guard.as_ref() {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(f()?);
+        *guard = Some(m.clone());
+        Ok(m)
+    }
+}
+
+/// What metadata.json / info.json say about an entry (with fallbacks).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntryInfo {
+    pub namespace: String,
+    pub pod_name: String,
+    pub container_name: String,
+    pub image: String,
+    pub binary_name: String,
+    pub hostname: String,
+    pub host_process: bool,
+    pub collected_at: String,
+    pub owner: Option<OwnerRef>,
+    /// Identifies the pod/container (or host) instance the processes ran in.
+    pub instance: String,
+    /// Identifies the process beyond its PID (metadata.json `process`: pod
+    /// UID and restart count, or host start ticks), empty when unknown.
+    pub process_tag: String,
+    pub source_url: Option<String>,
+    pub source_commit: Option<String>,
+}
+
+/// One process's counters (latest snapshot).
+#[derive(Debug, Clone)]
+pub struct ProcessCounters {
+    pub pid: i64,
+    /// Distinguishes processes that reused a PID.
+    pub seq: u32,
+    pub snapshots: u32,
+    pub counters: Vec<u32>,
+}
+
+/// One binary's coverage in an entry.
+#[derive(Debug)]
+pub struct ReportData {
+    pub meta: Arc<MetaEntry>,
+    pub format: &'static str,
+    pub processes: Vec<ProcessCounters>,
+    pub total_stmts: u64,
+    pub covered_stmts: u64,
+}
+
+/// Everything compile learns from one entry.
+#[derive(Debug)]
+pub struct EntryResult {
+    pub dir_name: String,
+    pub fingerprint: String,
+    pub info: EntryInfo,
+    pub reports: Vec<ReportData>,
+    /// Set when nothing usable could be read (the entry is recorded as failed).
+    pub error: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+/// A stat-only fingerprint: names, sizes and modification times of the
+/// entry's files. Unchanged fingerprint ⇒ the entry is skipped.
+pub fn fingerprint(dir: &Path) -> std::io::Result<String> {
+    let mut items: Vec<(String, u64, i128)> = Vec::new();
+    for e in fs_err::read_dir(dir)? {
+        let e = e?;
+        let md = match e.metadata() {
+            Ok(m) => m,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
+        };
+        if !md.is_file() {
+            continue;
+        }
+        let mtime = md
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i128);
+        items.push((
+            e.file_name().to_string_lossy().into_owned(),
+            md.len(),
+            mtime,
+        ));
+    }
+    items.sort();
+    let mut h = Fnv128::new();
+    for (n, len, t) in &items {
+        h.write(n.as_bytes());
+        h.write(&[0]);
+        h.write(&len.to_le_bytes());
+        h.write(&t.to_le_bytes());
+    }
+    Ok(covdata::hex(&h.finish()))
+}
+
+fn s(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        Some(Value::String(x)) => x.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn read_json(path: &Path, warnings: &mut Vec<String>) -> Option<Value> {
+    match std::fs::read(path) {
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                warnings.push(format!("{}: not valid JSON: {e}", path.display()));
+                None
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            warnings.push(format!("{}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+/// Reads metadata.json and info.json (binary name may still be empty).
+pub fn read_info(dir: &Path, warnings: &mut Vec<String>) -> EntryInfo {
+    let md = read_json(&dir.join("metadata.json"), warnings).unwrap_or(Value::Null);
+    let info = read_json(&dir.join("info.json"), warnings).unwrap_or(Value::Null);
+    let container = md.get("container").cloned().unwrap_or(Value::Null);
+    let mut e = EntryInfo {
+        namespace: s(&md, "namespace"),
+        pod_name: s(&md, "pod_name"),
+        container_name: match s(&container, "name") {
+            n if n.is_empty() => s(&md, "container_name"),
+            n => n,
+        },
+        image: match s(&container, "image") {
+            n if n.is_empty() => s(&md, "image"),
+            n => n,
+        },
+        binary_name: match s(&md, "binary_name") {
+            n if n.is_empty() => s(&info, "binary"),
+            n => n,
+        },
+        hostname: s(&md, "hostname"),
+        host_process: md
+            .get("host_process")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        collected_at: s(&md, "collected_at"),
+        owner: None,
+        instance: String::new(),
+        process_tag: match md.get("process") {
+            Some(Value::Object(m)) => {
+                let mut kv: Vec<String> = m
+                    .iter()
+                    .map(|(k, v)| match v {
+                        Value::String(s) => format!("{k}={s}"),
+                        other => format!("{k}={other}"),
+                    })
+                    .collect();
+                kv.sort();
+                kv.join(";")
+            }
+            _ => String::new(),
+        },
+        source_url: Some(s(&info, "source_url")).filter(|x| !x.is_empty()),
+        source_commit: Some(s(&info, "source_commit")).filter(|x| !x.is_empty()),
+    };
+    let refs = md
+        .get("owner_references")
+        .or_else(|| md.get("ownerReferences"));
+    if let Some(refs) = refs
+        && let Ok(refs) = serde_json::from_value::<Vec<K8sOwnerReference>>(refs.clone())
+    {
+        e.owner = owner::from_owner_references(&refs);
+        if let Some(o) = &mut e.owner
+            && o.kind == "StaticPod"
+        {
+            let by_name = owner::from_pod_name(&e.pod_name, &e.hostname);
+            o.name = if by_name.kind == "StaticPod" {
+                by_name.name
+            } else {
+                e.pod_name.clone()
+            };
+        }
+    }
+    if e.namespace == "_host_" || e.pod_name.is_empty() {
+        e.host_process = true;
+    }
+    e
+}
+
+/// Parses `covcounters.<hash>.<pid>.<n>` (None for other names).
+fn counter_name(name: &str) -> Option<(Hash, i64, u64)> {
+    let rest = name.strip_prefix("covcounters.")?;
+    let mut it = rest.split('.');
+    let h = covdata::parse_hex(it.next()?)?;
+    let pid = it.next()?.parse().ok()?;
+    let n = it.next()?.parse().ok()?;
+    it.next().is_none().then_some((h, pid, n))
+}
+
+fn is_text_profile_name(name: &str) -> bool {
+    name.ends_with(".out") || name.ends_with(".coverprofile")
+}
+
+/// Decodes one entry directory.
+pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCache) -> EntryResult {
+    let mut warnings = Vec::new();
+    let mut info = read_info(dir, &mut warnings);
+    let mut result = EntryResult {
+        dir_name: dir_name.to_string(),
+        fingerprint,
+        info: EntryInfo::default(),
+        reports: Vec::new(),
+        error: None,
+        warnings: Vec::new(),
+    };
+    let mut metas: BTreeMap<Hash, std::path::PathBuf> = BTreeMap::new();
+    let mut counters: BTreeMap<(Hash, i64), Vec<(u64, std::path::PathBuf)>> = BTreeMap::new();
+    let mut texts: Vec<std::path::PathBuf> = Vec::new();
+    let listing = match fs_err::read_dir(dir) {
+        Ok(l) => l,
+        Err(e) => {
+            result.error = Some(e.to_string());
+            return result;
+        }
+    };
+    for e in listing.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if let Some(h) = name.strip_prefix("covmeta.") {
+            match covdata::parse_hex(h) {
+                Some(h) => {
+                    metas.insert(h, path);
+                }
+                None => warnings.push(format!(
+                    "{}: not a covmeta.<hash> name, ignored",
+                    path.display()
+                )),
+            }
+        } else if let Some((h, pid, n)) = counter_name(&name) {
+            counters.entry((h, pid)).or_default().push((n, path));
+        } else if name.starts_with("covcounters.") {
+            warnings.push(format!(
+                "{}: not a covcounters.<hash>.<pid>.<n> name, ignored",
+                path.display()
+            ));
+        } else if is_text_profile_name(&name) {
+            texts.push(path);
+        }
+    }
+    let mut argv0 = String::new();
+    if !metas.is_empty() {
+        for (hash, mpath) in &metas {
+            let meta = match cache.get_or(*hash, || {
+                let raw = fs_err::read(mpath).map_err(|e| e.to_string())?;
+                let m = MetaFile::decode(&raw).map_err(|e| e.with_path(mpath).to_string())?;
+                Ok(MetaEntry {
+                    hash: *hash,
+                    layout: Layout::new(&m),
+                    raw,
+                    origin: "covmeta",
+                })
+            }) {
+                Ok(m) => m,
+                Err(e) => {
+                    warnings.push(e);
+                    continue;
+                }
+            };
+            let mut processes = Vec::new();
+            for ((_, pid), files) in counters.range((*hash, i64::MIN)..=(*hash, i64::MAX)) {
+                let mut snaps = Vec::new();
+                for (_, cpath) in files {
+                    let decoded = fs_err::read(cpath)
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| {
+                            CounterFile::decode(&b).map_err(|e| e.with_path(cpath).to_string())
+                        });
+                    match decoded {
+                        Ok(cf) => {
+                            if argv0.is_empty()
+                                && let Some(a) = cf.os_args.first()
+                            {
+                                argv0 = a.clone();
+                            }
+                            let mut dense = vec![0u32; meta.layout.len()];
+                            let skipped = meta.layout.scatter(&cf.funcs, &mut dense);
+                            if skipped > 0 {
+                                warnings.push(format!(
+                                    "{}: {skipped} function records not in covmeta.{}, ignored",
+                                    cpath.display(),
+                                    covdata::hex(hash)
+                                ));
+                            }
+                            snaps.push((dense, 1u32));
+                        }
+                        Err(e) => warnings.push(e),
+                    }
+                }
+                for (seq, (c, n)) in merge::latest_per_process(snaps).into_iter().enumerate() {
+                    processes.push(ProcessCounters {
+                        pid: *pid,
+                        seq: seq as u32,
+                        snapshots: n,
+                        counters: c,
+                    });
+                }
+            }
+            result
+                .reports
+                .push(finish_report(meta, "binary", processes));
+        }
+        for ((h, _), files) in &counters {
+            if !metas.contains_key(h) {
+                warnings.push(format!(
+                    "{}: counter data without covmeta.{} in the entry, ignored",
+                    files[0].1.display(),
+                    covdata::hex(h)
+                ));
+            }
+        }
+    } else if !texts.is_empty() {
+        // Text profiles are only used when there is no binary data (a cached
+        // text file may be stale). `coverage.out` wins when present.
+        let chosen: Vec<_> = match texts
+            .iter()
+            .find(|p| p.file_name().is_some_and(|n| n == "coverage.out"))
+        {
+            Some(p) => vec![p.clone()],
+            None => texts.clone(),
+        };
+        let mut loaded = Vec::new();
+        for p in &chosen {
+            match fs_err::read_to_string(p) {
+                Ok(t) if t.starts_with("mode:") => loaded.push((p.display().to_string(), t)),
+                Ok(_) => {}
+                Err(e) => warnings.push(e.to_string()),
+            }
+        }
+        if !loaded.is_empty() {
+            let refs: Vec<(&str, &str)> = loaded
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            match textprof::parse(&refs) {
+                Ok(tp) => {
+                    let hash = tp.meta.hash;
+                    let meta = cache.get_or(hash, || {
+                        Ok(MetaEntry {
+                            hash,
+                            layout: Layout::new(&tp.meta),
+                            raw: tp.meta.encode(),
+                            origin: "text-profile",
+                        })
+                    });
+                    match meta {
+                        Ok(meta) => {
+                            let p = ProcessCounters {
+                                pid: 0,
+                                seq: 0,
+                                snapshots: 1,
+                                counters: tp.counters,
+                            };
+                            result.reports.push(finish_report(meta, "text", vec![p]));
+                        }
+                        Err(e) => warnings.push(e),
+                    }
+                }
+                Err(e) => warnings.push(e),
+            }
+        }
+    }
+    if info.binary_name.is_empty() {
+        info.binary_name = if argv0.is_empty() {
+            dir_name.to_string()
+        } else {
+            argv0.rsplit('/').next().unwrap_or(&argv0).to_string()
+        };
+    }
+    finish_info(&mut info, dir_name);
+    if result.reports.is_empty() {
+        result.error = Some(if warnings.is_empty() {
+            "no coverage data (no covmeta.* or mode: text profile)".to_string()
+        } else {
+            warnings.join("; ")
+        });
+    }
+    result.info = info;
+    result.warnings = warnings;
+    result
+}
+
+/// Owner and instance identity, once the binary name is known.
+pub fn finish_info(info: &mut EntryInfo, dir_name: &str) {
+    if info.host_process {
+        if info.namespace.is_empty() {
+            info.namespace = "_host_".into();
+        }
+        if info.owner.is_none() {
+            info.owner = Some(OwnerRef {
+                kind: "Host".into(),
+                name: info.binary_name.clone(),
+            });
+        }
+        info.instance = format!(
+            "host/{}/{}",
+            if info.hostname.is_empty() {
+                dir_name
+            } else {
+                &info.hostname
+            },
+            info.binary_name
+        );
+    } else {
+        if info.owner.is_none() {
+            info.owner = Some(owner::from_pod_name(&info.pod_name, &info.hostname));
+        }
+        info.instance = format!(
+            "pod/{}/{}/{}",
+            info.namespace, info.pod_name, info.container_name
+        );
+    }
+}
+
+fn finish_report(
+    meta: Arc<MetaEntry>,
+    format: &'static str,
+    processes: Vec<ProcessCounters>,
+) -> ReportData {
+    let mut sum = vec![0u32; meta.layout.len()];
+    let mode: CounterMode = meta.layout.mode;
+    for p in &processes {
+        merge::add_into(&mut sum, &p.counters, mode);
+    }
+    let (total, covered) = meta.layout.stmt_totals(&sum);
+    ReportData {
+        meta,
+        format,
+        processes,
+        total_stmts: total,
+        covered_stmts: covered,
+    }
+}

@@ -1,0 +1,59 @@
+//! Errors of the database layer, each naming the file or entry involved.
+
+use std::path::PathBuf;
+
+/// Anything that can go wrong while compiling or reading a coverage database.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// SQLite failed on the database at `path`.
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A file or directory could not be read or written.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The database was written by a newer covfleet.
+    #[error(
+        "database {path} has schema version {found}; this covfleet understands up to {supported}"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    /// The database is not a covfleet coverage database (or predates covfleet).
+    #[error(
+        "database {path} is not a covfleet coverage database ({why}); run `covfleet compile` to rebuild it"
+    )]
+    NotCovfleet { path: PathBuf, why: String },
+    /// A stored blob could not be decoded (corruption).
+    #[error("database {path}: corrupt {what}: {why}")]
+    Corrupt {
+        path: PathBuf,
+        what: String,
+        why: String,
+    },
+    /// The collection directory is missing or unusable.
+    #[error("collection {path}: {why}")]
+    Collection { path: PathBuf, why: String },
+    /// No such owner id.
+    #[error("no owner with id {0}")]
+    NoOwner(i64),
+}
+
+/// Attaches the database path to rusqlite errors.
+pub(crate) trait SqlCtx<T> {
+    fn db(self, path: &std::path::Path) -> Result<T, Error>;
+}
+
+impl<T> SqlCtx<T> for Result<T, rusqlite::Error> {
+    fn db(self, path: &std::path::Path) -> Result<T, Error> {
+        self.map_err(|source| Error::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}

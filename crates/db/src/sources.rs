@@ -1,0 +1,332 @@
+//! `covfleet clone-sources`: each binary's source at its commit, under
+//! `DIR/repos/<host>/<org>/<repo>/<commit8>/`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use crate::error::{Error, SqlCtx};
+use crate::read::Database;
+
+/// One repository at one commit to check out.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CloneTarget {
+    pub url: String,
+    /// Empty: the default branch.
+    pub commit: String,
+    pub dest: PathBuf,
+}
+
+/// What happened to one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloneOutcome {
+    /// Checked out at the requested commit.
+    Cloned,
+    /// The server refused the commit: the default branch is checked out.
+    DefaultBranch {
+        warning: String,
+    },
+    /// Already present (`--skip-existing`).
+    Skipped,
+    Failed(String),
+}
+
+/// Splits a git URL into (host, path components without `.git`).
+/// Handles `https://host/org/repo(.git)`, `ssh://[user@]host[:port]/org/repo`,
+/// scp-like `user@host:org/repo.git` and `file:///path/org/repo.git`
+/// (host `localhost`).
+pub fn url_parts(url: &str) -> Option<(String, Vec<String>)> {
+    let url = url.trim().trim_end_matches('/');
+    let (host, path) = if let Some(rest) = url.strip_prefix("file://") {
+        ("localhost".to_string(), rest.to_string())
+    } else if let Some((_, rest)) = url.split_once("://") {
+        let (authority, path) = rest.split_once('/')?;
+        let host = authority.rsplit('@').next()?.split(':').next()?.to_string();
+        (host, path.to_string())
+    } else if let Some((authority, path)) = url.split_once(':') {
+        // scp-like syntax
+        let host = authority.rsplit('@').next()?.to_string();
+        (host, path.to_string())
+    } else {
+        return None;
+    };
+    let mut comps: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(|c| c.to_string())
+        .collect();
+    if let Some(last) = comps.last_mut()
+        && let Some(s) = last.strip_suffix(".git")
+    {
+        *last = s.to_string();
+    }
+    let safe = |c: &str| !c.is_empty() && c != "." && c != ".." && !c.contains('\\');
+    if host.is_empty() || !safe(&host) || comps.is_empty() || !comps.iter().all(|c| safe(c)) {
+        return None;
+    }
+    // Keep <org>/<repo>: the last two components.
+    let n = comps.len();
+    let comps = comps.split_off(n.saturating_sub(2));
+    Some((host, comps))
+}
+
+/// `DIR/repos/<host>/<org>/<repo>/<commit8>` (`HEAD` without a commit).
+pub fn dest_for(collection: &Path, url: &str, commit: &str) -> Option<PathBuf> {
+    let (host, comps) = url_parts(url)?;
+    let mut p = collection.join("repos").join(host);
+    for c in comps {
+        p.push(c);
+    }
+    let short: String = commit.chars().take(8).collect();
+    if !short.is_empty() && !short.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    p.push(if short.is_empty() {
+        "HEAD".to_string()
+    } else {
+        short
+    });
+    Some(p)
+}
+
+/// Distinct (url, commit) pairs known to the database: image sources,
+/// owners and reports (info.json).
+pub fn targets(collection: &Path) -> Result<(Vec<CloneTarget>, Vec<String>), Error> {
+    let db = Database::open_collection(collection)?;
+    let p = db.path().to_path_buf();
+    let mut pairs: BTreeSet<(String, String)> = BTreeSet::new();
+    for sql in [
+        "SELECT source_url, coalesce(source_commit, '') FROM image_sources WHERE source_url IS NOT NULL AND source_url <> ''",
+        "SELECT source_url, coalesce(source_commit, '') FROM owners WHERE source_url IS NOT NULL AND source_url <> ''",
+        "SELECT source_url, coalesce(source_commit, '') FROM report_sources WHERE source_url IS NOT NULL AND source_url <> ''",
+    ] {
+        let mut st = db.connection().prepare(sql).db(&p)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .db(&p)?;
+        for r in rows {
+            pairs.insert(r.db(&p)?);
+        }
+    }
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    for (url, commit) in pairs {
+        match dest_for(collection, &url, &commit) {
+            Some(dest) => out.push(CloneTarget { url, commit, dest }),
+            None => bad.push(format!(
+                "{url} at {commit:?}: cannot derive repos/<host>/<org>/<repo>/<commit8> from it"
+            )),
+        }
+    }
+    out.dedup_by(|a, b| a.dest == b.dest);
+    Ok((out, bad))
+}
+
+fn git(args: &[&str], cwd: Option<&Path>) -> Result<(), String> {
+    let mut cmd = Command::new("git");
+    cmd.args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let out = cmd.output().map_err(|e| format!("cannot run git: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        Err(format!(
+            "git {} failed ({}): {last}",
+            args.first().unwrap_or(&""),
+            out.status
+        ))
+    }
+}
+
+/// True when `dest` already holds a checkout.
+pub fn is_checked_out(dest: &Path) -> bool {
+    dest.join(".git").exists()
+}
+
+/// Clones one target: shallow clone, then fetch and check out the commit;
+/// when the server refuses the commit, keep the default branch and warn.
+/// Works in a temporary sibling directory renamed into place at the end, so
+/// an interrupted clone never looks complete.
+pub fn clone_one(t: &CloneTarget, skip_existing: bool) -> CloneOutcome {
+    if is_checked_out(&t.dest) {
+        if skip_existing {
+            return CloneOutcome::Skipped;
+        }
+        if let Err(e) = std::fs::remove_dir_all(&t.dest) {
+            return CloneOutcome::Failed(format!("{}: {e}", t.dest.display()));
+        }
+    }
+    let Some(parent) = t.dest.parent() else {
+        return CloneOutcome::Failed(format!("{}: no parent directory", t.dest.display()));
+    };
+    if let Err(e) = std::fs::create_dir_all(parent) {
+        return CloneOutcome::Failed(format!("{}: {e}", parent.display()));
+    }
+    let base = t
+        .dest
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Leftovers of interrupted runs.
+    if let Ok(rd) = std::fs::read_dir(parent) {
+        let prefix = format!(".{base}.tmp-");
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let tmp = parent.join(format!(".{base}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let tmp_s = tmp.to_string_lossy().into_owned();
+    let result = (|| -> Result<CloneOutcome, String> {
+        git(
+            &[
+                "clone",
+                "--quiet",
+                "--depth",
+                "1",
+                "--no-tags",
+                &t.url,
+                &tmp_s,
+            ],
+            None,
+        )?;
+        if t.commit.is_empty() {
+            return Ok(CloneOutcome::Cloned);
+        }
+        let fetched = git(
+            &["fetch", "--quiet", "--depth", "1", "origin", &t.commit],
+            Some(&tmp),
+        )
+        .and_then(|()| {
+            git(
+                &[
+                    "-c",
+                    "advice.detachedHead=false",
+                    "checkout",
+                    "--quiet",
+                    "--detach",
+                    "FETCH_HEAD",
+                ],
+                Some(&tmp),
+            )
+        });
+        match fetched {
+            Ok(()) => Ok(CloneOutcome::Cloned),
+            Err(e) => Ok(CloneOutcome::DefaultBranch {
+                warning: format!(
+                    "{}: commit {} not available ({e}); using the default branch",
+                    t.url, t.commit
+                ),
+            }),
+        }
+    })();
+    match result {
+        Ok(outcome) => match std::fs::rename(&tmp, &t.dest) {
+            Ok(()) => outcome,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                CloneOutcome::Failed(format!("{}: {e}", t.dest.display()))
+            }
+        },
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            CloneOutcome::Failed(format!("{}: {e}", t.url))
+        }
+    }
+}
+
+/// Clones all targets with at most `max_concurrency` git processes at once.
+/// Results are in target order.
+pub fn clone_all(
+    targets: &[CloneTarget],
+    max_concurrency: usize,
+    skip_existing: bool,
+) -> Vec<CloneOutcome> {
+    let next = Mutex::new(0usize);
+    let results: Mutex<Vec<Option<CloneOutcome>>> = Mutex::new(vec![None; targets.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..max_concurrency.max(1).min(targets.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = {
+                        let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
+                        let i = *n;
+                        *n += 1;
+                        i
+                    };
+                    let Some(t) = targets.get(i) else { return };
+                    let o = clone_one(t, skip_existing);
+                    results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(o);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|o| o.unwrap_or(CloneOutcome::Failed("not run".into())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_forms() {
+        let p = |u: &str| url_parts(u).map(|(h, c)| format!("{h}/{}", c.join("/")));
+        assert_eq!(
+            p("https://github.com/openshift/oc"),
+            Some("github.com/openshift/oc".into())
+        );
+        assert_eq!(
+            p("https://github.com/openshift/oc.git/"),
+            Some("github.com/openshift/oc".into())
+        );
+        assert_eq!(
+            p("git@github.com:openshift/oc.git"),
+            Some("github.com/openshift/oc".into())
+        );
+        assert_eq!(
+            p("ssh://git@example.com:2222/a/b.git"),
+            Some("example.com/a/b".into())
+        );
+        assert_eq!(
+            p("file:///tmp/x/org/repo.git"),
+            Some("localhost/org/repo".into())
+        );
+        assert_eq!(
+            p("https://gitlab.com/g/sub/repo"),
+            Some("gitlab.com/sub/repo".into())
+        );
+        assert_eq!(p("https://evil.com/../x"), None);
+        assert_eq!(p("nonsense"), None);
+        let d = dest_for(
+            Path::new("/c"),
+            "https://github.com/o/r",
+            "0123456789abcdef",
+        )
+        .unwrap();
+        assert_eq!(d, Path::new("/c/repos/github.com/o/r/01234567"));
+        assert_eq!(
+            dest_for(Path::new("/c"), "https://github.com/o/r", "../../x"),
+            None
+        );
+    }
+}

@@ -1,0 +1,765 @@
+//! Writing the static site: `index.html`, one page per row under `b/`, the
+//! per-file coverage data next to each page, the source texts under `src/`
+//! (shared between pages), and the assets.
+//!
+//! Everything is local: no CDN, no fetch (pages work from `file://`). A
+//! file's data and text are loaded on demand through `<script>` tags, bundled
+//! (per page, and per package for sources) to keep the number of files low,
+//! so a binary with thousands of files opens instantly.
+//!
+//! Pages carry the hash of their inputs (`<meta name="covfleet-input">`);
+//! a page whose inputs did not change is neither regenerated nor rewritten.
+//! Other files are written only when their bytes differ.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use askama::Template;
+use covdata::hash::{Fnv128, HashWriter};
+use serde::Serialize;
+
+use crate::model::{FileCoverage, OwnerRow, SiteSource, line_states};
+use crate::source::{self, SourceIndex};
+
+/// Bump when the generated HTML/JSON changes shape: forces a rewrite.
+const FORMAT_VERSION: &str = "covfleet-site-1";
+
+const CSS: &str = include_str!("../assets/covfleet.css");
+const INDEX_JS: &str = include_str!("../assets/index.js");
+const BINARY_JS: &str = include_str!("../assets/binary.js");
+/// Part of every page's input hash: a changed template rewrites the pages.
+const BINARY_TEMPLATE: &str = include_str!("../templates/binary.html");
+
+/// Errors that stop a render (per-row problems are reported in [`Summary`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading the rows to render")]
+    Rows(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("writing {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("rendering the template of {what}")]
+    Template {
+        what: String,
+        #[source]
+        source: askama::Error,
+    },
+}
+
+/// What to render, and where.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub out_dir: PathBuf,
+    /// `DIR/repos`, the checkouts of `covfleet clone-sources`.
+    pub repos_dir: PathBuf,
+    /// More source roots (each a module root with a `go.mod`).
+    pub extra_source_roots: Vec<PathBuf>,
+    /// Shown in the page titles.
+    pub title: String,
+}
+
+/// What a render did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    pub rows: usize,
+    pub pages_written: usize,
+    pub pages_unchanged: usize,
+    pub files_with_source: usize,
+    pub files_without_source: usize,
+    pub stale_removed: usize,
+    /// Rows whose page failed (the index still links them, greyed out).
+    pub row_errors: Vec<String>,
+}
+
+/// Rows whose files are fetched before their pages are written in parallel.
+const CHUNK: usize = 64;
+
+/// Renders the whole site.
+///
+/// Rows' files are read from `src` on the calling thread (a database handle
+/// need not be shared), then each chunk of pages is built and written on all
+/// cores.
+pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> {
+    use rayon::prelude::*;
+
+    let rows = src.rows().map_err(|e| Error::Rows(Box::new(e)))?;
+    let index = SourceIndex::new(&opts.repos_dir, opts.extra_source_roots.clone());
+    let mut summary = Summary {
+        rows: rows.len(),
+        ..Summary::default()
+    };
+    let pages_dir = opts.out_dir.join("b");
+    create_dir(&pages_dir)?;
+    create_dir(&opts.out_dir.join("src"))?;
+    create_dir(&opts.out_dir.join("assets"))?;
+    write_if_changed(&opts.out_dir.join("assets/covfleet.css"), CSS.as_bytes())?;
+    write_if_changed(&opts.out_dir.join("assets/index.js"), INDEX_JS.as_bytes())?;
+    write_if_changed(&opts.out_dir.join("assets/binary.js"), BINARY_JS.as_bytes())?;
+
+    let mut slugs = Vec::with_capacity(rows.len());
+    let mut used = HashSet::new();
+    for row in &rows {
+        let mut slug = page_slug(row);
+        while !used.insert(slug.clone()) {
+            slug.push('_');
+        }
+        slugs.push(slug);
+    }
+
+    let mut index_rows = Vec::with_capacity(rows.len());
+    let mut sources_in_use: HashSet<String> = HashSet::new();
+    let mut unions = BinaryUnions::default();
+    let work: Vec<(&OwnerRow, &String)> = rows.iter().zip(&slugs).collect();
+    for chunk in work.chunks(CHUNK) {
+        let fetched: Vec<_> = chunk
+            .iter()
+            .map(|(row, _)| src.files(row).map_err(|e| RowError::Files(Box::new(e))))
+            .collect();
+        for ((row, _), files) in chunk.iter().zip(&fetched) {
+            if let Ok(files) = files {
+                unions.add(row, files);
+            }
+        }
+        let outcomes: Vec<Result<RowOutcome, RowError>> = chunk
+            .par_iter()
+            .zip(fetched)
+            .map(|((row, slug), files)| render_row(&index, opts, row, slug, files?))
+            .collect();
+        for ((row, slug), outcome) in chunk.iter().zip(outcomes) {
+            let ok = match outcome {
+                Ok(o) => {
+                    if o.written {
+                        summary.pages_written += 1;
+                    } else {
+                        summary.pages_unchanged += 1;
+                    }
+                    summary.files_with_source += o.with_source;
+                    summary.files_without_source += o.without_source;
+                    sources_in_use.extend(o.sources);
+                    true
+                }
+                Err(e) => {
+                    summary.row_errors.push(format!(
+                        "{}/{}/{}: {}",
+                        row.namespace,
+                        row.owner,
+                        row.binary,
+                        error_chain(&e)
+                    ));
+                    false
+                }
+            };
+            index_rows.push(IndexRow::new(row, ok.then(|| format!("b/{slug}.html"))));
+        }
+    }
+
+    let data = IndexData {
+        title: &opts.title,
+        rows: index_rows,
+        bins: unions.covered(),
+    };
+    let page = IndexPage {
+        title: &opts.title,
+        data: script_json(&data),
+    };
+    let html = page.render().map_err(|source| Error::Template {
+        what: "index.html".into(),
+        source,
+    })?;
+    write_if_changed(&opts.out_dir.join("index.html"), html.as_bytes())?;
+
+    // Pages and data dirs of rows that are gone, and sources no page uses.
+    let keep: BTreeSet<String> = slugs.iter().cloned().collect();
+    if let Ok(rd) = std::fs::read_dir(&pages_dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".html").unwrap_or(&name).to_string();
+            if keep.contains(&stem) {
+                continue;
+            }
+            let path = e.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path).is_ok()
+            } else {
+                std::fs::remove_file(&path).is_ok()
+            };
+            summary.stale_removed += usize::from(removed);
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(opts.out_dir.join("src")) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".js").unwrap_or(&name);
+            if !sources_in_use.contains(stem) {
+                summary.stale_removed += usize::from(std::fs::remove_file(e.path()).is_ok());
+            }
+        }
+    }
+    Ok(summary)
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RowError {
+    #[error("reading its files")]
+    Files(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error(transparent)]
+    Site(#[from] Error),
+}
+
+/// One file of a page, as the page's JSON lists it.
+#[derive(Debug, Serialize)]
+struct PageFile<'a> {
+    /// Path as in the coverage data.
+    p: &'a str,
+    /// Total / covered statements.
+    t: u64,
+    c: u64,
+    /// Source found.
+    s: bool,
+    /// Number of lines (0 without source).
+    n: usize,
+    /// Number of the page's data script holding the file (`<page>/<d>.js`).
+    d: usize,
+    /// Hash of the source text …
+    h: Option<String>,
+    /// … found in the shared script `../src/<sb>.js`.
+    sb: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct PageData<'a> {
+    title: &'a str,
+    row: IndexRow,
+    source_root: Option<String>,
+    source_via: Option<&'static str>,
+    /// The page's data scripts' directory, relative to the page.
+    data_dir: &'a str,
+    files: Vec<PageFile<'a>>,
+}
+
+/// Per-file coverage, loaded by the page on demand.
+#[derive(Debug, Serialize)]
+struct FileData {
+    /// One char per line: `.` no code, `c` covered, `m` missed, `p` partial
+    /// (empty without source).
+    st: String,
+    /// Hit count per line (0 for lines without code).
+    n: Vec<u64>,
+    /// Blocks: `[start_line, start_col, end_line, end_col, stmts, count]`.
+    b: Vec<[u64; 6]>,
+}
+
+/// What rendering one row did.
+#[derive(Debug)]
+struct RowOutcome {
+    written: bool,
+    with_source: usize,
+    without_source: usize,
+    /// Keys of the shared source scripts the page uses.
+    sources: Vec<String>,
+}
+
+/// The list of shared sources a page uses, kept next to its data files so an
+/// unchanged page need not be read to know them.
+const SOURCES_MANIFEST: &str = "sources.txt";
+
+fn render_row(
+    index: &SourceIndex,
+    opts: &Options,
+    row: &OwnerRow,
+    slug: &str,
+    mut files: Vec<FileCoverage>,
+) -> Result<RowOutcome, RowError> {
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let resolved = index.resolve(row, &files);
+    let located: Vec<Option<(PathBuf, std::fs::Metadata)>> = files
+        .iter()
+        .map(|f| {
+            let r = resolved.as_ref()?;
+            let p = source::locate(&r.checkout, &f.path)?;
+            let m = std::fs::metadata(&p).ok()?;
+            (m.len() <= source::MAX_SOURCE_BYTES).then_some((p, m))
+        })
+        .collect();
+
+    // The hash of everything the page is made of. Source files count by
+    // path, size and modification time (their text is hashed when written).
+    let mut h = Fnv128::new();
+    for part in [FORMAT_VERSION, CSS, BINARY_JS, BINARY_TEMPLATE, &opts.title] {
+        hash_str(&mut h, part);
+    }
+    hash_str(&mut h, &serde_json::to_string(row).unwrap_or_default());
+    for (f, s) in files.iter().zip(&located) {
+        hash_str(&mut h, &f.path);
+        h.write(&(f.blocks.len() as u64).to_le_bytes());
+        for b in &f.blocks {
+            for v in [b.start_line, b.start_col, b.end_line, b.end_col, b.stmts] {
+                h.write(&v.to_le_bytes());
+            }
+            h.write(&b.count.to_le_bytes());
+        }
+        match s {
+            Some((p, m)) => {
+                hash_str(&mut h, &p.to_string_lossy());
+                h.write(&m.len().to_le_bytes());
+                let mtime = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                h.write(&mtime.to_le_bytes());
+            }
+            None => hash_str(&mut h, "\0none"),
+        }
+    }
+    let input_hash = covdata::hex(&h.finish());
+
+    let page_path = opts.out_dir.join("b").join(format!("{slug}.html"));
+    let data_dir = opts.out_dir.join("b").join(slug);
+    if existing_input_hash(&page_path).as_deref() == Some(input_hash.as_str())
+        && let Ok(manifest) = std::fs::read_to_string(data_dir.join(SOURCES_MANIFEST))
+    {
+        let with_source = located.iter().filter(|s| s.is_some()).count();
+        return Ok(RowOutcome {
+            written: false,
+            with_source,
+            without_source: files.len() - with_source,
+            sources: manifest.lines().map(str::to_string).collect(),
+        });
+    }
+
+    create_dir(&data_dir)?;
+    // Source texts, grouped by package directory into shared bundles.
+    let texts: Vec<Option<String>> = located
+        .iter()
+        .map(|loc| loc.as_ref().and_then(|(p, _)| source::read_source(p)))
+        .collect();
+    let text_hashes: Vec<Option<String>> = texts
+        .iter()
+        .map(|t| t.as_deref().map(content_hash))
+        .collect();
+    let mut packages: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, f) in files.iter().enumerate() {
+        if texts[i].is_some() {
+            let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d);
+            packages.entry(dir).or_default().push(i);
+        }
+    }
+    let mut bundle_of = vec![None; files.len()];
+    let mut sources = BTreeSet::new();
+    for members in packages.values() {
+        let key = write_source_bundle(&opts.out_dir, members, &texts, &text_hashes)?;
+        for &i in members {
+            bundle_of[i] = Some(key.clone());
+        }
+        sources.insert(key);
+    }
+
+    // Per-file coverage, bundled per page: a few scripts instead of one per file.
+    let mut page_files = Vec::with_capacity(files.len());
+    let mut written = BTreeSet::new();
+    let (mut with_source, mut without_source) = (0, 0);
+    let mut bundle = String::new();
+    let mut bundle_no = 0usize;
+    let mut flush = |bundle: &mut String, no: &mut usize| -> Result<(), Error> {
+        if bundle.is_empty() {
+            return Ok(());
+        }
+        let name = format!("{no}.js");
+        let js = format!("covfleetFiles({no},{{{bundle}}});\n");
+        write_if_changed(&data_dir.join(&name), js.as_bytes())?;
+        written.insert(name);
+        bundle.clear();
+        *no += 1;
+        Ok(())
+    };
+    for (i, f) in files.iter().enumerate() {
+        let text = texts[i].as_deref();
+        let nlines = text.map_or(0, count_lines);
+        let (st, n) = if text.is_some() {
+            with_source += 1;
+            line_states(&f.blocks, nlines)
+        } else {
+            without_source += 1;
+            (Vec::new(), Vec::new())
+        };
+        let fd = FileData {
+            st: st.iter().map(|s| s.as_char()).collect(),
+            n,
+            b: f.blocks
+                .iter()
+                .map(|b| {
+                    [
+                        u64::from(b.start_line),
+                        u64::from(b.start_col),
+                        u64::from(b.end_line),
+                        u64::from(b.end_col),
+                        u64::from(b.stmts),
+                        b.count,
+                    ]
+                })
+                .collect(),
+        };
+        let json = serde_json::to_string(&fd).unwrap_or_else(|_| "{}".into());
+        if !bundle.is_empty() && bundle.len() + json.len() > DATA_BUNDLE_BYTES {
+            flush(&mut bundle, &mut bundle_no)?;
+        }
+        if !bundle.is_empty() {
+            bundle.push(',');
+        }
+        bundle.push_str(&format!("\"{i}\":{json}"));
+        page_files.push(PageFile {
+            p: &f.path,
+            t: f.total_stmts,
+            c: f.covered_stmts,
+            s: text.is_some(),
+            n: nlines,
+            d: bundle_no,
+            h: text_hashes[i].clone(),
+            sb: bundle_of[i].clone(),
+        });
+    }
+    flush(&mut bundle, &mut bundle_no)?;
+    let manifest: String = sources.iter().map(|h| format!("{h}\n")).collect();
+    write_if_changed(&data_dir.join(SOURCES_MANIFEST), manifest.as_bytes())?;
+    written.insert(SOURCES_MANIFEST.to_string());
+    // Data files of earlier renders.
+    if let Ok(rd) = std::fs::read_dir(&data_dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !written.contains(&name) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    let data = PageData {
+        title: &opts.title,
+        row: IndexRow::new(row, None),
+        source_root: resolved
+            .as_ref()
+            .map(|r| r.checkout.root.to_string_lossy().into_owned()),
+        source_via: resolved.as_ref().map(|r| r.strategy.as_str()),
+        data_dir: slug,
+        files: page_files,
+    };
+    let page = BinaryPage {
+        title: &opts.title,
+        input_hash: &input_hash,
+        namespace: &row.namespace,
+        owner: &row.owner,
+        binary: &row.binary,
+        data: script_json(&data),
+    };
+    let html = page.render().map_err(|source| Error::Template {
+        what: page_path.display().to_string(),
+        source,
+    })?;
+    // The page last: it carries the input hash, so a render interrupted
+    // before this point redoes the row next time.
+    write_if_changed(&page_path, html.as_bytes())?;
+    Ok(RowOutcome {
+        written: true,
+        with_source,
+        without_source,
+        sources: sources.into_iter().collect(),
+    })
+}
+
+/// Per-file coverage scripts of a page hold files up to about this size.
+const DATA_BUNDLE_BYTES: usize = 256 << 10;
+
+fn content_hash(text: &str) -> String {
+    let mut h = Fnv128::new();
+    h.write(text.as_bytes());
+    covdata::hex(&h.finish())
+}
+
+/// Writes the source texts of one package of a page as
+/// `OUT/src/<key>.js`, keyed by the hashes of its texts: every page showing
+/// the same package at the same content shares it (skipped when present).
+fn write_source_bundle(
+    out_dir: &Path,
+    members: &[usize],
+    texts: &[Option<String>],
+    hashes: &[Option<String>],
+) -> Result<String, Error> {
+    let mut h = Fnv128::new();
+    for &i in members {
+        hash_str(&mut h, hashes[i].as_deref().unwrap_or_default());
+    }
+    let key = covdata::hex(&h.finish());
+    let path = out_dir.join("src").join(format!("{key}.js"));
+    if !path.exists() {
+        let mut map = serde_json::Map::new();
+        for &i in members {
+            if let (Some(hash), Some(text)) = (&hashes[i], &texts[i]) {
+                map.insert(hash.clone(), serde_json::Value::String(text.clone()));
+            }
+        }
+        let js = format!(
+            "covfleetSources({},{});\n",
+            serde_json::to_string(&key).unwrap_or_default(),
+            serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
+        );
+        write_if_changed(&path, js.as_bytes())?;
+    }
+    Ok(key)
+}
+
+fn hash_str(h: &mut Fnv128, s: &str) {
+    h.write(&(s.len() as u64).to_le_bytes());
+    h.write(s.as_bytes());
+}
+
+fn count_lines(text: &str) -> usize {
+    if text.is_empty() {
+        return 0;
+    }
+    let n = text.bytes().filter(|&b| b == b'\n').count();
+    if text.ends_with('\n') { n } else { n + 1 }
+}
+
+/// The hash in `<meta name="covfleet-input" content="…">` near the top of an
+/// existing page.
+fn existing_input_hash(page: &Path) -> Option<String> {
+    let mut head = [0u8; 1024];
+    let mut f = std::fs::File::open(page).ok()?;
+    let n = f.read(&mut head).ok()?;
+    let head = String::from_utf8_lossy(&head[..n]);
+    let i = head.find("name=\"covfleet-input\" content=\"")?;
+    let rest = &head[i + 31..];
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+/// An index row as the pages' JSON carries it (short keys: the index of a
+/// large cluster holds thousands).
+#[derive(Debug, Serialize)]
+struct IndexRow {
+    ns: String,
+    ty: String,
+    ow: String,
+    bin: String,
+    pods: Vec<String>,
+    hosts: Vec<String>,
+    images: Vec<String>,
+    ctrs: Vec<String>,
+    t: u64,
+    c: u64,
+    key: String,
+    src: Option<String>,
+    commit: Option<String>,
+    /// Page link, relative to index.html; `None` when the page failed.
+    page: Option<String>,
+}
+
+impl IndexRow {
+    fn new(r: &OwnerRow, page: Option<String>) -> IndexRow {
+        IndexRow {
+            ns: r.namespace.clone(),
+            ty: r.owner_type.clone(),
+            ow: r.owner.clone(),
+            bin: r.binary.clone(),
+            pods: r.pods.clone(),
+            hosts: r.hosts.clone(),
+            images: r.images.clone(),
+            ctrs: r.containers.clone(),
+            t: r.total_stmts,
+            c: r.covered_stmts,
+            key: binary_key(r),
+            src: r.source_url.clone(),
+            commit: r.source_commit.clone(),
+            page,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct IndexData<'a> {
+    title: &'a str,
+    rows: Vec<IndexRow>,
+    /// Per binary key: statements run by any of its rows together.
+    bins: BTreeMap<String, u64>,
+}
+
+/// What all rows of one binary ran together: a block counts once, as run
+/// when any row ran it. Rows of one binary (same meta-data) have the same
+/// blocks in the same order; a key whose rows disagree gets no union.
+#[derive(Debug, Default)]
+struct BinaryUnions {
+    by_key: HashMap<String, Option<Vec<(u32, bool)>>>,
+}
+
+impl BinaryUnions {
+    fn add(&mut self, row: &OwnerRow, files: &[FileCoverage]) {
+        let key = binary_key(row);
+        let blocks = files
+            .iter()
+            .flat_map(|f| f.blocks.iter().map(|b| (b.stmts, b.count > 0)));
+        match self.by_key.get_mut(&key) {
+            None => {
+                self.by_key.insert(key, Some(blocks.collect()));
+            }
+            Some(slot) => {
+                let n: usize = files.iter().map(|f| f.blocks.len()).sum();
+                match slot {
+                    Some(acc) if acc.len() == n => {
+                        for (a, (stmts, hit)) in acc.iter_mut().zip(blocks) {
+                            if a.0 != stmts {
+                                *slot = None;
+                                return;
+                            }
+                            a.1 |= hit;
+                        }
+                    }
+                    _ => *slot = None,
+                }
+            }
+        }
+    }
+
+    fn covered(&self) -> BTreeMap<String, u64> {
+        self.by_key
+            .iter()
+            .filter_map(|(k, v)| {
+                let c = v
+                    .as_ref()?
+                    .iter()
+                    .filter(|(_, hit)| *hit)
+                    .map(|(s, _)| u64::from(*s))
+                    .sum();
+                Some((k.clone(), c))
+            })
+            .collect()
+    }
+}
+
+fn binary_key(r: &OwnerRow) -> String {
+    if r.binary_key.is_empty() {
+        r.binary.clone()
+    } else {
+        r.binary_key.clone()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage<'a> {
+    title: &'a str,
+    /// JSON made safe for a `<script>` element by [`script_json`].
+    data: String,
+}
+
+#[derive(Template)]
+#[template(path = "binary.html")]
+struct BinaryPage<'a> {
+    title: &'a str,
+    input_hash: &'a str,
+    namespace: &'a str,
+    owner: &'a str,
+    binary: &'a str,
+    data: String,
+}
+
+/// JSON for a `<script type="application/json">` element: `<`, `>` and `&`
+/// become `\u003c` etc., so no data can close the element or open a comment.
+/// (They can only occur inside JSON strings, where the escapes are equivalent.)
+pub fn script_json<T: Serialize>(value: &T) -> String {
+    let json = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
+    let mut out = String::with_capacity(json.len() + 16);
+    for ch in json.chars() {
+        match ch {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A file-system-safe, collision-free page name for a row.
+pub fn page_slug(row: &OwnerRow) -> String {
+    let mut h = Fnv128::new();
+    for part in [
+        &row.id,
+        &row.namespace,
+        &row.owner_type,
+        &row.owner,
+        &row.binary,
+    ] {
+        hash_str(&mut h, part);
+    }
+    let hash = covdata::hex(&h.finish());
+    let mut readable = String::new();
+    for part in [&row.namespace, &row.owner, &row.binary] {
+        if part.is_empty() {
+            continue;
+        }
+        if !readable.is_empty() {
+            readable.push_str("--");
+        }
+        readable.extend(part.chars().map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        }));
+    }
+    let readable: String = readable.trim_start_matches('.').chars().take(80).collect();
+    if readable.is_empty() {
+        hash[..12].to_string()
+    } else {
+        format!("{readable}-{}", &hash[..8])
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `bytes` unless the file already holds exactly them (keeps mtimes,
+/// and caches downstream of the site, stable). Writes via a temp file + rename.
+fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.len() == bytes.len() as u64
+        && std::fs::read(path).is_ok_and(|old| old == bytes)
+    {
+        return Ok(false);
+    }
+    let err = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    // A name of its own: pages are written in parallel, and two may write
+    // the same shared source at once.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".{}.{seq}.tmp~", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    std::fs::write(&tmp, bytes).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)?;
+    Ok(true)
+}

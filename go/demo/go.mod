@@ -1,0 +1,3 @@
+module example.com/covfleet/demo
+
+go 1.22
