@@ -158,7 +158,7 @@ impl CounterFile {
             1 => CounterFlavor::Raw,
             2 => CounterFlavor::Uleb128,
             other => {
-                if fcn_entries > 0 {
+                if fcn_entries as u32 > 0 {
                     return Err(Error::at(ErrorKind::BadFlavor(other), 24));
                 }
                 CounterFlavor::Uleb128
@@ -172,7 +172,8 @@ impl CounterFile {
                 CounterFlavor::Raw => r.u32(),
             }
         };
-        for _ in 0..fcn_entries {
+        // Go counts records against uint32(FcnEntries): the upper half is ignored.
+        for _ in 0..(fcn_entries as u32) {
             let nc = read(&mut r)?;
             let pkg = read(&mut r)?;
             let func = read(&mut r)?;

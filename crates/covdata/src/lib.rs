@@ -16,12 +16,14 @@
 
 pub mod counters;
 pub mod error;
+pub mod gostr;
 pub mod hash;
 pub mod merge;
 pub mod meta;
 pub mod pods;
 mod reader;
 pub mod report;
+pub mod tabwriter;
 pub mod textprofile;
 pub mod tool;
 

@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::Hash;
 use crate::error::{Error, ErrorKind};
+use crate::gostr::to_go_bytes;
 use crate::hash::{Fnv128, HashWriter};
 use crate::reader::{Reader, put_string_table, put_uleb, read_string_table};
 
@@ -224,8 +225,19 @@ impl MetaFile {
                 len: len as usize,
             });
         }
-        // The file-level string table (always just ""); Go reads and ignores it.
-        r.bytes(str_tab_len as usize)?;
+        // The file-level string table (always just ""): Go decodes it (and
+        // panics when it overruns its length), so it must be well formed.
+        let st_at = r.pos();
+        let st = r.bytes(str_tab_len as usize).map_err(|_| {
+            Error::at(
+                ErrorKind::Malformed("error: short read on string table".into()),
+                st_at,
+            )
+        })?;
+        read_string_table(&mut Reader::new(st)).map_err(|mut e| {
+            e.offset = e.offset.map(|o| o + st_at as u64);
+            e
+        })?;
         Ok((
             MetaFile {
                 version,
@@ -454,9 +466,9 @@ impl PackageMeta {
     /// function: name ‖ file ‖ units as le32 ‖ le32(lit)), FNV-1a-128.
     pub fn compute_hash(&self) -> Hash {
         let mut h = Fnv128::new();
-        h.write(self.path.as_bytes());
-        h.write(self.name.as_bytes());
-        h.write(self.module_path.as_bytes());
+        h.write(&to_go_bytes(&self.path));
+        h.write(&to_go_bytes(&self.name));
+        h.write(&to_go_bytes(&self.module_path));
         for f in &self.funcs {
             f.hash_into(&mut h);
         }
@@ -466,8 +478,8 @@ impl PackageMeta {
 
 impl FuncDesc {
     fn hash_into(&self, h: &mut impl HashWriter) {
-        h.write(self.name.as_bytes());
-        h.write(self.file.as_bytes());
+        h.write(&to_go_bytes(&self.name));
+        h.write(&to_go_bytes(&self.file));
         for u in &self.units {
             for v in [u.st_line, u.st_col, u.en_line, u.en_col, u.stmts] {
                 h.write(&v.to_le_bytes());

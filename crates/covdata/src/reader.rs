@@ -120,7 +120,7 @@ pub(crate) fn read_string_table(r: &mut Reader<'_>) -> Result<Vec<String>, Error
             return Err(r.eof());
         }
         let b = r.bytes(len as usize)?;
-        out.push(String::from_utf8_lossy(b).into_owned());
+        out.push(crate::gostr::from_go_bytes(b));
     }
     Ok(out)
 }
@@ -128,7 +128,8 @@ pub(crate) fn read_string_table(r: &mut Reader<'_>) -> Result<Vec<String>, Error
 pub(crate) fn put_string_table(out: &mut Vec<u8>, strings: &[&str]) {
     put_uleb(out, strings.len() as u64);
     for s in strings {
-        put_uleb(out, s.len() as u64);
-        out.extend_from_slice(s.as_bytes());
+        let b = crate::gostr::to_go_bytes(s);
+        put_uleb(out, b.len() as u64);
+        out.extend_from_slice(&b);
     }
 }

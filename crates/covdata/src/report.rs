@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 
+use crate::gostr::to_go_bytes;
 use crate::merge::saturating_add;
 use crate::meta::{CounterMode, Unit};
 
@@ -104,9 +105,8 @@ impl Formatter {
             })
             .collect();
         rows.sort_unstable_by(|a, b| {
-            a.func
-                .file
-                .cmp(&b.func.file)
+            to_go_bytes(&a.func.file)
+                .cmp(&to_go_bytes(&b.func.file))
                 .then(a.unit.st_line.cmp(&b.unit.st_line))
                 .then(a.unit.en_line.cmp(&b.unit.en_line))
                 .then(a.unit.st_col.cmp(&b.unit.st_col))
@@ -127,10 +127,10 @@ impl Formatter {
     pub fn emit_textual(&self, w: &mut dyn Write) -> io::Result<()> {
         let mut buf = Vec::with_capacity(64 * 1024);
         writeln!(buf, "mode: {}", self.mode)?;
-        for p in self.pkgs.values() {
+        for (_, p) in self.sorted_packages() {
             for r in Self::sorted_rows(p) {
                 let u = r.unit;
-                buf.extend_from_slice(r.func.file.as_bytes());
+                buf.extend_from_slice(&to_go_bytes(&r.func.file));
                 let mut ib = itoa_buf();
                 buf.push(b':');
                 push_num(&mut buf, &mut ib, u.st_line);
@@ -156,8 +156,8 @@ impl Formatter {
 
     /// Per-package (covered, total) statement counts, sorted by import path.
     pub fn package_stats(&self) -> Vec<(&str, u64, u64)> {
-        self.pkgs
-            .iter()
+        self.sorted_packages()
+            .into_iter()
             .map(|(path, p)| {
                 let (mut cov, mut tot) = (0u64, 0u64);
                 for (&(_, u), &c) in &p.units {
@@ -174,49 +174,50 @@ impl Formatter {
     /// `percent`: `\t<pkg>\t\tcoverage: X% of statements\n` per package
     /// (with Go's quirk: no newline at all for a package without statements).
     pub fn emit_percent(&self, w: &mut dyn Write) -> io::Result<()> {
-        let mut out = String::new();
+        let mut out: Vec<u8> = Vec::new();
         for (path, cov, tot) in self.package_stats() {
-            out.push('\t');
-            out.push_str(path);
-            out.push_str("\t\t");
+            out.push(b'\t');
+            out.extend_from_slice(&to_go_bytes(path));
+            out.extend_from_slice(b"\t\t");
             if tot != 0 {
-                out.push_str(&format!(
-                    "coverage: {:.1}% of statements\n",
+                let _ = writeln!(
+                    out,
+                    "coverage: {:.1}% of statements",
                     100.0 * cov as f64 / tot as f64
-                ));
+                );
             }
         }
-        w.write_all(out.as_bytes())
+        w.write_all(&out)
     }
 
-    /// `func`: one line per non-literal function group, then `total`.
+    /// `func`: one line per non-literal function group, then `total`, laid
+    /// out by Go's tabwriter.
     pub fn emit_funcs(&self, w: &mut dyn Write) -> io::Result<()> {
         fn perc(c: u64, t: u64) -> f64 {
             100.0 * c as f64 / (if t == 0 { 1 } else { t }) as f64
         }
-        let mut table: Vec<[String; 3]> = Vec::new();
+        let mut text: Vec<u8> = Vec::new();
         let (mut all, mut covered) = (0u64, 0u64);
-        for p in self.pkgs.values() {
+        for (_, p) in self.sorted_packages() {
             if p.units.is_empty() {
                 continue;
             }
             let rows = Self::sorted_rows(p);
             let mut start = rows[0];
             let (mut c, mut t) = (0u64, 0u64);
-            let mut flush = |start: &Row<'_>, c: u64, t: u64, table: &mut Vec<[String; 3]>| {
+            let mut flush = |start: &Row<'_>, c: u64, t: u64, text: &mut Vec<u8>| {
                 if !start.func.lit {
-                    table.push([
-                        format!("{}:{}:", start.func.file, start.unit.st_line),
-                        start.func.name.clone(),
-                        format!("{:.1}%", perc(c, t)),
-                    ]);
+                    text.extend_from_slice(&to_go_bytes(&start.func.file));
+                    let _ = write!(text, ":{}:\t", start.unit.st_line);
+                    text.extend_from_slice(&to_go_bytes(&start.func.name));
+                    let _ = writeln!(text, "\t{:.1}%", perc(c, t));
                 }
                 all += t;
                 covered += c;
             };
             for r in &rows {
                 if r.func.name != start.func.name {
-                    flush(&start, c, t, &mut table);
+                    flush(&start, c, t, &mut text);
                     start = *r;
                     c = 0;
                     t = 0;
@@ -226,43 +227,22 @@ impl Formatter {
                     c += u64::from(r.unit.stmts);
                 }
             }
-            flush(&start, c, t, &mut table);
+            flush(&start, c, t, &mut text);
         }
-        table.push([
-            "total".into(),
-            "(statements)".into(),
-            format!("{:.1}%", perc(covered, all)),
-        ]);
-        w.write_all(tabwrite(&table).as_bytes())
+        let _ = writeln!(text, "total\t(statements)\t{:.1}%", perc(covered, all));
+        w.write_all(&crate::tabwriter::format(&text))
     }
-}
 
-/// Go's `text/tabwriter` with (minwidth 1, tabwidth 8, padding 1, padchar
-/// '\t', flags 0) for rows of two tab-terminated cells and a trailing cell.
-pub fn tabwrite(rows: &[[String; 3]]) -> String {
-    let width = |col: usize| -> usize {
-        let w = rows
-            .iter()
-            .map(|r| r[col].chars().count() + 1)
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        w.div_ceil(8) * 8
-    };
-    let (w0, w1) = (width(0), width(1));
-    let mut out = String::new();
-    for r in rows {
-        for (cell, w) in [(&r[0], w0), (&r[1], w1)] {
-            out.push_str(cell);
-            let n = w - cell.chars().count();
-            for _ in 0..n.div_ceil(8) {
-                out.push('\t');
-            }
+    /// Packages in Go's order (by the bytes of the import path).
+    fn sorted_packages(&self) -> Vec<(&String, &PkgState)> {
+        let mut v: Vec<(&String, &PkgState)> = self.pkgs.iter().collect();
+        if v.iter()
+            .any(|(k, _)| matches!(to_go_bytes(k), std::borrow::Cow::Owned(_)))
+        {
+            v.sort_by(|a, b| to_go_bytes(a.0).cmp(&to_go_bytes(b.0)));
         }
-        out.push_str(&r[2]);
-        out.push('\n');
+        v
     }
-    out
 }
 
 fn itoa_buf() -> [u8; 10] {
@@ -281,31 +261,4 @@ fn push_num(out: &mut Vec<u8>, buf: &mut [u8; 10], mut v: u32) {
         }
     }
     out.extend_from_slice(&buf[i..]);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tabwriter_matches_go_layout() {
-        let rows = vec![
-            [
-                "example.com/app/main.go:12:".to_string(),
-                "*T.Inc".into(),
-                "100.0%".into(),
-            ],
-            [
-                "example.com/app/util/util.go:12:".to_string(),
-                "Unused".into(),
-                "0.0%".into(),
-            ],
-            ["total".to_string(), "(statements)".into(), "75.0%".into()],
-        ];
-        let s = tabwrite(&rows);
-        let lines: Vec<&str> = s.lines().collect();
-        assert_eq!(lines[0], "example.com/app/main.go:12:\t\t*T.Inc\t\t100.0%");
-        assert_eq!(lines[1], "example.com/app/util/util.go:12:\tUnused\t\t0.0%");
-        assert_eq!(lines[2], "total\t\t\t\t\t(statements)\t75.0%");
-    }
 }

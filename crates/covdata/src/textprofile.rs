@@ -65,8 +65,9 @@ fn parse_line(line: &str) -> Option<(&str, Block)> {
             en_line: num(el)?,
             en_col: num(ec)?,
             stmts: num(stmts)?,
+            // Go parses counts as int: at most 2^63-1.
             count: if count_ok {
-                count.parse().ok()?
+                count.parse::<i64>().ok()? as u64
             } else {
                 return None;
             },
@@ -139,7 +140,8 @@ impl Profile {
                     if set {
                         last.count |= b.count;
                     } else {
-                        last.count += b.count;
+                        // Go adds ints (wrapping past 2^63); covfleet saturates.
+                        last.count = last.count.saturating_add(b.count);
                     }
                     continue;
                 }

@@ -11,6 +11,7 @@ use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::counters::CounterFile;
+use crate::gostr::to_go_bytes;
 use crate::hash::{Fnv128, HashWriter, fnv128};
 use crate::merge::{MergeMode, Merger};
 use crate::meta::{BlobSpan, FuncDesc, MetaFile, PackageMeta};
@@ -219,6 +220,13 @@ fn collect(dirs: &[String], warn: &mut dyn Write) -> Res<Vec<Pod>> {
     Ok(pods)
 }
 
+/// Appends strings with their original (Go) bytes.
+fn put(out: &mut Vec<u8>, parts: &[&str]) {
+    for p in parts {
+        out.extend_from_slice(&to_go_bytes(p));
+    }
+}
+
 fn go_slice(args: &[String]) -> String {
     format!("[{}]", args.join(" "))
 }
@@ -239,6 +247,7 @@ pub fn dump(
     };
     let mut merger = Merger::new(policy);
     let mut fmt: Option<Formatter> = None;
+    let mut first_meta = String::new();
     let mut pkgpaths: std::collections::BTreeSet<String> = Default::default();
     let (mut total, mut covered) = (0i64, 0i64);
     for pod in collect(dirs, warn)? {
@@ -252,6 +261,7 @@ pub fn dump(
         }
         if fmt.is_none() {
             fmt = Some(Formatter::new(mode));
+            first_meta = pod.meta_file.clone();
         }
         lp.decode_packages(&pod.meta_file)?;
         let nf: Vec<u32> = lp
@@ -270,13 +280,13 @@ pub fn dump(
             if let DumpKind::Debugdump { .. } = kind {
                 let _ = write!(stdout, "data file {cf_path}");
                 if !cf.goos.is_empty() {
-                    let _ = write!(stdout, " GOOS={}", cf.goos);
+                    put(stdout, &[" GOOS=", &cf.goos]);
                 }
                 if !cf.goarch.is_empty() {
-                    let _ = write!(stdout, " GOARCH={}", cf.goarch);
+                    put(stdout, &[" GOARCH=", &cf.goarch]);
                 }
                 if !cf.os_args.is_empty() {
-                    let _ = writeln!(stdout, "  program args: {}", go_slice(&cf.os_args));
+                    put(stdout, &["  program args: ", &go_slice(&cf.os_args), "\n"]);
                 }
                 let _ = writeln!(stdout);
             }
@@ -313,25 +323,27 @@ pub fn dump(
             }
             fm.set_package(&p.path);
             for (fi, fd) in p.funcs.iter().enumerate() {
-                let counters = acc.get(&(pi as u32, fi as u32));
+                // A record with no counters leaves Go's slice nil: read as zeros.
+                let found = acc.get(&(pi as u32, fi as u32));
+                let counters = found.filter(|c| !c.is_empty());
                 let show = match kind {
-                    DumpKind::Debugdump { live } => !(live && counters.is_none()),
+                    DumpKind::Debugdump { live } => !(live && found.is_none()),
                     _ => false,
                 };
                 if show {
                     if !preamble {
-                        let _ = writeln!(
+                        put(
                             stdout,
-                            "\nPackage path: {}\nPackage name: {}\nModule path: {}",
-                            p.path, p.name, p.module_path
+                            &["\nPackage path: ", &p.path, "\nPackage name: ", &p.name],
                         );
+                        put(stdout, &["\nModule path: ", &p.module_path, "\n"]);
                         preamble = true;
                     }
-                    let _ = writeln!(
+                    put(
                         stdout,
-                        "\nFunc: {}\nSrcfile: {}\nLiteral: {}",
-                        fd.name, fd.file, fd.literal
+                        &["\nFunc: ", &fd.name, "\nSrcfile: ", &fd.file, "\n"],
                     );
+                    let _ = writeln!(stdout, "Literal: {}", fd.literal);
                 }
                 if let Some(c) = counters
                     && c.len() < fd.units.len()
@@ -368,17 +380,17 @@ pub fn dump(
     }
     let mut textfmt = None;
     if let Some(fm) = &fmt {
-        if kind == DumpKind::Textfmt && fm.mode().0 == 0 {
-            return Err(fatal("internal error, counter mode unset"));
+        if matches!(kind, DumpKind::Textfmt | DumpKind::Func) && fm.mode().0 == 0 {
+            return Err(fatal(format!(
+                "meta-data file {} has no counter mode (0); go tool covdata panics on it (\"internal error, counter mode unset\")",
+                first_meta
+            )));
         }
         match kind {
             DumpKind::Percent => {
                 let _ = fm.emit_percent(stdout);
             }
             DumpKind::Func => {
-                if fm.mode().0 == 0 {
-                    return Err(fatal("internal error, counter mode unset"));
-                }
                 let _ = fm.emit_funcs(stdout);
             }
             _ => {}
@@ -393,8 +405,14 @@ pub fn dump(
         let _ = writeln!(stdout, "totalStmts: {total} coveredStmts: {covered}");
     }
     if kind == DumpKind::Pkglist {
-        for p in pkgpaths {
-            let _ = writeln!(stdout, "{p}");
+        let mut paths: Vec<Vec<u8>> = pkgpaths
+            .iter()
+            .map(|p| to_go_bytes(p).into_owned())
+            .collect();
+        paths.sort();
+        for p in paths {
+            stdout.extend_from_slice(&p);
+            stdout.push(b'\n');
         }
     }
     Ok(textfmt)

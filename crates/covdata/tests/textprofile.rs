@@ -69,8 +69,10 @@ fn inconsistent_numstmt_is_an_error() {
 
 #[test]
 fn huge_counts_do_not_panic() {
-    // Go sums ints (wrapping); covfleet may saturate or reject, never panic.
-    let max = u64::MAX;
+    // Go parses counts as int (at most 2^63-1) and sums them wrapping;
+    // covfleet rejects larger counts as Go does and saturates sums, never panics.
+    let max = i64::MAX;
+    assert!(Profile::parse(&format!("mode: count\nx.go:1.1,2.1 1 {}\n", u64::MAX)).is_err());
     let text = format!("mode: count\nx.go:1.1,2.1 1 {max}\nx.go:1.1,2.1 1 {max}\n");
     let _ = Profile::parse(&text);
     let _ = Profile::parse("mode: count\nx.go:1.1,2.1 1 99999999999999999999999\n");
