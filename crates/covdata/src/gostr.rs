@@ -10,36 +10,46 @@ use std::borrow::Cow;
 
 const ESCAPE_BASE: u32 = 0x10_FF00;
 
-/// Decodes bytes as UTF-8, escaping each byte of an invalid sequence.
+/// Decodes bytes as UTF-8, escaping each byte of an invalid sequence (and
+/// of any character that itself lies in the escape range, so the mapping
+/// stays reversible for every input).
 pub fn from_go_bytes(b: &[u8]) -> String {
-    match std::str::from_utf8(b) {
-        Ok(s) => s.to_string(),
-        Err(_) => {
-            let mut out = String::with_capacity(b.len() + 8);
-            let mut rest = b;
-            while !rest.is_empty() {
-                match std::str::from_utf8(rest) {
-                    Ok(s) => {
-                        out.push_str(s);
-                        break;
-                    }
-                    Err(e) => {
-                        let (good, bad) = rest.split_at(e.valid_up_to());
-                        // SAFETY-free: `good` is valid by construction.
-                        out.push_str(std::str::from_utf8(good).unwrap_or_default());
-                        let n = e.error_len().unwrap_or(bad.len()).max(1);
-                        for &byte in &bad[..n] {
-                            out.push(
-                                char::from_u32(ESCAPE_BASE + u32::from(byte)).unwrap_or('\u{FFFD}'),
-                            );
-                        }
-                        rest = &bad[n..];
-                    }
-                }
-            }
-            out
-        }
+    if let Ok(s) = std::str::from_utf8(b)
+        && !s.chars().any(is_escape)
+    {
+        return s.to_string();
     }
+    let mut out = String::with_capacity(b.len() + 8);
+    let escape_bytes = |out: &mut String, bytes: &[u8]| {
+        for &byte in bytes {
+            out.push(char::from_u32(ESCAPE_BASE + u32::from(byte)).unwrap_or('\u{FFFD}'));
+        }
+    };
+    let mut rest = b;
+    while !rest.is_empty() {
+        let (good, bad_len) = match std::str::from_utf8(rest) {
+            Ok(s) => (s, 0),
+            Err(e) => {
+                let valid = std::str::from_utf8(&rest[..e.valid_up_to()]).unwrap_or_default();
+                (
+                    valid,
+                    e.error_len().unwrap_or(rest.len() - e.valid_up_to()).max(1),
+                )
+            }
+        };
+        for c in good.chars() {
+            if is_escape(c) {
+                let mut buf = [0u8; 4];
+                escape_bytes(&mut out, c.encode_utf8(&mut buf).as_bytes());
+            } else {
+                out.push(c);
+            }
+        }
+        let bad = &rest[good.len()..good.len() + bad_len];
+        escape_bytes(&mut out, bad);
+        rest = &rest[good.len() + bad_len..];
+    }
+    out
 }
 
 /// The original bytes of a string decoded by [`from_go_bytes`].
