@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use common::fixtures::{MODES, MODULE, fixtures};
 use common::oracle::{
-    Cmp, OUT, Report, Tool, go_textfmt, i_arg, names, out_path, run_tool, s, textfmt_diff,
+    Cmp, OUT, Report, Tool, first_diff, go_textfmt, i_arg, mask_debugdump, names, out_path,
+    run_tool, s, textfmt_diff,
 };
 
 /// Named lists of input directories covering single pods, several pods in
@@ -815,7 +816,12 @@ struct PodCopy {
 }
 
 fn pod_copy() -> PodCopy {
-    let src = fixtures().data("count/tool");
+    pod_copy_of("count/tool")
+}
+
+/// [`pod_copy`] of another fixture directory (its first meta and counter file).
+fn pod_copy_of(rel: &str) -> PodCopy {
+    let src = fixtures().data(rel);
     let ns = names(&src);
     let meta_name = ns
         .iter()
@@ -1395,9 +1401,13 @@ fn random_mutations_agree_with_go() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0x9e37_79b9_7f4a_7c15);
     let mut rng = Rng(seed | 1);
+    // COVDATA_MUTATION_POD picks another fixture dir (default count/tool).
+    let pod = std::env::var("COVDATA_MUTATION_POD").unwrap_or_else(|_| "count/tool".into());
+    // COVDATA_MUTATION_SUB picks the subcommand (default textfmt).
+    let sub = std::env::var("COVDATA_MUTATION_SUB").unwrap_or_else(|_| "textfmt".into());
     let mut r = Report::default();
     for k in 0..n {
-        let p = pod_copy();
+        let p = pod_copy_of(&pod);
         let on_meta = rng.below(3) == 0;
         let mut data = if on_meta {
             p.meta.clone()
@@ -1446,11 +1456,15 @@ fn random_mutations_agree_with_go() {
             if on_meta { "meta" } else { "counters" },
             what.join(", ")
         );
-        let args = vec![
-            "textfmt".to_string(),
-            i_arg(&[p.dir.path().to_path_buf()]),
-            format!("-o={OUT}"),
-        ];
+        let args = if sub == "textfmt" {
+            vec![
+                sub.clone(),
+                i_arg(&[p.dir.path().to_path_buf()]),
+                format!("-o={OUT}"),
+            ]
+        } else {
+            vec![sub.clone(), i_arg(&[p.dir.path().to_path_buf()])]
+        };
         r.cases += 1;
         let scratch = tempfile::tempdir().unwrap();
         let g = run_tool(Tool::Go, &args, scratch.path(), false);
@@ -1479,6 +1493,14 @@ fn random_mutations_agree_with_go() {
                     && let Some(d) = textfmt_diff(gf, cf)
                 {
                     r.fail(&case, format!("textfmt: {d}"));
+                }
+                let (gs, cs) = if sub == "debugdump" {
+                    (mask_debugdump(&g.stdout), mask_debugdump(&c.stdout))
+                } else {
+                    (g.stdout.clone(), c.stdout.clone())
+                };
+                if gs != cs {
+                    r.fail(&case, format!("stdout: {}", first_diff(&gs, &cs)));
                 }
             }
             (Some(0), _)
