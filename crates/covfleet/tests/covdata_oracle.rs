@@ -1456,6 +1456,17 @@ fn random_mutations_agree_with_go() {
             if on_meta { "meta" } else { "counters" },
             what.join(", ")
         );
+        if sub == "merge" {
+            // Exploration only: stderr wording of rejected input is compared
+            // exactly here.
+            let a = vec![
+                sub.clone(),
+                i_arg(&[p.dir.path().to_path_buf()]),
+                format!("-o={OUT}"),
+            ];
+            compare_merge(&mut r, &case, &a);
+            continue;
+        }
         let args = if sub == "textfmt" {
             vec![
                 sub.clone(),
