@@ -157,6 +157,14 @@ impl Profile {
     pub fn merge(&mut self, other: &Profile) -> Result<(), ProfileError> {
         if self.mode.is_empty() {
             self.mode = other.mode.clone();
+        } else if !other.mode.is_empty() && other.mode != self.mode {
+            return Err(ProfileError {
+                line: 1,
+                message: format!(
+                    "mode {:?} differs from the earlier mode {:?}",
+                    other.mode, self.mode
+                ),
+            });
         }
         let mut text = self.to_text();
         for line in other.to_text().lines().skip(1) {

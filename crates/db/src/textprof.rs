@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use covdata::textprofile::Profile;
 use covdata::{CounterGranularity, CounterMode, FuncDesc, MetaFile, PackageMeta, Unit};
 
 /// A text profile, folded into meta-data and dense counters.
@@ -22,67 +23,27 @@ pub struct TextProfile {
     pub counters: Vec<u32>,
 }
 
-type Key = (u32, u32, u32, u32);
-
-/// Parses one or more text profiles (all must share a mode) into one.
+/// Parses one or more text profiles (all must share a mode) into one, with
+/// `covdata`'s text-profile reader (Go's `x/tools/cover` rules).
 pub fn parse(texts: &[(&str, &str)]) -> Result<TextProfile, String> {
-    let mut mode: Option<CounterMode> = None;
-    // file → block → (stmts, count)
-    let mut files: BTreeMap<String, BTreeMap<Key, (u32, u32)>> = BTreeMap::new();
+    let mut merged: Option<Profile> = None;
     for (name, text) in texts {
-        let mut lines = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty());
-        let (_, first) = lines
-            .next()
-            .ok_or_else(|| format!("{name}: empty profile"))?;
-        let m = first
-            .strip_prefix("mode: ")
-            .and_then(|m| CounterMode::parse(m.trim()))
-            .ok_or_else(|| {
-                format!("{name}:1: expected `mode: set|count|atomic`, found {first:?}")
-            })?;
-        if let Some(prev) = mode
-            && prev != m
-        {
+        let p =
+            Profile::parse(text).map_err(|e| format!("{name}:{}: {}", e.line.max(1), e.message))?;
+        if p.counter_mode().is_none_or(|m| m.0 > CounterMode::ATOMIC.0) {
             return Err(format!(
-                "{name}: mode {m} differs from {prev} of the other profiles"
+                "{name}:1: expected `mode: set|count|atomic`, found mode {:?}",
+                p.mode
             ));
         }
-        mode = Some(m);
-        for (i, line) in lines {
-            let bad = || format!("{name}:{}: malformed profile line {line:?}", i + 1);
-            // file:a.b,c.d n c — the file name may itself contain ':'.
-            let (file, rest) = line.rsplit_once(':').ok_or_else(bad)?;
-            let mut parts = rest.split_whitespace();
-            let span = parts.next().ok_or_else(bad)?;
-            let stmts: u32 = parts.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-            let count: u64 = parts.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-            if parts.next().is_some() {
-                return Err(bad());
-            }
-            let (a, b) = span.split_once(',').ok_or_else(bad)?;
-            let lc = |s: &str| -> Option<(u32, u32)> {
-                let (l, c) = s.split_once('.')?;
-                Some((l.parse().ok()?, c.parse().ok()?))
-            };
-            let (sl, sc) = lc(a).ok_or_else(bad)?;
-            let (el, ec) = lc(b).ok_or_else(bad)?;
-            let count = u32::try_from(count).unwrap_or(u32::MAX);
-            let e = files
-                .entry(file.to_string())
-                .or_default()
-                .entry((sl, sc, el, ec))
-                .or_insert((stmts, 0));
-            e.1 = if m == CounterMode::SET {
-                e.1.max(count.min(1))
-            } else {
-                e.1.saturating_add(count)
-            };
+        match merged.as_mut() {
+            None => merged = Some(p),
+            Some(m) => m.merge(&p).map_err(|e| format!("{name}: {}", e.message))?,
         }
     }
-    let mode = mode.ok_or("no profiles")?;
+    let profile = merged.ok_or("no profiles")?;
+    let mode = profile.counter_mode().ok_or("no profiles")?;
+    let files = profile.files;
     let mut pkgs: BTreeMap<String, PackageMeta> = BTreeMap::new();
     let mut counters_by_pkg: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for (file, blocks) in files {
@@ -99,15 +60,15 @@ pub fn parse(texts: &[(&str, &str)]) -> Result<TextProfile, String> {
         });
         let cs = counters_by_pkg.entry(dir).or_default();
         let mut units = Vec::with_capacity(blocks.len());
-        for ((sl, sc, el, ec), (stmts, count)) in blocks {
+        for b in blocks {
             units.push(Unit {
-                st_line: sl,
-                st_col: sc,
-                en_line: el,
-                en_col: ec,
-                stmts,
+                st_line: b.st_line,
+                st_col: b.st_col,
+                en_line: b.en_line,
+                en_col: b.en_col,
+                stmts: b.stmts,
             });
-            cs.push(count);
+            cs.push(u32::try_from(b.count).unwrap_or(u32::MAX));
         }
         let base = file.rsplit('/').next().unwrap_or(&file).to_string();
         pkg.funcs.push(FuncDesc {
