@@ -80,11 +80,15 @@ impl Profile {
     pub fn parse(text: &str) -> Result<Profile, ProfileError> {
         let mut mode: Option<String> = None;
         let mut files: BTreeMap<String, Vec<Block>> = BTreeMap::new();
-        for (i, line) in text.lines().enumerate() {
+        // Lines as Go's bufio.Scanner splits them: at '\n', dropping one '\r'.
+        let body = text.strip_suffix('\n').unwrap_or(text);
+        for (i, line) in body.split('\n').enumerate() {
             let line = line.strip_suffix('\r').unwrap_or(line);
             if let Some(m) = line.strip_prefix("mode: ") {
                 match &mode {
-                    None if !m.is_empty() => {
+                    // A mode with control characters could not be written
+                    // back; Go's reader would take it, covfleet refuses it.
+                    None if !m.is_empty() && !m.chars().any(char::is_control) => {
                         mode = Some(m.to_string());
                         continue;
                     }
