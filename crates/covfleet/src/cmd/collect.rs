@@ -241,6 +241,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints the summary (JSON on stdout, or text on stderr) and picks the exit code.
+/// Scrape errors name their target already; print it once per line.
+fn without_target<'a>(reason: &'a str, target: &str) -> &'a str {
+    reason
+        .strip_prefix(target)
+        .and_then(|r| r.strip_prefix(": "))
+        .unwrap_or(reason)
+}
+
 pub fn report(summary: &Summary, targets: &TargetArgs, verb: &str) -> ExitCode {
     if targets.json {
         match serde_json::to_string_pretty(summary) {
@@ -271,12 +279,20 @@ pub fn report(summary: &Summary, targets: &TargetArgs, verb: &str) -> ExitCode {
             );
         }
         for s in &summary.skipped {
-            eprintln!("  skipped {}: {}", s.target, s.reason);
+            eprintln!(
+                "  skipped {}: {}",
+                s.target,
+                without_target(&s.reason, &s.target)
+            );
         }
     }
     if !targets.json {
         for f in &summary.failed {
-            eprintln!("  FAILED {}: {}", f.target, f.reason);
+            eprintln!(
+                "  FAILED {}: {}",
+                f.target,
+                without_target(&f.reason, &f.target)
+            );
         }
     }
     if summary.failed.is_empty() {
