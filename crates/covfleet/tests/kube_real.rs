@@ -113,7 +113,11 @@ impl Daemon {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let from = lines.len().saturating_sub(40);
-        format!("--- last lines of {} log:\n{}", self.name, lines[from..].join("\n"))
+        format!(
+            "--- last lines of {} log:\n{}",
+            self.name,
+            lines[from..].join("\n")
+        )
     }
 
     /// Polls `ok` until true; fails with the daemon's log when it exits or
@@ -181,7 +185,12 @@ impl ControlPlane {
         // Service-account token keys, made at test time.
         let key = d.join("sa.key");
         let pubkey = d.join("sa.pub");
-        run_ok(Command::new("openssl").args(["genrsa", "-out"]).arg(&key).arg("2048"));
+        run_ok(
+            Command::new("openssl")
+                .args(["genrsa", "-out"])
+                .arg(&key)
+                .arg("2048"),
+        );
         run_ok(
             Command::new("openssl")
                 .args(["rsa", "-pubout", "-in"])
@@ -190,7 +199,11 @@ impl ControlPlane {
                 .arg(&pubkey),
         );
         let tokens = d.join("tokens.csv");
-        std::fs::write(&tokens, format!("{TOKEN},covfleet-tester,1001,system:masters\n")).unwrap();
+        std::fs::write(
+            &tokens,
+            format!("{TOKEN},covfleet-tester,1001,system:masters\n"),
+        )
+        .unwrap();
 
         let port = free_port();
         let mut apiserver = Daemon::start(
@@ -261,7 +274,10 @@ impl ControlPlane {
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let (json_text, code) = text.rsplit_once('\n').unwrap_or(("", &text));
         let code: u16 = code.trim().parse().unwrap_or_else(|_| {
-            panic!("curl {method} {path}: no status ({text:?})\n{}", self.apiserver.tail())
+            panic!(
+                "curl {method} {path}: no status ({text:?})\n{}",
+                self.apiserver.tail()
+            )
         });
         let v = serde_json::from_str(json_text).unwrap_or(Value::String(json_text.into()));
         (code, v)
@@ -378,7 +394,11 @@ fn collect_through_a_real_apiserver_pod_proxy() {
     );
     let containers = json!([
         container("web", "quay.invalid/shop/web:1.4", "/app/web"),
-        container("metrics", "quay.invalid/shop/exporter:0.9", "/usr/bin/exporter"),
+        container(
+            "metrics",
+            "quay.invalid/shop/exporter:0.9",
+            "/usr/bin/exporter"
+        ),
     ]);
     let labels = json!({"app": "web", "pod-template-hash": "7d4b9c"});
     let rs = cp.must(
@@ -392,7 +412,10 @@ fn collect_through_a_real_apiserver_pod_proxy() {
     let rs_uid = rs["metadata"]["uid"].as_str().unwrap().to_string();
 
     let mut uids = std::collections::BTreeMap::new();
-    let replicas = [("web-7d4b9c-aaaaa", &ns_a, 0), ("web-7d4b9c-bbbbb", &ns_b, 2)];
+    let replicas = [
+        ("web-7d4b9c-aaaaa", &ns_a, 0),
+        ("web-7d4b9c-bbbbb", &ns_b, 2),
+    ];
     for (name, netns, metrics_restarts) in replicas {
         let pod = cp.must(
             "POST",
@@ -413,11 +436,19 @@ fn collect_through_a_real_apiserver_pod_proxy() {
                 "198.18.0.2",
                 &[
                     ("web", "quay.invalid/shop/web:1.4", 0),
-                    ("metrics", "quay.invalid/shop/exporter:0.9", metrics_restarts),
+                    (
+                        "metrics",
+                        "quay.invalid/shop/exporter:0.9",
+                        metrics_restarts,
+                    ),
                 ],
             ),
         );
-        assert_eq!(st["status"]["podIP"], json!(netns.ip.clone().unwrap()), "{st}");
+        assert_eq!(
+            st["status"]["podIP"],
+            json!(netns.ip.clone().unwrap()),
+            "{st}"
+        );
     }
     // A pod nothing runs: it stays Pending as the apiserver created it.
     cp.must(
@@ -489,10 +520,34 @@ fn collect_through_a_real_apiserver_pod_proxy() {
     }
     got.sort();
     let want: Vec<(String, String, String, String, bool)> = [
-        ("web-7d4b9c-aaaaa", "metrics", "quay.invalid/shop/exporter:0.9", "exporter", false),
-        ("web-7d4b9c-aaaaa", "web", "quay.invalid/shop/web:1.4", "web", false),
-        ("web-7d4b9c-bbbbb", "metrics", "quay.invalid/shop/exporter:0.9", "exporter", true),
-        ("web-7d4b9c-bbbbb", "web", "quay.invalid/shop/web:1.4", "web", false),
+        (
+            "web-7d4b9c-aaaaa",
+            "metrics",
+            "quay.invalid/shop/exporter:0.9",
+            "exporter",
+            false,
+        ),
+        (
+            "web-7d4b9c-aaaaa",
+            "web",
+            "quay.invalid/shop/web:1.4",
+            "web",
+            false,
+        ),
+        (
+            "web-7d4b9c-bbbbb",
+            "metrics",
+            "quay.invalid/shop/exporter:0.9",
+            "exporter",
+            true,
+        ),
+        (
+            "web-7d4b9c-bbbbb",
+            "web",
+            "quay.invalid/shop/web:1.4",
+            "web",
+            false,
+        ),
     ]
     .iter()
     .map(|t| (t.0.into(), t.1.into(), t.2.into(), t.3.into(), t.4))
