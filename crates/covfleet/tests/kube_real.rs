@@ -377,6 +377,9 @@ fn collect_through_a_real_apiserver_pod_proxy() {
     let ns_b = Netns::with_veth();
     ns_b.spawn_ready(&f.named("web"), &["4"], &[]);
     ns_b.spawn_ready(&f.named("exporter"), &["2"], &[]);
+    // A running pod whose program is not instrumented: nothing listens, the
+    // apiserver's proxy answers with its own error for every port.
+    let ns_bare = Netns::with_veth();
 
     let cp = ControlPlane::start(&bin);
     let ns = "shop";
@@ -457,6 +460,22 @@ fn collect_through_a_real_apiserver_pod_proxy() {
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "batch-5f6d7-pzq8k"},
             "spec": {"containers": [container("batch", "quay.invalid/shop/batch:1", "/batch")]}}),
     );
+    cp.must(
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/pods"),
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "db-0", "labels": {"app": "db"}},
+            "spec": {"nodeName": "node-2",
+                "containers": [container("postgres", "quay.invalid/postgres:16", "postgres")]}}),
+    );
+    cp.must(
+        "PATCH",
+        &format!("/api/v1/namespaces/{ns}/pods/db-0/status"),
+        running_status(
+            &ns_bare,
+            "198.18.0.2",
+            &[("postgres", "quay.invalid/postgres:16", 0)],
+        ),
+    );
     // The real proxy subresource reaches a coverage server (what collect uses).
     let (code, _) = cp.call(
         "GET",
@@ -481,6 +500,21 @@ fn collect_through_a_real_apiserver_pod_proxy() {
     let skipped = summary["skipped"].to_string();
     assert!(
         skipped.contains("batch-5f6d7-pzq8k") && skipped.contains("Pending"),
+        "{summary}"
+    );
+    // The pod where nothing listens is reported once, with the reason.
+    let db: Vec<&Value> = summary["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["target"] == "shop/db-0")
+        .collect();
+    assert_eq!(db.len(), 1, "{summary}");
+    assert!(
+        db[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no coverage server answered on port 53700"),
         "{summary}"
     );
 
@@ -553,6 +587,45 @@ fn collect_through_a_real_apiserver_pod_proxy() {
     .map(|t| (t.0.into(), t.1.into(), t.2.into(), t.3.into(), t.4))
     .collect();
     assert_eq!(got, want);
+
+    // Label selection and pods by name, answered by the apiserver itself.
+    let sel_dir = cp.dir.path().join("selected");
+    let out = Command::new(covfleet())
+        .args(["collect", "--kube", "--kubeconfig"])
+        .arg(&kc)
+        .args([
+            "-n",
+            ns,
+            "-l",
+            "app=web,pod-template-hash=7d4b9c",
+            "--json",
+            "-o",
+        ])
+        .arg(&sel_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", s(&out));
+    let summary = stdout_json(&out);
+    assert_eq!(summary["collected"], 4, "{summary}");
+    let skipped = summary["skipped"].to_string();
+    assert!(
+        !skipped.contains("db-0") && !skipped.contains("batch"),
+        "{summary}"
+    );
+    let named_dir = cp.dir.path().join("named");
+    let out = Command::new(covfleet())
+        .args(["collect", "--kube", "--kubeconfig"])
+        .arg(&kc)
+        .args(["-n", ns, "--pod", "web-7d4b9c-bbbbb", "--json", "-o"])
+        .arg(&named_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", s(&out));
+    assert_eq!(stdout_json(&out)["collected"], 2, "{}", s(&out));
+    for d in entries(&named_dir) {
+        let m = read_json(&d.join("metadata.json"));
+        assert_eq!(m["pod_name"], "web-7d4b9c-bbbbb", "{m}");
+    }
 
     // A token the apiserver does not know: a clear failure, no entries.
     let bad_dir = cp.dir.path().join("bad");
