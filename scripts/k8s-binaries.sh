@@ -36,18 +36,18 @@ mkdir -p "$bin"
 staging_version="v0.${K8S_VERSION#v1.}"
 
 build_apiserver() {
-    local dir
-    dir=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
-        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-    [ -d "$dir" ] || { log "go mod download k8s.io/kubernetes@$K8S_VERSION gave no folder"; return 1; }
-    rm -rf "$work/kubernetes"
-    mkdir -p "$work"
-    cp -r "$dir" "$work/kubernetes"
-    chmod -R u+w "$work/kubernetes"
-    cd "$work/kubernetes"
-    rm -f go.work go.work.sum
+    local dir json
+    json=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION") || true
+    dir=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [ -d "$dir" ] || { log "go mod download k8s.io/kubernetes@$K8S_VERSION gave no folder: $json"; return 1; }
+    rm -rf "$work/kubernetes" || return 1
+    mkdir -p "$work" || return 1
+    cp -r "$dir" "$work/kubernetes" || return 1
+    chmod -R u+w "$work/kubernetes" || return 1
+    cd "$work/kubernetes" || return 1
+    rm -f go.work go.work.sum || return 1
     # k8s.io/api => ./staging/src/k8s.io/api   becomes   k8s.io/api => k8s.io/api v0.34.2
-    sed -i -E "s#^([[:space:]]*)(k8s\.io/[a-z0-9-]+) => \./staging/src/k8s\.io/[a-z0-9-]+\$#\1\2 => \2 $staging_version#" go.mod
+    sed -i -E "s#^([[:space:]]*)(k8s\.io/[a-z0-9-]+) => \./staging/src/k8s\.io/[a-z0-9-]+\$#\1\2 => \2 $staging_version#" go.mod || return 1
     if grep -q '=> ./staging' go.mod; then
         log "go.mod still has local staging replaces:"; grep '=> ./staging' go.mod >&2; return 1
     fi
@@ -55,14 +55,14 @@ build_apiserver() {
     ver+=" -X k8s.io/component-base/version.gitMajor=1"
     ver+=" -X k8s.io/component-base/version.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2)"
     GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0 \
-        go build -trimpath -ldflags "-s -w $ver" -o "$bin/kube-apiserver.tmp" ./cmd/kube-apiserver
+        go build -trimpath -ldflags "-s -w $ver" -o "$bin/kube-apiserver.tmp" ./cmd/kube-apiserver || return 1
     mv "$bin/kube-apiserver.tmp" "$bin/kube-apiserver"
 }
 
 build_etcd() {
-    rm -rf "$work/etcd"
-    mkdir -p "$work/etcd"
-    cd "$work/etcd"
+    rm -rf "$work/etcd" || return 1
+    mkdir -p "$work/etcd" || return 1
+    cd "$work/etcd" || return 1
     cat >go.mod <<EOF
 module covfleet.local/etcdbuild
 
@@ -70,8 +70,9 @@ go 1.23
 
 require go.etcd.io/etcd/server/v3 $ETCD_VERSION
 EOF
+    [ -s go.mod ] || return 1
     GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0 \
-        go build -trimpath -ldflags "-s -w" -o "$bin/etcd.tmp" go.etcd.io/etcd/server/v3
+        go build -trimpath -ldflags "-s -w" -o "$bin/etcd.tmp" go.etcd.io/etcd/server/v3 || return 1
     mv "$bin/etcd.tmp" "$bin/etcd"
 }
 
@@ -80,10 +81,14 @@ timed() {
     shift
     if [ -x "$bin/$what" ]; then return 0; fi
     log "building $what (kubernetes $K8S_VERSION, etcd $ETCD_VERSION) into $bin"
-    if ("$@"); then
+    # Called as `timed … || status=1`, so `set -e` does not hold in here:
+    # the build functions return at their first failure themselves.
+    local rc=0
+    ("$@") || rc=$?
+    if [ "$rc" = 0 ] && [ -x "$bin/$what" ]; then
         log "built $what in $((SECONDS - start))s ($(du -sh "$bin/$what" | cut -f1))"
     else
-        log "building $what failed after $((SECONDS - start))s"
+        log "building $what failed after $((SECONDS - start))s (exit $rc)"
         return 1
     fi
 }
