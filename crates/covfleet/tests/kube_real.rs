@@ -70,12 +70,12 @@ fn k8s_bin() -> Result<PathBuf, String> {
     })
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `n` distinct free loopback ports (all held open while choosing).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 fn s(out: &Output) -> String {
@@ -161,7 +161,7 @@ impl ControlPlane {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
 
-        let (client, peer) = (free_port(), free_port());
+        let [client, peer, port] = free_ports::<3>();
         let mut etcd = Daemon::start(
             "etcd",
             &bin.join("etcd"),
@@ -205,7 +205,6 @@ impl ControlPlane {
         )
         .unwrap();
 
-        let port = free_port();
         let mut apiserver = Daemon::start(
             "kube-apiserver",
             &bin.join("kube-apiserver"),
