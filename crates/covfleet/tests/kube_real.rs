@@ -10,7 +10,7 @@
 //! the address of a network namespace this test made, where real
 //! instrumented Go programs listen). `covfleet collect --kube` lists the pods
 //! and reaches the coverage servers through the API server's real pod
-//! `proxy` subresource.
+//! `proxy` subresource; `--watch` picks up a pod created later.
 //!
 //! Not covered here: `--via port-forward` (needs a kubelet and a container
 //! runtime; the fake API in `collect.rs` tests that protocol), the
@@ -644,4 +644,93 @@ fn collect_through_a_real_apiserver_pod_proxy() {
         s(&out)
     );
     assert!(entries(&bad_dir).is_empty());
+}
+
+/// `--kube --watch` against the real apiserver: a pod created (and made
+/// Running) after collect started is picked up; SIGTERM ends the watch with
+/// a final scrape.
+#[test]
+fn watch_picks_up_a_pod_created_later() {
+    let bin = match k8s_bin() {
+        Ok(b) => b,
+        Err(why) => {
+            eprintln!("SKIPPED watch_picks_up_a_pod_created_later: {why}");
+            return;
+        }
+    };
+    let f = fixtures();
+    let first = Netns::with_veth();
+    first.spawn_ready(&f.named("api"), &["3"], &[]);
+    let second = Netns::with_veth();
+    second.spawn_ready(&f.named("worker"), &["4"], &[]);
+    let cp = ControlPlane::start(&bin);
+    let ns = "prod";
+    cp.must(
+        "POST",
+        "/api/v1/namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    );
+    cp.must(
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/serviceaccounts"),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
+    );
+    let add_pod = |name: &str, netns: &Netns, command: &str| {
+        cp.must(
+            "POST",
+            &format!("/api/v1/namespaces/{ns}/pods"),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                "spec": {"nodeName": "node-3",
+                    "containers": [container("main", "quay.invalid/app:1", command)]}}),
+        );
+        cp.must(
+            "PATCH",
+            &format!("/api/v1/namespaces/{ns}/pods/{name}/status"),
+            running_status(netns, "198.18.0.3", &[("main", "quay.invalid/app:1", 0)]),
+        );
+    };
+    add_pod("api-6c9d-aaaaa", &first, "/api");
+
+    let kc = cp.kubeconfig(TOKEN, ns);
+    let o = cp.dir.path().join("out");
+    let child = Command::new(covfleet())
+        .args(["collect", "--kube", "--kubeconfig"])
+        .arg(&kc)
+        .args(["--watch", "--json", "-o"])
+        .arg(&o)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Polled while collect writes: a new directory may not hold metadata.json yet.
+    let has_pod = |name: &str| {
+        entries(&o).iter().any(|d| {
+            std::fs::read(d.join("metadata.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .is_some_and(|m| m["pod_name"] == name)
+        })
+    };
+    // Killed if the test fails before it is signalled.
+    struct Watch(Option<Child>);
+    impl Drop for Watch {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut watch = Watch(Some(child));
+    wait_for("the first pod", || has_pod("api-6c9d-aaaaa"));
+    add_pod("worker-7f8e-bbbbb", &second, "/worker");
+    wait_for("the pod created later", || has_pod("worker-7f8e-bbbbb"));
+    let child = watch.0.take().unwrap();
+    signal(child.id(), "TERM");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", s(&out));
+    assert_eq!(stdout_json(&out)["collected"], 2, "{}", s(&out));
+    for d in entries(&o) {
+        assert!(total_count(&work_profile(&d)) > 0, "{}", d.display());
+    }
 }
