@@ -379,6 +379,11 @@ fn collect_through_a_real_apiserver_pod_proxy() {
     // A running pod whose program is not instrumented: nothing listens, the
     // apiserver's proxy answers with its own error for every port.
     let ns_bare = Netns::with_veth();
+    // A node's namespace for a hostNetwork pod: an uninstrumented program on
+    // 53700 (like a kubelet) and the pod's instrumented agent on 53701.
+    let ns_node = Netns::with_veth();
+    ns_node.spawn_ready(&f.plain, &[], &[]);
+    ns_node.spawn_ready(&f.named("agent"), &["6"], &[]);
 
     let cp = ControlPlane::start(&bin);
     let ns = "shop";
@@ -475,6 +480,24 @@ fn collect_through_a_real_apiserver_pod_proxy() {
             &[("postgres", "quay.invalid/postgres:16", 0)],
         ),
     );
+    let node_ip = ns_node.ip.clone().unwrap();
+    let agent = cp.must(
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/pods"),
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "node-agent-x7k2p", "labels": {"app": "node-agent"}},
+            "spec": {"nodeName": "node-1", "hostNetwork": true,
+                "containers": [container("agent", "quay.invalid/agent:2", "/usr/bin/agent")]}}),
+    );
+    uids.insert(
+        "node-agent-x7k2p",
+        agent["metadata"]["uid"].as_str().unwrap().to_string(),
+    );
+    cp.must(
+        "PATCH",
+        &format!("/api/v1/namespaces/{ns}/pods/node-agent-x7k2p/status"),
+        running_status(&ns_node, &node_ip, &[("agent", "quay.invalid/agent:2", 0)]),
+    );
     // The real proxy subresource reaches a coverage server (what collect uses).
     let (code, _) = cp.call(
         "GET",
@@ -495,10 +518,28 @@ fn collect_through_a_real_apiserver_pod_proxy() {
         .unwrap();
     assert!(out.status.success(), "{}\n{}", s(&out), cp.apiserver.tail());
     let summary = stdout_json(&out);
-    assert_eq!(summary["collected"], 4, "{summary}");
+    assert_eq!(summary["collected"], 5, "{summary}");
     let skipped = summary["skipped"].to_string();
     assert!(
         skipped.contains("batch-5f6d7-pzq8k") && skipped.contains("Pending"),
+        "{summary}"
+    );
+    // The uninstrumented program on the node answers on 53700: reported
+    // once, for the node, as not a coverage server.
+    let node_ports: Vec<&Value> = summary["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["target"]
+                .as_str()
+                .unwrap()
+                .starts_with("node node-1 port 53700")
+        })
+        .collect();
+    assert_eq!(node_ports.len(), 1, "{summary}");
+    assert!(
+        node_ports[0]["reason"].as_str().unwrap().contains("plain"),
         "{summary}"
     );
     // The pod where nothing listens is reported once, with the reason.
@@ -531,16 +572,26 @@ fn collect_through_a_real_apiserver_pod_proxy() {
         assert_eq!(m["namespace"], ns, "{m}");
         assert_eq!(m["source"], "kube", "{m}");
         assert_eq!(m["host_process"], false, "{m}");
-        assert_eq!(m["hostname"], "node-2", "{m}");
+        let node = if pod.starts_with("node-agent") {
+            "node-1"
+        } else {
+            "node-2"
+        };
+        assert_eq!(m["hostname"], node, "{m}");
+        if pod.starts_with("node-agent") {
+            assert_eq!(m["process"]["host_network"], "true", "{m}");
+        }
         // The UIDs the apiserver assigned, not ones the test made up.
         assert_eq!(
             m["process"]["pod_uid"].as_str(),
             uids.get(pod.as_str()).map(|s| s.as_str()),
             "{m}"
         );
-        assert_eq!(m["owner_references"][0]["kind"], "ReplicaSet", "{m}");
-        assert_eq!(m["owner_references"][0]["name"], "web-7d4b9c", "{m}");
-        assert_eq!(m["owner_references"][0]["uid"], json!(rs_uid), "{m}");
+        if pod.starts_with("web-") {
+            assert_eq!(m["owner_references"][0]["kind"], "ReplicaSet", "{m}");
+            assert_eq!(m["owner_references"][0]["name"], "web-7d4b9c", "{m}");
+            assert_eq!(m["owner_references"][0]["uid"], json!(rs_uid), "{m}");
+        }
         // Real coverage data: go tool covdata reads it.
         assert!(total_count(&work_profile(&d)) > 0, "{}", d.display());
         got.push((
@@ -553,6 +604,13 @@ fn collect_through_a_real_apiserver_pod_proxy() {
     }
     got.sort();
     let want: Vec<(String, String, String, String, bool)> = [
+        (
+            "node-agent-x7k2p",
+            "agent",
+            "quay.invalid/agent:2",
+            "agent",
+            false,
+        ),
         (
             "web-7d4b9c-aaaaa",
             "metrics",
