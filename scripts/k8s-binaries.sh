@@ -31,6 +31,9 @@ log() { printf '[%s] k8s-binaries: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 command -v go >/dev/null || { log "go is required"; exit 2; }
 mkdir -p "$bin"
+# A private build cache, deleted with the build folder: the binaries are what
+# is reused, and kube-apiserver's compiled packages take ~2.3 GB.
+export GOCACHE="${K8S_GOCACHE:-$work/gocache}"
 
 # Published staging modules are tagged v0.<minor>.<patch> for kubernetes v1.<minor>.<patch>.
 staging_version="v0.${K8S_VERSION#v1.}"
