@@ -31,6 +31,10 @@ log() { printf '[%s] k8s-binaries: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 command -v go >/dev/null || { log "go is required"; exit 2; }
 mkdir -p "$bin"
+# Module proxy only: never fall back to fetching from version control.
+proxy=$(go env GOPROXY | sed -E 's/[,|]direct$//')
+case "$proxy" in "" | direct | off) proxy=https://proxy.golang.org ;; esac
+export GOPROXY="$proxy"
 # A private build cache, deleted with the build folder: the binaries are what
 # is reused, and kube-apiserver's compiled packages take ~2.3 GB.
 export GOCACHE="${K8S_GOCACHE:-$work/gocache}"
