@@ -898,3 +898,36 @@ fn alternating_counter_slots_of_collect_count_once() {
         go_textfmt(&[&latest])
     );
 }
+
+#[test]
+fn progress_bar_only_on_a_terminal() {
+    let f = fleet();
+    let c = f.dir.display().to_string();
+    // Not a terminal: the summary only, no drawing.
+    let (code, _, err) = covfleet(&["compile", "--collection", &c, "--update", "*"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.starts_with("compiled "), "{err}");
+    assert!(
+        !err.contains('\r') && !err.contains('\x1b') && !err.contains("entries ["),
+        "{err:?}"
+    );
+    // Under a pseudo-terminal (util-linux `script`), indicatif draws the bar,
+    // then clears it before the summary.
+    let cmd = format!(
+        "{} compile --collection {c} --update '*'",
+        env!("CARGO_BIN_EXE_covfleet")
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("run script(1)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(tty.contains("compiling ["), "{tty:?}");
+    assert!(tty.contains("entries"), "{tty:?}");
+    assert!(tty.contains("compiled "), "{tty:?}");
+}

@@ -114,6 +114,18 @@ pub struct CompileOptions {
     pub batch: usize,
     /// Look up source labels of images without `info.json` sources.
     pub inspect_images: Option<crate::images::InspectOptions>,
+    /// Told (entries done, entries to compute) as entries are written.
+    pub progress: Option<ProgressFn>,
+}
+
+/// A progress callback: `(done, total)` entries of this run's work.
+#[derive(Clone)]
+pub struct ProgressFn(pub std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressFn")
+    }
 }
 
 impl CompileOptions {
@@ -124,6 +136,7 @@ impl CompileOptions {
             updates: Vec::new(),
             batch: 64,
             inspect_images: None,
+            progress: None,
         }
     }
 }
@@ -328,8 +341,17 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
                     }
                     tx.commit().db(p)
                 };
+            let total = todo.len();
+            let mut done = 0usize;
+            if let Some(f) = &opts.progress {
+                (f.0)(0, total);
+            }
             for r in rx_res {
                 pending.push(r);
+                done += 1;
+                if let Some(f) = &opts.progress {
+                    (f.0)(done, total);
+                }
                 if pending.len() >= opts.batch || last.elapsed() > Duration::from_secs(2) {
                     flush(&mut pending, &mut conn, &mut summary)?;
                     last = Instant::now();

@@ -22,7 +22,7 @@ pub mod schema;
 pub mod sources;
 pub mod textprof;
 
-pub use compile::{CompileOptions, CompileSummary, DB_FILE, UpdateFilter, compile};
+pub use compile::{CompileOptions, CompileSummary, DB_FILE, ProgressFn, UpdateFilter, compile};
 pub use error::Error;
 pub use layout::{INJECTED_PREFIX, is_injected_file};
 pub use merge::MergeMode;

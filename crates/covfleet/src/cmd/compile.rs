@@ -1,5 +1,6 @@
 //! `covfleet compile --collection DIR`: the collection → `DIR/coverage.db`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -70,8 +71,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             timeout: None,
         });
     }
+    // A progress bar on a terminal only (stderr is talk, stdout is data).
+    let bar = (!args.quiet && !args.json && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} compiling [{bar:30}] {pos}/{len} entries",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    if let Some(bar) = &bar {
+        let bar = bar.clone();
+        opts.progress = Some(db::ProgressFn(std::sync::Arc::new(move |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })));
+    }
     let start = Instant::now();
-    let s = db::compile(&opts)?;
+    let result = db::compile(&opts);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let s = result?;
     let secs = start.elapsed().as_secs_f64();
     for (entry, err) in &s.errors {
         eprintln!("covfleet: compile: entry {entry}: {err}");
