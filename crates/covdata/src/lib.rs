@@ -26,6 +26,7 @@ pub mod report;
 pub mod tabwriter;
 pub mod textprofile;
 pub mod tool;
+pub mod uleb;
 
 pub use counters::{CounterFile, CounterFlavor, FuncCounters};
 pub use error::{Error, ErrorKind};

@@ -68,36 +68,11 @@ impl<'a> Reader<'a> {
     /// ULEB128 as Go reads it: any length, bits past 64 silently dropped.
     #[inline]
     pub(crate) fn uleb(&mut self) -> Result<u64, Error> {
-        let mut value = 0u64;
-        let mut shift = 0u32;
-        loop {
-            let Some(&b) = self.data.get(self.pos) else {
-                return Err(self.eof());
-            };
-            self.pos += 1;
-            if shift < 64 {
-                value |= u64::from(b & 0x7f) << shift;
-            }
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-            shift += 7;
-        }
+        crate::uleb::read(self.data, &mut self.pos).ok_or_else(|| self.eof())
     }
 }
 
-/// Appends `v` as shortest-form ULEB128.
-pub(crate) fn put_uleb(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
+pub(crate) use crate::uleb::append as put_uleb;
 
 /// Reads a string table: `uleb(count)` then `count` × (`uleb(len)`, bytes).
 /// The count is bounded by the bytes left (each string needs at least one).

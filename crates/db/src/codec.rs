@@ -14,9 +14,9 @@ const COUNTERS_V1: u8 = 1;
 /// the length, then ULEB128 of every counter).
 pub fn encode_counters(counters: &[u32]) -> Vec<u8> {
     let mut raw = Vec::with_capacity(counters.len() + 8);
-    put_uleb(&mut raw, counters.len() as u64);
+    covdata::uleb::append(&mut raw, counters.len() as u64);
     for &c in counters {
-        put_uleb(&mut raw, u64::from(c));
+        covdata::uleb::append(&mut raw, u64::from(c));
     }
     let mut out = vec![COUNTERS_V1];
     let mut enc = ZlibEncoder::new(&mut out, Compression::fast());
@@ -65,33 +65,9 @@ pub fn inflate(data: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-fn put_uleb(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
+/// Reads one ULEB128 value of a counter blob.
 fn get_uleb(data: &[u8], pos: &mut usize) -> Result<u64, String> {
-    let mut v = 0u64;
-    let mut shift = 0;
-    loop {
-        let b = *data.get(*pos).ok_or("truncated counter blob")?;
-        *pos += 1;
-        if shift > 63 {
-            return Err("ULEB128 value too long".into());
-        }
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Ok(v);
-        }
-        shift += 7;
-    }
+    covdata::uleb::read(data, pos).ok_or_else(|| "truncated counter blob".to_string())
 }
 
 #[cfg(test)]
