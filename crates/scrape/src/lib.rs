@@ -21,5 +21,5 @@ pub mod protocol;
 pub mod schedule;
 pub mod transport;
 
-pub use error::{Error, TransportError, TransportErrorKind};
+pub use error::{Error, HeaderError, TransportError, TransportErrorKind, UrlError};
 pub use protocol::{ClientOptions, Identity, Probe, Snapshot};
