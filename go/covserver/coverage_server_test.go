@@ -511,6 +511,18 @@ func textfmt(t *testing.T, dir string) []string {
 	return lines
 }
 
+// coveredLines counts main.go's blocks with a non-zero count in dir.
+func coveredLines(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	for _, l := range textfmt(t, dir) {
+		if countOf(l) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 func countOf(line string) int {
 	n, _ := strconv.Atoi(line[strings.LastIndexByte(line, ' ')+1:])
 	return n
@@ -587,12 +599,7 @@ func TestResetZeroesCounters(t *testing.T) {
 	p.work(t, 15)
 	before := t.TempDir()
 	save(t, before, scrape(t, p.base+"/coverage"))
-	nonzero := 0
-	for _, l := range textfmt(t, before) {
-		if countOf(l) > 0 {
-			nonzero++
-		}
-	}
+	nonzero := coveredLines(t, before)
 	if nonzero == 0 {
 		t.Fatal("no counts before reset")
 	}
@@ -612,12 +619,7 @@ func TestResetZeroesCounters(t *testing.T) {
 	p.work(t, 5)
 	again := t.TempDir()
 	save(t, again, scrape(t, p.base+"/coverage"))
-	nonzero = 0
-	for _, l := range textfmt(t, again) {
-		if countOf(l) > 0 {
-			nonzero++
-		}
-	}
+	nonzero = coveredLines(t, again)
 	if nonzero == 0 {
 		t.Error("counting did not resume after reset")
 	}

@@ -179,12 +179,7 @@ func TestPostLikeGoCoverageHTTPClient(t *testing.T) {
 		}
 	}
 	// Their report step: go tool covdata textfmt over that directory.
-	covered := 0
-	for _, l := range textfmt(t, testDir) {
-		if countOf(l) > 0 {
-			covered++
-		}
-	}
+	covered := coveredLines(t, testDir)
 	if covered == 0 {
 		t.Error("no covered line in main.go after work")
 	}
@@ -268,12 +263,7 @@ func TestRefusedResetKeepsCounters(t *testing.T) {
 	}
 	dir := t.TempDir()
 	save(t, dir, scrape(t, p.base+"/coverage"))
-	nonzero := 0
-	for _, l := range textfmt(t, dir) {
-		if countOf(l) > 0 {
-			nonzero++
-		}
-	}
+	nonzero := coveredLines(t, dir)
 	if nonzero == 0 {
 		t.Error("a refused reset zeroed the counters")
 	}
