@@ -8,7 +8,9 @@
 //!   pair can never be added up), `info.json`, and a `metadata.json` built
 //!   from the key's components (the seed collector's keys: `pod_name`,
 //!   `namespace`, `container{name,image}`, `hostname`, `binary_name`,
-//!   `host_process`, `collected_at`, plus `discovery_time` and `s3_key`).
+//!   `host_process`, `collected_at`, plus `discovery_time` and `s3_key`);
+//!   when the prefix holds a `metadata.json` (covfleet's agent writes one
+//!   with the process identity), it is kept and only missing keys are added.
 //! - Files keep their object's modification time.
 //! - Files are written to a temporary name and renamed; `metadata.json` and
 //!   the completion marker (`.download.json`, the listing it completed)
@@ -361,8 +363,13 @@ async fn fetch_entry(
         }
     }
     let mut newest = SystemTime::UNIX_EPOCH;
+    let mut stored_md = None;
     for (file, obj) in &entry.files {
         newest = newest.max(obj.last_modified);
+        if file == "metadata.json" {
+            stored_md = Some(obj);
+            continue;
+        }
         let path = dir.join(file);
         if local_state(&path).as_ref() == wanted.get(file) {
             continue;
@@ -375,7 +382,27 @@ async fn fetch_entry(
         objects.fetch_add(1, Ordering::Relaxed);
         bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
     }
-    let md = metadata(&entry.location, newest, entry);
+    let mut md = metadata(&entry.location, newest, entry);
+    if let Some(obj) = stored_md {
+        // covfleet's agent uploads its own metadata.json (process identity,
+        // owner references): keep it as is, filling in what it lacks.
+        let data = sink.get(&obj.key).await?.unwrap_or_default();
+        objects.fetch_add(1, Ordering::Relaxed);
+        bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        match serde_json::from_slice::<serde_json::Value>(&data) {
+            Ok(serde_json::Value::Object(mut theirs)) => {
+                if let serde_json::Value::Object(ours) = md {
+                    for (k, v) in ours {
+                        theirs.entry(k).or_insert(v);
+                    }
+                }
+                md = serde_json::Value::Object(theirs);
+            }
+            _ => {
+                tracing::warn!(key = %obj.key, "metadata.json is not a JSON object, rebuilt from the key")
+            }
+        }
+    }
     let json = serde_json::to_vec_pretty(&md).map_err(|e| Error::io(&dir, e.into()))?;
     write_file(&dir, "metadata.json", &json, newest)?;
     let marker = serde_json::to_vec(&wanted).map_err(|e| Error::io(&dir, e.into()))?;

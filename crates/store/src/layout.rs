@@ -122,6 +122,8 @@ pub enum FileKind {
     Counters { hash: String, pid: u32, slot: u32 },
     /// `info.json`.
     Info,
+    /// `metadata.json` (written by covfleet's agent; not in the seed).
+    Metadata,
     /// Anything else.
     Other,
 }
@@ -131,6 +133,9 @@ impl FileKind {
     pub fn of(name: &str) -> FileKind {
         if name == "info.json" {
             return FileKind::Info;
+        }
+        if name == "metadata.json" {
+            return FileKind::Metadata;
         }
         if let Some(h) = name.strip_prefix("covmeta.")
             && is_hash(h)

@@ -34,6 +34,7 @@
 //!         meta: Some(Bytes::from_static(b"covmeta bytes")),
 //!         counters: Bytes::from_static(b"covcounters bytes"),
 //!         info: Some(Bytes::from_static(b"{\"binary_name\":\"kubelet\"}")),
+//!         metadata: None,
 //!     })
 //!     .await?;
 //! println!("{outcome:?}, spool: {:?}", uploader.stats());
@@ -66,6 +67,10 @@ pub struct Snapshot {
     pub counters: Bytes,
     /// `info.json`, written once when given.
     pub info: Option<Bytes>,
+    /// `metadata.json` (the collection-dir schema: process identity, owner
+    /// references…), rewritten after the counters of each snapshot that
+    /// carries it. Optional: `download` builds one from the key otherwise.
+    pub metadata: Option<Bytes>,
 }
 
 /// What [`Uploader::store`] did with a snapshot.
@@ -115,6 +120,8 @@ struct Record {
     seq: u64,
     has_meta: bool,
     has_info: bool,
+    #[serde(default)]
+    has_metadata: bool,
 }
 
 fn process_id(location: &Location, hash: &str, pid: u32) -> String {
@@ -228,6 +235,7 @@ impl Spool {
         let need = snap.counters.len() as u64
             + meta.map_or(0, |m| m.len() as u64)
             + info.map_or(0, |m| m.len() as u64)
+            + snap.metadata.as_ref().map_or(0, |m| m.len() as u64)
             + 512;
         let (mut dropped, mut dropped_bytes) = (0, 0);
         if need > self.limit {
@@ -265,6 +273,9 @@ impl Spool {
         if let Some(i) = info {
             write_atomic(&dir.join("info"), i)?;
         }
+        if let Some(m) = &snap.metadata {
+            write_atomic(&dir.join("metadata"), m)?;
+        }
         write_atomic(&dir.join("counters"), &snap.counters)?;
         let rec = Record {
             location: snap.location.clone(),
@@ -274,6 +285,7 @@ impl Spool {
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
             has_meta: meta.is_some(),
             has_info: info.is_some(),
+            has_metadata: snap.metadata.is_some(),
         };
         let json = serde_json::to_vec(&rec).map_err(|e| Error::io(&dir, e.into()))?;
         write_atomic(&dir.join("record.json"), &json)?;
@@ -293,6 +305,7 @@ impl Spool {
             meta: read("meta", rec.has_meta),
             counters: Bytes::from(counters),
             info: read("info", rec.has_info),
+            metadata: read("metadata", rec.has_metadata),
         })
     }
 }
@@ -449,6 +462,9 @@ impl Uploader {
             self.sink.put(&loc.key("info.json"), i.clone()).await?;
             p.state.info_stored = true;
             p.pending_info = None;
+        }
+        if let Some(m) = &snap.metadata {
+            self.sink.put(&loc.key("metadata.json"), m.clone()).await?;
         }
         Ok(slot)
     }

@@ -60,6 +60,7 @@ fn snap(loc: Location, pid: u32, counters: &str, first: bool) -> Snapshot {
         meta: first.then(|| Bytes::from_static(b"META")),
         counters: Bytes::from(counters.to_string()),
         info: first.then(|| Bytes::from_static(b"{\"binary_name\":\"api\"}")),
+        metadata: None,
     }
 }
 
@@ -288,7 +289,11 @@ fn download_builds_entries_with_metadata_and_keeps_the_newest_slot() {
         up.store(snap(pod(1), 1, "a", true)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1100)).await;
         up.store(snap(pod(1), 1, "b", false)).await.unwrap();
-        up.store(snap(pod(2), 2, "c", true)).await.unwrap();
+        let mut with_md = snap(pod(2), 2, "c", true);
+        with_md.metadata = Some(Bytes::from_static(
+            br#"{"process": {"pod_uid": "u-1", "restart_count": "0"}, "pod_name": "api-2"}"#,
+        ));
+        up.store(with_md).await.unwrap();
         s.put("junk/key.txt", Bytes::from_static(b"?"))
             .await
             .unwrap();
@@ -336,6 +341,13 @@ fn download_builds_entries_with_metadata_and_keeps_the_newest_slot() {
         .modified()
         .unwrap();
     assert_eq!(local, obj.last_modified);
+
+    // The agent's own metadata.json is kept, completed from the key.
+    let e2 = coll.join("coverage").join(pod(2).entry_name());
+    let md2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(e2.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(md2["process"]["pod_uid"], "u-1");
+    assert_eq!(md2["namespace"], "shop");
 
     // A second run fetches nothing; filters select.
     let r2 = rt.block_on(download(&s, &coll, &opts)).unwrap();
