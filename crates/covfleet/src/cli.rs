@@ -32,6 +32,8 @@ pub enum Command {
     Collect(cmd::collect::Args),
     /// Zero the coverage counters of every target (start of a phase).
     Reset(cmd::reset::Args),
+    /// Fetch an S3 prefix in the seed layout into DIR/coverage/.
+    Download(cmd::download::Args),
     /// Compile a collection into DIR/coverage.db (incremental).
     Compile(cmd::compile::Args),
     /// Clone each binary's source at its commit into DIR/repos/.
@@ -61,6 +63,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::GoShim(args) => cmd::go_shim::run(args),
         Command::Collect(args) => cmd::collect::run(args),
         Command::Reset(args) => cmd::reset::run(args),
+        Command::Download(args) => cmd::download::run(args),
         Command::Compile(args) => cmd::compile::run(args),
         Command::CloneSources(args) => cmd::clone_sources::run(args),
         Command::Render(args) => cmd::render::run(args),

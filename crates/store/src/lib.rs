@@ -7,6 +7,7 @@ pub mod config;
 pub mod download;
 pub mod error;
 pub mod layout;
+pub mod mirror;
 pub mod registry_auth;
 pub mod sink;
 pub mod upload;

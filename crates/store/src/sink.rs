@@ -308,7 +308,13 @@ impl Sink {
             prefix: prefix_path(&url, prefix)?,
             label,
             bucket: bucket.to_string(),
-            key_id: redact_key_id(&key_id),
+            key_id: if key_id.is_empty() {
+                "<none found in the environment, an AWS profile or the registry-auth entry; \
+                 instance metadata was tried>"
+                    .into()
+            } else {
+                redact_key_id(&key_id)
+            },
         })
     }
 
@@ -355,9 +361,34 @@ impl Sink {
     }
 
     fn request_error(&self, op: &'static str, key: &str, e: object_store::Error) -> Error {
-        match e {
+        let key = if key.is_empty() {
+            self.prefix
+                .as_ref()
+                .map_or_else(|| "/".to_string(), |p| format!("{p}/"))
+        } else {
+            key.to_string()
+        };
+        let key = key.as_str();
+        // Listing errors come back as `Generic`: recognise S3's answers.
+        let denied = match &e {
             object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. } => Error::Denied {
+            | object_store::Error::Unauthenticated { .. } => true,
+            object_store::Error::Generic { .. } => {
+                let m = e.to_string();
+                [
+                    "403 Forbidden",
+                    "401 Unauthorized",
+                    "SignatureDoesNotMatch",
+                    "InvalidAccessKeyId",
+                    "AccessDenied",
+                ]
+                .iter()
+                .any(|k| m.contains(k))
+            }
+            _ => false,
+        };
+        match e {
+            e if denied => Error::Denied {
                 store: self.label.clone(),
                 bucket: self.bucket.clone(),
                 key_id: self.key_id.clone(),
