@@ -21,7 +21,7 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Installs rustls' ring provider as the process default (what the
 /// `covfleet` binary does at startup), for tests that talk HTTPS-capable
@@ -110,8 +110,10 @@ impl S3Server {
         panic!("s3s-fs did not start (see its output above)");
     }
 
+    /// Starts the server and waits until it says it listens (its own log
+    /// line, so a port taken by someone else is never mistaken for ours).
     fn spawn(&mut self) -> bool {
-        let child = Command::new(&self.binary)
+        let mut child = Command::new(&self.binary)
             .args(["--host", "127.0.0.1", "--port"])
             .arg(self.port.to_string())
             .args([
@@ -122,25 +124,29 @@ impl S3Server {
             ])
             .arg(self.root.path())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", "s3s_fs=info")
+            .env("NO_COLOR", "1")
             .spawn()
             .expect("spawn s3s-fs");
+        let (tx, rx) = std::sync::mpsc::channel();
+        if let Some(out) = child.stdout.take() {
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                // Keep draining so the server never blocks on a full pipe.
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    if line.contains("server is running at") {
+                        let _ = tx.send(());
+                    }
+                }
+            });
+        }
         self.child = Some(child);
+        let ready = rx.recv_timeout(Duration::from_secs(20)).is_ok();
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return true;
-            }
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(_)) = c.try_wait()
-            {
-                self.child = None;
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if ready && TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok() {
+            return true;
         }
         self.stop();
         false
