@@ -25,6 +25,7 @@ LEVELS=${BENCH_CONCURRENCY:-1 10 32}
 WORK=$(mktemp -d /tmp/covfleet-bench-dl.XXXXXX)
 server_pid=
 cleanup() {
+    if [ "${ok:-0}" != 1 ] && [ -f "$WORK/s3s.log" ]; then log "s3s-fs log:"; tail -30 "$WORK/s3s.log" >&2; fi
     if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
@@ -38,7 +39,7 @@ COVFLEET="$CARGO_TARGET_DIR/release/covfleet"
 # The server, on a free loopback port.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p "$WORK/s3/bench"
-"$COVFLEET_S3S_FS" --host 127.0.0.1 --port "$port" --access-key bench-key --secret-key bench-secret-0123456789 \
+RUST_LOG=warn NO_COLOR=1 "$COVFLEET_S3S_FS" --host 127.0.0.1 --port "$port" --access-key bench-key --secret-key bench-secret-0123456789 \
     "$WORK/s3" >"$WORK/s3s.log" 2>&1 &
 server_pid=$!
 export AWS_ACCESS_KEY_ID=bench-key AWS_SECRET_ACCESS_KEY=bench-secret-0123456789 AWS_REGION=us-east-1
@@ -51,7 +52,7 @@ import os, sys
 root, n, mkb, ckb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 for i in range(n):
     d = os.path.join(root, f"node-{i % 6}", f"ns-{i % 24}", f"pod-{i}", "app", "20261130T120000Z",
-                     f"quay.io_org_app{i % 40}_sha256_{i % 40:064x}", "app")
+                     f"quay.io_org_app{i % 40}_v1", "app")
     os.makedirs(d, exist_ok=True)
     h = f"{i % 40:032x}"
     with open(os.path.join(d, f"covmeta.{h}"), "wb") as f: f.write(os.urandom(mkb * 1024))
@@ -76,3 +77,4 @@ for c in $LEVELS; do
     read -r o b s < <(python3 -c "import json,sys; j=json.loads(sys.argv[1]); print(j['objects'], j['bytes'], j['seconds'])" "$j")
     printf '%-10s %12s %s\n' boto3 "$c" "$(rate "$o" "$b" "$s")"
 done
+ok=1

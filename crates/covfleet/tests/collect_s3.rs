@@ -3,13 +3,14 @@
 //! in the seed layout read back by a second client (boto3), and the round
 //! trip through `covfleet download` and `compile`.
 
+mod s3_support;
 mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use s3_support::{boto3, boto3_python, covfleet_s3 as covfleet};
 use support::fixtures;
 use testkit::S3Server;
 
@@ -21,21 +22,6 @@ impl Drop for Killed {
     }
 }
 
-fn boto3_python() -> Option<PathBuf> {
-    match std::env::var_os("COVFLEET_BOTO3_PYTHON") {
-        Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
-        _ if std::env::var_os("COVFLEET_REQUIRE_S3").is_some() => {
-            panic!("COVFLEET_BOTO3_PYTHON is not set, and COVFLEET_REQUIRE_S3 is set")
-        }
-        _ => {
-            eprintln!(
-                "\n!!! SKIPPING: COVFLEET_BOTO3_PYTHON not set (run scripts/test.sh setup) !!!\n"
-            );
-            None
-        }
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -44,43 +30,47 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn covfleet(s3: &S3Server, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_covfleet"))
-        .args(args)
-        .envs(s3.env())
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
+/// Starts the covered fixture as `name` on a free loopback port.
+fn serve(name: &str, arg: &str) -> (Killed, u16) {
+    let port = free_port();
+    let program = fixtures().named(name);
+    // Another test thread copying a fixture while we fork can make the exec
+    // fail with ETXTBSY for a moment: retry.
+    let mut tries = 0;
+    let mut child = loop {
+        match Command::new(&program)
+            .arg(arg)
+            .env("COVERAGE_PORT", port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(c) => break c,
+            Err(e) if e.raw_os_error() == Some(26) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("start {}: {e}", program.display()),
+        }
+    };
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
         .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let guard = Killed(child);
+    assert!(line.starts_with("ready"), "{line:?}");
+    support::wait_for("the coverage server", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (guard, port)
 }
 
 #[test]
 fn collect_to_s3_writes_the_seed_layout_that_boto3_reads_and_download_compiles() {
     let Some(s3) = S3Server::start() else { return };
     let Some(py) = boto3_python() else { return };
-    let f = fixtures();
-    let port = free_port();
-    let mut child = Command::new(f.named("shop-api"))
-        .arg("7")
-        .env("COVERAGE_PORT", port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _guard = Killed(child);
-    assert!(line.starts_with("ready"), "{line:?}");
-    support::wait_for("the coverage server", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let (guard, port) = serve("shop-api", "7");
+    let pid = guard.0.id();
 
     let tmp = tempfile::tempdir().unwrap();
     let stage = tmp.path().join("stage");
@@ -104,16 +94,7 @@ fn collect_to_s3_writes_the_seed_layout_that_boto3_reads_and_download_compiles()
     }
 
     // boto3 sees exactly the seed's host layout.
-    let listing = String::from_utf8(
-        Command::new(&py)
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3_boto3.py"))
-            .args(["list", &url])
-            .envs(s3.env())
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let listing = boto3(&py, &s3, &["list", &url]);
     let keys: Vec<&str> = listing
         .lines()
         .map(|l| l.split('\t').next().unwrap())
@@ -140,13 +121,7 @@ fn collect_to_s3_writes_the_seed_layout_that_boto3_reads_and_download_compiles()
 
     // The uploaded counters are the staging directory's latest snapshot, byte for byte.
     let boto_dir = tmp.path().join("boto");
-    let st = Command::new(&py)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3_boto3.py"))
-        .args(["download", &url, boto_dir.to_str().unwrap()])
-        .envs(s3.env())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    boto3(&py, &s3, &["download", &url, boto_dir.to_str().unwrap()]);
     let entry = std::fs::read_dir(stage.join("coverage"))
         .unwrap()
         .next()
@@ -204,23 +179,7 @@ fn collect_to_an_unreachable_bucket_spools_and_exits_1() {
     let Some(mut s3) = S3Server::start() else {
         return;
     };
-    let f = fixtures();
-    let port = free_port();
-    let mut child = Command::new(f.named("spooled"))
-        .arg("3")
-        .env("COVERAGE_PORT", port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _guard = Killed(child);
-    support::wait_for("the coverage server", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let (_guard, port) = serve("spooled", "3");
     s3.stop();
     let tmp = tempfile::tempdir().unwrap();
     let stage = tmp.path().join("stage");
@@ -246,10 +205,22 @@ fn collect_to_an_unreachable_bucket_spools_and_exits_1() {
     s3.restart();
     let (code, _, err) = covfleet(&s3, &args);
     assert_eq!(code, 0, "{err}");
+    let files = bucket_files(&s3);
+    assert_eq!(files.len(), 4, "{files:?}");
+    assert!(
+        std::fs::read_dir(stage.join("spool"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}
+
+/// Every file under the bucket (names only).
+fn bucket_files(s3: &S3Server) -> Vec<String> {
     let mut files = Vec::new();
     let mut stack = vec![s3.bucket_dir()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             if e.path().is_dir() {
                 stack.push(e.path());
             } else if !e.file_name().to_string_lossy().starts_with(".s3s") {
@@ -258,7 +229,50 @@ fn collect_to_an_unreachable_bucket_spools_and_exits_1() {
         }
     }
     files.sort();
-    assert_eq!(files.len(), 4, "{files:?}");
+    files
+}
+
+#[test]
+fn collect_watch_uploads_while_running_and_once_more_on_sigterm() {
+    let Some(s3) = S3Server::start() else { return };
+    let (_guard, port) = serve("watched", "4");
+    let tmp = tempfile::tempdir().unwrap();
+    let stage = tmp.path().join("stage");
+    let url = format!("s3://{}/w", s3.bucket);
+    let target = format!("http://127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_covfleet"))
+        .args([
+            "collect", "--watch", "--quiet", "--url", &target, "-o", &url,
+        ])
+        .args([
+            "--endpoint",
+            &s3.endpoint,
+            "--staging",
+            stage.to_str().unwrap(),
+        ])
+        .envs(s3.env())
+        .env_remove("AWS_ENDPOINT_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Uploaded while still running: counters in both slots after a few rounds.
+    support::wait_for("both counter slots in the bucket", || {
+        bucket_files(&s3)
+            .iter()
+            .filter(|f| f.starts_with("covcounters."))
+            .count()
+            == 2
+    });
+    support::signal(child.id(), "TERM");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = bucket_files(&s3);
+    assert_eq!(files.len(), 5, "{files:?}");
     assert!(
         std::fs::read_dir(stage.join("spool"))
             .unwrap()

@@ -122,7 +122,7 @@ pub struct Listed {
 }
 
 /// An object store and a key prefix.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Sink {
     store: Arc<dyn ObjectStore>,
     prefix: Option<Path>,
@@ -130,6 +130,13 @@ pub struct Sink {
     label: String,
     bucket: String,
     key_id: String,
+}
+
+impl std::fmt::Debug for Sink {
+    // The store's own Debug could show credentials: only the label.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink").field("store", &self.label).finish()
+    }
 }
 
 /// Splits `s3://BUCKET/PREFIX` into bucket and prefix.

@@ -214,7 +214,9 @@ impl Spool {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        std::fs::read_dir(&self.dir).map_or(true, |mut rd| {
+            !rd.any(|e| e.is_ok_and(|e| e.path().is_dir()))
+        })
     }
 
     fn remove(&self, id: &str) {

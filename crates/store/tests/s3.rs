@@ -361,3 +361,41 @@ fn download_builds_entries_with_metadata_and_keeps_the_newest_slot() {
         .unwrap();
     assert_eq!(r3.entries, 1);
 }
+
+#[test]
+fn registry_auth_entry_supplies_credentials_and_endpoint() {
+    let Some(s3) = S3Server::start() else { return };
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
+        || std::env::var_os("AWS_WEB_IDENTITY_TOKEN_FILE").is_some()
+    {
+        eprintln!("AWS credentials in the environment take precedence: skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = store::config::S3Config {
+        s3_bucket: s3.bucket.clone(),
+        s3_region: s3.region.clone(),
+        s3_base_path: "openshift-ci/coverage/c1".into(),
+        aws_access_key_id: s3.access_key.clone(),
+        aws_secret_access_key: s3.secret_key.clone(),
+        s3_endpoint: Some(s3.endpoint.clone()),
+    };
+    let pull_secret = tmp.path().join("config.json");
+    let doc = serde_json::json!({"auths": {
+        "quay.io": {"auth": "eDp5"},
+        store::registry_auth::ENTRY: store::registry_auth::entry_value(&cfg),
+    }});
+    std::fs::write(&pull_secret, doc.to_string()).unwrap();
+    let opts = SinkOptions {
+        registry_auth_paths: vec![tmp.path().join("missing.json"), pull_secret],
+        ..SinkOptions::default()
+    };
+    let s = Sink::open(&cfg.url(), &opts).unwrap();
+    rt().block_on(s.put("x", Bytes::from_static(b"via pull secret")))
+        .unwrap();
+    assert_eq!(
+        std::fs::read(s3.bucket_dir().join("openshift-ci/coverage/c1/x")).unwrap(),
+        b"via pull secret"
+    );
+    assert!(!format!("{s:?}").contains(&s3.secret_key));
+}

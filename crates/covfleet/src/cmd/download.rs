@@ -145,6 +145,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
     }
     let secs = started.elapsed().as_secs_f64();
+    if report.entries == 0 && !args.quiet {
+        eprintln!(
+            "covfleet: download: nothing in the seed layout under {}{}",
+            sink.label(),
+            if report.ignored_keys > 0 {
+                format!(" ({} keys in other shapes ignored)", report.ignored_keys)
+            } else {
+                String::new()
+            }
+        );
+    }
     for (entry, e) in &report.failed {
         eprintln!("covfleet: download: {entry}: {e}");
     }
