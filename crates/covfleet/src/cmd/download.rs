@@ -1,8 +1,6 @@
 //! `covfleet download`: fetch an S3 prefix in the seed layout into
 //! `DIR/coverage/` (see `store::download`).
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -10,12 +8,13 @@ use store::download::{DownloadOptions, Filters, Progress};
 use store::{Credentials, Sink, SinkOptions};
 
 use crate::cli::UsageError;
+use crate::cmd::CollectionArg;
+use crate::{Shared, output};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The collection directory (objects go to DIR/coverage/<entry>/).
-    #[arg(long, value_name = "DIR")]
-    pub collection: PathBuf,
+    #[command(flatten)]
+    pub collection: CollectionArg,
     /// Bucket name.
     #[arg(
         long,
@@ -57,16 +56,14 @@ pub struct Args {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// No progress and no summary on stderr (errors are still printed).
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 fn usage(msg: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(UsageError(msg.into()))
+    anyhow::Error::new(UsageError::new(msg.into()))
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
+    let collection = args.collection.dir()?;
     let (bucket, prefix) = match (&args.url, &args.bucket) {
         (Some(u), _) => store::sink::parse_s3_url(u).map_err(|e| usage(e.to_string()))?,
         (None, Some(b)) => (
@@ -92,36 +89,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..SinkOptions::default()
     };
     let sink = Sink::open_s3(&bucket, &prefix, &options).map_err(|e| usage(e.to_string()))?;
-    let show = !args.quiet;
-    let bar = (show && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} downloading [{bar:30}] {pos}/{len} entries {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
+    let bar = output::progress_bar("downloading", "entries", args.json);
     let progress: Option<store::download::ProgressFn> = if let Some(bar) = &bar {
         let bar = bar.clone();
         Some(Arc::new(move |p: Progress| {
             bar.set_length(p.entries_total);
             bar.set_position(p.entries_done);
-            bar.set_message(format!("{} objects, {}", p.objects, human_bytes(p.bytes)));
+            bar.set_message(format!(
+                "downloading ({} objects, {})",
+                p.objects,
+                human_bytes(p.bytes)
+            ));
         }))
-    } else if show {
+    } else if !args.json && !output::quiet() {
         // Plain lines, about every 10% and at the end.
         Some(Arc::new(|p: Progress| {
             let step = (p.entries_total / 10).max(1);
             if p.entries_done.is_multiple_of(step) || p.entries_done == p.entries_total {
-                eprintln!(
+                output::status(format_args!(
                     "download: {}/{} entries, {} objects, {}",
                     p.entries_done,
                     p.entries_total,
                     p.objects,
                     human_bytes(p.bytes)
-                );
+                ));
             }
         }))
     } else {
@@ -134,30 +125,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_object_bytes: args.max_object_bytes,
         progress,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| usage(format!("cannot start the async runtime: {e}")))?;
     let started = std::time::Instant::now();
-    let report = rt.block_on(store::download::download(&sink, &args.collection, &opts))?;
+    let report = shared
+        .runtime
+        .block_on(store::download::download(&sink, &collection, &opts))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     let secs = started.elapsed().as_secs_f64();
-    if report.entries == 0 && !args.quiet {
-        eprintln!(
-            "covfleet: download: nothing in the seed layout under {}{}",
+    if report.entries == 0 {
+        output::warn(format_args!(
+            "download: nothing in the seed layout under {}{}",
             sink.label(),
             if report.ignored_keys > 0 {
                 format!(" ({} keys in other shapes ignored)", report.ignored_keys)
             } else {
                 String::new()
             }
-        );
+        ));
     }
     for (entry, e) in &report.failed {
-        eprintln!("covfleet: download: {entry}: {e}");
+        output::error(format_args!("download: entry {entry}: {e}"));
     }
     if args.json {
         let v = serde_json::json!({
@@ -171,11 +159,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "failed": report.failed.iter().map(|(n, e)| serde_json::json!({"entry": n, "error": e.to_string()})).collect::<Vec<_>>(),
             "seconds": secs,
         });
-        println!("{v}");
-    } else if show {
-        eprintln!(
+        output::json(&v);
+    } else {
+        output::status(format_args!(
             "download: {} from {}: {} entries ({} unchanged), {} objects, {} in {:.1}s; {} older counter slots not kept, {} keys outside the layout, {} too large, {} failed",
-            args.collection.display(),
+            collection.display(),
             sink.label(),
             report.entries,
             report.entries_unchanged,
@@ -186,7 +174,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             report.ignored_keys,
             report.too_large,
             report.failed.len()
-        );
+        ));
     }
     Ok(if report.failed.is_empty() {
         ExitCode::SUCCESS

@@ -10,13 +10,14 @@ use store::upload::{Spool, Uploader};
 use store::{Credentials, Sink, SinkOptions};
 
 use crate::cli::UsageError;
+use crate::output;
 
 /// `~/.cache/covfleet/collect/<bucket>_<prefix>` (or under `COVFLEET_CACHE`).
 pub fn default_staging(url: &str) -> anyhow::Result<PathBuf> {
     let cache = std::env::var_os("COVFLEET_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/covfleet")))
-        .ok_or_else(|| UsageError("no HOME: give --staging DIR".into()))?;
+        .ok_or_else(|| UsageError::new("no HOME: give --staging DIR"))?;
     let name = store::layout::sanitize(url.trim_start_matches("s3://"));
     Ok(cache.join("collect").join(name))
 }
@@ -35,7 +36,7 @@ pub fn mirror(
         credentials: Credentials::Auto,
         ..SinkOptions::default()
     };
-    let sink = Sink::open(url, &options).map_err(|e| UsageError(e.to_string()))?;
+    let sink = Sink::open(url, &options).map_err(|e| UsageError::new(e.to_string()))?;
     let spool = Spool::open(&local.join("spool"), spool_max_bytes)?;
     Ok(Mirror::new(Uploader::new(sink, spool)))
 }
@@ -52,7 +53,7 @@ pub async fn watch_and_mirror<T>(
             out = &mut watch => return out,
             () = tokio::time::sleep(Duration::from_secs(2)) => {
                 if let Err(e) = mirror.sync(root).await {
-                    eprintln!("covfleet: upload: {e}");
+                    output::error(format_args!("upload: {e}"));
                 }
             }
         }
@@ -60,34 +61,29 @@ pub async fn watch_and_mirror<T>(
 }
 
 /// Reports the final upload pass; exit 1 when anything is left in the spool.
-pub fn finish(
-    r: Result<SyncReport, store::Error>,
-    mirror: &Mirror,
-    code: ExitCode,
-    quiet: bool,
-) -> ExitCode {
+pub fn finish(r: Result<SyncReport, store::Error>, mirror: &Mirror, code: ExitCode) -> ExitCode {
     let up = mirror.uploader();
     let label = up.sink().label();
     let r = match r {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("covfleet: upload to {label}: {e}");
+            output::error(format_args!("upload to {label}: {e}"));
             return ExitCode::from(1);
         }
     };
     let st = up.stats();
-    if !quiet {
-        eprintln!(
-            "uploaded {} snapshot(s) to {label} in total; {} waiting in the spool, {} dropped",
-            st.stored, st.spool_entries, st.dropped
-        );
-    }
+    output::status(format_args!(
+        "uploaded {} to {label}; {} waiting in the spool, {} dropped",
+        output::plural(st.stored as usize, "snapshot", "snapshots"),
+        st.spool_entries,
+        st.dropped
+    ));
     if st.spool_entries > 0 || st.dropped > 0 {
-        eprintln!(
-            "covfleet: upload to {label} incomplete: {}; {} snapshot(s) kept in the spool (the next collect with the same --staging uploads them)",
+        output::error(format_args!(
+            "upload to {label} incomplete: {}; {} kept in the spool (the next collect with the same --staging uploads them)",
             r.last_error.as_deref().unwrap_or("see above"),
-            st.spool_entries
-        );
+            output::plural(st.spool_entries as usize, "snapshot", "snapshots")
+        ));
         return ExitCode::from(1);
     }
     code
