@@ -329,6 +329,21 @@ fn write_file(dir: &Path, name: &str, data: &[u8], mtime: SystemTime) -> Result<
     })
 }
 
+/// [`write_file`] on the blocking pool, so a runtime with one thread keeps
+/// its requests in flight while a file is synced.
+async fn write_file_off_thread(
+    dir: &Path,
+    name: &str,
+    data: bytes::Bytes,
+    mtime: SystemTime,
+) -> Result<(), Error> {
+    let (d, n) = (dir.to_path_buf(), name.to_string());
+    match tokio::task::spawn_blocking(move || write_file(&d, &n, &data, mtime)).await {
+        Ok(r) => r,
+        Err(e) => Err(Error::io(dir.join(name), std::io::Error::other(e.to_string()))),
+    }
+}
+
 /// Returns whether anything was fetched or rewritten.
 async fn fetch_entry(
     sink: &Sink,
@@ -378,7 +393,7 @@ async fn fetch_entry(
             .get(&obj.key)
             .await?
             .ok_or_else(|| Error::io(&path, std::io::ErrorKind::NotFound.into()))?;
-        write_file(&dir, file, &data, obj.last_modified)?;
+        write_file_off_thread(&dir, file, data.clone(), obj.last_modified).await?;
         objects.fetch_add(1, Ordering::Relaxed);
         bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
     }
