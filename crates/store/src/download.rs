@@ -12,7 +12,9 @@
 //!   when the prefix holds a `metadata.json` (covfleet's agent writes one
 //!   with the process identity), it is kept and only missing keys are added.
 //! - Files keep their object's modification time.
-//! - Files are written to a temporary name and renamed; `metadata.json` and
+//! - Files are written to a temporary name and renamed (not synced: a
+//!   completed entry is re-checked against the sizes and times on disk);
+//!   `metadata.json` and
 //!   the completion marker (`.download.json`, the listing it completed)
 //!   come last. An interrupted run (even SIGKILL) leaves whole files only,
 //!   and the next run fetches what is missing or changed.
@@ -251,21 +253,25 @@ pub async fn download(
     report.entries = entries.len() as u64;
     let total = report.entries;
     let done = AtomicU64::new(0);
-    let objects = AtomicU64::new(0);
-    let bytes = AtomicU64::new(0);
+    let shared = Shared {
+        // At most `max_concurrency` requests in flight, across entries.
+        requests: tokio::sync::Semaphore::new(opts.max_concurrency.max(1)),
+        objects: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+    };
     let results: Vec<(String, Result<bool, Error>)> = futures::stream::iter(entries)
         .map(|(name, entry)| {
             let root = &root;
-            let (done, objects, bytes) = (&done, &objects, &bytes);
+            let (done, shared) = (&done, &shared);
             async move {
-                let r = fetch_entry(sink, root, &name, &entry, opts, objects, bytes).await;
+                let r = fetch_entry(sink, root, &name, &entry, opts, shared).await;
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if let Some(p) = &opts.progress {
                     p(Progress {
                         entries_done: d,
                         entries_total: total,
-                        objects: objects.load(Ordering::Relaxed),
-                        bytes: bytes.load(Ordering::Relaxed),
+                        objects: shared.objects.load(Ordering::Relaxed),
+                        bytes: shared.bytes.load(Ordering::Relaxed),
                     });
                 }
                 (name, r)
@@ -282,8 +288,8 @@ pub async fn download(
         }
     }
     report.failed.sort_by(|a, b| a.0.cmp(&b.0));
-    report.objects = objects.into_inner();
-    report.bytes = bytes.into_inner();
+    report.objects = shared.objects.into_inner();
+    report.bytes = shared.bytes.into_inner();
     Ok(report)
 }
 
@@ -319,7 +325,6 @@ fn write_file(dir: &Path, name: &str, data: &[u8], mtime: SystemTime) -> Result<
         let f = std::fs::File::create(&tmp)?;
         std::io::Write::write_all(&mut &f, data)?;
         f.set_modified(mtime)?;
-        f.sync_data()?;
         drop(f);
         std::fs::rename(&tmp, &path)
     })();
@@ -340,8 +345,18 @@ async fn write_file_off_thread(
     let (d, n) = (dir.to_path_buf(), name.to_string());
     match tokio::task::spawn_blocking(move || write_file(&d, &n, &data, mtime)).await {
         Ok(r) => r,
-        Err(e) => Err(Error::io(dir.join(name), std::io::Error::other(e.to_string()))),
+        Err(e) => Err(Error::io(
+            dir.join(name),
+            std::io::Error::other(e.to_string()),
+        )),
     }
+}
+
+/// What the entries of one download share: the request bound and counters.
+struct Shared {
+    requests: tokio::sync::Semaphore,
+    objects: AtomicU64,
+    bytes: AtomicU64,
 }
 
 /// Returns whether anything was fetched or rewritten.
@@ -351,9 +366,13 @@ async fn fetch_entry(
     name: &str,
     entry: &Entry,
     opts: &DownloadOptions,
-    objects: &AtomicU64,
-    bytes: &AtomicU64,
+    shared: &Shared,
 ) -> Result<bool, Error> {
+    let Shared {
+        requests,
+        objects,
+        bytes,
+    } = shared;
     let dir: PathBuf = root.join(name);
     let marker_path = dir.join(MARKER);
     let wanted = marker_of(entry);
@@ -361,7 +380,16 @@ async fn fetch_entry(
         if opts.skip_existing {
             return Ok(false);
         }
-        if serde_json::from_slice::<BTreeMap<String, ObjState>>(&old).is_ok_and(|m| m == wanted) {
+        // The marker matches the listing and every file on disk still has
+        // its object's size and time (a file damaged since is fetched again).
+        let intact = || {
+            wanted.iter().all(|(n, st)| {
+                n == "metadata.json" || local_state(&dir.join(n)).as_ref() == Some(st)
+            })
+        };
+        if serde_json::from_slice::<BTreeMap<String, ObjState>>(&old).is_ok_and(|m| m == wanted)
+            && intact()
+        {
             return Ok(false);
         }
     }
@@ -377,31 +405,43 @@ async fn fetch_entry(
             }
         }
     }
-    let mut newest = SystemTime::UNIX_EPOCH;
-    let mut stored_md = None;
-    for (file, obj) in &entry.files {
-        newest = newest.max(obj.last_modified);
-        if file == "metadata.json" {
-            stored_md = Some(obj);
-            continue;
-        }
-        let path = dir.join(file);
-        if local_state(&path).as_ref() == wanted.get(file) {
-            continue;
-        }
-        let data = sink
-            .get(&obj.key)
-            .await?
-            .ok_or_else(|| Error::io(&path, std::io::ErrorKind::NotFound.into()))?;
-        write_file_off_thread(&dir, file, data.clone(), obj.last_modified).await?;
-        objects.fetch_add(1, Ordering::Relaxed);
-        bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+    let newest = entry
+        .files
+        .values()
+        .map(|o| o.last_modified)
+        .max()
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let stored_md = entry.files.get("metadata.json");
+    let fetches = entry
+        .files
+        .iter()
+        .filter(|(file, _)| file.as_str() != "metadata.json")
+        .filter(|(file, _)| local_state(&dir.join(file.as_str())).as_ref() != wanted.get(*file))
+        .map(|(file, obj)| {
+            let dir = &dir;
+            async move {
+                let data = {
+                    let _permit = requests.acquire().await;
+                    sink.get(&obj.key).await?
+                }
+                .ok_or_else(|| Error::io(dir.join(file), std::io::ErrorKind::NotFound.into()))?;
+                write_file_off_thread(dir, file, data.clone(), obj.last_modified).await?;
+                objects.fetch_add(1, Ordering::Relaxed);
+                bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                Ok::<(), Error>(())
+            }
+        });
+    for r in futures::future::join_all(fetches).await {
+        r?;
     }
     let mut md = metadata(&entry.location, newest, entry);
     if let Some(obj) = stored_md {
         // covfleet's agent uploads its own metadata.json (process identity,
         // owner references): keep it as is, filling in what it lacks.
-        let data = sink.get(&obj.key).await?.unwrap_or_default();
+        let data = {
+            let _permit = requests.acquire().await;
+            sink.get(&obj.key).await?.unwrap_or_default()
+        };
         objects.fetch_add(1, Ordering::Relaxed);
         bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         match serde_json::from_slice::<serde_json::Value>(&data) {
