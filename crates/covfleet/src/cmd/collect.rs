@@ -178,7 +178,7 @@ pub struct Args {
     #[arg(short = 'o', long = "output", value_name = "DIR|s3://B/P")]
     pub output: PathBuf,
     /// With -o s3://…: the local collection directory (and spool) behind the
-    /// upload (default ~/.cache/covfleet/collect/<bucket>_<prefix>).
+    /// upload (default `~/.cache/covfleet/collect/<bucket>_<prefix>`).
     #[arg(long, value_name = "DIR")]
     pub staging: Option<PathBuf>,
     /// With -o s3://…: endpoint of an S3-compatible server (path-style).
