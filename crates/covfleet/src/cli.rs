@@ -36,6 +36,8 @@ pub enum Command {
     Collect(cmd::collect::Args),
     /// Zero the coverage counters of every target (start of a phase).
     Reset(cmd::reset::Args),
+    /// Fetch an S3 prefix in the seed layout into DIR/coverage/.
+    Download(cmd::download::Args),
     /// Compile a collection into DIR/coverage.db (incremental).
     Compile(cmd::compile::Args),
     /// Clone each binary's source at its commit into DIR/repos/.
@@ -107,6 +109,7 @@ pub fn dispatch(command: Command, shared: &Shared) -> ExitCode {
         Command::GoShim(args) => cmd::go_shim::run(args),
         Command::Collect(args) => cmd::collect::run(args, shared),
         Command::Reset(args) => cmd::reset::run(args, shared),
+        Command::Download(args) => cmd::download::run(args, shared),
         Command::Compile(args) => cmd::compile::run(args, shared),
         Command::CloneSources(args) => cmd::clone_sources::run(args),
         Command::Render(args) => cmd::render::run(args),

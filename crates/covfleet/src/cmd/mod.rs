@@ -7,10 +7,12 @@ pub mod collect;
 pub mod compile;
 pub mod covdata;
 pub mod demo;
+pub mod download;
 pub mod go_shim;
 pub mod instrument;
 pub mod render;
 pub mod reset;
+pub mod upload;
 
 /// The collection directory, as a positional `DIR` or as `--collection DIR`
 /// (one of them is required).
