@@ -23,7 +23,7 @@ use std::time::Duration;
 use base64::Engine;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-use crate::error::{Error, TransportError, TransportErrorKind};
+use crate::error::{Error, HeaderError, TransportError, TransportErrorKind};
 use crate::transport::{RawRequest, RawResponse, Transport};
 
 /// First port a coverage server tries.
@@ -81,24 +81,25 @@ pub struct Identity {
 
 impl Identity {
     /// Reads the identity headers; `None` when this is no coverage server.
-    pub fn from_headers(h: &HeaderMap) -> Result<Option<Identity>, String> {
+    pub fn from_headers(h: &HeaderMap) -> Result<Option<Identity>, HeaderError> {
         let Some(server) = h.get(H_SERVER) else {
             return Ok(None);
         };
         if server.as_bytes().trim_ascii() != b"1" {
-            return Err(format!(
-                "unexpected {H_SERVER}: {:?}",
-                String::from_utf8_lossy(server.as_bytes())
-            ));
+            return Err(HeaderError::Server {
+                header: H_SERVER,
+                value: String::from_utf8_lossy(server.as_bytes()).into_owned(),
+            });
         }
         let text = |name: &str| {
             h.get(name)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
         };
-        let pid = text(H_PID).ok_or_else(|| format!("{H_PID} header missing"))?;
-        let pid: u32 = pid
-            .parse()
-            .map_err(|_| format!("{H_PID} is not a PID: {pid:?}"))?;
+        let pid = text(H_PID).ok_or(HeaderError::Missing { header: H_PID })?;
+        let pid: u32 = pid.parse().map_err(|_| HeaderError::Pid {
+            header: H_PID,
+            value: pid.clone(),
+        })?;
         let binary = text(H_BINARY).unwrap_or_default();
         let mut headers = BTreeMap::new();
         for (name, value) in h {
@@ -267,7 +268,10 @@ pub async fn probe(ep: &Endpoint, opts: &ClientOptions) -> Result<Probe, Error> 
             status,
             reason: format!("HTTP {status} without the {H_SERVER} header: not a coverage server"),
         }),
-        Err(reason) => Ok(Probe::NotCoverage { status, reason }),
+        Err(e) => Ok(Probe::NotCoverage {
+            status,
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -294,9 +298,12 @@ fn gunzip(target: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
 }
 
 /// Checks a counter file header and returns its meta hash.
-pub fn counters_hash(data: &[u8]) -> Result<covdata::Hash, String> {
+pub fn counters_hash(data: &[u8]) -> Result<covdata::Hash, HeaderError> {
     if data.len() < 32 || data[..4] != [0x00, 0x63, 0x77, 0x6d] {
-        return Err("counters_data is not a Go counter file (bad magic)".into());
+        return Err(HeaderError::Magic {
+            field: "counters_data",
+            kind: "counter",
+        });
     }
     let mut h = [0u8; 16];
     h.copy_from_slice(&data[8..24]);
@@ -304,9 +311,12 @@ pub fn counters_hash(data: &[u8]) -> Result<covdata::Hash, String> {
 }
 
 /// Checks a meta file header and returns its hash.
-pub fn meta_hash(data: &[u8]) -> Result<covdata::Hash, String> {
+pub fn meta_hash(data: &[u8]) -> Result<covdata::Hash, HeaderError> {
     if data.len() < 56 || data[..4] != [0x00, 0x63, 0x76, 0x6d] {
-        return Err("meta_data is not a Go meta-data file (bad magic)".into());
+        return Err(HeaderError::Magic {
+            field: "meta_data",
+            kind: "meta-data",
+        });
     }
     let mut h = [0u8; 16];
     h.copy_from_slice(&data[24..40]);
@@ -325,7 +335,7 @@ pub fn decode_coverage(target: &str, json: &[u8], want_meta: bool) -> Result<Sna
     let counters = b64
         .decode(doc.counters_data.trim())
         .map_err(|e| bad(format!("counters_data: bad base64: {e}")))?;
-    let hash = counters_hash(&counters).map_err(bad)?;
+    let hash = counters_hash(&counters).map_err(|e| bad(e.to_string()))?;
     let hex = covdata::hex(&hash);
     // The file names are informational: the hash in the data's header is
     // what counts (files are written under names derived from it), so
@@ -340,7 +350,7 @@ pub fn decode_coverage(target: &str, json: &[u8], want_meta: bool) -> Result<Sna
             let meta = b64
                 .decode(m)
                 .map_err(|e| bad(format!("meta_data: bad base64: {e}")))?;
-            let mh = meta_hash(&meta).map_err(bad)?;
+            let mh = meta_hash(&meta).map_err(|e| bad(e.to_string()))?;
             if mh != hash {
                 return Err(bad(format!(
                     "meta_data hash {} differs from the counters' hash {hex}",
@@ -479,10 +489,12 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("X-Art-Coverage-Server", HeaderValue::from_static("1"));
         h.insert("X-Art-Coverage-Pid", HeaderValue::from_static("../1"));
-        assert!(
-            Identity::from_headers(&h)
-                .unwrap_err()
-                .contains("not a PID")
+        assert_eq!(
+            Identity::from_headers(&h).unwrap_err(),
+            HeaderError::Pid {
+                header: H_PID,
+                value: "../1".into()
+            }
         );
     }
 
