@@ -76,9 +76,9 @@ pub fn decode(
         )));
     }
     let counters = body.split_off(meta_len);
-    let hash = counters_hash(&counters).map_err(bad)?;
+    let hash = counters_hash(&counters).map_err(|e| bad(e.to_string()))?;
     let meta = if meta_len > 0 {
-        let mh = meta_hash(&body).map_err(bad)?;
+        let mh = meta_hash(&body).map_err(|e| bad(e.to_string()))?;
         if mh != hash {
             return Err(bad(format!(
                 "meta-data hash {} differs from the counters' hash {}",
