@@ -40,6 +40,8 @@ pub enum Command {
     Render(cmd::render::Args),
     /// Build the bundled demo service with coverage, run it, and render its report.
     Demo(cmd::demo::Args),
+    /// Why coverage is missing from a binary, a process or a coverage server; each finding with its fix.
+    Doctor(cmd::doctor::Args),
 }
 
 /// An error in how covfleet was called or set up: exit code 2.
@@ -65,6 +67,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::CloneSources(args) => cmd::clone_sources::run(args),
         Command::Render(args) => cmd::render::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Doctor(args) => cmd::doctor::run(args),
     };
     match result {
         Ok(code) => code,

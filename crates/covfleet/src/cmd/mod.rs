@@ -5,6 +5,7 @@ pub mod collect;
 pub mod compile;
 pub mod covdata;
 pub mod demo;
+pub mod doctor;
 pub mod go_shim;
 pub mod instrument;
 pub mod render;
