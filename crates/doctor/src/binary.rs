@@ -150,11 +150,16 @@ pub fn findings(bin: &GoBinary) -> Vec<Finding> {
                 .fix("run `covfleet instrument SRC` before building to inject the server into every package main"),
             );
         }
+        let server = bin.has_function_prefix("main._cov");
         if bin.has_function("os/signal.Notify") || bin.has_function("os/signal.NotifyContext") {
             out.push(Finding::new(
                 "signal-handling",
                 Severity::Info,
-                "links os/signal.Notify: the program catches some signal; whether SIGTERM ends it through a normal exit (where Go writes counters) is what `--try-exit` checks",
+                if server {
+                    "links os/signal.Notify (the injected server does, for its SIGTERM flush with COVERAGE_FLUSH_INTERVAL set): whether the program itself ends through a normal exit on SIGTERM (where Go writes counters) is what `--try-exit` checks"
+                } else {
+                    "links os/signal.Notify: the program catches some signal; whether SIGTERM ends it through a normal exit (where Go writes counters) is what `--try-exit` checks"
+                },
             ));
         } else if !test_binary {
             out.push(

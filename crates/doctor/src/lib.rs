@@ -122,4 +122,4 @@ impl Report {
 }
 
 /// The fix for a program that dies on SIGTERM, shared by several findings.
-pub const FIX_SIGTERM: &str = "make SIGTERM end the program normally: `ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)`, shut down when ctx is done and return from main (or call os.Exit) — Go writes the counters only then; or collect live before stopping it (`covfleet collect`), or let the injected server flush periodically and on SIGTERM (COVERAGE_FLUSH_INTERVAL=30s)";
+pub const FIX_SIGTERM: &str = "make SIGTERM end the program normally: `ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)`, shut down when ctx is done and return from main (or call os.Exit) — Go writes the counters only then; or collect live before stopping it (`covfleet collect`), or, with the injected server, set COVERAGE_FLUSH_INTERVAL=30s (with GOCOVERDIR) so it rewrites the files periodically and once more on SIGTERM";

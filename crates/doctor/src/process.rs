@@ -333,6 +333,16 @@ pub async fn diagnose(
         );
         report.push(if handles { f } else { f.fix(FIX_SIGTERM) });
     }
+    if server_in
+        && facts.env("GOCOVERDIR").is_some()
+        && facts.env("COVERAGE_FLUSH_INTERVAL").is_none()
+    {
+        report.push(Finding::new(
+            "flush-off",
+            Severity::Info,
+            "the injected server can keep GOCOVERDIR current however the process ends: COVERAGE_FLUSH_INTERVAL is not set",
+        ).fix("set COVERAGE_FLUSH_INTERVAL=30s to rewrite the files every 30 s and once more on SIGTERM"));
+    }
     if let Some(v) = facts.env("COVERAGE_FLUSH_INTERVAL") {
         report.push(Finding::new(
             "flush-interval",

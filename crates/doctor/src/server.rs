@@ -33,7 +33,7 @@ pub async fn check(url: &str, opts: &ClientOptions) -> ServerCheck {
         Ok(t) => t,
         Err(e) => {
             out.findings.push(
-                Finding::new("bad-url", Severity::Problem, e)
+                Finding::new("bad-url", Severity::Problem, e.to_string())
                     .fix("give the server's base URL, e.g. http://10.0.0.5:53700"),
             );
             return out;

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use doctor::{Report, Severity, gobin, tryexit};
 
+use crate::Shared;
 use crate::cli::UsageError;
-use crate::cmd::collect::runtime;
+use crate::output;
 
 /// Arguments of `covfleet doctor`.
 #[derive(Debug, clap::Args)]
@@ -54,11 +55,12 @@ pub struct Args {
     pub args: Vec<OsString>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
     let token = args.token.clone().filter(|t| !t.is_empty());
     let client = doctor::server::options(args.timeout, token);
     let report = if let Some(path) = &args.binary {
-        let bin = gobin::read(path).map_err(|e| UsageError(e.to_string()))?;
+        let bin =
+            gobin::read(path).map_err(|e| UsageError::caused_by("cannot examine the binary", e))?;
         let mut report = Report::new(format!("binary {}", path.display()));
         report.findings = doctor::binary::findings(&bin);
         if args.try_exit {
@@ -81,10 +83,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             proc_root: PathBuf::from("/proc"),
             client,
         };
-        let rt = runtime()?;
-        let (mut report, facts) = rt
+        let (mut report, facts) = shared
+            .runtime
             .block_on(doctor::process::diagnose(pid, &opts))
-            .map_err(|e| UsageError(e.to_string()))?;
+            .map_err(|e| UsageError::caused_by(format!("cannot examine process {pid}"), e))?;
         if args.try_exit {
             let plan = process_plan(pid, &facts, &args)?;
             let outcome = tryexit::run(&plan)?;
@@ -92,13 +94,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         report
     } else if let Some(url) = &args.url {
-        let rt = runtime()?;
-        let check = rt.block_on(doctor::server::check(url, &client));
+        let check = shared.runtime.block_on(doctor::server::check(url, &client));
         let mut report = Report::new(format!("url {url}"));
         report.findings = check.findings;
         report
     } else {
-        return Err(UsageError("give BINARY, --pid PID or --url URL".into()).into());
+        return Err(UsageError::new("give BINARY, --pid PID or --url URL").into());
     };
     print(&report, args.json);
     Ok(if report.has_problems() {
@@ -116,8 +117,9 @@ fn process_plan(
     args: &Args,
 ) -> anyhow::Result<tryexit::Plan> {
     let dir = PathBuf::from(format!("/proc/{pid}"));
-    let env = std::fs::read(dir.join("environ"))
-        .map_err(|e| UsageError(format!("process {pid}: cannot read its environment: {e}")))?;
+    let env = std::fs::read(dir.join("environ")).map_err(|e| {
+        UsageError::caused_by(format!("process {pid}: cannot read its environment"), e)
+    })?;
     use std::os::unix::ffi::OsStrExt;
     let env = env
         .split(|&b| b == 0)
@@ -157,32 +159,28 @@ fn process_plan(
 }
 
 fn print(report: &Report, json: bool) {
-    use std::fmt::Write as _;
-    let mut out = String::new();
     if json {
-        match serde_json::to_string_pretty(report) {
-            Ok(s) => out = s + "\n",
-            Err(e) => eprintln!("covfleet: cannot print the report: {e}"),
-        }
-    } else {
-        let _ = writeln!(out, "{}", report.target);
-        for f in &report.findings {
-            let _ = writeln!(out, "  [{}] {}", f.severity.label(), f.summary);
-            if let Some(fix) = &f.fix {
-                let _ = writeln!(out, "      fix: {fix}");
-            }
-        }
-        let problems = report
-            .findings
-            .iter()
-            .filter(|f| f.severity == Severity::Problem)
-            .count();
-        if problems == 0 {
-            out.push_str("no problem found\n");
-        } else {
-            let _ = writeln!(out, "{problems} problem(s) found");
+        output::json(report);
+        return;
+    }
+    output::data(&report.target);
+    for f in &report.findings {
+        output::data(format_args!("  [{}] {}", f.severity.label(), f.summary));
+        if let Some(fix) = &f.fix {
+            output::data(format_args!("      fix: {fix}"));
         }
     }
-    // A closed pipe (| head) is not an error worth a panic.
-    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
+    let problems = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Problem)
+        .count();
+    if problems == 0 {
+        output::data("no problem found");
+    } else {
+        output::data(format_args!(
+            "{} found",
+            output::plural(problems, "problem", "problems")
+        ));
+    }
 }
