@@ -46,6 +46,8 @@ pub enum Command {
     Render(cmd::render::Args),
     /// Build the bundled demo service with coverage, run it, and render its report.
     Demo(cmd::demo::Args),
+    /// Why coverage is missing from a binary, a process or a coverage server; each finding with its fix.
+    Doctor(cmd::doctor::Args),
 }
 
 /// An error in how covfleet was called or set up, which the user must fix
@@ -114,6 +116,7 @@ pub fn dispatch(command: Command, shared: &Shared) -> ExitCode {
         Command::CloneSources(args) => cmd::clone_sources::run(args),
         Command::Render(args) => cmd::render::run(args),
         Command::Demo(args) => cmd::demo::run(args, shared),
+        Command::Doctor(args) => cmd::doctor::run(args, shared),
     };
     match result {
         Ok(code) => code,

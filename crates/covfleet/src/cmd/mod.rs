@@ -8,6 +8,7 @@ pub mod compile;
 pub mod covdata;
 pub mod demo;
 pub mod download;
+pub mod doctor;
 pub mod go_shim;
 pub mod instrument;
 pub mod render;
