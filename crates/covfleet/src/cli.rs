@@ -40,6 +40,10 @@ pub enum Command {
     Render(cmd::render::Args),
     /// Build the bundled demo service with coverage, run it, and render its report.
     Demo(cmd::demo::Args),
+    /// Write Go profile, lcov, Cobertura or Codecov reports of a compiled collection.
+    Export(cmd::export::Args),
+    /// Per-function coverage of each owner (`--func`, like `go tool cover -func`).
+    Report(cmd::report::Args),
 }
 
 /// An error in how covfleet was called or set up: exit code 2.
@@ -65,6 +69,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::CloneSources(args) => cmd::clone_sources::run(args),
         Command::Render(args) => cmd::render::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Export(args) => cmd::export::run(args),
+        Command::Report(args) => cmd::report::run(args),
     };
     match result {
         Ok(code) => code,

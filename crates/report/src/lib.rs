@@ -13,3 +13,7 @@ pub mod source;
 pub use dbsource::DbSource;
 pub use model::{Block, FileCoverage, MemorySource, OwnerRow, SiteSource};
 pub use site::{Options, Summary, render};
+
+pub mod cov;
+pub mod export;
+pub mod funcs;
