@@ -44,6 +44,8 @@ pub enum Command {
     Export(cmd::export::Args),
     /// Per-function coverage of each owner (`--func`, like `go tool cover -func`).
     Report(cmd::report::Args),
+    /// Statements newly covered / no longer covered / still missed between two collections.
+    Diff(cmd::diff::Args),
 }
 
 /// An error in how covfleet was called or set up: exit code 2.
@@ -71,6 +73,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Export(args) => cmd::export::run(args),
         Command::Report(args) => cmd::report::run(args),
+        Command::Diff(args) => cmd::diff::run(args),
     };
     match result {
         Ok(code) => code,

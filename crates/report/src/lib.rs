@@ -15,5 +15,7 @@ pub use model::{Block, FileCoverage, MemorySource, OwnerRow, SiteSource};
 pub use site::{Options, Summary, render};
 
 pub mod cov;
+pub mod diff;
+pub mod diff_html;
 pub mod export;
 pub mod funcs;

@@ -6,6 +6,7 @@ pub mod collect;
 pub mod compile;
 pub mod covdata;
 pub mod demo;
+pub mod diff;
 pub mod export;
 pub mod go_shim;
 pub mod instrument;
