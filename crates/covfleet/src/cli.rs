@@ -46,6 +46,8 @@ pub enum Command {
     Report(cmd::report::Args),
     /// Statements newly covered / no longer covered / still missed between two collections.
     Diff(cmd::diff::Args),
+    /// Coverage of the lines changed between two commits (exit 1 below --fail-under).
+    Patch(cmd::patch::Args),
 }
 
 /// An error in how covfleet was called or set up: exit code 2.
@@ -74,6 +76,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Export(args) => cmd::export::run(args),
         Command::Report(args) => cmd::report::run(args),
         Command::Diff(args) => cmd::diff::run(args),
+        Command::Patch(args) => cmd::patch::run(args),
     };
     match result {
         Ok(code) => code,

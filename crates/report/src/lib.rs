@@ -19,3 +19,4 @@ pub mod diff;
 pub mod diff_html;
 pub mod export;
 pub mod funcs;
+pub mod patch;

@@ -10,6 +10,7 @@ pub mod diff;
 pub mod export;
 pub mod go_shim;
 pub mod instrument;
+pub mod patch;
 pub mod render;
 pub mod report;
 pub mod reset;
