@@ -171,24 +171,25 @@ pub fn parse_diff(text: &str) -> Vec<FileChange> {
 /// `a/x b/y` (possibly quoted) → (x, y); ambiguous unquoted names with
 /// spaces fall back to the `---`/`+++`/rename lines.
 fn split_git_header(rest: &str) -> (Option<String>, Option<String>) {
-    if rest.starts_with('"') {
-        if let Some(end) = rest[1..].find("\" ").map(|i| i + 1) {
-            let a = unquote(&rest[..=end]);
-            let b = unquote(rest[end + 2..].trim());
-            return (
-                Some(a.strip_prefix("a/").unwrap_or(&a).to_string()),
-                Some(b.strip_prefix("b/").unwrap_or(&b).to_string()),
-            );
-        }
+    if let Some(q) = rest.strip_prefix('"')
+        && let Some(end) = q.find("\" ").map(|i| i + 1)
+    {
+        let a = unquote(&rest[..=end]);
+        let b = unquote(rest[end + 2..].trim());
+        return (
+            Some(a.strip_prefix("a/").unwrap_or(&a).to_string()),
+            Some(b.strip_prefix("b/").unwrap_or(&b).to_string()),
+        );
     }
     // Unquoted: both halves are equal for non-renames.
     let half = rest.len() / 2;
-    if rest.len() % 2 == 1 && rest.as_bytes().get(half) == Some(&b' ') {
-        let (a, b) = (&rest[..half], &rest[half + 1..]);
-        if a.strip_prefix("a/") == b.strip_prefix("b/") {
-            let p = a.strip_prefix("a/").map(str::to_string);
-            return (p.clone(), p);
-        }
+    if rest.len() % 2 == 1
+        && rest.as_bytes().get(half) == Some(&b' ')
+        && let (Some(a), Some(b)) = (rest.get(..half), rest.get(half + 1..))
+        && a.strip_prefix("a/") == b.strip_prefix("b/")
+    {
+        let p = a.strip_prefix("a/").map(str::to_string);
+        return (p.clone(), p);
     }
     (None, None)
 }
