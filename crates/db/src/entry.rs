@@ -36,11 +36,11 @@ pub struct MetaCache {
 }
 
 impl MetaCache {
-    fn get_or(
+    fn get_or<E>(
         &self,
         hash: Hash,
-        f: impl FnOnce() -> Result<MetaEntry, String>,
-    ) -> Result<Arc<MetaEntry>, String> {
+        f: impl FnOnce() -> Result<MetaEntry, E>,
+    ) -> Result<Arc<MetaEntry>, E> {
         let slot = {
             let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
             m.entry(hash).or_default().clone()
@@ -53,6 +53,18 @@ impl MetaCache {
         *guard = Some(m.clone());
         Ok(m)
     }
+}
+
+/// Why one file of an entry could not be used (a warning; the entry fails
+/// only when no file is usable). Both kinds name the file.
+#[derive(Debug, thiserror::Error)]
+enum FileError {
+    /// The file could not be read.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The file is not valid Go coverage data.
+    #[error(transparent)]
+    Decode(#[from] covdata::Error),
 }
 
 /// What metadata.json / info.json say about an entry (with fallbacks).
@@ -302,9 +314,9 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
     if !metas.is_empty() {
         for (hash, mpath) in &metas {
             let meta = match cache.get_or(*hash, || {
-                let raw = fs_err::read(mpath).map_err(|e| e.to_string())?;
-                let m = MetaFile::decode(&raw).map_err(|e| e.with_path(mpath).to_string())?;
-                Ok(MetaEntry {
+                let raw = fs_err::read(mpath)?;
+                let m = MetaFile::decode(&raw).map_err(|e| e.with_path(mpath))?;
+                Ok::<_, FileError>(MetaEntry {
                     hash: *hash,
                     layout: Layout::new(&m),
                     raw,
@@ -313,7 +325,7 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
             }) {
                 Ok(m) => m,
                 Err(e) => {
-                    warnings.push(e);
+                    warnings.push(e.to_string());
                     continue;
                 }
             };
@@ -321,11 +333,9 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
             for ((_, pid), files) in counters.range((*hash, i64::MIN)..=(*hash, i64::MAX)) {
                 let mut snaps = Vec::new();
                 for (_, cpath) in files {
-                    let decoded = fs_err::read(cpath)
-                        .map_err(|e| e.to_string())
-                        .and_then(|b| {
-                            CounterFile::decode(&b).map_err(|e| e.with_path(cpath).to_string())
-                        });
+                    let decoded = fs_err::read(cpath).map_err(FileError::from).and_then(|b| {
+                        CounterFile::decode(&b).map_err(|e| FileError::from(e.with_path(cpath)))
+                    });
                     match decoded {
                         Ok(cf) => {
                             if argv0.is_empty()
@@ -344,7 +354,7 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
                             }
                             snaps.push((dense, 1u32));
                         }
-                        Err(e) => warnings.push(e),
+                        Err(e) => warnings.push(e.to_string()),
                     }
                 }
                 for (seq, (c, n)) in merge::latest_per_process(snaps).into_iter().enumerate() {
@@ -396,7 +406,7 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
                 Ok(tp) => {
                     let hash = tp.meta.hash;
                     let meta = cache.get_or(hash, || {
-                        Ok(MetaEntry {
+                        Ok::<_, std::convert::Infallible>(MetaEntry {
                             hash,
                             layout: Layout::new(&tp.meta),
                             raw: tp.meta.encode(),
@@ -413,10 +423,10 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
                             };
                             result.reports.push(finish_report(meta, "text", vec![p]));
                         }
-                        Err(e) => warnings.push(e),
+                        Err(never) => match never {},
                     }
                 }
-                Err(e) => warnings.push(e),
+                Err(e) => warnings.push(crate::error::chain(&e)),
             }
         }
     }

@@ -7,8 +7,11 @@
 //!   `-Source-Commit`, `-Source-Url`, `-Software-Group`, `-Software-Key`).
 //! * `GET /coverage` answers JSON `{meta_filename, meta_data, counters_filename,
 //!   counters_data, timestamp}` (data base64); `?nometa=1` omits the meta data.
-//!   Gzip when `Accept-Encoding` allows it.
-//! * `POST /coverage/reset` zeroes the counters.
+//!   Gzip when `Accept-Encoding` allows it. covfleet also asks for the
+//!   compact form ([`crate::wire`]) and takes whichever the server sends.
+//! * `POST /coverage/reset` zeroes the counters; covfleet sends
+//!   `X-Coverage-Client: covfleet` with it, which the server requires so
+//!   that a web page cannot reset counters.
 //! * A binary not built with `-cover` answers `/coverage` with a non-200
 //!   status and a message; an optional bearer token guards the data.
 
@@ -20,7 +23,7 @@ use std::time::Duration;
 use base64::Engine;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-use crate::error::{Error, TransportError, TransportErrorKind};
+use crate::error::{Error, HeaderError, TransportError, TransportErrorKind};
 use crate::transport::{RawRequest, RawResponse, Transport};
 
 /// First port a coverage server tries.
@@ -78,24 +81,25 @@ pub struct Identity {
 
 impl Identity {
     /// Reads the identity headers; `None` when this is no coverage server.
-    pub fn from_headers(h: &HeaderMap) -> Result<Option<Identity>, String> {
+    pub fn from_headers(h: &HeaderMap) -> Result<Option<Identity>, HeaderError> {
         let Some(server) = h.get(H_SERVER) else {
             return Ok(None);
         };
         if server.as_bytes().trim_ascii() != b"1" {
-            return Err(format!(
-                "unexpected {H_SERVER}: {:?}",
-                String::from_utf8_lossy(server.as_bytes())
-            ));
+            return Err(HeaderError::Server {
+                header: H_SERVER,
+                value: String::from_utf8_lossy(server.as_bytes()).into_owned(),
+            });
         }
         let text = |name: &str| {
             h.get(name)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
         };
-        let pid = text(H_PID).ok_or_else(|| format!("{H_PID} header missing"))?;
-        let pid: u32 = pid
-            .parse()
-            .map_err(|_| format!("{H_PID} is not a PID: {pid:?}"))?;
+        let pid = text(H_PID).ok_or(HeaderError::Missing { header: H_PID })?;
+        let pid: u32 = pid.parse().map_err(|_| HeaderError::Pid {
+            header: H_PID,
+            value: pid.clone(),
+        })?;
         let binary = text(H_BINARY).unwrap_or_default();
         let mut headers = BTreeMap::new();
         for (name, value) in h {
@@ -144,6 +148,9 @@ pub struct Snapshot {
     pub timestamp: Option<serde_json::Value>,
     /// The identity headers of this answer, when present.
     pub identity: Option<Identity>,
+    /// Whether the server answered in the compact form ([`crate::wire`])
+    /// rather than JSON.
+    pub compact: bool,
 }
 
 /// A coverage server reached through one transport, with request options.
@@ -183,7 +190,7 @@ async fn request(
     opts: &ClientOptions,
     method: Method,
     path: &str,
-    accept_gzip: bool,
+    extra: &[(&'static str, &'static str)],
 ) -> Result<RawResponse, Error> {
     let mut headers = HeaderMap::new();
     if let Some(tok) = &opts.token {
@@ -195,11 +202,8 @@ async fn request(
         })?;
         headers.insert(http::header::AUTHORIZATION, v);
     }
-    if accept_gzip {
-        headers.insert(
-            http::header::ACCEPT_ENCODING,
-            HeaderValue::from_static("gzip"),
-        );
+    for (name, value) in extra {
+        headers.insert(*name, HeaderValue::from_static(value));
     }
     let mut attempt = 0;
     loop {
@@ -249,7 +253,7 @@ pub async fn probe(ep: &Endpoint, opts: &ClientOptions) -> Result<Probe, Error> 
     } else {
         (Method::HEAD, "/")
     };
-    let resp = request(ep, opts, method.clone(), path, false).await?;
+    let resp = request(ep, opts, method.clone(), path, &[]).await?;
     let status = resp.status.as_u16();
     match Identity::from_headers(&resp.headers) {
         Ok(Some(id)) if resp.status.is_success() => Ok(Probe::Coverage(id)),
@@ -264,7 +268,10 @@ pub async fn probe(ep: &Endpoint, opts: &ClientOptions) -> Result<Probe, Error> 
             status,
             reason: format!("HTTP {status} without the {H_SERVER} header: not a coverage server"),
         }),
-        Err(reason) => Ok(Probe::NotCoverage { status, reason }),
+        Err(e) => Ok(Probe::NotCoverage {
+            status,
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -291,9 +298,12 @@ fn gunzip(target: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
 }
 
 /// Checks a counter file header and returns its meta hash.
-pub fn counters_hash(data: &[u8]) -> Result<covdata::Hash, String> {
+pub fn counters_hash(data: &[u8]) -> Result<covdata::Hash, HeaderError> {
     if data.len() < 32 || data[..4] != [0x00, 0x63, 0x77, 0x6d] {
-        return Err("counters_data is not a Go counter file (bad magic)".into());
+        return Err(HeaderError::Magic {
+            field: "counters_data",
+            kind: "counter",
+        });
     }
     let mut h = [0u8; 16];
     h.copy_from_slice(&data[8..24]);
@@ -301,9 +311,12 @@ pub fn counters_hash(data: &[u8]) -> Result<covdata::Hash, String> {
 }
 
 /// Checks a meta file header and returns its hash.
-pub fn meta_hash(data: &[u8]) -> Result<covdata::Hash, String> {
+pub fn meta_hash(data: &[u8]) -> Result<covdata::Hash, HeaderError> {
     if data.len() < 56 || data[..4] != [0x00, 0x63, 0x76, 0x6d] {
-        return Err("meta_data is not a Go meta-data file (bad magic)".into());
+        return Err(HeaderError::Magic {
+            field: "meta_data",
+            kind: "meta-data",
+        });
     }
     let mut h = [0u8; 16];
     h.copy_from_slice(&data[24..40]);
@@ -322,7 +335,7 @@ pub fn decode_coverage(target: &str, json: &[u8], want_meta: bool) -> Result<Sna
     let counters = b64
         .decode(doc.counters_data.trim())
         .map_err(|e| bad(format!("counters_data: bad base64: {e}")))?;
-    let hash = counters_hash(&counters).map_err(bad)?;
+    let hash = counters_hash(&counters).map_err(|e| bad(e.to_string()))?;
     let hex = covdata::hex(&hash);
     // The file names are informational: the hash in the data's header is
     // what counts (files are written under names derived from it), so
@@ -337,7 +350,7 @@ pub fn decode_coverage(target: &str, json: &[u8], want_meta: bool) -> Result<Sna
             let meta = b64
                 .decode(m)
                 .map_err(|e| bad(format!("meta_data: bad base64: {e}")))?;
-            let mh = meta_hash(&meta).map_err(bad)?;
+            let mh = meta_hash(&meta).map_err(|e| bad(e.to_string()))?;
             if mh != hash {
                 return Err(bad(format!(
                     "meta_data hash {} differs from the counters' hash {hex}",
@@ -356,6 +369,7 @@ pub fn decode_coverage(target: &str, json: &[u8], want_meta: bool) -> Result<Sna
         counters_filename: doc.counters_filename,
         timestamp: doc.timestamp,
         identity: None,
+        compact: false,
     })
 }
 
@@ -370,7 +384,14 @@ pub async fn fetch(
     } else {
         "/coverage?nometa=1"
     };
-    let resp = request(ep, opts, Method::GET, path, true).await?;
+    let resp = request(
+        ep,
+        opts,
+        Method::GET,
+        path,
+        &[("accept", crate::wire::ACCEPT), ("accept-encoding", "gzip")],
+    )
+    .await?;
     let identity = Identity::from_headers(&resp.headers).ok().flatten();
     if !resp.status.is_success() {
         return Err(Error::Status {
@@ -382,7 +403,11 @@ pub async fn fetch(
         });
     }
     let body = maybe_gunzip(&ep.label, &resp)?;
-    let mut snap = decode_coverage(&ep.label, &body, with_meta)?;
+    let mut snap = if crate::wire::is_compact(&resp.headers) {
+        crate::wire::decode(&ep.label, &resp.headers, body, with_meta)?
+    } else {
+        decode_coverage(&ep.label, &body, with_meta)?
+    };
     snap.identity = identity;
     Ok(snap)
 }
@@ -401,7 +426,14 @@ fn maybe_gunzip(target: &str, resp: &RawResponse) -> Result<Vec<u8>, Error> {
 
 /// `POST /coverage/reset`: zero the counters.
 pub async fn reset(ep: &Endpoint, opts: &ClientOptions) -> Result<(), Error> {
-    let resp = request(ep, opts, Method::POST, "/coverage/reset", false).await?;
+    let resp = request(
+        ep,
+        opts,
+        Method::POST,
+        "/coverage/reset",
+        &[("x-coverage-client", "covfleet")],
+    )
+    .await?;
     if resp.status.is_success() {
         Ok(())
     } else {
@@ -457,10 +489,12 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("X-Art-Coverage-Server", HeaderValue::from_static("1"));
         h.insert("X-Art-Coverage-Pid", HeaderValue::from_static("../1"));
-        assert!(
-            Identity::from_headers(&h)
-                .unwrap_err()
-                .contains("not a PID")
+        assert_eq!(
+            Identity::from_headers(&h).unwrap_err(),
+            HeaderError::Pid {
+                header: H_PID,
+                value: "../1".into()
+            }
         );
     }
 

@@ -14,7 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::error::TransportError;
+use crate::error::{TransportError, UrlError};
 
 /// Largest response body accepted (a coverage snapshot of a very large
 /// binary is tens of MiB; this bounds memory against a hostile answer).
@@ -91,21 +91,31 @@ impl fmt::Debug for Direct {
 
 impl Direct {
     /// A transport to `base` (an `http://` URL; a path is used as a prefix).
-    pub fn new(base: &str, connect_timeout: Duration) -> Result<Direct, String> {
+    pub fn new(base: &str, connect_timeout: Duration) -> Result<Direct, UrlError> {
         let base: Uri = base
             .parse()
-            .map_err(|e| format!("not a URL: {base:?}: {e}"))?;
+            .map_err(|e: http::uri::InvalidUri| UrlError::Syntax {
+                url: base.to_string(),
+                reason: e.to_string(),
+            })?;
         match base.scheme_str() {
             Some("http") => {}
             Some(other) => {
-                return Err(format!(
-                    "{base}: scheme {other:?} is not supported (coverage servers speak plain http)"
-                ));
+                return Err(UrlError::Scheme {
+                    url: base.to_string(),
+                    scheme: other.to_string(),
+                });
             }
-            None => return Err(format!("{base}: missing http:// scheme")),
+            None => {
+                return Err(UrlError::NoScheme {
+                    url: base.to_string(),
+                });
+            }
         }
         if base.host().is_none_or(str::is_empty) {
-            return Err(format!("{base}: missing host"));
+            return Err(UrlError::NoHost {
+                url: base.to_string(),
+            });
         }
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));

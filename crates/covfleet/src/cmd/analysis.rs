@@ -8,12 +8,8 @@ use crate::cli::UsageError;
 /// The collection and where its sources are.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CollectionArgs {
-    /// The collection directory (holds coverage.db).
-    #[arg(value_name = "DIR", conflicts_with = "collection")]
-    pub dir: Option<PathBuf>,
-    /// The collection directory (same as the positional DIR).
-    #[arg(long, value_name = "DIR")]
-    pub collection: Option<PathBuf>,
+    #[command(flatten)]
+    pub collection: super::CollectionArg,
     /// More source trees (module roots with a go.mod) to map file paths
     /// into, besides DIR/repos/; repeatable.
     #[arg(long = "source", value_name = "SRC")]
@@ -22,11 +18,8 @@ pub struct CollectionArgs {
 
 impl CollectionArgs {
     /// The collection directory.
-    pub fn dir(&self) -> anyhow::Result<&Path> {
-        self.dir
-            .as_deref()
-            .or(self.collection.as_deref())
-            .ok_or_else(|| usage("name the collection: DIR or --collection DIR"))
+    pub fn dir(&self) -> anyhow::Result<PathBuf> {
+        Ok(self.collection.dir()?)
     }
 
     /// Opens DIR/coverage.db.
@@ -55,7 +48,7 @@ impl CollectionArgs {
 
 /// A usage error (exit code 2).
 pub fn usage(msg: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(UsageError(msg.into()))
+    anyhow::Error::new(UsageError::new(msg))
 }
 
 /// Opens a coverage.db; a missing or unreadable one is a usage error.

@@ -97,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(html, page).with_context(|| format!("writing {}", html.display()))?;
-        eprintln!("covfleet diff: wrote {}", html.display());
+        crate::output::status(format!("covfleet diff: wrote {}", html.display()));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -28,9 +28,6 @@ pub struct Args {
     /// directory for codecov).
     #[arg(short, long, value_name = "FILE|DIR")]
     pub output: PathBuf,
-    /// Print nothing on stderr.
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -54,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let to_dir = format == Format::Codecov || args.output.is_dir() || datas.len() > 1;
     if !to_dir {
         write(&args.output, &export::render(&datas[0], format, ts))?;
-        println!("{}", args.output.display());
+        crate::output::data(args.output.display());
     } else {
         if args.output.is_file() {
             return Err(usage(format!(
@@ -81,16 +78,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let script = args.output.join("codecov-upload.sh");
             write(&script, &export::codecov_upload_script(&flags))?;
         }
-        println!("{}", args.output.display());
+        crate::output::data(args.output.display());
     }
-    if !args.quiet {
-        let unresolved: usize = datas.iter().map(|d| d.unresolved).sum();
-        let files: usize = datas.iter().map(|d| d.files.len()).sum();
-        eprintln!(
-            "covfleet export: {} report(s), {files} files, {unresolved} without a source checkout (module path stripped)",
-            datas.len()
-        );
-    }
+    let unresolved: usize = datas.iter().map(|d| d.unresolved).sum();
+    let files: usize = datas.iter().map(|d| d.files.len()).sum();
+    crate::output::status(format!(
+        "covfleet export: {}, {files} files, {unresolved} without a source checkout (module path stripped)",
+        crate::output::plural(datas.len(), "report", "reports")
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -68,10 +68,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(min) = args.fail_under
         && r.pct < min
     {
-        eprintln!(
-            "covfleet patch: {:.1}% of the changed lines ran, below --fail-under {min}",
+        crate::output::error(format!(
+            "{:.1}% of the changed lines ran, below --fail-under {min}",
             r.pct
-        );
+        ));
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
