@@ -203,6 +203,13 @@ impl OwnerCov {
         out
     }
 
+    /// The distinct files of [`OwnerCov::funcs`], sorted.
+    pub fn file_names(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<String> =
+            self.funcs().into_iter().map(|f| f.file).collect();
+        set.into_iter().collect()
+    }
+
     /// Adds this owner's units to a Go report formatter (the injected
     /// server's file left out), as `go tool covdata textfmt` would.
     pub fn add_to(&self, fm: &mut covdata::report::Formatter) {

@@ -49,14 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut covs = Vec::new();
     for o in owners(&database, &args.owners)? {
         let c = report::cov::OwnerCov::load(&database, o)?;
-        let files: Vec<String> = c
-            .funcs()
-            .into_iter()
-            .map(|f| f.file)
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let op = paths.for_owner(&c.owner, &files);
+        let op = paths.for_owner(&c.owner, &c.file_names());
         covs.push((c, op));
     }
     let r = report::patch::patch_coverage(changes, &covs);

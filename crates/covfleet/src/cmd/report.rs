@@ -33,14 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut json = Vec::new();
     for o in selected {
         let c = report::cov::OwnerCov::load(&database, o)?;
-        let files: Vec<String> = c
-            .funcs()
-            .into_iter()
-            .map(|f| f.file)
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let op = paths.for_owner(&c.owner, &files);
+        let op = paths.for_owner(&c.owner, &c.file_names());
         let lines = report::funcs::func_lines(&c, &op);
         if args.json {
             json.push(serde_json::json!({
