@@ -385,25 +385,28 @@ pub fn format_text(d: &Diff) -> String {
         d.total.new, d.total.lost, d.total.missed
     );
     let mut out = String::from_utf8_lossy(&tabwrite(&t)).into_owned();
+    // Every function that gained or lost, largest gain first.
+    let mut changed: Vec<(&OwnerDiff, &FileDiff, &FuncDiff)> = d
+        .owners
+        .iter()
+        .flat_map(|o| o.files.iter().map(move |f| (o, f)))
+        .flat_map(|(o, f)| f.functions.iter().map(move |func| (o, f, func)))
+        .filter(|(_, _, func)| func.counts.new > 0 || func.counts.lost > 0)
+        .collect();
+    changed.sort_by_key(|(_, _, func)| std::cmp::Reverse((func.counts.gain(), func.counts.new)));
     let mut fl = String::new();
-    for o in &d.owners {
-        for f in &o.files {
-            for func in &f.functions {
-                if func.counts.new > 0 || func.counts.lost > 0 {
-                    let _ = writeln!(
-                        fl,
-                        "{}/{}\t{}\t{}\t+{}\t-{}\t{}",
-                        o.namespace,
-                        o.owner,
-                        f.path,
-                        func.name,
-                        func.counts.new,
-                        func.counts.lost,
-                        func.counts.missed
-                    );
-                }
-            }
-        }
+    for (o, f, func) in changed {
+        let _ = writeln!(
+            fl,
+            "{}/{}\t{}\t{}\t+{}\t-{}\t{}",
+            o.namespace,
+            o.owner,
+            f.path,
+            func.name,
+            func.counts.new,
+            func.counts.lost,
+            func.counts.missed
+        );
     }
     if !fl.is_empty() {
         out.push_str("\nFUNCTIONS (newly covered / no longer covered / still missed statements)\n");
