@@ -122,3 +122,22 @@ need_apt_force() {
     fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1" >/dev/null
 }
+
+# ensure_go_oracles: the lcov and Cobertura converters that
+# crates/covfleet/tests/export.rs runs on covfleet's Go profiles as oracles,
+# built from the Go module proxy into $COVFLEET_CACHE/go-oracles/<tool>-<version>/
+# (the test installs them the same way when this step did not run).
+GCOV2LCOV_VERSION=v1.1.1
+GOCOVER_COBERTURA_VERSION=v1.5.0
+ensure_go_oracles() {
+    local spec tool ver dir
+    for spec in "github.com/jandelgado/gcov2lcov@$GCOV2LCOV_VERSION" \
+                "github.com/boumenot/gocover-cobertura@$GOCOVER_COBERTURA_VERSION"; do
+        tool=${spec%@*}; tool=${tool##*/}; ver=${spec#*@}
+        dir="$COVFLEET_CACHE/go-oracles/$tool-$ver"
+        [ -x "$dir/$tool" ] && continue
+        log "installing $spec into $dir"
+        mkdir -p "$dir"
+        GOBIN="$dir" GOFLAGS=-mod=mod GOTOOLCHAIN=local go install "$spec" >&2
+    done
+}

@@ -48,6 +48,14 @@ pub enum Command {
     Demo(cmd::demo::Args),
     /// Why coverage is missing from a binary, a process or a coverage server; each finding with its fix.
     Doctor(cmd::doctor::Args),
+    /// Write Go profile, lcov, Cobertura or Codecov reports of a compiled collection.
+    Export(cmd::export::Args),
+    /// Per-function coverage of each owner (`--func`, like `go tool cover -func`).
+    Report(cmd::report::Args),
+    /// Statements newly covered / no longer covered / still missed between two collections.
+    Diff(cmd::diff::Args),
+    /// Coverage of the lines changed between two commits (exit 1 below --fail-under).
+    Patch(cmd::patch::Args),
 }
 
 /// An error in how covfleet was called or set up, which the user must fix
@@ -117,6 +125,10 @@ pub fn dispatch(command: Command, shared: &Shared) -> ExitCode {
         Command::Render(args) => cmd::render::run(args),
         Command::Demo(args) => cmd::demo::run(args, shared),
         Command::Doctor(args) => cmd::doctor::run(args, shared),
+        Command::Export(args) => cmd::export::run(args),
+        Command::Report(args) => cmd::report::run(args),
+        Command::Diff(args) => cmd::diff::run(args),
+        Command::Patch(args) => cmd::patch::run(args),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+pub mod analysis;
 pub mod clone_sources;
 pub mod collect;
 pub mod compile;
@@ -9,9 +10,13 @@ pub mod covdata;
 pub mod demo;
 pub mod download;
 pub mod doctor;
+pub mod diff;
+pub mod export;
 pub mod go_shim;
 pub mod instrument;
+pub mod patch;
 pub mod render;
+pub mod report;
 pub mod reset;
 pub mod upload;
 
