@@ -556,9 +556,9 @@ fn write_entry(
         s.errors.push((r.dir_name.clone(), e.clone()));
     }
     s.warnings.extend(r.warnings.iter().cloned());
-    let i = &r.info;
-    let owner = i.owner.clone().unwrap_or_default_owner();
     for rep in &r.reports {
+        let i = rep.info.as_ref().unwrap_or(&r.info);
+        let owner = i.owner.clone().unwrap_or_default_owner();
         let hex = covdata::hex(&rep.meta.hash);
         let meta_id = match meta_ids.get(&hex) {
             Some(id) => *id,
@@ -636,6 +636,7 @@ fn write_entry(
         .db(p)?;
         s.reports_written += 1;
     }
+    let i = &r.info;
     if !i.image.is_empty() && (i.source_url.is_some() || i.source_commit.is_some()) {
         tx.execute(
             "INSERT INTO image_sources (image, source_url, source_commit, origin, error, inspected_at) \

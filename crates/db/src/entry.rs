@@ -102,6 +102,10 @@ pub struct ProcessCounters {
 #[derive(Debug)]
 pub struct ReportData {
     pub meta: Arc<MetaEntry>,
+    /// Identity of the program that wrote this meta-data, when it differs
+    /// from the entry's (an entry holding several programs' `GOCOVERDIR`
+    /// data: each meta hash is named after its own counter files' argv[0]).
+    pub info: Option<EntryInfo>,
     pub format: &'static str,
     pub processes: Vec<ProcessCounters>,
     pub total_stmts: u64,
@@ -311,8 +315,25 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
         }
     }
     let mut argv0 = String::new();
+    // argv[0] of each meta hash's counter files (the program that wrote it).
+    let mut names: BTreeMap<Hash, String> = BTreeMap::new();
     if !metas.is_empty() {
         for (hash, mpath) in &metas {
+            let has_counters = counters
+                .range((*hash, i64::MIN)..=(*hash, i64::MAX))
+                .next()
+                .is_some();
+            if metas.len() > 1 && !has_counters {
+                // Several programs wrote here and this one left no counters
+                // (it never exited normally): which program it is cannot be
+                // told, and a 0% row under another program's name would
+                // count its statements a second time.
+                warnings.push(format!(
+                    "{}: no counter data in an entry holding several programs, ignored",
+                    mpath.display()
+                ));
+                continue;
+            }
             let meta = match cache.get_or(*hash, || {
                 let raw = fs_err::read(mpath)?;
                 let m = MetaFile::decode(&raw).map_err(|e| e.with_path(mpath))?;
@@ -338,10 +359,11 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
                     });
                     match decoded {
                         Ok(cf) => {
-                            if argv0.is_empty()
-                                && let Some(a) = cf.os_args.first()
-                            {
-                                argv0 = a.clone();
+                            if let Some(a) = cf.os_args.first().filter(|a| !a.is_empty()) {
+                                if argv0.is_empty() {
+                                    argv0 = a.clone();
+                                }
+                                names.entry(*hash).or_insert_with(|| program_name(a));
                             }
                             let mut dense = vec![0u32; meta.layout.len()];
                             let skipped = meta.layout.scatter(&cf.funcs, &mut dense);
@@ -434,8 +456,22 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
         info.binary_name = if argv0.is_empty() {
             dir_name.to_string()
         } else {
-            argv0.rsplit('/').next().unwrap_or(&argv0).to_string()
+            program_name(&argv0)
         };
+    }
+    if metas.len() > 1 {
+        // Several programs in one entry: each report is named after the
+        // program whose counter files carry its meta hash.
+        for rep in &mut result.reports {
+            if let Some(name) = names.get(&rep.meta.hash)
+                && *name != info.binary_name
+            {
+                let mut ri = info.clone();
+                ri.binary_name = name.clone();
+                finish_info(&mut ri, dir_name);
+                rep.info = Some(ri);
+            }
+        }
     }
     finish_info(&mut info, dir_name);
     if result.reports.is_empty() {
@@ -448,6 +484,11 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
     result.info = info;
     result.warnings = warnings;
     result
+}
+
+/// The program name in an argv[0]: its last path component.
+fn program_name(argv0: &str) -> String {
+    argv0.rsplit('/').next().unwrap_or(argv0).to_string()
 }
 
 /// Owner and instance identity, once the binary name is known.
@@ -495,6 +536,7 @@ fn finish_report(
     let (total, covered) = meta.layout.stmt_totals(&sum);
     ReportData {
         meta,
+        info: None,
         format,
         processes,
         total_stmts: total,
