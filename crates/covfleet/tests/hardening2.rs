@@ -142,3 +142,72 @@ fn issue13_19_several_programs_in_one_gocoverdir_are_named_per_meta_and_counted_
     assert_eq!(owners.len(), 3);
     assert_eq!(total, want);
 }
+
+/// Runs covfleet with a time limit (60 s) and an address-space limit (4 GiB)
+/// so that a regression hangs or eats memory only that much.
+fn covfleet_bounded(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("timeout")
+        .args([
+            "-s",
+            "KILL",
+            "60",
+            "sh",
+            "-c",
+            "ulimit -v 4194304; exec \"$0\" \"$@\"",
+        ])
+        .arg(env!("CARGO_BIN_EXE_covfleet"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn mkfifo(path: &Path) {
+    let st = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(st.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn issue13_13_fifos_and_devices_in_a_collection_neither_hang_nor_exhaust_compile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let col = tmp.path().join("col");
+    // A good entry whose metadata.json is a FIFO and which has a FIFO among
+    // its counter files: the rest of its data still compiles.
+    let fifo = entry(
+        &col,
+        "fifo",
+        &Meta::host("node-a"),
+        &[&["-mode", "calc", "-n", "2"]],
+    );
+    std::fs::remove_file(fifo.join("metadata.json")).unwrap();
+    mkfifo(&fifo.join("metadata.json"));
+    mkfifo(&fifo.join("info.json"));
+    let meta = std::fs::read_dir(&fifo)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("covmeta."))
+        .unwrap();
+    let hash = meta.trim_start_matches("covmeta.");
+    mkfifo(&fifo.join(format!("covcounters.{hash}.999999.1")));
+    // An entry whose JSON files and text profile are symlinks to /dev/zero.
+    let zero = col.join("coverage").join("zero");
+    std::fs::create_dir_all(&zero).unwrap();
+    for n in ["metadata.json", "info.json", "coverage.out"] {
+        std::os::unix::fs::symlink("/dev/zero", zero.join(n)).unwrap();
+    }
+    let c = col.display().to_string();
+    let (code, out, err) = covfleet_bounded(&["compile", "--collection", &c, "--json"]);
+    assert_eq!(code, 1, "one entry fails, none hangs: {out} {err}");
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["compiled"], 2, "{s}");
+    assert_eq!(s["failed"], 1, "{s}");
+    assert!(err.contains("not a regular file"), "{err}");
+    let db = Database::open_collection(&col).unwrap();
+    let owners = db.owners().unwrap();
+    assert_eq!(owners.len(), 1);
+    assert!(owners[0].covered_stmts > 0);
+}

@@ -168,8 +168,13 @@ fn s(v: &Value, k: &str) -> String {
     }
 }
 
+/// Largest metadata.json / info.json read.
+pub const MAX_JSON_FILE: u64 = 16 << 20;
+/// Largest counter file or text profile read.
+pub const MAX_DATA_FILE: u64 = 512 << 20;
+
 fn read_json(path: &Path, warnings: &mut Vec<String>) -> Option<Value> {
-    match std::fs::read(path) {
+    match crate::regular::read_regular(path, MAX_JSON_FILE) {
         Ok(b) => match serde_json::from_slice(&b) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -179,7 +184,7 @@ fn read_json(path: &Path, warnings: &mut Vec<String>) -> Option<Value> {
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
-            warnings.push(format!("{}: {e}", path.display()));
+            warnings.push(e.to_string());
             None
         }
     }
@@ -354,9 +359,11 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
             for ((_, pid), files) in counters.range((*hash, i64::MIN)..=(*hash, i64::MAX)) {
                 let mut snaps = Vec::new();
                 for (_, cpath) in files {
-                    let decoded = fs_err::read(cpath).map_err(FileError::from).and_then(|b| {
-                        CounterFile::decode(&b).map_err(|e| FileError::from(e.with_path(cpath)))
-                    });
+                    let decoded = crate::regular::read_regular(cpath, MAX_DATA_FILE)
+                        .map_err(FileError::from)
+                        .and_then(|b| {
+                            CounterFile::decode(&b).map_err(|e| FileError::from(e.with_path(cpath)))
+                        });
                     match decoded {
                         Ok(cf) => {
                             if let Some(a) = cf.os_args.first().filter(|a| !a.is_empty()) {
@@ -413,7 +420,10 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
         };
         let mut loaded = Vec::new();
         for p in &chosen {
-            match fs_err::read_to_string(p) {
+            match crate::regular::read_regular(p, MAX_DATA_FILE).and_then(|b| {
+                String::from_utf8(b)
+                    .map_err(|e| std::io::Error::other(format!("{}: {e}", p.display())))
+            }) {
                 Ok(t) if t.starts_with("mode:") => loaded.push((p.display().to_string(), t)),
                 Ok(_) => {}
                 Err(e) => warnings.push(e.to_string()),

@@ -19,6 +19,7 @@ pub mod layout;
 pub mod merge;
 pub mod owner;
 pub mod read;
+pub mod regular;
 pub mod schema;
 pub mod textprof;
 
