@@ -146,7 +146,12 @@ fn issue13_19_several_programs_in_one_gocoverdir_are_named_per_meta_and_counted_
 /// Runs covfleet with a time limit (60 s) and an address-space limit (4 GiB)
 /// so that a regression hangs or eats memory only that much.
 fn covfleet_bounded(args: &[&str]) -> (i32, String, String) {
+    covfleet_bounded_in(Path::new("."), args)
+}
+
+fn covfleet_bounded_in(cwd: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new("timeout")
+        .current_dir(cwd)
         .args([
             "-s",
             "KILL",
@@ -210,4 +215,40 @@ fn issue13_13_fifos_and_devices_in_a_collection_neither_hang_nor_exhaust_compile
     let owners = db.owners().unwrap();
     assert_eq!(owners.len(), 1);
     assert!(owners[0].covered_stmts > 0);
+}
+
+#[test]
+fn issue13_13_fifos_and_devices_named_go_neither_hang_nor_exhaust_instrument() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::write(root.join("go.mod"), "module example.com/t\n\ngo 1.22\n").unwrap();
+    let main = "package main\n\nfunc main() {}\n";
+    for d in ["ok", "fifo", "zero"] {
+        std::fs::create_dir_all(root.join("cmd").join(d)).unwrap();
+        std::fs::write(root.join("cmd").join(d).join("main.go"), main).unwrap();
+    }
+    mkfifo(&root.join("cmd/fifo/x.go"));
+    std::os::unix::fs::symlink("/dev/zero", root.join("cmd/zero/y.go")).unwrap();
+    let (code, out, err) = covfleet_bounded_in(root, &["instrument"]);
+    assert!(
+        code == 0 || code == 1,
+        "instrument must end: {code} {out} {err}"
+    );
+    let both = format!("{out}{err}");
+    assert!(both.contains("not a regular file"), "{both}");
+    let injected = |d: &str| {
+        std::fs::read_dir(root.join("cmd").join(d))
+            .unwrap()
+            .any(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("zz_covfleet")
+            })
+    };
+    assert!(injected("ok"), "{both}");
+    assert!(!injected("fifo") && !injected("zero"), "{both}");
+    let (code, out, err) = covfleet_bounded_in(root, &["instrument", "--undo"]);
+    assert_eq!(code, 0, "undo must end: {out} {err}");
+    assert!(!injected("ok"));
 }

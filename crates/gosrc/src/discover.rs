@@ -117,9 +117,10 @@ fn examine_dir(
             continue;
         }
         let path = abs.join(name);
-        let src = match fs::read(&path) {
+        let src = match read_go_file(&path) {
             Ok(s) => s,
-            // A dangling symlink or unreadable file: go would fail on it.
+            // A dangling symlink, unreadable file, FIFO or device: go would
+            // fail on it (and reading a FIFO would block forever).
             Err(e) => {
                 info.problems.push(format!("{}: {e}", path.display()));
                 continue;
@@ -171,4 +172,35 @@ fn examine_dir(
         && !info.files.is_empty()
         && info.files.iter().all(|(_, pkg)| pkg == "main");
     Ok(info)
+}
+
+/// Largest Go source file read (generated files reach tens of MiB).
+pub const MAX_GO_FILE: u64 = 256 << 20;
+
+/// Reads a `.go` file (following symlinks) only when it is a regular file of
+/// at most [`MAX_GO_FILE`] bytes: a FIFO named `x.go` would block a read
+/// forever, a symlink to `/dev/zero` would never end.
+pub(crate) fn read_go_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let refuse =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string());
+    if !fs::metadata(path)?.is_file() {
+        return Err(refuse("not a regular file"));
+    }
+    // O_NONBLOCK: a FIFO put there after the stat does not block the open.
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let md = f.metadata()?;
+    if !md.is_file() {
+        return Err(refuse("not a regular file"));
+    }
+    let mut buf = Vec::with_capacity(md.len().min(MAX_GO_FILE) as usize);
+    f.take(MAX_GO_FILE + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_GO_FILE {
+        return Err(refuse("larger than 256 MiB"));
+    }
+    Ok(buf)
 }

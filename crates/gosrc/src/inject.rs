@@ -107,7 +107,7 @@ pub fn instrument(
 fn check_dir(d: &DirInfo) -> Result<(), Error> {
     for name in &d.main_files {
         let path = d.abs.join(name);
-        let src = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let src = crate::discover::read_go_file(&path).map_err(|e| Error::io(&path, e))?;
         if let Some((line, ident)) = top_level_cov_identifier(&src) {
             return Err(Error::CovIdentifier { path, line, ident });
         }
