@@ -72,6 +72,8 @@ pub struct SourceIndex {
 
 /// Largest source file read (bigger ones are listed without source).
 pub const MAX_SOURCE_BYTES: u64 = 64 << 20;
+/// Largest go.mod read.
+pub const MAX_GO_MOD_BYTES: u64 = 16 << 20;
 
 impl SourceIndex {
     pub fn new(repos_dir: impl Into<PathBuf>, extra_roots: Vec<PathBuf>) -> SourceIndex {
@@ -297,11 +299,9 @@ pub fn locate(checkout: &Checkout, path: &str) -> Option<PathBuf> {
 
 /// Reads a located source file (lossy UTF-8); `None` when unreadable or too big.
 pub fn read_source(file: &Path) -> Option<String> {
-    let meta = std::fs::metadata(file).ok()?;
-    if !meta.is_file() || meta.len() > MAX_SOURCE_BYTES {
-        return None;
-    }
-    let bytes = std::fs::read(file).ok()?;
+    // Only a regular file, bounded: a FIFO would block render forever and a
+    // symlink to a device (`/dev/zero`) would never end.
+    let bytes = db::regular::read_regular(file, MAX_SOURCE_BYTES).ok()?;
     Some(match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
@@ -380,7 +380,8 @@ fn is_safe_component(s: &str) -> bool {
 
 /// The module path declared in `dir/go.mod`.
 pub fn read_module(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join("go.mod")).ok()?;
+    let raw = db::regular::read_regular(&dir.join("go.mod"), MAX_GO_MOD_BYTES).ok()?;
+    let text = String::from_utf8(raw).ok()?;
     for line in text.lines() {
         let line = line.split("//").next().unwrap_or_default().trim();
         if let Some(rest) = line.strip_prefix("module") {
