@@ -30,6 +30,8 @@ pub enum Command {
     GoShim(cmd::go_shim::Args),
     /// Scrape live coverage from running programs into GOCOVERDIR-compatible dirs.
     Collect(cmd::collect::Args),
+    /// Node agent: follow every instrumented process on this node into a sink.
+    Agent(cmd::agent::Args),
     /// Zero the coverage counters of every target (start of a phase).
     Reset(cmd::reset::Args),
     /// Compile a collection into DIR/coverage.db (incremental).
@@ -61,6 +63,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::GoShim(args) => cmd::go_shim::run(args),
         Command::Collect(args) => cmd::collect::run(args),
         Command::Reset(args) => cmd::reset::run(args),
+        Command::Agent(args) => cmd::agent::run(args),
         Command::Compile(args) => cmd::compile::run(args),
         Command::CloneSources(args) => cmd::clone_sources::run(args),
         Command::Render(args) => cmd::render::run(args),

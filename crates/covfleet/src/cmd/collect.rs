@@ -86,7 +86,7 @@ pub enum ViaArg {
     PortForward,
 }
 
-fn parse_ports(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+pub(crate) fn parse_ports(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
     let (a, b) = s.split_once('-').unwrap_or((s, s));
     let a: u16 = a.trim().parse().map_err(|_| format!("not a port: {a:?}"))?;
     let b: u16 = b.trim().parse().map_err(|_| format!("not a port: {b:?}"))?;
@@ -188,7 +188,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .map_err(|e| anyhow::Error::new(UsageError(format!("cannot start the async runtime: {e}"))))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());

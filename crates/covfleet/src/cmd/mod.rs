@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod agent;
 pub mod clone_sources;
 pub mod collect;
 pub mod compile;
