@@ -4,9 +4,10 @@
 //! snapshots in the sink, and scrape a pod's processes at once when the pod
 //! starts terminating.
 //!
-//! A snapshot that could not be stored stays pending in memory (one per
-//! target: counters are cumulative, so only the newest matters) and is
-//! retried until the sink takes it, also after its process exited.
+//! Storing goes through the store's [`Uploader`]: the seed layout, meta
+//! and `info.json` once, counters in alternating slots, and a bounded
+//! on-disk spool that keeps the newest snapshot of each process while the
+//! sink is down (also across agent restarts).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
@@ -27,7 +28,8 @@ use crate::cgroup;
 use crate::discovery::{Candidate, ProcKey, Scanner};
 use crate::metrics::Metrics;
 use crate::pods::{Attribution, PodIndex};
-use crate::sink::{Location, PodPlace, Sink};
+use store::Location;
+use store::upload::{Outcome, Snapshot, Uploader};
 
 /// Everything the loop needs to know.
 #[derive(Debug, Clone)]
@@ -95,19 +97,6 @@ enum Refused {
     NotCovered,
 }
 
-#[derive(Debug, Default)]
-struct Pending {
-    meta: Option<(covdata::Hash, Bytes)>,
-    counters: Option<(covdata::Hash, Bytes)>,
-}
-
-impl Pending {
-    fn bytes(&self) -> usize {
-        self.meta.as_ref().map_or(0, |m| m.1.len())
-            + self.counters.as_ref().map_or(0, |c| c.1.len())
-    }
-}
-
 /// One coverage server being followed.
 #[derive(Debug)]
 struct Target {
@@ -115,24 +104,56 @@ struct Target {
     endpoint: Endpoint,
     identity: Identity,
     loc: Location,
+    discovered: SystemTime,
+    place: Option<PodPlace>,
     md: Metadata,
     pod_uid: Option<String>,
     hash: Option<covdata::Hash>,
-    meta_stored: Option<covdata::Hash>,
-    info_stored: bool,
     /// Slot (1 or 2) of the newest stored counter file, 0 before the first.
-    slot: u8,
+    slot: u32,
     first_seen: Instant,
     next_due: Instant,
-    pending: Pending,
     failures: u32,
+}
+
+/// A pod's container, as placed in the layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PodPlace {
+    namespace: String,
+    pod: String,
+    container: String,
+    image: String,
+}
+
+fn location(hostname: &str, place: Option<&PodPlace>, t: SystemTime, binary: &str) -> Location {
+    let discovery_time = store::layout::discovery_time(t);
+    match place {
+        Some(p) => Location::Pod {
+            hostname: hostname.into(),
+            namespace: p.namespace.clone(),
+            pod: p.pod.clone(),
+            container: p.container.clone(),
+            discovery_time,
+            image: if p.image.is_empty() {
+                "unknown".into()
+            } else {
+                p.image.clone()
+            },
+            binary: binary.into(),
+        },
+        None => Location::Host {
+            hostname: hostname.into(),
+            discovery_time,
+            binary: binary.into(),
+        },
+    }
 }
 
 /// The agent.
 #[derive(Debug)]
 pub struct Agent {
     cfg: Config,
-    sink: Arc<dyn Sink>,
+    uploader: Arc<Uploader>,
     pods: Arc<RwLock<PodIndex>>,
     metrics: Arc<Metrics>,
     started: Instant,
@@ -154,17 +175,17 @@ fn reason_of(e: &ScrapeError) -> &'static str {
 }
 
 impl Agent {
-    /// An agent storing into `sink`, attributing with `pods` (which the
-    /// caller keeps in sync, e.g. with [`crate::pods::watch_pods`]).
+    /// An agent storing through `uploader`, attributing with `pods` (which
+    /// the caller keeps in sync, e.g. with [`crate::pods::watch_pods`]).
     pub fn new(
         cfg: Config,
-        sink: Arc<dyn Sink>,
+        uploader: Arc<Uploader>,
         pods: Arc<RwLock<PodIndex>>,
         metrics: Arc<Metrics>,
     ) -> Agent {
         Agent {
             cfg,
-            sink,
+            uploader,
             pods,
             metrics,
             started: Instant::now(),
@@ -319,12 +340,8 @@ impl Agent {
             }
             None => (None, None, Vec::new()),
         };
-        let loc = Location {
-            hostname: self.cfg.hostname.clone(),
-            pod: place.clone(),
-            discovered: SystemTime::now(),
-            binary: binary.clone(),
-        };
+        let discovered = SystemTime::now();
+        let loc = location(&self.cfg.hostname, place.as_ref(), discovered, &binary);
         let md = Metadata {
             pod_name: place.as_ref().map(|p| p.pod.clone()).unwrap_or_default(),
             namespace: place
@@ -354,25 +371,22 @@ impl Agent {
             endpoint,
             identity: id,
             loc,
+            discovered,
+            place,
             md,
             pod_uid,
             hash: None,
-            meta_stored: None,
-            info_stored: false,
             slot: 0,
             first_seen: now,
             next_due: now,
-            pending: Pending::default(),
             failures: 0,
         })
     }
 
-    /// One fetch into `t.pending`.
+    /// One fetch, stored (or spooled) at once.
     async fn fetch(&self, t: &mut Target) -> Result<(), ScrapeError> {
         let opts = self.opts();
-        let have_meta = t.hash.is_some()
-            && (t.meta_stored == t.hash || t.pending.meta.as_ref().map(|m| m.0) == t.hash);
-        let mut snap = protocol::fetch(&t.endpoint, &opts, !have_meta).await?;
+        let mut snap = protocol::fetch(&t.endpoint, &opts, t.hash.is_none()).await?;
         if let Some(id) = &snap.identity
             && id.pid != t.identity.pid
         {
@@ -387,70 +401,19 @@ impl Agent {
         let n = snap.counters.len() + snap.meta.as_ref().map_or(0, Vec::len);
         self.metrics.bytes.fetch_add(n as u64, Ordering::Relaxed);
         self.metrics.scrapes.fetch_add(1, Ordering::Relaxed);
+        let hex = covdata::hex(&snap.hash);
+        if t.hash.is_some_and(|h| h != snap.hash) {
+            // Another build behind the same process key: start over.
+            t.slot = 0;
+        }
         t.hash = Some(snap.hash);
-        if let Some(m) = snap.meta
-            && t.meta_stored != Some(snap.hash)
-        {
-            t.pending.meta = Some((snap.hash, Bytes::from(m)));
-        }
-        t.pending.counters = Some((snap.hash, Bytes::from(snap.counters)));
-        Ok(())
-    }
-
-    async fn put(&self, loc: &Location, name: &str, data: Bytes) -> bool {
-        let started = Instant::now();
-        let r = tokio::time::timeout(self.cfg.sink_timeout, self.sink.put(loc, name, data)).await;
-        match r {
-            Ok(Ok(())) => {
-                self.metrics.upload_latency(started.elapsed());
-                self.metrics.uploads.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "storing failed; will retry");
-                self.metrics.upload_failures.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-            Err(_) => {
-                tracing::debug!(sink = %self.sink.describe(), file = name, "storing timed out; will retry");
-                self.metrics.upload_failures.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
-    }
-
-    /// Stores what is pending, in order: meta, counters (other slot),
-    /// info.json (once), metadata.json.
-    async fn flush(&self, t: &mut Target) -> bool {
-        if let Some((h, meta)) = t.pending.meta.clone() {
-            if !self
-                .put(&t.loc, &format!("covmeta.{}", covdata::hex(&h)), meta)
-                .await
-            {
-                return false;
-            }
-            t.meta_stored = Some(h);
-            t.pending.meta = None;
-        }
-        let Some((h, counters)) = t.pending.counters.clone() else {
-            return true;
-        };
-        if t.meta_stored != Some(h) {
-            // Never store counters whose meta-data is not there.
-            return false;
-        }
         let slot = if t.slot == 1 { 2 } else { 1 };
-        let name = format!("covcounters.{}.{}.{slot}", covdata::hex(&h), t.identity.pid);
-        if !self.put(&t.loc, &name, counters).await {
-            return false;
-        }
-        t.slot = slot;
-        t.pending.counters = None;
-        t.md.snapshots += 1;
-        t.md.meta_hash = covdata::hex(&h);
-        t.md.latest_counters = name;
-        t.md.collected_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        if !t.info_stored {
+        let mut md = t.md.clone();
+        md.snapshots += 1;
+        md.meta_hash = hex.clone();
+        md.latest_counters = store::layout::counters_name(&hex, t.identity.pid, slot);
+        md.collected_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let info = (t.slot == 0).then(|| {
             let mut info: BTreeMap<String, serde_json::Value> = t
                 .identity
                 .headers
@@ -463,40 +426,70 @@ impl Agent {
             if let Some(p) = t.md.port {
                 info.insert("port".into(), p.into());
             }
-            let json = serde_json::to_vec_pretty(&info).unwrap_or_default();
-            if self.put(&t.loc, "info.json", Bytes::from(json)).await {
-                t.info_stored = true;
+            Bytes::from(serde_json::to_vec_pretty(&info).unwrap_or_default())
+        });
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(
+            self.cfg.sink_timeout,
+            self.uploader.store(Snapshot {
+                location: t.loc.clone(),
+                pid: t.identity.pid,
+                hash: hex,
+                meta: snap.meta.map(Bytes::from),
+                counters: Bytes::from(snap.counters),
+                info,
+                metadata: Some(Bytes::from(
+                    serde_json::to_vec_pretty(&md).unwrap_or_default(),
+                )),
+            }),
+        )
+        .await;
+        match outcome {
+            Ok(Ok(Outcome::Stored { slot })) => {
+                self.metrics.upload_latency(started.elapsed());
+                self.metrics.uploads.fetch_add(1, Ordering::Relaxed);
+                t.slot = slot;
+                t.md = md;
+            }
+            Ok(Ok(Outcome::Spooled { reason } | Outcome::Dropped { reason })) => {
+                self.metrics.upload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(target = %t.endpoint.label, %reason, "sink failed; snapshot spooled");
+            }
+            Ok(Err(e)) => {
+                self.metrics.upload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target = %t.endpoint.label, error = %e, "cannot store or spool");
+            }
+            Err(_) => {
+                self.metrics.upload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(target = %t.endpoint.label, "storing timed out");
             }
         }
-        let json = serde_json::to_vec_pretty(&t.md).unwrap_or_default();
-        // The counters are stored; a stale metadata.json is rewritten next time.
-        let _ = self.put(&t.loc, "metadata.json", Bytes::from(json)).await;
-        true
+        Ok(())
     }
 
-    /// Fetch (unless `store_only`) and store one target.
-    async fn poll(&self, mut t: Target, store_only: bool) -> (Target, Option<ScrapeError>) {
-        let err = if store_only {
-            None
-        } else {
-            match self.fetch(&mut t).await {
-                Ok(()) => {
-                    t.failures = 0;
-                    None
-                }
-                Err(e) => {
-                    t.failures += 1;
-                    self.metrics.failure(reason_of(&e));
-                    Some(e)
-                }
+    /// Fetch and store one target.
+    async fn poll(&self, mut t: Target) -> (Target, Option<ScrapeError>) {
+        let err = match self.fetch(&mut t).await {
+            Ok(()) => {
+                t.failures = 0;
+                None
+            }
+            Err(e) => {
+                t.failures += 1;
+                self.metrics.failure(reason_of(&e));
+                Some(e)
             }
         };
-        if t.pending.counters.is_some() || t.pending.meta.is_some() {
-            self.flush(&mut t).await;
-        }
         let now = Instant::now();
         t.next_due = now + self.cfg.schedule.interval(now.duration_since(t.first_seen));
         (t, err)
+    }
+
+    fn forget(&self, t: &Target) {
+        if let Some(h) = t.hash {
+            self.uploader
+                .forget(&t.loc, &covdata::hex(&h), t.identity.pid);
+        }
     }
 
     /// Runs until `shutdown` resolves, then scrapes and stores everything
@@ -508,9 +501,9 @@ impl Agent {
     ) {
         let mut scanner = Some(Scanner::new(&self.cfg.proc_root, self.cfg.ports.clone()));
         let mut targets: HashMap<TargetKey, Target> = HashMap::new();
-        let mut orphans: Vec<Target> = Vec::new();
         let mut refused: HashMap<TargetKey, (Instant, Refused)> = HashMap::new();
         let mut next_scan = Instant::now();
+        let mut next_drain = Instant::now();
         tokio::pin!(shutdown);
         loop {
             let now = Instant::now();
@@ -544,9 +537,7 @@ impl Agent {
                 for k in gone {
                     if let Some(t) = targets.remove(&k) {
                         tracing::debug!(target = %t.endpoint.label, binary = %t.identity.binary, "process gone");
-                        if t.pending.counters.is_some() {
-                            orphans.push(t);
-                        }
+                        self.forget(&t);
                     }
                 }
                 refused.retain(|k, (t, _)| present.contains(k) && t.elapsed() < self.cfg.recheck);
@@ -570,15 +561,21 @@ impl Agent {
                 for (k, r) in probed {
                     match r {
                         Ok(mut t) => {
-                            // Two processes found in the same millisecond
-                            // must not share a directory.
+                            // Two processes of one binary found in the same
+                            // second must not share a directory.
                             while targets.values().any(|o| o.loc == t.loc) {
-                                t.loc.discovered += Duration::from_millis(1);
+                                t.discovered += Duration::from_secs(1);
+                                t.loc = location(
+                                    &self.cfg.hostname,
+                                    t.place.as_ref(),
+                                    t.discovered,
+                                    &t.md.binary_name,
+                                );
                             }
                             tracing::info!(
                                 target = %t.endpoint.label,
                                 binary = %t.identity.binary,
-                                dir = %t.loc.rel_dir(),
+                                dir = %t.loc.dir(),
                                 "following a coverage server"
                             );
                             targets.insert(k, t);
@@ -597,23 +594,20 @@ impl Agent {
                 .filter(|(_, t)| t.next_due <= now)
                 .map(|(k, _)| *k)
                 .collect();
-            let mut batch: Vec<(Target, bool)> = due
-                .iter()
-                .filter_map(|k| targets.remove(k))
-                .map(|t| (t, false))
-                .collect();
-            let (orph_due, orph_wait): (Vec<Target>, Vec<Target>) =
-                orphans.drain(..).partition(|t| t.next_due <= now);
-            orphans = orph_wait;
-            batch.extend(orph_due.into_iter().map(|t| (t, true)));
-            self.poll_batch(batch, &mut targets, &mut orphans, &mut refused)
-                .await;
-            self.publish(&targets, &orphans, &refused);
+            let batch: Vec<Target> = due.iter().filter_map(|k| targets.remove(k)).collect();
+            self.poll_batch(batch, &mut targets, &mut refused).await;
+            if now >= next_drain {
+                // What an earlier run (or an outage) left in the spool.
+                if self.uploader.stats().spool_entries > 0 {
+                    let _ = self.uploader.drain().await;
+                }
+                next_drain = Instant::now() + self.cfg.scan_every.max(Duration::from_secs(1));
+            }
+            self.publish(&targets, &refused);
             let wake = targets
                 .values()
-                .chain(orphans.iter())
                 .map(|t| t.next_due)
-                .chain([next_scan])
+                .chain([next_scan, next_drain])
                 .min()
                 .unwrap_or(next_scan)
                 .max(Instant::now() + Duration::from_millis(20));
@@ -631,36 +625,25 @@ impl Agent {
                 }
             }
         }
-        // Last scrape of everything, and a last try to store what is pending.
-        let mut batch: Vec<(Target, bool)> = targets.drain().map(|(_, t)| (t, false)).collect();
-        batch.extend(orphans.drain(..).map(|t| (t, true)));
-        self.poll_batch(batch, &mut targets, &mut orphans, &mut refused)
-            .await;
-        self.publish(&targets, &orphans, &refused);
+        // Last scrape of everything, and a last try at the spool.
+        let batch: Vec<Target> = targets.drain().map(|(_, t)| t).collect();
+        self.poll_batch(batch, &mut targets, &mut refused).await;
+        let _ = self.uploader.drain().await;
+        self.publish(&targets, &refused);
     }
 
     async fn poll_batch(
         &self,
-        batch: Vec<(Target, bool)>,
+        batch: Vec<Target>,
         targets: &mut HashMap<TargetKey, Target>,
-        orphans: &mut Vec<Target>,
         refused: &mut HashMap<TargetKey, (Instant, Refused)>,
     ) {
-        let results: Vec<(Target, bool, Option<ScrapeError>)> = futures::stream::iter(batch)
-            .map(|(t, orphan)| async move {
-                let (t, e) = self.poll(t, orphan).await;
-                (t, orphan, e)
-            })
+        let results: Vec<(Target, Option<ScrapeError>)> = futures::stream::iter(batch)
+            .map(|t| self.poll(t))
             .buffer_unordered(self.cfg.concurrency.max(1))
             .collect()
             .await;
-        for (t, orphan, err) in results {
-            if orphan {
-                if t.pending.counters.is_some() {
-                    orphans.push(t);
-                }
-                continue;
-            }
+        for (t, err) in results {
             if let Some(e) = &err
                 && (protocol::is_not_covered(e) || matches!(e, ScrapeError::Identity { .. }))
             {
@@ -671,9 +654,7 @@ impl Agent {
                 };
                 tracing::info!(target = %t.endpoint.label, error = %e, "no longer following");
                 refused.insert(t.key, (Instant::now(), why));
-                if t.pending.counters.is_some() {
-                    orphans.push(t);
-                }
+                self.forget(&t);
                 continue;
             }
             if let Some(e) = &err
@@ -688,7 +669,6 @@ impl Agent {
     fn publish(
         &self,
         targets: &HashMap<TargetKey, Target>,
-        orphans: &[Target],
         refused: &HashMap<TargetKey, (Instant, Refused)>,
     ) {
         let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
@@ -704,14 +684,12 @@ impl Agent {
             *by_state.entry(s.into()).or_default() += 1;
         }
         self.metrics.set_targets(by_state);
-        let pending = targets
-            .values()
-            .chain(orphans.iter())
-            .filter(|t| t.pending.counters.is_some());
-        let (n, bytes) = pending.fold((0u64, 0u64), |(n, b), t| {
-            (n + 1, b + t.pending.bytes() as u64)
-        });
-        self.metrics.spool_depth.store(n, Ordering::Relaxed);
-        self.metrics.spool_bytes.store(bytes, Ordering::Relaxed);
+        let st = self.uploader.stats();
+        self.metrics
+            .spool_depth
+            .store(st.spool_entries, Ordering::Relaxed);
+        self.metrics
+            .spool_bytes
+            .store(st.spool_bytes, Ordering::Relaxed);
     }
 }

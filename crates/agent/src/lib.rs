@@ -12,9 +12,9 @@
 //! * [`engine`]: identity checks, reaching servers (host loopback, pod IP,
 //!   or from inside the process's network namespace), the adaptive
 //!   schedule, pending snapshots while the sink is down;
-//! * [`sink`]: the seed layout; [`metrics`]: `/healthz` and `/metrics`;
-//!   [`kubeconfig`]: finding credentials, also once the node has them
-//!   (bootstrap mode).
+//! * storing: the `store` crate's uploader (seed layout, spool);
+//!   [`metrics`]: `/healthz` and `/metrics`; [`kubeconfig`]: finding
+//!   credentials, also once the node has them (bootstrap mode).
 
 pub mod cgroup;
 pub mod discovery;
@@ -22,6 +22,5 @@ pub mod engine;
 pub mod kubeconfig;
 pub mod metrics;
 pub mod pods;
-pub mod sink;
 
 pub use engine::{Agent, Config};

@@ -34,6 +34,8 @@ pub enum Command {
     Agent(cmd::agent::Args),
     /// Zero the coverage counters of every target (start of a phase).
     Reset(cmd::reset::Args),
+    /// Fetch an S3 prefix in the seed layout into DIR/coverage/.
+    Download(cmd::download::Args),
     /// Compile a collection into DIR/coverage.db (incremental).
     Compile(cmd::compile::Args),
     /// Clone each binary's source at its commit into DIR/repos/.
@@ -64,6 +66,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Collect(args) => cmd::collect::run(args),
         Command::Reset(args) => cmd::reset::run(args),
         Command::Agent(args) => cmd::agent::run(args),
+        Command::Download(args) => cmd::download::run(args),
         Command::Compile(args) => cmd::compile::run(args),
         Command::CloneSources(args) => cmd::clone_sources::run(args),
         Command::Render(args) => cmd::render::run(args),

@@ -6,6 +6,8 @@ mod cmd;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // One TLS provider for the whole process (rustls with ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let argv = match cmd::covdata::normalize_go_flags(std::env::args().collect()) {
         Ok(argv) => argv,
         Err(failure) => {

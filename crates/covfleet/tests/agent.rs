@@ -75,11 +75,14 @@ struct AgentRun {
 
 impl AgentRun {
     fn start(ns: &Netns, sink: &Path, extra: &[&str]) -> AgentRun {
+        let spool = format!("{}.spool", sink.display());
         let sink = format!("file://{}", sink.display());
         let mut args = vec![
             "agent",
             "--sink",
             &sink,
+            "--spool",
+            &spool,
             "--scan-interval",
             "300ms",
             "--schedule",

@@ -8,17 +8,32 @@ use std::time::Duration;
 
 use agent::metrics::Metrics;
 use agent::pods::PodIndex;
-use agent::sink::{FileSink, Sink};
 use scrape::schedule::Schedule;
+use store::upload::{Spool, Uploader};
+use store::{Credentials, Sink, SinkOptions};
 
 use crate::cli::UsageError;
 
 /// Find every instrumented process on this node and keep its coverage in a sink.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Where snapshots go: file://DIR (s3://BUCKET/PREFIX once the store lands).
+    /// Where snapshots go: s3://BUCKET/PREFIX or file://DIR (the seed layout).
+    /// S3 credentials: AWS_* environment, profile, web identity, then the
+    /// registry-auth entry (see docs/store.md).
     #[arg(long, value_name = "URL")]
     pub sink: String,
+    /// Endpoint of an S3-compatible server (path-style).
+    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
+    pub endpoint: Option<String>,
+    /// Signing region (default AWS_REGION, then us-east-1).
+    #[arg(long, value_name = "R")]
+    pub region: Option<String>,
+    /// Where snapshots wait while the sink is unreachable (kept across restarts).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/covfleet/spool")]
+    pub spool: PathBuf,
+    /// Most bytes the spool keeps (the newest snapshot per process).
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    pub spool_max_bytes: u64,
     /// Kubeconfig (default: in-cluster, the kubelet's --kubeconfig, then
     /// /var/lib/kubelet/kubeconfig; waited for while missing).
     #[arg(long, value_name = "FILE")]
@@ -72,17 +87,18 @@ pub struct Args {
     pub token: Option<String>,
 }
 
-fn open_sink(url: &str) -> anyhow::Result<Arc<dyn Sink>> {
-    if let Some(dir) = url.strip_prefix("file://") {
-        if dir.is_empty() {
-            return Err(UsageError(format!("--sink {url}: missing directory")).into());
-        }
-        return Ok(Arc::new(FileSink::new(dir)));
-    }
-    Err(UsageError(format!(
-        "--sink {url}: expected file://DIR (s3:// is not available in this build yet)"
-    ))
-    .into())
+fn open_uploader(args: &Args) -> anyhow::Result<Uploader> {
+    let options = SinkOptions {
+        endpoint: args.endpoint.clone(),
+        region: args.region.clone(),
+        credentials: Credentials::Auto,
+        ..SinkOptions::default()
+    };
+    let sink = Sink::open(&args.sink, &options)
+        .map_err(|e| UsageError(format!("--sink {}: {e}", args.sink)))?;
+    let spool = Spool::open(&args.spool, args.spool_max_bytes)
+        .map_err(|e| UsageError(format!("--spool {}: {e}", args.spool.display())))?;
+    Ok(Uploader::new(sink, spool))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -94,8 +110,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let sink = open_sink(&args.sink)?;
     let hostname = args
         .hostname
         .clone()
@@ -120,6 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .map_err(|e| UsageError(format!("cannot start the async runtime: {e}")))?;
     rt.block_on(async move {
+        let uploader = Arc::new(open_uploader(&args)?);
         let metrics = Arc::new(Metrics::default());
         let listener = agent::metrics::bind(args.listen)
             .await
@@ -136,8 +151,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 tx,
             ));
         }
-        tracing::info!(sink = %sink.describe(), listen = %args.listen, "covfleet agent started");
-        let a = agent::Agent::new(cfg, sink, index, metrics);
+        tracing::info!(sink = %args.sink, listen = %args.listen, "covfleet agent started");
+        let a = agent::Agent::new(cfg, uploader, index, metrics);
         a.run(rx, super::collect::shutdown_signal()).await;
         tracing::info!("covfleet agent stopped");
         Ok::<_, anyhow::Error>(())

@@ -165,9 +165,24 @@ impl TargetArgs {
 /// Arguments of `covfleet collect`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Collection directory: entries go to DIR/coverage/ENTRY/.
-    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    /// Collection directory: entries go to DIR/coverage/ENTRY/. Or
+    /// s3://BUCKET/PREFIX: snapshots are kept in --staging and uploaded in
+    /// the seed layout (see docs/store.md).
+    #[arg(short = 'o', long = "output", value_name = "DIR|s3://B/P")]
     pub output: PathBuf,
+    /// With -o s3://…: the local collection directory (and spool) behind the
+    /// upload (default ~/.cache/covfleet/collect/<bucket>_<prefix>).
+    #[arg(long, value_name = "DIR")]
+    pub staging: Option<PathBuf>,
+    /// With -o s3://…: endpoint of an S3-compatible server (path-style).
+    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
+    pub endpoint: Option<String>,
+    /// With -o s3://…: signing region (default AWS_REGION, then us-east-1).
+    #[arg(long, value_name = "R")]
+    pub region: Option<String>,
+    /// With -o s3://…: most bytes kept while the bucket is unreachable.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    pub spool_max_bytes: u64,
     /// Keep collecting (1 s for 10 s, 5 s until 5 min, then 10 s), pick up new
     /// targets, and scrape once more on SIGINT/SIGTERM before exiting.
     #[arg(long)]
@@ -211,33 +226,66 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     {
         return Err(UsageError("--phase needs a name".into()).into());
     }
-    let mut settings = args.targets.settings(args.output.clone())?;
+    let s3_url = args
+        .output
+        .to_str()
+        .filter(|o| o.starts_with("s3://"))
+        .map(str::to_string);
+    let local = match (&s3_url, &args.staging) {
+        (Some(_), Some(dir)) => dir.clone(),
+        (Some(url), None) => super::upload::default_staging(url)?,
+        (None, _) => args.output.clone(),
+    };
+    let mut settings = args.targets.settings(local.clone())?;
     settings.phase = args.phase.clone();
-    std::fs::create_dir_all(args.output.join("coverage")).map_err(|e| {
+    std::fs::create_dir_all(local.join("coverage")).map_err(|e| {
         UsageError(format!(
             "cannot create {}: {e}",
-            args.output.join("coverage").display()
+            local.join("coverage").display()
         ))
     })?;
+    let mut mirror = match &s3_url {
+        Some(url) => Some(super::upload::mirror(
+            url,
+            &local,
+            args.endpoint.clone(),
+            args.region.clone(),
+            args.spool_max_bytes,
+        )?),
+        None => None,
+    };
     let rt = runtime()?;
     let progress = args.targets.progress("collecting");
-    let summary = rt.block_on(async {
+    let root = local.join("coverage");
+    let (summary, upload) = rt.block_on(async {
         let collector = Collector::new(settings, progress.as_ref().map(|p| p.0.clone()))
             .await
             .map_err(|e| UsageError(e.to_string()))?;
-        if args.watch {
+        let summary = if args.watch {
             // Handlers are installed before the first scrape, so an early
             // signal still gets its final scrape.
             let signal = shutdown_signal();
-            Ok::<_, anyhow::Error>(collector.watch(signal).await)
+            match mirror.as_mut() {
+                Some(m) => super::upload::watch_and_mirror(collector.watch(signal), m, &root).await,
+                None => collector.watch(signal).await,
+            }
         } else {
-            Ok(collector.collect_once().await)
-        }
+            collector.collect_once().await
+        };
+        let upload = match mirror.as_mut() {
+            Some(m) => Some(m.sync(&root).await),
+            None => None,
+        };
+        Ok::<_, anyhow::Error>((summary, upload))
     })?;
     if let Some((_, bar)) = progress {
         bar.finish_and_clear();
     }
-    Ok(report(&summary, &args.targets, "collected"))
+    let code = report(&summary, &args.targets, "collected");
+    match (upload, &mirror) {
+        (Some(r), Some(m)) => Ok(super::upload::finish(r, m, code, args.targets.quiet)),
+        _ => Ok(code),
+    }
 }
 
 /// Prints the summary (JSON on stdout, or text on stderr) and picks the exit code.
