@@ -368,3 +368,152 @@ fn killed_agent_leaves_whole_files_and_resumes() {
     assert!(total_count(&after) > total_count(&before));
     let _ = BTreeMap::<(), ()>::new();
 }
+
+mod s3 {
+    use super::*;
+    use testkit::S3Server;
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn compile_owners(col: &Path) -> Vec<(String, i64, i64)> {
+        let out = Command::new(covfleet())
+            .args(["compile", "--collection", col.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let db = db::Database::open_collection(col).unwrap();
+        let mut v: Vec<(String, i64, i64)> = db
+            .owners()
+            .unwrap()
+            .into_iter()
+            .filter(|o| o.binary_name.starts_with("agt-s3-"))
+            .map(|o| (o.binary_name, o.total_stmts, o.covered_stmts))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Agent → real S3 server (stopped and restarted mid-run) → download →
+    /// compile gives the owner statistics of a direct collect of the same
+    /// processes; what the agent scraped while the bucket was down arrives
+    /// once it is back.
+    #[test]
+    fn agent_to_s3_survives_an_outage_and_compiles_like_collect() {
+        let Some(mut s3) = S3Server::start() else {
+            return;
+        };
+        let f = fixtures();
+        // The agent runs in this host's namespace (where the S3 server is);
+        // the processes in a namespace of their own, reached with setns.
+        let ns = Netns::new();
+        let a = ns.spawn_ready(&f.named("agt-s3-a"), &["5"], &[]);
+        let _b = ns.spawn_ready(&f.named("agt-s3-b"), &["11"], &[]);
+        let tmp = tempfile::tempdir().unwrap();
+        let prefix = format!("agent-{}", std::process::id());
+        let url = format!("s3://{}/{prefix}", s3.bucket);
+        let listen = format!("127.0.0.1:{}", free_port());
+        let spool = tmp.path().join("spool");
+        let log = std::fs::File::create(tmp.path().join("agent.log")).unwrap();
+        let mut agent = AgentRun {
+            child: Some(
+                Command::new(covfleet())
+                    .args(["agent", "--sink", &url, "--endpoint", &s3.endpoint])
+                    .args(["--spool", spool.to_str().unwrap(), "--listen", &listen])
+                    .args([
+                        "--no-kube",
+                        "--hostname",
+                        "node-s3",
+                        "--scan-interval",
+                        "300ms",
+                    ])
+                    .args(["--schedule", "200ms:2s,500ms"])
+                    .envs(s3.env())
+                    .env_remove("AWS_ENDPOINT_URL")
+                    .env("COVFLEET_LOG", "agent=debug,store=debug")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap(),
+            ),
+        };
+        let bucket = s3.bucket_dir().join(&prefix);
+        let mine = |root: &Path| -> Vec<(PathBuf, Value)> {
+            stored(root)
+                .into_iter()
+                .filter(|(_, md)| {
+                    md["binary_name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("agt-s3-")
+                })
+                .collect()
+        };
+        wait_for("both processes in the bucket", || {
+            let m = mine(&bucket);
+            m.len() == 2 && m.iter().all(|(_, md)| snapshots(md) >= 2)
+        });
+        s3.stop();
+        ns.more_work(a);
+        let want_a = direct_profile(&ns, 53700);
+        wait_for("snapshots spooled while the bucket is down", || {
+            std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0) > 0
+        });
+        s3.restart();
+        wait_for("the newest snapshot in the bucket after the outage", || {
+            let m = mine(&bucket);
+            m.iter()
+                .find(|(_, md)| md["binary_name"] == "agt-s3-a")
+                .is_some_and(|(d, _)| work_profile(latest(d).path()) == want_a)
+        });
+        agent.stop();
+
+        let col = tmp.path().join("col");
+        let out = Command::new(covfleet())
+            .args([
+                "download",
+                "--collection",
+                col.to_str().unwrap(),
+                "--url",
+                &url,
+            ])
+            .args(["--endpoint", &s3.endpoint])
+            .envs(s3.env())
+            .env_remove("AWS_ENDPOINT_URL")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let direct = tmp.path().join("direct");
+        let out = ns.covfleet(&[
+            "collect",
+            "--url",
+            "http://127.0.0.1:53700",
+            "--url",
+            "http://127.0.0.1:53701",
+            "-o",
+            direct.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let via_agent = compile_owners(&col);
+        assert_eq!(via_agent.len(), 2, "{via_agent:?}");
+        assert!(via_agent.iter().all(|(_, _, covered)| *covered > 0));
+        assert_eq!(via_agent, compile_owners(&direct));
+    }
+}
