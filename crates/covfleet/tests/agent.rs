@@ -13,7 +13,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
@@ -366,7 +365,6 @@ fn killed_agent_leaves_whole_files_and_resumes() {
     );
     let after = work_profile(latest(&all[1].0).path());
     assert!(total_count(&after) > total_count(&before));
-    let _ = BTreeMap::<(), ()>::new();
 }
 
 mod s3 {
@@ -516,4 +514,136 @@ mod s3 {
         assert!(via_agent.iter().all(|(_, _, covered)| *covered > 0));
         assert_eq!(via_agent, compile_owners(&direct));
     }
+}
+
+/// A cgroup directory this test made; on drop its processes go back to the
+/// root and the directories are removed (leaf first).
+struct Cgroup {
+    dirs: Vec<PathBuf>,
+    root: PathBuf,
+}
+
+impl Cgroup {
+    fn new(root: &str, rel: &str) -> Cgroup {
+        let root = PathBuf::from(root);
+        let mut dirs = Vec::new();
+        let mut cur = root.clone();
+        for part in rel.split('/') {
+            cur = cur.join(part);
+            dirs.push(cur.clone());
+        }
+        std::fs::create_dir_all(&cur).unwrap_or_else(|e| panic!("{}: {e}", cur.display()));
+        Cgroup { dirs, root }
+    }
+
+    fn add(&self, pid: u32) {
+        let leaf = self.dirs.last().unwrap();
+        std::fs::write(leaf.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for d in self.dirs.iter().rev() {
+            if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                for p in procs.split_whitespace() {
+                    let _ = std::fs::write(self.root.join("cgroup.procs"), p);
+                }
+            }
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// Processes placed in real cgroups named like a CRI-O scope (cgroup v2,
+/// systemd driver) and a containerd scope (the v1 `name=systemd`
+/// hierarchy), attributed through `crictl inspect` (a stand-in script
+/// answering with the runtime's labels) and stored in the pod layout.
+#[test]
+fn cgroup_scopes_are_attributed_to_pods() {
+    if !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists()
+        || !Path::new("/sys/fs/cgroup/systemd/cgroup.procs").exists()
+    {
+        panic!(
+            "this test needs cgroup v2 at /sys/fs/cgroup/unified and v1 name=systemd at /sys/fs/cgroup/systemd"
+        );
+    }
+    let f = fixtures();
+    let me = std::process::id();
+    let uid = format!("0b9f5f2e-6c1d-4d8a-9e3b-{me:012x}");
+    let id1 = format!("{:064x}", u64::from(me) * 7 + 1);
+    let id2 = format!("{:064x}", u64::from(me) * 7 + 2);
+    let slice = format!("cfk{me}.slice/kubepods-pod{}.slice", uid.replace('-', "_"));
+    let crio = Cgroup::new(
+        "/sys/fs/cgroup/unified",
+        &format!("{slice}/crio-{id1}.scope"),
+    );
+    let containerd = Cgroup::new(
+        "/sys/fs/cgroup/systemd",
+        &format!("{slice}/cri-containerd-{id2}.scope"),
+    );
+    let pod = Netns::new();
+    let web = pod.spawn_ready(&f.named("agt-cg-web"), &["3"], &[]);
+    let side = pod.spawn_ready(&f.named("agt-cg-side"), &["4"], &[]);
+    crio.add(web.pid);
+    containerd.add(side.pid);
+    let tmp = tempfile::tempdir().unwrap();
+    let crictl = tmp.path().join("crictl");
+    let label = |container: &str, restarts: u32, image: &str| {
+        format!(
+            r#"{{"status":{{"labels":{{"io.kubernetes.pod.name":"shop-7d9f","io.kubernetes.pod.namespace":"shop","io.kubernetes.container.name":"{container}","io.kubernetes.pod.uid":"{uid}"}},"annotations":{{"io.kubernetes.container.restartCount":"{restarts}"}},"image":{{"image":"{image}"}}}}}}"#
+        )
+    };
+    std::fs::write(
+        &crictl,
+        format!(
+            "#!/bin/sh\ncase \"$4\" in\n{id1}) echo '{}';;\n{id2}) echo '{}';;\n*) exit 1;;\nesac\n",
+            label("web", 2, "quay.io/shop/web:v1"),
+            label("sidecar", 0, "quay.io/shop/side:v3"),
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&crictl)
+        .status()
+        .unwrap();
+    let node = Netns::new();
+    let sink = tmp.path().join("sink");
+    let mut agent = AgentRun::start(
+        &node,
+        &sink,
+        &["--no-kube", "--crictl", crictl.to_str().unwrap()],
+    );
+    wait_for("both containers stored", || {
+        ["agt-cg-web", "agt-cg-side"]
+            .iter()
+            .all(|n| of_binary(&sink, n).iter().any(|(_, md)| snapshots(md) >= 1))
+    });
+    agent.stop();
+    let (dir, md) = &of_binary(&sink, "agt-cg-web")[0];
+    let rel: Vec<String> = dir
+        .strip_prefix(&sink)
+        .unwrap()
+        .iter()
+        .map(|p| p.to_string_lossy().to_string())
+        .collect();
+    assert_eq!(rel.len(), 7, "{rel:?}");
+    assert_eq!(&rel[..4], ["node-a", "shop", "shop-7d9f", "web"]);
+    assert_eq!(&rel[5..], ["quay.io_shop_web_v1", "agt-cg-web"]);
+    assert_eq!(md["namespace"], "shop");
+    assert_eq!(md["pod_name"], "shop-7d9f");
+    assert_eq!(md["container"]["name"], "web");
+    assert_eq!(md["host_process"], false);
+    assert_eq!(md["process"]["pod_uid"], uid);
+    assert_eq!(md["process"]["restart_count"], "2");
+    assert_eq!(md["process"]["container_id"], id1);
+    let (dir, md) = &of_binary(&sink, "agt-cg-side")[0];
+    assert!(
+        dir.strip_prefix(&sink)
+            .unwrap()
+            .starts_with("node-a/shop/shop-7d9f/sidecar")
+    );
+    assert_eq!(md["process"]["container_id"], id2);
+    assert_eq!(md["container"]["image"], "quay.io/shop/side:v3");
 }
