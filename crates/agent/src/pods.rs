@@ -108,7 +108,7 @@ impl PodIndex {
         }
     }
 
-    /// Marks a pod deleted; it is forgotten [`KEEP_DELETED`] later.
+    /// Marks a pod deleted; it is forgotten five minutes later.
     pub fn delete(&mut self, uid: &str) {
         if let Some(e) = self.pods.get_mut(uid) {
             e.1.get_or_insert_with(Instant::now);

@@ -159,7 +159,7 @@ fn direct_profile(ns: &Netns, port: u16) -> Vec<String> {
     );
     let e = entries(out_dir.path());
     assert_eq!(e.len(), 1);
-    work_profile(&latest_only(&e[0]).path().to_path_buf())
+    work_profile(latest_only(&e[0]).path())
 }
 
 /// Host-network servers (two on consecutive ports, behind one answering
