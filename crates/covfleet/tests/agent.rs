@@ -349,6 +349,9 @@ fn killed_agent_leaves_whole_files_and_resumes() {
     // Both slots decode (go tool covdata reads the whole directory).
     work_profile(&first[0].0);
     node.more_work(p);
+    // Discovery times have one-second resolution: let the restarted agent
+    // find the process in a later second, so it gets a directory of its own.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let mut agent = AgentRun::start(&node, sink.path(), &["--no-kube"]);
     wait_for("the restarted agent stores", || {
         of_binary(sink.path(), "agt-killed").len() == 2
