@@ -36,6 +36,11 @@ if [ ! -x "$COVFLEET" ]; then
     cargo build --release -p covfleet >&2
 fi
 
+if ! "$COVFLEET" agent --help > /dev/null 2>&1; then
+    echo "$COVFLEET has no agent subcommand (set COVFLEET=…)" >&2
+    exit 2
+fi
+
 mkdir -p "$WORK/src"
 cp go/testserver/main.go go/testserver/work.go "$WORK/src/"
 cp go/covserver/coverage_server.go "$WORK/src/"
@@ -65,7 +70,12 @@ metric() {
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$agent/stat"; }
 
 sleep "$WARMUP"
-active=$(ip netns exec "$NS" curl -sf http://127.0.0.1:9464/metrics | awk '/state="active"/ { print $2 }')
+if ! kill -0 "$agent" 2> /dev/null; then
+    echo "the agent exited:" >&2
+    cat "$WORK/agent.log" >&2
+    exit 1
+fi
+active=$(ip netns exec "$NS" curl -s http://127.0.0.1:9464/metrics | awk '/state="active"/ { print $2 }')
 t0=$(date +%s.%N); c0=$(cpu_ticks)
 b0=$(metric covfleet_agent_scraped_bytes_total); s0=$(metric covfleet_agent_scrapes_total)
 sleep "$SECONDS_MEASURED"
