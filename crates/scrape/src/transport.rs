@@ -50,19 +50,29 @@ pub trait Transport: Send + Sync + fmt::Debug {
     fn send(&self, req: RawRequest) -> BoxFuture<'_, Result<RawResponse, TransportError>>;
 }
 
-async fn read_body<B>(body: B) -> Result<Bytes, TransportError>
+/// Reads a whole body, refusing more than `limit` bytes.
+pub async fn read_body_limited<B>(body: B, limit: usize) -> Result<Bytes, TransportError>
 where
     B: hyper::body::Body + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    Limited::new(body, MAX_BODY)
+    Limited::new(body, limit)
         .collect()
         .await
         .map(|c| c.to_bytes())
         .map_err(|e| TransportError::other(format!("reading the answer: {e}")))
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
+async fn read_body<B>(body: B) -> Result<Bytes, TransportError>
+where
+    B: hyper::body::Body + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    read_body_limited(body, MAX_BODY).await
+}
+
+/// An error and its sources on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -81,6 +91,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 pub struct Direct {
     base: Uri,
     client: Client<HttpConnector, Full<Bytes>>,
+    max_body: usize,
 }
 
 impl fmt::Debug for Direct {
@@ -123,7 +134,17 @@ impl Direct {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Ok(Direct { base, client })
+        Ok(Direct {
+            base,
+            client,
+            max_body: MAX_BODY,
+        })
+    }
+
+    /// Refuses answers larger than `limit` bytes (default [`MAX_BODY`]).
+    pub fn with_max_body(mut self, limit: usize) -> Direct {
+        self.max_body = limit;
+        self
     }
 
     /// The base URL.
@@ -161,7 +182,7 @@ impl Transport for Direct {
                 }
             })?;
             let (parts, body) = resp.into_parts();
-            let body = read_body(body).await?;
+            let body = read_body_limited(body, self.max_body).await?;
             Ok(RawResponse {
                 status: parts.status,
                 headers: parts.headers,

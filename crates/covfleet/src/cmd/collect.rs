@@ -83,7 +83,7 @@ pub enum ViaArg {
     PortForward,
 }
 
-fn parse_ports(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+pub(crate) fn parse_ports(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
     let (a, b) = s.split_once('-').unwrap_or((s, s));
     let a: u16 = a.trim().parse().map_err(|_| format!("not a port: {a:?}"))?;
     let b: u16 = b.trim().parse().map_err(|_| format!("not a port: {b:?}"))?;
@@ -202,7 +202,7 @@ pub struct Args {
     pub targets: TargetArgs,
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());

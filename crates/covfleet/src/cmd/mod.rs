@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 pub mod analysis;
+pub mod agent;
 pub mod clone_sources;
 pub mod collect;
 pub mod compile;
