@@ -6,7 +6,7 @@
 //! covfleet prints a clear `error:` line and exits 1; the rest of the run is
 //! the same.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,7 +14,7 @@ use crate::counters::CounterFile;
 use crate::gostr::{from_go_bytes, to_go_bytes};
 use crate::hash::{Fnv128, HashWriter, fnv128};
 use crate::merge::{MergeMode, Merger};
-use crate::meta::{BlobSpan, FuncDesc, MetaFile, MetaView, PackageMeta};
+use crate::meta::{BlobSpan, MetaFile, MetaView, PackageMeta};
 use crate::pods::{Pod, collect_pods, go_errno_text, go_join};
 use crate::report::Formatter;
 use crate::{Hash, hex};
@@ -628,7 +628,6 @@ pub enum MergeKind {
 }
 
 struct PkState {
-    idx: u32,
     ctab: BTreeMap<u32, Vec<u32>>,
     blob: Vec<u8>,
     combined: Option<(PackageMeta, HashMap<Hash, u32>)>,
@@ -690,6 +689,8 @@ struct MetaMerge {
     args: ArgState,
     outdir: String,
     files_written: Vec<String>,
+    /// Go's `sstate.inidx` (subtract and intersect), see [`MetaMerge::enter_dir`].
+    inidx: Option<usize>,
 }
 
 fn now_nanos() -> u128 {
@@ -760,6 +761,241 @@ impl MetaMerge {
     }
 }
 
+/// Counters of one pod keyed by (package, function), merged over its files.
+type FuncMap = HashMap<(u32, u32), Vec<u32>>;
+
+impl MetaMerge {
+    fn new(kind: MergeKind, outdir: &str) -> Self {
+        let policy = if matches!(kind, MergeKind::Merge { .. }) {
+            MergeMode::Relaxed
+        } else {
+            MergeMode::Strict
+        };
+        MetaMerge {
+            merger: Merger::new(policy),
+            pkgs: Vec::new(),
+            pkm: HashMap::new(),
+            args: ArgState::default(),
+            outdir: outdir.to_string(),
+            files_written: Vec::new(),
+            inidx: None,
+        }
+    }
+
+    /// Reads the pod's counter files and combines them: `merge` merges every
+    /// file; `subtract`/`intersect` take the files of input dir 0 as the base
+    /// and let the later dirs' files zero or prune it.
+    fn pod_counters(&mut self, kind: MergeKind, pod: &Pod, warn: &mut dyn Write) -> Res<FuncMap> {
+        let mut pmm = FuncMap::new();
+        // For intersect: the functions the current later dir has seen.
+        let mut imm: Option<HashSet<(u32, u32)>> =
+            (kind == MergeKind::Intersect).then(Default::default);
+        let decoded = load_all(&pod.counter_files, load_counters);
+        for ((k, cf_path), cf) in pod.counter_files.iter().enumerate().zip(decoded) {
+            let cf = cf?;
+            if matches!(kind, MergeKind::Merge { .. }) {
+                self.args.merge(&cf);
+            } else {
+                self.enter_dir(kind, cf_path, pod.origins[k], &mut pmm, &mut imm)?;
+            }
+            for f in cf.funcs {
+                let key = (f.pkg, f.func);
+                if self.inidx == Some(0) || matches!(kind, MergeKind::Merge { .. }) {
+                    let slot = pmm.entry(key).or_default();
+                    if slot.len() < f.counters.len() {
+                        slot.resize(f.counters.len(), 0);
+                    }
+                    if self
+                        .merger
+                        .merge_counters(slot, &f.counters)
+                        .map_err(fatal)?
+                    {
+                        let _ = writeln!(warn, "{OVERFLOW_WARNING}");
+                    }
+                } else if let Some(val) = pmm.get_mut(&key) {
+                    subtract_or_intersect(kind, cf_path, &f, val)?;
+                    if let Some(set) = imm.as_mut() {
+                        set.insert(key);
+                    }
+                }
+            }
+        }
+        if let Some(set) = &imm {
+            pmm.retain(|k, _| set.contains(k));
+        }
+        Ok(pmm)
+    }
+
+    /// Tracks Go's `sstate.inidx` (the input dir of the last counter file
+    /// seen). Like Go, it is set once per run and not reset between pods, so
+    /// a pod whose first file comes from an earlier dir than the previous
+    /// pod's last file is an error (Go panics: "decreasing dir index").
+    fn enter_dir(
+        &mut self,
+        kind: MergeKind,
+        cf_path: &str,
+        dir_idx: usize,
+        pmm: &mut FuncMap,
+        imm: &mut Option<HashSet<(u32, u32)>>,
+    ) -> Res<()> {
+        if self.inidx == Some(dir_idx) {
+            return Ok(());
+        }
+        if let Some(prev) = self.inidx.filter(|&i| i > dir_idx) {
+            return Err(fatal(format!(
+                "counter file {cf_path} comes from input dir {dir_idx} after a file from dir {prev}: go tool covdata panics here (\"decreasing dir index\"); run {} on one pod at a time",
+                if kind == MergeKind::Subtract {
+                    "subtract"
+                } else {
+                    "intersect"
+                }
+            )));
+        }
+        if dir_idx == 0 {
+            *imm = None;
+        } else if kind == MergeKind::Intersect {
+            if let Some(set) = imm.as_ref() {
+                pmm.retain(|k, _| set.contains(k));
+            }
+            *imm = Some(Default::default());
+        }
+        self.inidx = Some(dir_idx);
+        Ok(())
+    }
+
+    /// Adds the pod's packages (those the filter keeps) and their counters
+    /// to the output state; with `pcombine`, functions are matched across
+    /// pods by their identity hash.
+    fn add_packages(
+        &mut self,
+        lp: &LoadedPod,
+        pmm: &FuncMap,
+        filter: Option<&PkgFilter>,
+        pcombine: bool,
+        warn: &mut dyn Write,
+    ) -> Res<()> {
+        for (pi, p) in lp.meta.packages.iter().enumerate() {
+            if filter.is_some_and(|f| !f.matches(&p.path)) {
+                continue;
+            }
+            let sidx = self.package_state(lp, pi, p, pcombine);
+            for (fi, fd) in p.funcs.iter().enumerate() {
+                let st = &mut self.pkgs[sidx];
+                let mut fidx = fi as u32;
+                if let Some((pm, ftab)) = st.combined.as_mut() {
+                    fidx = *ftab.entry(fd.identity_hash()).or_insert_with(|| {
+                        pm.funcs.push(fd.clone());
+                        (pm.funcs.len() - 1) as u32
+                    });
+                }
+                let Some(ctrs) = pmm.get(&(pi as u32, fi as u32)) else {
+                    continue;
+                };
+                match st.ctab.get_mut(&fidx) {
+                    Some(g) => {
+                        if self.merger.merge_counters(g, ctrs).map_err(fatal)? {
+                            let _ = writeln!(warn, "{OVERFLOW_WARNING}");
+                        }
+                    }
+                    None => {
+                        st.ctab.insert(fidx, ctrs.clone());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The output state of package `pi` (by import path), created if new.
+    fn package_state(
+        &mut self,
+        lp: &LoadedPod,
+        pi: usize,
+        p: &PackageMeta,
+        pcombine: bool,
+    ) -> usize {
+        if let Some(&i) = self.pkm.get(&p.path) {
+            return i;
+        }
+        let i = self.pkgs.len();
+        self.pkgs.push(PkState {
+            ctab: BTreeMap::new(),
+            blob: if pcombine {
+                Vec::new()
+            } else {
+                lp.blob(pi).to_vec()
+            },
+            combined: pcombine.then(|| {
+                (
+                    PackageMeta {
+                        path: p.path.clone(),
+                        name: p.name.clone(),
+                        module_path: p.module_path.clone(),
+                        ..Default::default()
+                    },
+                    HashMap::new(),
+                )
+            }),
+        });
+        self.pkm.insert(p.path.clone(), i);
+        i
+    }
+
+    /// Without `pcombine`, each pod is written out on its own: its meta-data
+    /// file (copied, or rebuilt from the kept packages under a filter) and
+    /// one counter file.
+    fn emit_pod(&mut self, pod: &Pod, lp: &mut LoadedPod, filtered: bool) -> Res<()> {
+        let hash = if filtered {
+            self.emit_meta(false)?
+        } else {
+            let base = pod
+                .meta_file
+                .rsplit('/')
+                .next()
+                .unwrap_or(&pod.meta_file)
+                .to_string();
+            let raw = std::mem::take(&mut lp.raw);
+            self.write(&base, &raw)?;
+            lp.meta.hash
+        };
+        self.emit_counters(hash)?;
+        self.pkm.clear();
+        self.pkgs.clear();
+        self.merger.reset();
+        Ok(())
+    }
+}
+
+/// Applies one later-dir record to the base counters: `subtract` zeroes
+/// what it covered, `intersect` zeroes what it did not.
+fn subtract_or_intersect(
+    kind: MergeKind,
+    cf_path: &str,
+    f: &crate::FuncCounters,
+    val: &mut [u32],
+) -> Res<()> {
+    if f.counters.len() > val.len() {
+        return Err(fatal(format!(
+            "counter file {cf_path}: function [p={},f={}] has {} counters, more than the {} it is combined with",
+            f.pkg,
+            f.func,
+            f.counters.len(),
+            val.len()
+        )));
+    }
+    for (v, &c) in val.iter_mut().zip(&f.counters) {
+        let zero = if kind == MergeKind::Subtract {
+            c != 0
+        } else {
+            c == 0
+        };
+        if zero {
+            *v = 0;
+        }
+    }
+    Ok(())
+}
+
 /// Runs `merge`, `subtract` or `intersect` from `dirs` into `outdir`.
 /// Returns the files written.
 pub fn merge(
@@ -770,187 +1006,17 @@ pub fn merge(
     warn: &mut dyn Write,
 ) -> Res<Vec<String>> {
     let pcombine = matches!(kind, MergeKind::Merge { pcombine: true });
-    let policy = if matches!(kind, MergeKind::Merge { .. }) {
-        MergeMode::Relaxed
-    } else {
-        MergeMode::Strict
-    };
-    let mut mm = MetaMerge {
-        merger: Merger::new(policy),
-        pkgs: Vec::new(),
-        pkm: HashMap::new(),
-        args: ArgState::default(),
-        outdir: outdir.to_string(),
-        files_written: Vec::new(),
-    };
-    // Go's `sstate.inidx`: the input dir of the last counter file seen. Like
-    // Go, it starts at -1 once per run and is not reset between pods, so a
-    // pod whose first file comes from an earlier dir than the previous pod's
-    // last file is an error (Go panics: "decreasing dir index").
-    let mut inidx: Option<usize> = None;
+    let mut mm = MetaMerge::new(kind, outdir);
     for pod in collect(dirs, warn)? {
         let mut lp = load_meta(&pod)?;
-        let file_hash = lp.meta.hash;
         mm.merger
             .set_mode_and_granularity(&pod.meta_file, lp.meta.mode, lp.meta.granularity)
             .map_err(fatal)?;
         lp.decode_packages(&pod.meta_file)?;
-        // Counters of this pod, merged across its files (dir 0 only for
-        // subtract/intersect; later dirs modify them).
-        let mut pmm: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
-        let mut imm: Option<std::collections::HashSet<(u32, u32)>> =
-            (kind == MergeKind::Intersect).then(Default::default);
-        let prune = |pmm: &mut HashMap<(u32, u32), Vec<u32>>,
-                     imm: &std::collections::HashSet<(u32, u32)>| {
-            pmm.retain(|k, _| imm.contains(k));
-        };
-        let decoded = load_all(&pod.counter_files, load_counters);
-        for ((k, cf_path), cf) in pod.counter_files.iter().enumerate().zip(decoded) {
-            let cf = cf?;
-            let dir_idx = pod.origins[k];
-            if matches!(kind, MergeKind::Merge { .. }) {
-                mm.args.merge(&cf);
-            } else if inidx != Some(dir_idx) {
-                if inidx.is_some_and(|i| i > dir_idx) {
-                    return Err(fatal(format!(
-                        "counter file {cf_path} comes from input dir {dir_idx} after a file from dir {}: go tool covdata panics here (\"decreasing dir index\"); run {} on one pod at a time",
-                        inidx.unwrap_or(0),
-                        if kind == MergeKind::Subtract {
-                            "subtract"
-                        } else {
-                            "intersect"
-                        }
-                    )));
-                }
-                if dir_idx == 0 {
-                    imm = None;
-                } else if kind == MergeKind::Intersect {
-                    if let Some(set) = &imm {
-                        prune(&mut pmm, set);
-                    }
-                    imm = Some(Default::default());
-                }
-                inidx = Some(dir_idx);
-            }
-            for f in cf.funcs {
-                let key = (f.pkg, f.func);
-                if inidx == Some(0) || matches!(kind, MergeKind::Merge { .. }) {
-                    let slot = pmm.entry(key).or_default();
-                    if slot.len() < f.counters.len() {
-                        slot.resize(f.counters.len(), 0);
-                    }
-                    if mm.merger.merge_counters(slot, &f.counters).map_err(fatal)? {
-                        let _ = writeln!(warn, "warning: uint32 overflow during counter merge");
-                    }
-                    continue;
-                }
-                let Some(val) = pmm.get_mut(&key) else {
-                    continue;
-                };
-                if f.counters.len() > val.len() {
-                    return Err(fatal(format!(
-                        "counter file {cf_path}: function [p={},f={}] has {} counters, more than the {} it is combined with",
-                        f.pkg,
-                        f.func,
-                        f.counters.len(),
-                        val.len()
-                    )));
-                }
-                if let Some(set) = imm.as_mut() {
-                    set.insert(key);
-                }
-                for (i, &c) in f.counters.iter().enumerate() {
-                    let zero = if kind == MergeKind::Subtract {
-                        c != 0
-                    } else {
-                        c == 0
-                    };
-                    if zero {
-                        val[i] = 0;
-                    }
-                }
-            }
-        }
-        if let Some(set) = &imm {
-            prune(&mut pmm, set);
-        }
-        // Visit packages and functions.
-        for (pi, p) in lp.meta.packages.iter().enumerate() {
-            if filter.is_some_and(|f| !f.matches(&p.path)) {
-                continue;
-            }
-            let sidx = match mm.pkm.get(&p.path) {
-                Some(&i) => i,
-                None => {
-                    let i = mm.pkgs.len();
-                    mm.pkgs.push(PkState {
-                        idx: i as u32,
-                        ctab: BTreeMap::new(),
-                        blob: if pcombine {
-                            Vec::new()
-                        } else {
-                            lp.blob(pi).to_vec()
-                        },
-                        combined: pcombine.then(|| {
-                            (
-                                PackageMeta {
-                                    path: p.path.clone(),
-                                    name: p.name.clone(),
-                                    module_path: p.module_path.clone(),
-                                    ..Default::default()
-                                },
-                                HashMap::new(),
-                            )
-                        }),
-                    });
-                    mm.pkm.insert(p.path.clone(), i);
-                    i
-                }
-            };
-            for (fi, fd) in p.funcs.iter().enumerate() {
-                let st = &mut mm.pkgs[sidx];
-                let mut fidx = fi as u32;
-                if let Some((pm, ftab)) = st.combined.as_mut() {
-                    let h = fd.identity_hash();
-                    fidx = *ftab.entry(h).or_insert_with(|| {
-                        pm.funcs.push(FuncDesc { ..fd.clone() });
-                        (pm.funcs.len() - 1) as u32
-                    });
-                }
-                let Some(ctrs) = pmm.get(&(pi as u32, fi as u32)) else {
-                    continue;
-                };
-                let _ = st.idx;
-                match st.ctab.get_mut(&fidx) {
-                    Some(g) => {
-                        if mm.merger.merge_counters(g, ctrs).map_err(fatal)? {
-                            let _ = writeln!(warn, "warning: uint32 overflow during counter merge");
-                        }
-                    }
-                    None => {
-                        st.ctab.insert(fidx, ctrs.clone());
-                    }
-                }
-            }
-        }
+        let pmm = mm.pod_counters(kind, &pod, warn)?;
+        mm.add_packages(&lp, &pmm, filter, pcombine, warn)?;
         if !pcombine {
-            let hash = if filter.is_some() {
-                mm.emit_meta(false)?
-            } else {
-                let base = pod
-                    .meta_file
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or(&pod.meta_file)
-                    .to_string();
-                let raw = std::mem::take(&mut lp.raw);
-                mm.write(&base, &raw)?;
-                file_hash
-            };
-            mm.emit_counters(hash)?;
-            mm.pkm.clear();
-            mm.pkgs.clear();
-            mm.merger.reset();
+            mm.emit_pod(&pod, &mut lp, filter.is_some())?;
         }
     }
     if pcombine {
