@@ -407,3 +407,57 @@ fn put_num(out: &mut [u8; 160], at: usize, mut v: u32) -> usize {
     }
     end
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(st_line: u32, en_line: u32, stmts: u32) -> Unit {
+        Unit {
+            st_line,
+            st_col: 2,
+            en_line,
+            en_col: 3,
+            stmts,
+        }
+    }
+
+    fn textual(f: &Formatter) -> String {
+        let mut out = Vec::new();
+        f.emit_textual(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn same_function_merges_by_position_and_across_builds() {
+        let mut f = Formatter::new(CounterMode::COUNT);
+        f.set_package(b"p");
+        let a = [unit(5, 6, 1), unit(1, 2, 2)];
+        let id = f.add_func(b"p/a.go", b"F", false).unwrap();
+        f.add_units(id, &a, Some(&[1, 2]));
+        // The next pod of the same build merges into the same rows.
+        let id2 = f.add_func(b"p/a.go", b"F", false).unwrap();
+        assert_eq!(id, id2);
+        f.add_units(id, &a, Some(&[10, u32::MAX]));
+        // Another build: one unit shared, one new; then that build again.
+        let b = [unit(1, 2, 2), unit(7, 8, 1)];
+        f.add_units(id, &b, Some(&[5, 0]));
+        f.add_units(id, &b, None);
+        assert_eq!(f.states[0].rows.len(), 4, "two runs, not four");
+        assert_eq!(
+            textual(&f),
+            "mode: count\np/a.go:1.2,2.3 2 4294967295\np/a.go:5.2,6.3 1 11\np/a.go:7.2,8.3 1 0\n"
+        );
+    }
+
+    #[test]
+    fn set_mode_counts_are_zero_or_one_and_duplicates_merge() {
+        let mut f = Formatter::new(CounterMode::SET);
+        f.set_package(b"q");
+        let id = f.add_func(b"q/b.go", b"G", false).unwrap();
+        // A unit listed twice in one function is one line, as in Go's map.
+        f.add_units(id, &[unit(3, 4, 1), unit(3, 4, 1)], Some(&[0, 7]));
+        assert_eq!(textual(&f), "mode: set\nq/b.go:3.2,4.3 1 1\n");
+        assert_eq!(f.package_stats(), vec![(&b"q"[..], 1, 1)]);
+    }
+}
