@@ -56,6 +56,32 @@ pub fn fnv128(bytes: &[u8]) -> Hash {
     h.finish()
 }
 
+/// What [`verify_meta`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaHashCheck {
+    /// Every package blob hashes (FNV-1a-128, Go ≥ 1.24) to the hash in its
+    /// header, and the file's header hash is the one the Go runtime gives
+    /// those packages (or, for a one-package static meta file from
+    /// `go test -cover`, that package's hash).
+    Verified,
+    /// Some hash does not match FNV-1a-128: a file written by Go ≤ 1.23
+    /// (MD5, not checked here) or content that was altered.
+    NotFnv,
+}
+
+/// Checks a meta-data file's content against its hashes, as Go ≥ 1.24
+/// computes them. Decode errors are returned as such.
+pub fn verify_meta(bytes: &[u8]) -> Result<MetaHashCheck, crate::Error> {
+    let m = crate::MetaFile::decode(bytes)?;
+    let blobs_ok = m.packages.iter().all(|p| p.compute_hash() == p.hash);
+    let static_file = m.packages.len() == 1 && m.packages[0].hash == m.hash;
+    Ok(if blobs_ok && (static_file || m.runtime_hash() == m.hash) {
+        MetaHashCheck::Verified
+    } else {
+        MetaHashCheck::NotFnv
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

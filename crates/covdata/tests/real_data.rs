@@ -66,6 +66,24 @@ fn meta_files_decode_and_reencode_byte_for_byte() {
         }
         assert_eq!(m.version, 1);
         assert!(!m.packages.is_empty());
+        let check = covdata::hash::verify_meta(&data).unwrap();
+        let want = if *old {
+            covdata::hash::MetaHashCheck::NotFnv
+        } else {
+            covdata::hash::MetaHashCheck::Verified
+        };
+        assert_eq!(check, want, "{}: verify_meta", p.display());
+        // One changed unit (the last byte of the file is in the last
+        // function's record) no longer verifies.
+        let mut altered = data.clone();
+        let last = altered.len() - 2;
+        altered[last] ^= 1;
+        assert!(
+            covdata::hash::verify_meta(&altered)
+                .is_ok_and(|c| c == covdata::hash::MetaHashCheck::NotFnv),
+            "{}: altered file verifies",
+            p.display()
+        );
         // Every blob re-encodes to the same bytes cmd/cover wrote.
         let (_, spans) = MetaFile::decode_header(&data).unwrap();
         assert_eq!(spans.len(), m.packages.len());

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-pub mod analysis;
 pub mod agent;
+pub mod analysis;
 pub mod clone_sources;
 pub mod collect;
 pub mod compile;
