@@ -71,6 +71,14 @@ pub struct TargetArgs {
     /// Requests in flight at once.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub concurrency: usize,
+    /// Largest answer accepted from one server, as sent and after gzip
+    /// decompression (e.g. 64MiB, 1GiB).
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = scrape::budget::parse_size)]
+    pub max_snapshot_size: u64,
+    /// Bytes of answers held in memory at once, across all targets; fetches
+    /// wait for room (e.g. 512MiB, 2GiB).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = scrape::budget::parse_size)]
+    pub max_in_flight: u64,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -138,6 +146,8 @@ impl TargetArgs {
         s.client.retries = self.retries;
         s.client.token = self.token.clone().filter(|t| !t.is_empty());
         s.concurrency = self.concurrency;
+        s.client.limits = scrape::budget::Limits::new(self.max_snapshot_size, self.max_in_flight)
+            .map_err(UsageError)?;
         Ok(s)
     }
 
@@ -157,6 +167,11 @@ impl TargetArgs {
             Event::Discovered(n) => b.inc_length(n as u64),
             Event::Done { .. } => b.inc(1),
             Event::Round { fetched } => b.set_message(format!("{what}: fetched {fetched}")),
+            other => {
+                if let Some(line) = watch_line(&other) {
+                    b.println(line);
+                }
+            }
         });
         Some((p, bar))
     }
@@ -176,6 +191,15 @@ pub struct Args {
     /// and in the entry names), e.g. after `covfleet reset`.
     #[arg(long, value_name = "NAME")]
     pub phase: Option<String>,
+    /// Most entries one target may create in a run (each new process, meta
+    /// hash or counter reset behind one target makes one); the target is
+    /// then stopped and reported as failed.
+    #[arg(long, value_name = "N", default_value_t = scrape::collect::DEFAULT_MAX_ENTRIES_PER_TARGET)]
+    pub max_entries_per_target: u32,
+    /// With --watch: how often a summary line is printed on stderr when it
+    /// is not a terminal (state changes are printed as they happen).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration, requires = "watch")]
+    pub summary_every: Duration,
     #[command(flatten)]
     pub targets: TargetArgs,
 }
@@ -213,6 +237,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut settings = args.targets.settings(args.output.clone())?;
     settings.phase = args.phase.clone();
+    if args.max_entries_per_target == 0 {
+        return Err(UsageError("--max-entries-per-target must be at least 1".into()).into());
+    }
+    settings.max_entries_per_target = args.max_entries_per_target;
+    settings.summary_every = args.summary_every.max(Duration::from_secs(1));
     std::fs::create_dir_all(args.output.join("coverage")).map_err(|e| {
         UsageError(format!(
             "cannot create {}: {e}",
@@ -221,8 +250,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })?;
     let rt = runtime()?;
     let progress = args.targets.progress("collecting");
+    // Without a terminal (CI logs, systemd), --watch says what changes.
+    let log: Option<Progress> =
+        (args.watch && progress.is_none() && !args.targets.quiet).then(|| {
+            let p: Progress = Arc::new(|e| {
+                if let Some(line) = watch_line(&e) {
+                    eprintln!("{line}");
+                }
+            });
+            p
+        });
     let summary = rt.block_on(async {
-        let collector = Collector::new(settings, progress.as_ref().map(|p| p.0.clone()))
+        let collector = Collector::new(settings, progress.as_ref().map(|p| p.0.clone()).or(log))
             .await
             .map_err(|e| UsageError(e.to_string()))?;
         if args.watch {
@@ -240,7 +279,38 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(report(&summary, &args.targets, "collected"))
 }
 
-/// Prints the summary (JSON on stdout, or text on stderr) and picks the exit code.
+/// One line of `--watch` news, with a time stamp; `None` for progress ticks.
+fn watch_line(e: &Event) -> Option<String> {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    let line = match e {
+        Event::Found { target, entry } => {
+            format!("collecting {} -> {}", clean(target), entry.display())
+        }
+        Event::Lost { target, reason } => format!(
+            "ended {} (its data is kept): {}",
+            clean(target),
+            clean(without_target(reason, target))
+        ),
+        Event::Failed { target, reason } => format!(
+            "FAILED {}: {}",
+            clean(target),
+            clean(without_target(reason, target))
+        ),
+        Event::Status {
+            live,
+            collected,
+            failed,
+        } => format!("watching {live} processes; collected {collected} so far, failing {failed}"),
+        _ => return None,
+    };
+    Some(format!("{now} {line}"))
+}
+
+/// Text to print on a terminal: no control characters (escape sequences).
+fn clean(s: &str) -> String {
+    scrape::protocol::printable(s.as_bytes())
+}
+
 /// Scrape errors name their target already; print it once per line.
 fn without_target<'a>(reason: &'a str, target: &str) -> &'a str {
     reason
@@ -270,7 +340,7 @@ pub fn report(summary: &Summary, targets: &TargetArgs, verb: &str) -> ExitCode {
         for e in &summary.entries {
             eprintln!(
                 "  collected {} (pid {}, {} snapshot{}{}) -> {}",
-                e.binary,
+                clean(&e.binary),
                 e.pid,
                 e.snapshots,
                 if e.snapshots == 1 { "" } else { "s" },
@@ -281,8 +351,8 @@ pub fn report(summary: &Summary, targets: &TargetArgs, verb: &str) -> ExitCode {
         for s in &summary.skipped {
             eprintln!(
                 "  skipped {}: {}",
-                s.target,
-                without_target(&s.reason, &s.target)
+                clean(&s.target),
+                clean(without_target(&s.reason, &s.target))
             );
         }
     }
@@ -290,14 +360,49 @@ pub fn report(summary: &Summary, targets: &TargetArgs, verb: &str) -> ExitCode {
         for f in &summary.failed {
             eprintln!(
                 "  FAILED {}: {}",
-                f.target,
-                without_target(&f.reason, &f.target)
+                clean(&f.target),
+                clean(without_target(&f.reason, &f.target))
             );
         }
+    }
+    let done = if verb == "reset" {
+        summary.reset
+    } else {
+        summary.collected
+    };
+    if done == 0 {
+        // Nothing of what the run was pointed at was collected: a failure,
+        // with the reason in plain words (also under --json and --quiet).
+        eprintln!("covfleet: nothing {verb}: {}", nothing_reason(summary));
+        return ExitCode::from(1);
     }
     if summary.failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// Why a run collected nothing, in one phrase.
+fn nothing_reason(summary: &Summary) -> String {
+    let reasons: Vec<&str> = summary
+        .skipped
+        .iter()
+        .chain(&summary.failed)
+        .map(|r| without_target(&r.reason, &r.target))
+        .collect();
+    match reasons.as_slice() {
+        [] => "no coverage server found".into(),
+        [one] => clean(one),
+        many => {
+            let mut uniq: Vec<&str> = many.to_vec();
+            uniq.sort_unstable();
+            uniq.dedup();
+            if uniq.len() == 1 {
+                format!("{} targets: {}", many.len(), clean(uniq[0]))
+            } else {
+                format!("{} targets skipped or failed (see above)", many.len())
+            }
+        }
     }
 }
