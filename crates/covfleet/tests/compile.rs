@@ -931,3 +931,54 @@ fn progress_bar_only_on_a_terminal() {
     assert!(tty.contains("entries"), "{tty:?}");
     assert!(tty.contains("compiled "), "{tty:?}");
 }
+
+/// Issue 13 #2: an entry whose covmeta carries another binary's hash with
+/// altered content (file names) is that entry's error; the real binary's
+/// report keeps its own file names whichever entry compile reads first.
+#[test]
+fn issue13_2_forged_meta_under_another_hash_poisons_nothing() {
+    for forged_first in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (a, b) = if forged_first {
+            ("b-good", "a-evil")
+        } else {
+            ("a-good", "b-evil")
+        };
+        let good = entry(dir, a, &Meta::pod("ns", "ok-0", "c"), &[&["-n", "1"]]);
+        let evil = copy_entry(dir, &good, b, &Meta::pod("evil", "evil-0", "c"));
+        for f in std::fs::read_dir(&evil).unwrap() {
+            let p = f.unwrap().path();
+            if p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("covmeta.")
+            {
+                let mut m = covdata::MetaFile::decode(&std::fs::read(&p).unwrap()).unwrap();
+                for pkg in &mut m.packages {
+                    for func in &mut pkg.funcs {
+                        func.file = format!("{}/EVIL.go", pkg.path);
+                    }
+                }
+                // Same stored package and file hashes, altered content.
+                std::fs::write(&p, m.encode()).unwrap();
+            }
+        }
+        let c = dir.display().to_string();
+        let (code, _, err) = covfleet(&["compile", "--collection", &c]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains(&format!("entry {b}:")) && err.contains("does not match its hash"),
+            "{err}"
+        );
+        let db = Database::open_collection(dir).unwrap();
+        let owners = db.owners().unwrap();
+        assert_eq!(owners.len(), 1, "{owners:?}");
+        let files = db.owner_file_stats(owners[0].id).unwrap();
+        assert!(!files.is_empty());
+        assert!(
+            files.iter().all(|f| !f.file_path.contains("EVIL")),
+            "{files:?}"
+        );
+    }
+}
