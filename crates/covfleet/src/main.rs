@@ -1,18 +1,6 @@
-//! The `covfleet` command line: parse, dispatch, map errors to exit codes.
-
-mod cli;
-mod cmd;
-
-use clap::Parser;
+//! The `covfleet` binary: everything lives in the library (`lib.rs`), so
+//! that the command line can be tested without spawning processes.
 
 fn main() -> std::process::ExitCode {
-    let argv = match cmd::covdata::normalize_go_flags(std::env::args().collect()) {
-        Ok(argv) => argv,
-        Err(failure) => {
-            eprint!("{}", failure.stderr);
-            return std::process::ExitCode::from(failure.code);
-        }
-    };
-    let cli = cli::Cli::parse_from(argv);
-    cli::dispatch(cli)
+    covfleet::main()
 }

@@ -7,6 +7,35 @@ use flate2::Compression;
 use flate2::read::ZlibDecoder;
 use flate2::write::ZlibEncoder;
 
+/// Why a stored blob could not be decoded (the database is corrupt).
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// A counter blob without even its format byte.
+    #[error("empty counter blob")]
+    Empty,
+    /// A counter blob in a format this covfleet does not know.
+    #[error("unknown counter blob format {0}")]
+    UnknownFormat(u8),
+    /// The zlib stream is damaged.
+    #[error("zlib")]
+    Zlib(#[source] std::io::Error),
+    /// The blob ends inside a value.
+    #[error("truncated counter blob")]
+    Truncated,
+    /// The blob claims more counters than it has bytes.
+    #[error("counter blob claims {claimed} counters in {bytes} bytes")]
+    Length { claimed: u64, bytes: usize },
+    /// A counter does not fit 32 bits.
+    #[error("counter {0} overflows u32")]
+    Overflow(u64),
+    /// A stored meta-data file does not decode.
+    #[error("meta-data file")]
+    Meta(#[source] Box<covdata::Error>),
+    /// Counters and meta-data disagree on the number of blocks.
+    #[error("{counters} counters for {units} units")]
+    Mismatch { counters: usize, units: usize },
+}
+
 /// Format tag of counter blobs.
 const COUNTERS_V1: u8 = 1;
 
@@ -27,26 +56,39 @@ pub fn encode_counters(counters: &[u32]) -> Vec<u8> {
 }
 
 /// Decodes a blob written by [`encode_counters`].
-pub fn decode_counters(blob: &[u8]) -> Result<Vec<u32>, String> {
-    let (&tag, rest) = blob.split_first().ok_or("empty counter blob")?;
+pub fn decode_counters(blob: &[u8]) -> Result<Vec<u32>, BlobError> {
+    let (&tag, rest) = blob.split_first().ok_or(BlobError::Empty)?;
     if tag != COUNTERS_V1 {
-        return Err(format!("unknown counter blob format {tag}"));
+        return Err(BlobError::UnknownFormat(tag));
     }
     let raw = inflate(rest)?;
     let mut pos = 0;
-    let n = get_uleb(&raw, &mut pos)? as usize;
-    if n > raw.len() {
-        return Err(format!(
-            "counter blob claims {n} counters in {} bytes",
-            raw.len()
-        ));
+    let n = get_uleb(&raw, &mut pos)?;
+    if n > raw.len() as u64 {
+        return Err(BlobError::Length {
+            claimed: n,
+            bytes: raw.len(),
+        });
     }
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let v = get_uleb(&raw, &mut pos)?;
-        out.push(u32::try_from(v).map_err(|_| format!("counter {v} overflows u32"))?);
+        out.push(u32::try_from(v).map_err(|_| BlobError::Overflow(v))?);
     }
     Ok(out)
+}
+
+/// Decodes a counter blob that must hold one counter per unit of a layout
+/// with `units` units.
+pub fn decode_counters_for(blob: &[u8], units: usize) -> Result<Vec<u32>, BlobError> {
+    let c = decode_counters(blob)?;
+    if c.len() != units {
+        return Err(BlobError::Mismatch {
+            counters: c.len(),
+            units,
+        });
+    }
+    Ok(c)
 }
 
 /// zlib-compresses bytes (meta-data files).
@@ -57,17 +99,17 @@ pub fn deflate(data: &[u8]) -> Vec<u8> {
 }
 
 /// Inverse of [`deflate`].
-pub fn inflate(data: &[u8]) -> Result<Vec<u8>, String> {
+pub fn inflate(data: &[u8]) -> Result<Vec<u8>, BlobError> {
     let mut out = Vec::with_capacity(data.len() * 4);
     ZlibDecoder::new(data)
         .read_to_end(&mut out)
-        .map_err(|e| format!("zlib: {e}"))?;
+        .map_err(BlobError::Zlib)?;
     Ok(out)
 }
 
 /// Reads one ULEB128 value of a counter blob.
-fn get_uleb(data: &[u8], pos: &mut usize) -> Result<u64, String> {
-    covdata::uleb::read(data, pos).ok_or_else(|| "truncated counter blob".to_string())
+fn get_uleb(data: &[u8], pos: &mut usize) -> Result<u64, BlobError> {
+    covdata::uleb::read(data, pos).ok_or(BlobError::Truncated)
 }
 
 #[cfg(test)]
@@ -83,11 +125,21 @@ mod tests {
 
     #[test]
     fn corrupt_counter_blobs_are_errors() {
-        assert!(decode_counters(&[]).is_err());
-        assert!(decode_counters(&[9, 1, 2]).is_err());
+        assert!(matches!(decode_counters(&[]), Err(BlobError::Empty)));
+        assert!(matches!(
+            decode_counters(&[9, 1, 2]),
+            Err(BlobError::UnknownFormat(9))
+        ));
         let mut b = encode_counters(&[1, 2, 3]);
         b.truncate(b.len() - 3);
         assert!(decode_counters(&b).is_err());
+        assert!(matches!(
+            decode_counters_for(&encode_counters(&[1, 2]), 3),
+            Err(BlobError::Mismatch {
+                counters: 2,
+                units: 3
+            })
+        ));
     }
 
     #[test]

@@ -26,6 +26,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use crate::codec;
 use crate::entry::{self, EntryResult, MetaCache};
 use crate::error::{Error, SqlCtx};
+use crate::inspect::ImageInspector;
 use crate::layout::{Layout, pct};
 use crate::merge::{self, MergeMode};
 use crate::schema::{self, PIPELINE_VERSION};
@@ -48,23 +49,48 @@ pub struct UpdateFilter {
     pub glob: GlobMatcher,
 }
 
+/// Why an `--update` filter does not parse; each names the filter.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateFilterError {
+    /// Neither `FIELD=GLOB` nor `*`.
+    #[error(
+        "{filter:?}: expected FIELD=GLOB (FIELD: namespace, node, container, image, pod, binary) or '*'"
+    )]
+    Syntax { filter: String },
+    /// FIELD is none of the known ones.
+    #[error(
+        "{filter:?}: unknown field {field:?} (expected namespace, node, container, image, pod or binary)"
+    )]
+    Field { filter: String, field: String },
+    /// GLOB is not a valid glob.
+    #[error("{filter:?}")]
+    Glob {
+        filter: String,
+        #[source]
+        source: globset::Error,
+    },
+}
+
 impl UpdateFilter {
     /// Parses `FIELD=GLOB` or `*`.
-    pub fn parse(s: &str) -> Result<UpdateFilter, String> {
-        let any = || {
-            Glob::new("*")
+    pub fn parse(s: &str) -> Result<UpdateFilter, UpdateFilterError> {
+        let glob = |g: &str| {
+            Glob::new(g.trim())
                 .map(|g| g.compile_matcher())
-                .map_err(|e| e.to_string())
+                .map_err(|source| UpdateFilterError::Glob {
+                    filter: s.to_string(),
+                    source,
+                })
         };
         if s.trim() == "*" {
             return Ok(UpdateFilter {
                 field: None,
-                glob: any()?,
+                glob: glob("*")?,
             });
         }
-        let (f, g) = s
-            .split_once('=')
-            .ok_or_else(|| format!("--update {s:?}: expected FIELD=GLOB (FIELD: namespace, node, container, image, pod, binary) or '*'"))?;
+        let (f, g) = s.split_once('=').ok_or_else(|| UpdateFilterError::Syntax {
+            filter: s.to_string(),
+        })?;
         let field = match f.trim() {
             "namespace" | "ns" => UpdateField::Namespace,
             "node" | "hostname" | "host" => UpdateField::Node,
@@ -73,17 +99,15 @@ impl UpdateFilter {
             "pod" => UpdateField::Pod,
             "binary" => UpdateField::Binary,
             other => {
-                return Err(format!(
-                    "--update {s:?}: unknown field {other:?} (expected namespace, node, container, image, pod or binary)"
-                ));
+                return Err(UpdateFilterError::Field {
+                    filter: s.to_string(),
+                    field: other.to_string(),
+                });
             }
         };
-        let glob = Glob::new(g.trim())
-            .map_err(|e| format!("--update {s:?}: {e}"))?
-            .compile_matcher();
         Ok(UpdateFilter {
             field: Some(field),
-            glob,
+            glob: glob(g)?,
         })
     }
 
@@ -102,7 +126,7 @@ impl UpdateFilter {
 }
 
 /// What compile should do.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CompileOptions {
     /// The collection directory (holds `coverage/`; gets `coverage.db`).
     pub collection: PathBuf,
@@ -113,7 +137,7 @@ pub struct CompileOptions {
     /// Entries per write transaction.
     pub batch: usize,
     /// Look up source labels of images without `info.json` sources.
-    pub inspect_images: Option<crate::images::InspectOptions>,
+    pub inspect_images: Option<Arc<dyn ImageInspector>>,
     /// Told (entries done, entries to compute) as entries are written.
     pub progress: Option<ProgressFn>,
 }
@@ -125,6 +149,19 @@ pub struct ProgressFn(pub std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>);
 impl std::fmt::Debug for ProgressFn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ProgressFn")
+    }
+}
+
+impl std::fmt::Debug for CompileOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompileOptions")
+            .field("collection", &self.collection)
+            .field("merge", &self.merge)
+            .field("updates", &self.updates)
+            .field("batch", &self.batch)
+            .field("inspect_images", &self.inspect_images.is_some())
+            .field("progress", &self.progress)
+            .finish()
     }
 }
 
@@ -141,8 +178,9 @@ impl CompileOptions {
     }
 }
 
-/// What a compile run did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a compile run did (`compile --json` prints it, without the error
+/// and warning texts).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CompileSummary {
     pub entries: usize,
     pub compiled: usize,
@@ -152,13 +190,16 @@ pub struct CompileSummary {
     pub reports_written: usize,
     pub owners_recomputed: usize,
     pub owners_deleted: usize,
+    #[serde(rename = "owners")]
     pub owners_total: usize,
     /// Images looked up in registries in this run, and how many failed.
     pub images_inspected: usize,
     pub images_failed: usize,
     /// (entry, message) for entries that yielded no coverage.
+    #[serde(skip)]
     pub errors: Vec<(String, String)>,
     /// Non-fatal problems (ignored files, bad JSON…).
+    #[serde(skip)]
     pub warnings: Vec<String>,
 }
 
@@ -166,9 +207,9 @@ pub struct CompileSummary {
 pub const DB_FILE: &str = "coverage.db";
 
 /// Decodes a stored (zlib-compressed) meta-data file into its layout.
-pub fn layout_from_stored(data: &[u8]) -> Result<Layout, String> {
+pub fn layout_from_stored(data: &[u8]) -> Result<Layout, codec::BlobError> {
     let raw = codec::inflate(data)?;
-    let m = MetaFile::decode(&raw).map_err(|e| e.to_string())?;
+    let m = MetaFile::decode(&raw).map_err(|e| codec::BlobError::Meta(Box::new(e)))?;
     Ok(Layout::new(&m))
 }
 
@@ -234,9 +275,9 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
     }
     dirs.sort();
     summary.entries = dirs.len();
-    let fps: Vec<Result<String, String>> = dirs
+    let fps: Vec<std::io::Result<String>> = dirs
         .par_iter()
-        .map(|(_, d)| entry::fingerprint(d).map_err(|e| e.to_string()))
+        .map(|(_, d)| entry::fingerprint(d))
         .collect();
     let known: HashMap<String, String> = {
         let mut st = conn
@@ -281,7 +322,7 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
             Ok(f) => f,
             Err(e) => {
                 summary.failed += 1;
-                summary.errors.push((name.clone(), e));
+                summary.errors.push((name.clone(), e.to_string()));
                 continue;
             }
         };
@@ -362,8 +403,8 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
         write_result?;
     }
 
-    if let Some(io) = &opts.inspect_images {
-        inspect_images(&mut conn, io, p, &mut summary)?;
+    if let Some(inspector) = &opts.inspect_images {
+        inspect_images(&mut conn, inspector.as_ref(), p, &mut summary)?;
     }
 
     // 4. Owners.
@@ -379,7 +420,7 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
 /// a source for recomputation.
 fn inspect_images(
     conn: &mut Connection,
-    io: &crate::images::InspectOptions,
+    inspector: &dyn ImageInspector,
     p: &Path,
     s: &mut CompileSummary,
 ) -> Result<(), Error> {
@@ -399,7 +440,7 @@ fn inspect_images(
     if images.is_empty() {
         return Ok(());
     }
-    let results = crate::images::inspect_all(&images, io);
+    let results = inspector.inspect(&images);
     let now = now_rfc3339();
     let tx = conn.transaction().db(p)?;
     for (image, r) in images.iter().zip(results) {
@@ -425,8 +466,8 @@ fn inspect_images(
             }
             Err(e) => {
                 s.images_failed += 1;
-                s.warnings
-                    .push(format!("image {image}: no source labels: {e}"));
+                let e = crate::error::chain(e.as_ref());
+                s.warnings.push(format!("no source labels: {e}"));
                 tx.execute(
                     "INSERT INTO image_sources (image, source_url, source_commit, origin, error, inspected_at) \
                      VALUES (?1, NULL, NULL, 'label', ?2, ?3) ON CONFLICT(image) DO UPDATE SET \
@@ -705,7 +746,7 @@ fn compute_owner(
     layout: &Layout,
     merge_mode: MergeMode,
     image_sources: &HashMap<String, (Option<String>, Option<String>)>,
-) -> Result<OwnerRow, String> {
+) -> Result<OwnerRow, (String, codec::BlobError)> {
     let mode = layout.mode;
     let mut by_instance: BTreeMap<&str, Vec<&MemberReport>> = BTreeMap::new();
     for m in &members {
@@ -719,17 +760,12 @@ fn compute_owner(
         let mut by_pid: BTreeMap<(i64, &str), Vec<Snapshot>> = BTreeMap::new();
         for m in reps {
             for (pid, blob) in &m.processes {
-                let c = codec::decode_counters(blob)
-                    .map_err(|e| format!("report {} (entry {}): {e}", m.id, m.dir_name))?;
-                if c.len() != layout.len() {
-                    return Err(format!(
-                        "report {} (entry {}): {} counters for {} units",
-                        m.id,
-                        m.dir_name,
-                        c.len(),
-                        layout.len()
-                    ));
-                }
+                let c = codec::decode_counters_for(blob, layout.len()).map_err(|e| {
+                    (
+                        format!("counters of report {} (entry {})", m.id, m.dir_name),
+                        e,
+                    )
+                })?;
                 by_pid
                     .entry((*pid, m.process_tag.as_str()))
                     .or_default()
@@ -851,10 +887,10 @@ fn recompute_owners(
                         |r| r.get(0),
                     )
                     .db(p)?;
-                let l = layout_from_stored(&data).map_err(|why| Error::Corrupt {
+                let l = layout_from_stored(&data).map_err(|source| Error::Corrupt {
                     path: p.to_path_buf(),
                     what: format!("meta-data file {}", k.4),
-                    why,
+                    source,
                 })?;
                 layouts.insert(m.meta_id, Arc::new(l));
             }
@@ -869,10 +905,10 @@ fn recompute_owners(
                 let layout = layouts[&first.meta_id].clone();
                 compute_owner(k, members, &layout, merge_mode, &image_sources)
                     .map(Some)
-                    .map_err(|why| Error::Corrupt {
+                    .map_err(|(what, source)| Error::Corrupt {
                         path: p.to_path_buf(),
-                        what: "report counters".into(),
-                        why,
+                        what,
+                        source,
                     })
             })
             .collect();

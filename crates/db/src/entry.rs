@@ -39,12 +39,12 @@ impl MetaCache {
     /// The decoded meta-data for `hash` when `raw` is the very content
     /// decoded (and verified) before; otherwise `f` decodes and verifies
     /// `raw` (cached only when nothing was cached for the hash yet).
-    fn get_or(
+    fn get_or<E>(
         &self,
         hash: Hash,
         raw: &[u8],
-        f: impl FnOnce() -> Result<MetaEntry, String>,
-    ) -> Result<Arc<MetaEntry>, String> {
+        f: impl FnOnce() -> Result<MetaEntry, E>,
+    ) -> Result<Arc<MetaEntry>, E> {
         let slot = {
             let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
             m.entry(hash).or_default().clone()
@@ -91,6 +91,18 @@ fn read_meta_file(path: &Path) -> Result<Vec<u8>, String> {
         .read_to_end(&mut raw)
         .map_err(|e| e.to_string())?;
     Ok(raw)
+}
+
+/// Why one file of an entry could not be used (a warning; the entry fails
+/// only when no file is usable). Both kinds name the file.
+#[derive(Debug, thiserror::Error)]
+enum FileError {
+    /// The file could not be read.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The file is not valid Go coverage data.
+    #[error(transparent)]
+    Decode(#[from] covdata::Error),
 }
 
 /// What metadata.json / info.json say about an entry (with fallbacks).
@@ -368,7 +380,7 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
             }) {
                 Ok(m) => m,
                 Err(e) => {
-                    warnings.push(e);
+                    warnings.push(e.to_string());
                     continue;
                 }
             };
@@ -376,11 +388,9 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
             for ((_, pid), files) in counters.range((*hash, i64::MIN)..=(*hash, i64::MAX)) {
                 let mut snaps = Vec::new();
                 for (_, cpath) in files {
-                    let decoded = fs_err::read(cpath)
-                        .map_err(|e| e.to_string())
-                        .and_then(|b| {
-                            CounterFile::decode(&b).map_err(|e| e.with_path(cpath).to_string())
-                        });
+                    let decoded = fs_err::read(cpath).map_err(FileError::from).and_then(|b| {
+                        CounterFile::decode(&b).map_err(|e| FileError::from(e.with_path(cpath)))
+                    });
                     match decoded {
                         Ok(cf) => {
                             if argv0.is_empty()
@@ -399,7 +409,7 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
                             }
                             snaps.push((dense, 1u32));
                         }
-                        Err(e) => warnings.push(e),
+                        Err(e) => warnings.push(e.to_string()),
                     }
                 }
                 for (seq, (c, n)) in merge::latest_per_process(snaps).into_iter().enumerate() {
@@ -452,7 +462,7 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
                     let hash = tp.meta.hash;
                     let raw = tp.meta.encode();
                     let meta = cache.get_or(hash, &raw, || {
-                        Ok(MetaEntry {
+                        Ok::<_, std::convert::Infallible>(MetaEntry {
                             hash,
                             layout: Layout::new(&tp.meta),
                             raw: raw.clone(),
@@ -469,10 +479,10 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
                             };
                             result.reports.push(finish_report(meta, "text", vec![p]));
                         }
-                        Err(e) => warnings.push(e),
+                        Err(never) => match never {},
                     }
                 }
-                Err(e) => warnings.push(e),
+                Err(e) => warnings.push(crate::error::chain(&e)),
             }
         }
     }

@@ -29,12 +29,13 @@ pub enum Error {
         "database {path} is not a covfleet coverage database ({why}); run `covfleet compile` to rebuild it"
     )]
     NotCovfleet { path: PathBuf, why: String },
-    /// A stored blob could not be decoded (corruption).
-    #[error("database {path}: corrupt {what}: {why}")]
+    /// A stored blob could not be decoded (corruption); `what` names it.
+    #[error("database {path}: corrupt {what}")]
     Corrupt {
         path: PathBuf,
         what: String,
-        why: String,
+        #[source]
+        source: crate::codec::BlobError,
     },
     /// The collection directory is missing or unusable.
     #[error("collection {path}: {why}")]
@@ -42,6 +43,22 @@ pub enum Error {
     /// No such owner id.
     #[error("no owner with id {0}")]
     NoOwner(i64),
+}
+
+/// Renders an error and its causes on one line, `a: b: c`, skipping a cause
+/// whose text the message already ends with.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let c_s = c.to_string();
+        if !s.ends_with(&c_s) {
+            s.push_str(": ");
+            s.push_str(&c_s);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 /// Attaches the database path to rusqlite errors.

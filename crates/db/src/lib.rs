@@ -1,6 +1,7 @@
 //! covfleet's coverage database: the SQLite schema, the read API the
 //! renderer uses ([`Database`]), and the compile pipeline ([`compile()`])
-//! that turns a collection directory into `coverage.db`.
+//! that turns a collection directory into `coverage.db`. SQLite only: no
+//! network, no async; image lookups come in through [`ImageInspector`].
 //!
 //! Coverage is stored compactly: each meta-data file once (zlib), each
 //! process's counters and each owner's merged counters as one blob (ULEB128
@@ -13,17 +14,17 @@ pub mod codec;
 pub mod compile;
 pub mod entry;
 pub mod error;
-pub mod images;
+pub mod inspect;
 pub mod layout;
 pub mod merge;
 pub mod owner;
 pub mod read;
 pub mod schema;
-pub mod sources;
 pub mod textprof;
 
 pub use compile::{CompileOptions, CompileSummary, DB_FILE, ProgressFn, UpdateFilter, compile};
 pub use error::Error;
+pub use inspect::{ImageInspector, ImageLabels};
 pub use layout::{INJECTED_PREFIX, is_injected_file};
 pub use merge::MergeMode;
 pub use read::{Block, Database, FileStat, ImageSource, LineCoverage, Owner, Report};

@@ -341,6 +341,28 @@ impl Database {
         rows.collect::<Result<Vec<_>, _>>().db(&self.path)
     }
 
+    /// Distinct (source URL, commit) pairs the database knows, from image
+    /// labels, owners and reports (`info.json`); the commit is empty when
+    /// unknown.
+    pub fn source_repositories(&self) -> Result<Vec<(String, String)>, Error> {
+        let p = self.path.as_path();
+        let mut pairs = std::collections::BTreeSet::new();
+        for table in ["image_sources", "owners", "report_sources"] {
+            let sql = format!(
+                "SELECT source_url, coalesce(source_commit, '') FROM {table} \
+                 WHERE source_url IS NOT NULL AND source_url <> ''"
+            );
+            let mut st = self.conn.prepare(&sql).db(p)?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .db(p)?;
+            for r in rows {
+                pairs.insert(r.db(p)?);
+            }
+        }
+        Ok(pairs.into_iter().collect())
+    }
+
     /// Image → source repository and commit.
     pub fn image_sources(&self) -> Result<Vec<ImageSource>, Error> {
         let mut st = self
@@ -374,18 +396,12 @@ impl Database {
             .db(&self.path)?
             .ok_or(Error::NoOwner(owner_id))?;
         let layout = self.layout(meta_id)?;
-        let counters = codec::decode_counters(&blob).map_err(|why| Error::Corrupt {
-            path: self.path.clone(),
-            what: format!("counters of owner {owner_id}"),
-            why,
-        })?;
-        if counters.len() != layout.len() {
-            return Err(Error::Corrupt {
+        let counters =
+            codec::decode_counters_for(&blob, layout.len()).map_err(|source| Error::Corrupt {
                 path: self.path.clone(),
                 what: format!("counters of owner {owner_id}"),
-                why: format!("{} counters for {} units", counters.len(), layout.len()),
-            });
-        }
+                source,
+            })?;
         Ok((layout, counters))
     }
 
@@ -401,14 +417,13 @@ impl Database {
                 |r| r.get(0),
             )
             .db(&self.path)?;
-        let l =
-            Rc::new(
-                crate::compile::layout_from_stored(&data).map_err(|why| Error::Corrupt {
-                    path: self.path.clone(),
-                    what: format!("meta-data file {meta_id}"),
-                    why,
-                })?,
-            );
+        let l = Rc::new(crate::compile::layout_from_stored(&data).map_err(|source| {
+            Error::Corrupt {
+                path: self.path.clone(),
+                what: format!("meta-data file {meta_id}"),
+                source,
+            }
+        })?);
         self.layouts.borrow_mut().insert(meta_id, l.clone());
         Ok(l)
     }

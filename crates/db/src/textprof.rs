@@ -23,26 +23,54 @@ pub struct TextProfile {
     pub counters: Vec<u32>,
 }
 
+/// Why text profiles could not be read; each names the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A line of `file` does not parse (the source names the line).
+    #[error("{file}")]
+    Parse {
+        file: String,
+        source: covdata::textprofile::ProfileError,
+    },
+    /// The `mode:` line names no counter mode Go writes.
+    #[error("{file}:1: expected `mode: set|count|atomic`, found mode {mode:?}")]
+    Mode { file: String, mode: String },
+    /// `file` cannot be merged with the profiles before it (another mode).
+    #[error("{file}")]
+    Merge {
+        file: String,
+        source: covdata::textprofile::ProfileError,
+    },
+    /// No profile was given.
+    #[error("no profiles")]
+    Empty,
+}
+
 /// Parses one or more text profiles (all must share a mode) into one, with
 /// `covdata`'s text-profile reader (Go's `x/tools/cover` rules).
-pub fn parse(texts: &[(&str, &str)]) -> Result<TextProfile, String> {
+pub fn parse(texts: &[(&str, &str)]) -> Result<TextProfile, Error> {
     let mut merged: Option<Profile> = None;
     for (name, text) in texts {
-        let p =
-            Profile::parse(text).map_err(|e| format!("{name}:{}: {}", e.line.max(1), e.message))?;
+        let p = Profile::parse(text).map_err(|source| Error::Parse {
+            file: name.to_string(),
+            source,
+        })?;
         if p.counter_mode().is_none_or(|m| m.0 > CounterMode::ATOMIC.0) {
-            return Err(format!(
-                "{name}:1: expected `mode: set|count|atomic`, found mode {:?}",
-                p.mode
-            ));
+            return Err(Error::Mode {
+                file: name.to_string(),
+                mode: p.mode.clone(),
+            });
         }
         match merged.as_mut() {
             None => merged = Some(p),
-            Some(m) => m.merge(&p).map_err(|e| format!("{name}: {}", e.message))?,
+            Some(m) => m.merge(&p).map_err(|source| Error::Merge {
+                file: name.to_string(),
+                source,
+            })?,
         }
     }
-    let profile = merged.ok_or("no profiles")?;
-    let mode = profile.counter_mode().ok_or("no profiles")?;
+    let profile = merged.ok_or(Error::Empty)?;
+    let mode = profile.counter_mode().ok_or(Error::Empty)?;
     let files = profile.files;
     let mut pkgs: BTreeMap<String, PackageMeta> = BTreeMap::new();
     let mut counters_by_pkg: BTreeMap<String, Vec<u32>> = BTreeMap::new();
@@ -117,12 +145,20 @@ mod tests {
     #[test]
     fn bad_profiles_name_the_line() {
         let e = parse(&[("x.out", "mode: set\nfoo.go:1.1,2.2 1\n")]).unwrap_err();
-        assert!(e.contains("x.out:2"), "{e}");
         assert!(
-            parse(&[("y.out", "hello\n")])
-                .unwrap_err()
-                .contains("y.out:1")
+            matches!(&e, Error::Parse { file, source } if file == "x.out" && source.line == 2),
+            "{e:?}"
         );
-        assert!(parse(&[("a", "mode: set\n"), ("b", "mode: count\n")]).is_err());
+        assert!(
+            crate::error::chain(&e).starts_with("x.out: line 2: "),
+            "{e}"
+        );
+        let e = parse(&[("y.out", "hello\n")]).unwrap_err();
+        assert!(crate::error::chain(&e).starts_with("y.out: line 1"), "{e}");
+        assert!(matches!(
+            parse(&[("a", "mode: set\n"), ("b", "mode: count\n")]),
+            Err(Error::Merge { file, .. }) if file == "b"
+        ));
+        assert_eq!(parse(&[]).unwrap_err(), Error::Empty);
     }
 }

@@ -4,6 +4,7 @@
 //! `internal/syslist` (formerly `go/build/syslist.go`); tag matching follows
 //! `go/build.Context.matchTag`, file names `goodOSArchFile`.
 
+use crate::error::ConstraintError;
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
@@ -415,7 +416,7 @@ fn valid_tag(t: &str) -> bool {
 
 /// Parses a `// +build` expression: space-separated OR of comma-separated AND
 /// of possibly `!`-negated tags. `!!x` and a lone `!` mean the tag `ignore`.
-pub fn parse_plus_build(text: &str) -> Result<Expr, String> {
+pub fn parse_plus_build(text: &str) -> Result<Expr, ConstraintError> {
     let mut x: Option<Expr> = None;
     for clause in text.split_whitespace() {
         let mut y: Option<Expr> = None;
@@ -428,7 +429,9 @@ pub fn parse_plus_build(text: &str) -> Result<Expr, String> {
                     None => (false, lit),
                 };
                 if !valid_tag(name) {
-                    return Err(format!("invalid tag {name:?} in +build line"));
+                    return Err(ConstraintError::InvalidTag {
+                        tag: name.to_string(),
+                    });
                 }
                 let t = Expr::Tag(name.to_string());
                 if neg { Expr::Not(Box::new(t)) } else { t }
@@ -438,17 +441,17 @@ pub fn parse_plus_build(text: &str) -> Result<Expr, String> {
                 Some(prev) => Expr::And(Box::new(prev), Box::new(z)),
             });
         }
-        let y = y.ok_or_else(|| "empty clause in +build line".to_string())?;
+        let y = y.ok_or(ConstraintError::EmptyClause)?;
         x = Some(match x {
             None => y,
             Some(prev) => Expr::Or(Box::new(prev), Box::new(y)),
         });
     }
-    x.ok_or_else(|| "empty +build line".to_string())
+    x.ok_or(ConstraintError::Empty)
 }
 
 /// Parses a `//go:build` expression (`||`, `&&`, `!`, parentheses, tags).
-pub fn parse_go_build(text: &str) -> Result<Expr, String> {
+pub fn parse_go_build(text: &str) -> Result<Expr, ConstraintError> {
     let mut p = Parser {
         s: text.as_bytes(),
         pos: 0,
@@ -457,10 +460,10 @@ pub fn parse_go_build(text: &str) -> Result<Expr, String> {
     let x = p.or()?;
     p.skip_space();
     if p.pos != p.s.len() {
-        return Err(format!(
-            "unexpected {:?} in //go:build {text}",
-            &text[p.pos..]
-        ));
+        return Err(ConstraintError::Unexpected {
+            found: text[p.pos..].to_string(),
+            expr: text.to_string(),
+        });
     }
     Ok(x)
 }
@@ -486,28 +489,30 @@ impl Parser<'_> {
             false
         }
     }
-    fn or(&mut self) -> Result<Expr, String> {
+    fn or(&mut self) -> Result<Expr, ConstraintError> {
         let mut x = self.and()?;
         while self.eat("||") {
             x = Expr::Or(Box::new(x), Box::new(self.and()?));
         }
         Ok(x)
     }
-    fn and(&mut self) -> Result<Expr, String> {
+    fn and(&mut self) -> Result<Expr, ConstraintError> {
         let mut x = self.not()?;
         while self.eat("&&") {
             x = Expr::And(Box::new(x), Box::new(self.not()?));
         }
         Ok(x)
     }
-    fn not(&mut self) -> Result<Expr, String> {
+    fn not(&mut self) -> Result<Expr, ConstraintError> {
         if self.eat("!") {
             return Ok(Expr::Not(Box::new(self.not()?)));
         }
         if self.eat("(") {
             let x = self.or()?;
             if !self.eat(")") {
-                return Err(format!("missing ) in //go:build {}", self.text));
+                return Err(ConstraintError::MissingParen {
+                    expr: self.text.to_string(),
+                });
             }
             return Ok(x);
         }
@@ -519,10 +524,14 @@ impl Parser<'_> {
             .find(|&(_, c)| !(c.is_alphanumeric() || c == '_' || c == '.'))
             .map_or(rest.len(), |(i, _)| i);
         if len == 0 {
+            let expr = self.text.to_string();
             return Err(if rest.is_empty() {
-                format!("unexpected end of expression in //go:build {}", self.text)
+                ConstraintError::UnexpectedEnd { expr }
             } else {
-                format!("unexpected {:?} in //go:build {}", rest, self.text)
+                ConstraintError::Unexpected {
+                    found: rest.to_string(),
+                    expr,
+                }
             });
         }
         self.pos += len;

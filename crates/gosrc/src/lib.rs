@@ -20,5 +20,5 @@ pub mod source;
 
 pub use constraint::BuildContext;
 pub use discover::{DirInfo, discover};
-pub use error::Error;
+pub use error::{ConstraintError, Error, HeaderError};
 pub use inject::{InstrumentReport, SERVER_FILE_NAME, SERVER_SOURCE, UndoReport, instrument, undo};

@@ -4,6 +4,7 @@
 use crate::constraint::{
     BuildContext, Expr, go_build_expr, parse_go_build, parse_plus_build, plus_build_expr,
 };
+use crate::error::{ConstraintError, HeaderError};
 
 /// The build-relevant header of a Go file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +34,7 @@ impl Header {
 
     /// `go/build.Context.shouldBuild`: does the file's constraint hold?
     /// `Err` for a malformed `//go:build` line (go reports the package as broken).
-    pub fn should_build(&self, ctx: &BuildContext) -> Result<bool, String> {
+    pub fn should_build(&self, ctx: &BuildContext) -> Result<bool, ConstraintError> {
         if let Some(x) = &self.go_build {
             return Ok(ctx.eval(&parse_go_build(x)?));
         }
@@ -48,7 +49,7 @@ impl Header {
 
 /// Parses the header of a Go file: build constraints (by `go/build`'s
 /// `parseFileHeader` rules), the package clause and the imports.
-pub fn parse_header(src: &[u8]) -> Result<Header, String> {
+pub fn parse_header(src: &[u8]) -> Result<Header, HeaderError> {
     let src = src.strip_prefix(b"\xef\xbb\xbf").unwrap_or(src); // a UTF-8 BOM is allowed
     let (end, go_build) = build_lines(src)?;
     let mut plus_build = Vec::new();
@@ -71,11 +72,11 @@ pub fn parse_header(src: &[u8]) -> Result<Header, String> {
     }
     match first {
         Some(Tok::Ident(s, _)) if s == b"package" => {}
-        _ => return Err("expected the package clause".into()),
+        _ => return Err(HeaderError::NoPackageClause),
     }
     let package = match lx.next() {
         Some(Tok::Ident(s, _)) => String::from_utf8_lossy(s).into_owned(),
-        _ => return Err("expected a package name after `package`".into()),
+        _ => return Err(HeaderError::NoPackageName),
     };
     let imports_c = imports_c(&mut lx);
     Ok(Header {
@@ -87,7 +88,7 @@ pub fn parse_header(src: &[u8]) -> Result<Header, String> {
 }
 
 /// Returns (end of the region where `// +build` lines count, the `//go:build` expression).
-fn build_lines(content: &[u8]) -> Result<(usize, Option<String>), String> {
+fn build_lines(content: &[u8]) -> Result<(usize, Option<String>), HeaderError> {
     let mut end = 0;
     let mut p = content;
     let mut ended = false;
@@ -117,7 +118,7 @@ fn build_lines(content: &[u8]) -> Result<(usize, Option<String>), String> {
             let text = String::from_utf8_lossy(line);
             if let Some(x) = go_build_expr(&text) {
                 if go_build.is_some() {
-                    return Err("multiple //go:build comments".into());
+                    return Err(HeaderError::MultipleGoBuild);
                 }
                 go_build = Some(x.to_string());
             }
@@ -372,9 +373,18 @@ mod tests {
             (Some("linux"), "main")
         );
 
-        assert!(parse_header(b"//go:build a\n//go:build b\n\npackage x\n").is_err());
-        assert!(parse_header(b"// nothing\n").is_err());
-        assert!(parse_header(b"package\n").is_err());
+        assert_eq!(
+            parse_header(b"//go:build a\n//go:build b\n\npackage x\n").unwrap_err(),
+            HeaderError::MultipleGoBuild
+        );
+        assert_eq!(
+            parse_header(b"// nothing\n").unwrap_err(),
+            HeaderError::NoPackageClause
+        );
+        assert_eq!(
+            parse_header(b"package\n").unwrap_err(),
+            HeaderError::NoPackageName
+        );
     }
 
     #[test]

@@ -9,8 +9,10 @@ use crate::model::{Block, FileCoverage, OwnerRow, SiteSource};
 /// Errors reading the database for the site.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The database layer failed (it names the database).
     #[error(transparent)]
     Db(#[from] db::Error),
+    /// SQLite failed while reading one owner's coverage.
     #[error("{path}: reading the coverage of owner {owner}")]
     Sql {
         path: String,
@@ -18,12 +20,16 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("{path}: owner {owner}: {why}")]
+    /// A stored blob of the owner does not decode; `what` names it.
+    #[error("{path}: owner {owner}: corrupt {what}")]
     Corrupt {
         path: String,
         owner: i64,
-        why: String,
+        what: String,
+        #[source]
+        source: db::codec::BlobError,
     },
+    /// A row id that is not a database id.
     #[error("owner id {0:?} is not a number")]
     BadId(String),
 }
@@ -61,10 +67,11 @@ impl DbSource {
                 |r| r.get(0),
             )
             .map_err(|source| self.sql(owner, source))?;
-        let layout = db::compile::layout_from_stored(&data).map_err(|why| Error::Corrupt {
+        let layout = db::compile::layout_from_stored(&data).map_err(|source| Error::Corrupt {
             path: self.db.path().display().to_string(),
             owner,
-            why: format!("meta-data file {meta_id}: {why}"),
+            what: format!("meta-data file {meta_id}"),
+            source,
         })?;
         let layout = Rc::new(layout);
         // One binary's layout is shared by its owners; keep a few.
@@ -140,22 +147,15 @@ impl SiteSource for DbSource {
             )
             .map_err(|source| self.sql(id, source))?;
         let layout = self.layout(id, meta_id)?;
-        let counters = db::codec::decode_counters(&blob).map_err(|why| Error::Corrupt {
-            path: self.db.path().display().to_string(),
-            owner: id,
-            why: format!("counters: {why}"),
-        })?;
-        if counters.len() != layout.units.len() {
-            return Err(Error::Corrupt {
-                path: self.db.path().display().to_string(),
-                owner: id,
-                why: format!(
-                    "{} counters for {} units",
-                    counters.len(),
-                    layout.units.len()
-                ),
-            });
-        }
+        let counters =
+            db::codec::decode_counters_for(&blob, layout.units.len()).map_err(|source| {
+                Error::Corrupt {
+                    path: self.db.path().display().to_string(),
+                    owner: id,
+                    what: "counters".into(),
+                    source,
+                }
+            })?;
         let mut blocks: Vec<Vec<Block>> = vec![Vec::new(); layout.files.len()];
         for (u, &count) in layout.units.iter().zip(&counters) {
             if let Some(list) = blocks.get_mut(u.file as usize) {

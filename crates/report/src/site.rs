@@ -148,7 +148,7 @@ pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> 
                         row.namespace,
                         row.owner,
                         row.binary,
-                        error_chain(&e)
+                        db::error::chain(&e)
                     ));
                     false
                 }
@@ -202,17 +202,6 @@ pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> 
     Ok(summary)
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 #[derive(Debug, thiserror::Error)]
 enum RowError {
     #[error("reading its files")]
@@ -221,24 +210,35 @@ enum RowError {
     Site(#[from] Error),
 }
 
-/// One file of a page, as the page's JSON lists it.
+/// One file of a page, as the page's JSON lists it. The JSON keys are one
+/// or two letters because a page of a large binary lists thousands of files;
+/// `binary.js` reads them under the same names.
 #[derive(Debug, Serialize)]
 struct PageFile<'a> {
-    /// Path as in the coverage data.
-    p: &'a str,
-    /// Total / covered statements.
-    t: u64,
-    c: u64,
-    /// Source found.
-    s: bool,
-    /// Number of lines (0 without source).
-    n: usize,
-    /// Number of the page's data script holding the file (`<page>/<d>.js`).
-    d: usize,
-    /// Hash of the source text …
-    h: Option<String>,
-    /// … found in the shared script `../src/<sb>.js`.
-    sb: Option<String>,
+    /// `p`: the path as in the coverage data.
+    #[serde(rename = "p")]
+    path: &'a str,
+    /// `t`: statements in the file.
+    #[serde(rename = "t")]
+    total_stmts: u64,
+    /// `c`: statements covered.
+    #[serde(rename = "c")]
+    covered_stmts: u64,
+    /// `s`: whether the source was found.
+    #[serde(rename = "s")]
+    has_source: bool,
+    /// `n`: number of lines (0 without source).
+    #[serde(rename = "n")]
+    lines: usize,
+    /// `d`: number of the page's data script holding the file (`<page>/<d>.js`).
+    #[serde(rename = "d")]
+    data_script: usize,
+    /// `h`: hash of the source text …
+    #[serde(rename = "h")]
+    source_hash: Option<String>,
+    /// `sb`: … found in the shared script `../src/<sb>.js`.
+    #[serde(rename = "sb")]
+    source_bundle: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -424,14 +424,14 @@ fn render_row(
         }
         bundle.push_str(&format!("\"{i}\":{json}"));
         page_files.push(PageFile {
-            p: &f.path,
-            t: f.total_stmts,
-            c: f.covered_stmts,
-            s: text.is_some(),
-            n: nlines,
-            d: bundle_no,
-            h: text_hashes[i].clone(),
-            sb: bundle_of[i].clone(),
+            path: &f.path,
+            total_stmts: f.total_stmts,
+            covered_stmts: f.covered_stmts,
+            has_source: text.is_some(),
+            lines: nlines,
+            data_script: bundle_no,
+            source_hash: text_hashes[i].clone(),
+            source_bundle: bundle_of[i].clone(),
         });
     }
     flush(&mut bundle, &mut bundle_no)?;

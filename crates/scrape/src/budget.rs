@@ -44,18 +44,31 @@ impl Default for Limits {
     }
 }
 
+/// Limits that cannot work together, or a size that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// `--max-snapshot-size 0`.
+    #[error("--max-snapshot-size must be more than 0")]
+    ZeroSnapshot,
+    /// The budget cannot hold one snapshot.
+    #[error("--max-in-flight ({budget}) must be at least --max-snapshot-size ({snapshot})")]
+    BudgetTooSmall { budget: String, snapshot: String },
+    /// Not a size such as `256MiB`.
+    #[error("not a size: {0:?} (e.g. 256MiB, 1GiB, 65536)")]
+    Size(String),
+}
+
 impl Limits {
     /// The limits, checking that one snapshot fits the budget.
-    pub fn new(max_snapshot: u64, max_in_flight: u64) -> Result<Limits, String> {
+    pub fn new(max_snapshot: u64, max_in_flight: u64) -> Result<Limits, LimitError> {
         if max_snapshot == 0 {
-            return Err("--max-snapshot-size must be more than 0".into());
+            return Err(LimitError::ZeroSnapshot);
         }
         if max_in_flight < max_snapshot {
-            return Err(format!(
-                "--max-in-flight ({}) must be at least --max-snapshot-size ({})",
-                format_size(max_in_flight),
-                format_size(max_snapshot)
-            ));
+            return Err(LimitError::BudgetTooSmall {
+                budget: format_size(max_in_flight),
+                snapshot: format_size(max_snapshot),
+            });
         }
         Ok(Limits {
             max_snapshot,
@@ -211,23 +224,21 @@ pub fn format_size(bytes: u64) -> String {
 }
 
 /// Parses `256MiB`, `1GiB`, `64M`, `10k`, `1048576` (binary multiples).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, LimitError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("not a size: {s:?} (e.g. 256MiB, 1GiB, 65536)"))?;
+    let n: u64 = num.parse().map_err(|_| LimitError::Size(s.to_string()))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
-        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+        _ => return Err(LimitError::Size(s.to_string())),
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("size too large: {s:?}"))
+        .ok_or_else(|| LimitError::Size(s.to_string()))
 }
 
 #[cfg(test)]

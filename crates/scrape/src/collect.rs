@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::error::{Error, TransportErrorKind};
 use crate::kube::{PodInfo, Selection, Via};
 use crate::local::Candidate;
-use crate::output::{ContainerMeta, EntryWriter, Placement, is_continuation};
+use crate::output::{ContainerMeta, EntryWriter, Placement, Source, is_continuation};
 use crate::protocol::{self, ClientOptions, Endpoint, Identity, Probe};
 use crate::transport::Direct;
 
@@ -140,22 +140,25 @@ pub enum Event {
 /// Receives [`Event`]s.
 pub type Progress = Arc<dyn Fn(Event) + Send + Sync>;
 
+/// What discovery knows about a target besides its endpoint: where it was
+/// found, used to name its entry (a [`Placement`]) and to check that the
+/// server that answers is the process discovery saw.
 #[derive(Debug, Clone)]
 enum Context {
+    /// A `--url` target: the URL's host and port.
     Url {
         host: String,
         port: Option<u16>,
         /// The URL's path when not `/` (a server behind a path prefix).
         route: Option<String>,
     },
+    /// A `--local` process: the listening socket's owner on this host.
     Local {
         candidate: Candidate,
         hostname: String,
     },
-    Kube {
-        pod: Arc<PodInfo>,
-        port: u16,
-    },
+    /// A port of a `--kube` pod.
+    Kube { pod: Arc<PodInfo>, port: u16 },
 }
 
 /// A discovered target, before probing.
@@ -331,7 +334,7 @@ impl Collector {
                 }),
                 Err(e) => d.failed.push(TargetReport {
                     target: crate::transport::redact_url(url),
-                    reason: e,
+                    reason: e.to_string(),
                 }),
             }
         }
@@ -462,7 +465,7 @@ impl Collector {
         };
         match &f.context {
             Context::Url { host, port, route } => {
-                p.source = "url";
+                p.source = Source::Url;
                 // Loopback is this host: name it as --local does, so one
                 // process is one host whichever way it was reached.
                 p.hostname = if is_loopback(host) {
@@ -477,7 +480,7 @@ impl Collector {
                 candidate,
                 hostname,
             } => {
-                p.source = "local";
+                p.source = Source::Local;
                 p.namespace = "_host_".into();
                 p.hostname = hostname.clone();
                 p.host_process = true;
@@ -509,7 +512,7 @@ impl Collector {
                 }
             }
             Context::Kube { pod, port } => {
-                p.source = "kube";
+                p.source = Source::Kube;
                 p.owner_references = pod.owner_references.clone();
                 p.namespace = pod.namespace.clone();
                 p.pod = pod.name.clone();

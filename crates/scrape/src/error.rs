@@ -116,9 +116,51 @@ pub enum Error {
         #[source]
         source: Box<::kube::Error>,
     },
-    /// Kubernetes client configuration could not be loaded.
-    #[error("kubernetes configuration: {0}")]
-    KubeConfig(String),
+    /// The Kubernetes client configuration could not be loaded; `from` says
+    /// where it was looked for (a kubeconfig path, or how it was inferred).
+    #[error("kubernetes configuration ({from}): {source}")]
+    KubeConfig {
+        from: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Why a `--url` cannot be a coverage server's base URL (the URL is quoted).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Not a URL at all.
+    #[error("not a URL: {url:?}: {reason}")]
+    Syntax { url: String, reason: String },
+    /// A scheme other than `http`.
+    #[error("{url}: scheme {scheme:?} is not supported (coverage servers speak plain http)")]
+    Scheme { url: String, scheme: String },
+    /// No `http://`.
+    #[error("{url}: missing http:// scheme")]
+    NoScheme { url: String },
+    /// No host.
+    #[error("{url}: missing host")]
+    NoHost { url: String },
+}
+
+/// Why response headers or a file header do not identify what they should.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// `X-Art-Coverage-Server` has a value other than `1`.
+    #[error("unexpected {header}: {value:?}")]
+    Server { header: &'static str, value: String },
+    /// A required header is absent.
+    #[error("{header} header missing")]
+    Missing { header: &'static str },
+    /// The PID header is not a number.
+    #[error("{header} is not a PID: {value:?}")]
+    Pid { header: &'static str, value: String },
+    /// Base64-decoded data does not start with Go's magic for its kind.
+    #[error("{field} is not a Go {kind} file (bad magic)")]
+    Magic {
+        field: &'static str,
+        kind: &'static str,
+    },
 }
 
 impl Error {

@@ -76,33 +76,41 @@ pub struct PodInfo {
 /// Builds a client from `--kubeconfig`/`--context`, else `KUBECONFIG` /
 /// `~/.kube/config`, else the in-cluster service account.
 pub async fn client(sel: &Selection) -> Result<Client, Error> {
-    // The workspace uses rustls with the ring provider only.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let opts = KubeConfigOptions {
         context: sel.context.clone(),
         ..Default::default()
     };
+    let config_error = |from: String| {
+        move |e: kube::config::KubeconfigError| Error::KubeConfig {
+            from,
+            source: Box::new(e),
+        }
+    };
     let config = match &sel.kubeconfig {
         Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .map_err(|e| Error::KubeConfig(format!("{}: {e}", path.display())))?;
+            let from = path.display().to_string();
+            let kc = Kubeconfig::read_from(path).map_err(config_error(from.clone()))?;
             Config::from_custom_kubeconfig(kc, &opts)
                 .await
-                .map_err(|e| Error::KubeConfig(format!("{}: {e}", path.display())))?
+                .map_err(config_error(from))?
         }
         None if sel.context.is_some() => Config::from_kubeconfig(&opts)
             .await
-            .map_err(|e| Error::KubeConfig(e.to_string()))?,
-        None => Config::infer()
-            .await
-            .map_err(|e| Error::KubeConfig(e.to_string()))?,
+            .map_err(config_error("$KUBECONFIG or ~/.kube/config".into()))?,
+        None => Config::infer().await.map_err(|e| Error::KubeConfig {
+            from: "$KUBECONFIG, ~/.kube/config or the in-cluster service account".into(),
+            source: Box::new(e),
+        })?,
     };
     let mut config = config;
     // kube's own retry layer would resend 503 answers with backoff: the API
     // proxy answers 503 for every port where nothing listens, and probes
     // have their own timeouts and retries.
     config.default_retry = false;
-    Client::try_from(config).map_err(|e| Error::KubeConfig(e.to_string()))
+    Client::try_from(config).map_err(|e| Error::KubeConfig {
+        from: "the client built from it".into(),
+        source: Box::new(e),
+    })
 }
 
 fn base_name(s: &str) -> Option<String> {

@@ -124,10 +124,37 @@ pub struct Metadata {
     pub snapshots: u64,
 }
 
+/// How a target was found; decides the shape of its entry name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Source {
+    /// `--url`: `url_<host>_<port>_…`.
+    #[default]
+    Url,
+    /// `--local`: `host_<hostname>_…`.
+    Local,
+    /// `--kube`: `<namespace>_<pod>_<container>_…`.
+    Kube,
+    /// `covfleet demo`: local processes named like the pods of a cluster
+    /// (entry names as for `Kube`).
+    Demo,
+}
+
+impl Source {
+    /// The name recorded in `metadata.json` (`source`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Url => "url",
+            Source::Local => "local",
+            Source::Kube => "kube",
+            Source::Demo => "demo",
+        }
+    }
+}
+
 /// Where one process's data goes, before sanitizing.
 #[derive(Debug, Clone, Default)]
 pub struct Placement {
-    pub source: &'static str,
+    pub source: Source,
     pub namespace: String,
     pub pod: String,
     pub container: ContainerMeta,
@@ -153,16 +180,16 @@ impl Placement {
     pub fn entry_name(&self, instance: u32) -> String {
         let mut parts: Vec<String> = Vec::new();
         match self.source {
-            "kube" => {
+            Source::Kube | Source::Demo => {
                 parts.push(sanitize(&self.namespace));
                 parts.push(sanitize(&self.pod));
                 parts.push(sanitize(&self.container.name));
             }
-            "local" => {
+            Source::Local => {
                 parts.push("host".into());
                 parts.push(sanitize(&self.hostname));
             }
-            _ => {
+            Source::Url => {
                 parts.push("url".into());
                 parts.push(sanitize(&self.hostname));
                 if let Some(p) = self.port {
@@ -329,7 +356,7 @@ impl EntryWriter {
             hostname: placement.hostname.clone(),
             host_process: placement.host_process,
             phase: placement.phase.clone(),
-            source: placement.source.to_string(),
+            source: placement.source.as_str().to_string(),
             target: placement.target.clone(),
             pid: identity.pid,
             port: placement.port,
@@ -424,7 +451,7 @@ mod tests {
             assert!(!s.is_empty());
         }
         let p = Placement {
-            source: "kube",
+            source: Source::Kube,
             namespace: "../..".into(),
             pod: "../../x".into(),
             container: ContainerMeta {

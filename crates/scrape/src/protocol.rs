@@ -7,8 +7,11 @@
 //!   `-Source-Commit`, `-Source-Url`, `-Software-Group`, `-Software-Key`).
 //! * `GET /coverage` answers JSON `{meta_filename, meta_data, counters_filename,
 //!   counters_data, timestamp}` (data base64); `?nometa=1` omits the meta data.
-//!   Gzip when `Accept-Encoding` allows it.
-//! * `POST /coverage/reset` zeroes the counters.
+//!   Gzip when `Accept-Encoding` allows it. covfleet also asks for the
+//!   compact form ([`crate::wire`]) and takes whichever the server sends.
+//! * `POST /coverage/reset` zeroes the counters; covfleet sends
+//!   `X-Coverage-Client: covfleet` with it, which the server requires so
+//!   that a web page cannot reset counters.
 //! * A binary not built with `-cover` answers `/coverage` with a non-200
 //!   status and a message; an optional bearer token guards the data.
 
@@ -21,7 +24,7 @@ use base64::Engine;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::budget::{BodyLimit, Limits, Reservation, format_size};
-use crate::error::{Error, TransportError, TransportErrorKind};
+use crate::error::{Error, HeaderError, TransportError, TransportErrorKind};
 use crate::transport::{RawRequest, RawResponse, Transport};
 
 /// First port a coverage server tries.
@@ -82,24 +85,25 @@ pub struct Identity {
 
 impl Identity {
     /// Reads the identity headers; `None` when this is no coverage server.
-    pub fn from_headers(h: &HeaderMap) -> Result<Option<Identity>, String> {
+    pub fn from_headers(h: &HeaderMap) -> Result<Option<Identity>, HeaderError> {
         let Some(server) = h.get(H_SERVER) else {
             return Ok(None);
         };
         if server.as_bytes().trim_ascii() != b"1" {
-            return Err(format!(
-                "unexpected {H_SERVER}: {:?}",
-                String::from_utf8_lossy(server.as_bytes())
-            ));
+            return Err(HeaderError::Server {
+                header: H_SERVER,
+                value: String::from_utf8_lossy(server.as_bytes()).into_owned(),
+            });
         }
         let text = |name: &str| {
             h.get(name)
                 .map(|v| printable(v.as_bytes()).trim().to_string())
         };
-        let pid = text(H_PID).ok_or_else(|| format!("{H_PID} header missing"))?;
-        let pid: u32 = pid
-            .parse()
-            .map_err(|_| format!("{H_PID} is not a PID: {pid:?}"))?;
+        let pid = text(H_PID).ok_or(HeaderError::Missing { header: H_PID })?;
+        let pid: u32 = pid.parse().map_err(|_| HeaderError::Pid {
+            header: H_PID,
+            value: pid.clone(),
+        })?;
         let binary = text(H_BINARY).unwrap_or_default();
         let mut headers = BTreeMap::new();
         for (name, value) in h {
@@ -145,6 +149,9 @@ pub struct Snapshot {
     pub timestamp: Option<serde_json::Value>,
     /// The identity headers of this answer, when present.
     pub identity: Option<Identity>,
+    /// Whether the server answered in the compact form ([`crate::wire`])
+    /// rather than JSON.
+    pub compact: bool,
     /// The share of the memory budget this snapshot holds (given back when
     /// the snapshot is dropped).
     pub memory: Option<Arc<std::sync::Mutex<Reservation>>>,
@@ -201,7 +208,7 @@ async fn request(
     opts: &ClientOptions,
     method: Method,
     path: &str,
-    accept_gzip: bool,
+    extra: &[(&'static str, &'static str)],
     limit: BodyLimit,
 ) -> Result<RawResponse, Error> {
     let mut headers = HeaderMap::new();
@@ -214,11 +221,8 @@ async fn request(
         })?;
         headers.insert(http::header::AUTHORIZATION, v);
     }
-    if accept_gzip {
-        headers.insert(
-            http::header::ACCEPT_ENCODING,
-            HeaderValue::from_static("gzip"),
-        );
+    for (name, value) in extra {
+        headers.insert(*name, HeaderValue::from_static(value));
     }
     let mut attempt = 0;
     loop {
@@ -283,7 +287,7 @@ pub async fn probe(ep: &Endpoint, opts: &ClientOptions) -> Result<Probe, Error> 
         opts,
         method.clone(),
         path,
-        false,
+        &[],
         BodyLimit {
             max: SMALL_ANSWER,
             reservation: None,
@@ -304,7 +308,10 @@ pub async fn probe(ep: &Endpoint, opts: &ClientOptions) -> Result<Probe, Error> 
             status,
             reason: format!("HTTP {status} without the {H_SERVER} header: not a coverage server"),
         }),
-        Err(reason) => Ok(Probe::NotCoverage { status, reason }),
+        Err(e) => Ok(Probe::NotCoverage {
+            status,
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -354,9 +361,12 @@ fn gunzip(target: &str, path: &str, body: &[u8], limit: &BodyLimit) -> Result<Ve
 }
 
 /// Checks a counter file header and returns its meta hash.
-pub fn counters_hash(data: &[u8]) -> Result<covdata::Hash, String> {
+pub fn counters_hash(data: &[u8]) -> Result<covdata::Hash, HeaderError> {
     if data.len() < 32 || data[..4] != [0x00, 0x63, 0x77, 0x6d] {
-        return Err("counters_data is not a Go counter file (bad magic)".into());
+        return Err(HeaderError::Magic {
+            field: "counters_data",
+            kind: "counter",
+        });
     }
     let mut h = [0u8; 16];
     h.copy_from_slice(&data[8..24]);
@@ -364,9 +374,12 @@ pub fn counters_hash(data: &[u8]) -> Result<covdata::Hash, String> {
 }
 
 /// Checks a meta file header and returns its hash.
-pub fn meta_hash(data: &[u8]) -> Result<covdata::Hash, String> {
+pub fn meta_hash(data: &[u8]) -> Result<covdata::Hash, HeaderError> {
     if data.len() < 56 || data[..4] != [0x00, 0x63, 0x76, 0x6d] {
-        return Err("meta_data is not a Go meta-data file (bad magic)".into());
+        return Err(HeaderError::Magic {
+            field: "meta_data",
+            kind: "meta-data",
+        });
     }
     let mut h = [0u8; 16];
     h.copy_from_slice(&data[24..40]);
@@ -385,7 +398,7 @@ pub fn decode_coverage(target: &str, json: &[u8], want_meta: bool) -> Result<Sna
     let counters = b64
         .decode(doc.counters_data.trim())
         .map_err(|e| bad(format!("counters_data: bad base64: {e}")))?;
-    let hash = counters_hash(&counters).map_err(bad)?;
+    let hash = counters_hash(&counters).map_err(|e| bad(e.to_string()))?;
     let hex = covdata::hex(&hash);
     // The file names are informational: the hash in the data's header is
     // what counts (files are written under names derived from it), so
@@ -400,7 +413,7 @@ pub fn decode_coverage(target: &str, json: &[u8], want_meta: bool) -> Result<Sna
             let meta = b64
                 .decode(m)
                 .map_err(|e| bad(format!("meta_data: bad base64: {e}")))?;
-            let mh = meta_hash(&meta).map_err(bad)?;
+            let mh = meta_hash(&meta).map_err(|e| bad(e.to_string()))?;
             if mh != hash {
                 return Err(bad(format!(
                     "meta_data hash {} differs from the counters' hash {hex}",
@@ -419,6 +432,7 @@ pub fn decode_coverage(target: &str, json: &[u8], want_meta: bool) -> Result<Sna
         counters_filename: doc.counters_filename,
         timestamp: doc.timestamp,
         identity: None,
+        compact: false,
         memory: None,
     })
 }
@@ -477,7 +491,15 @@ async fn fetch_within(
         max: opts.limits.max_snapshot,
         reservation: Some(memory.clone()),
     };
-    let resp = request(ep, opts, Method::GET, path, true, limit.clone()).await?;
+    let resp = request(
+        ep,
+        opts,
+        Method::GET,
+        path,
+        &[("accept", crate::wire::ACCEPT), ("accept-encoding", "gzip")],
+        limit.clone(),
+    )
+    .await?;
     let identity = Identity::from_headers(&resp.headers).ok().flatten();
     if !resp.status.is_success() {
         return Err(Error::Status {
@@ -488,8 +510,13 @@ async fn fetch_within(
             message: short_text(&maybe_gunzip(&ep.label, path, resp, &limit)?),
         });
     }
+    let headers = resp.headers.clone();
     let body = maybe_gunzip(&ep.label, path, resp, &limit)?;
-    let mut snap = decode_coverage(&ep.label, &body, with_meta)?;
+    let mut snap = if crate::wire::is_compact(&headers) {
+        crate::wire::decode(&ep.label, &headers, body, with_meta)?
+    } else {
+        decode_coverage(&ep.label, &body, with_meta)?
+    };
     snap.identity = identity;
     snap.memory = Some(memory);
     Ok(snap)
@@ -520,7 +547,7 @@ pub async fn reset(ep: &Endpoint, opts: &ClientOptions) -> Result<(), Error> {
         opts,
         Method::POST,
         "/coverage/reset",
-        false,
+        &[("x-coverage-client", "covfleet")],
         BodyLimit {
             max: SMALL_ANSWER,
             reservation: None,
@@ -612,10 +639,12 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("X-Art-Coverage-Server", HeaderValue::from_static("1"));
         h.insert("X-Art-Coverage-Pid", HeaderValue::from_static("../1"));
-        assert!(
-            Identity::from_headers(&h)
-                .unwrap_err()
-                .contains("not a PID")
+        assert_eq!(
+            Identity::from_headers(&h).unwrap_err(),
+            HeaderError::Pid {
+                header: H_PID,
+                value: "../1".into()
+            }
         );
     }
 

@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::budget::BodyLimit;
-use crate::error::TransportError;
+use crate::error::{TransportError, UrlError};
 
 /// One HTTP request to a coverage server; `path` includes any query.
 #[derive(Debug, Clone)]
@@ -123,21 +123,31 @@ impl fmt::Debug for Direct {
 
 impl Direct {
     /// A transport to `base` (an `http://` URL; a path is used as a prefix).
-    pub fn new(base: &str, connect_timeout: Duration) -> Result<Direct, String> {
+    pub fn new(base: &str, connect_timeout: Duration) -> Result<Direct, UrlError> {
         let base: Uri = base
             .parse()
-            .map_err(|e| format!("not a URL: {base:?}: {e}"))?;
+            .map_err(|e: http::uri::InvalidUri| UrlError::Syntax {
+                url: redact_url(base),
+                reason: e.to_string(),
+            })?;
         match base.scheme_str() {
             Some("http") => {}
             Some(other) => {
-                return Err(format!(
-                    "{base}: scheme {other:?} is not supported (coverage servers speak plain http)"
-                ));
+                return Err(UrlError::Scheme {
+                    url: redact_url(&base.to_string()),
+                    scheme: other.to_string(),
+                });
             }
-            None => return Err(format!("{base}: missing http:// scheme")),
+            None => {
+                return Err(UrlError::NoScheme {
+                    url: redact_url(&base.to_string()),
+                });
+            }
         }
         if base.host().is_none_or(str::is_empty) {
-            return Err(format!("{}: missing host", redact_url(&base.to_string())));
+            return Err(UrlError::NoHost {
+                url: redact_url(&base.to_string()),
+            });
         }
         let (base, basic_auth) = split_credentials(base)?;
         let mut connector = HttpConnector::new();
@@ -165,7 +175,7 @@ impl Direct {
 }
 
 /// Takes `user:password@` out of a URL, as a Basic authorization header.
-fn split_credentials(uri: Uri) -> Result<(Uri, Option<http::HeaderValue>), String> {
+fn split_credentials(uri: Uri) -> Result<(Uri, Option<http::HeaderValue>), UrlError> {
     let Some(auth) = uri.authority() else {
         return Ok((uri, None));
     };
@@ -177,15 +187,22 @@ fn split_credentials(uri: Uri) -> Result<(Uri, Option<http::HeaderValue>), Strin
         &base64::engine::general_purpose::STANDARD,
         percent_decode(userinfo),
     );
+    let syntax = |reason: String| UrlError::Syntax {
+        url: redact_url(&uri.to_string()),
+        reason,
+    };
     let header = http::HeaderValue::from_str(&format!("Basic {token}"))
-        .map_err(|_| "the URL's credentials cannot be sent as a header".to_string())?;
+        .map_err(|_| syntax("the credentials cannot be sent as a header".into()))?;
+    let authority = hostport
+        .parse()
+        .map_err(|e| syntax(format!("not a URL host: {e}")))?;
+    let url = redact_url(&uri.to_string());
     let mut parts = uri.into_parts();
-    parts.authority = Some(
-        hostport
-            .parse()
-            .map_err(|e| format!("not a URL host: {e}"))?,
-    );
-    let uri = Uri::from_parts(parts).map_err(|e| format!("not a URL: {e}"))?;
+    parts.authority = Some(authority);
+    let uri = Uri::from_parts(parts).map_err(|e| UrlError::Syntax {
+        url,
+        reason: e.to_string(),
+    })?;
     Ok((uri, Some(header)))
 }
 

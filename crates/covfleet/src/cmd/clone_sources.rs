@@ -1,19 +1,19 @@
-//! `covfleet clone-sources --collection DIR`: every binary's source at its
-//! commit, under `DIR/repos/<host>/<org>/<repo>/<commit8>/`.
+//! `covfleet clone-sources [DIR]`: every binary's source at its commit,
+//! under `DIR/repos/<host>/<org>/<repo>/<commit8>/`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use db::sources::{self, CloneOutcome};
+use provenance::checkout::{self, CloneOutcome};
 
 use crate::cli::UsageError;
+use crate::cmd::CollectionArg;
+use crate::output;
 
 /// Arguments of `covfleet clone-sources`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The collection directory (reads DIR/coverage.db, writes DIR/repos/).
-    #[arg(long, value_name = "DIR")]
-    pub collection: PathBuf,
+    #[command(flatten)]
+    pub collection: CollectionArg,
     /// Git clones running at once.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub max_concurrency: usize,
@@ -26,53 +26,65 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if !args.collection.join(db::DB_FILE).is_file() {
-        return Err(UsageError(format!(
-            "{}: no {} (run `covfleet compile --collection {}` first)",
-            args.collection.display(),
+    let collection = args.collection.dir()?;
+    if !collection.join(db::DB_FILE).is_file() {
+        return Err(UsageError::new(format!(
+            "{}: no {} (run `covfleet compile {}` first)",
+            collection.display(),
             db::DB_FILE,
-            args.collection.display()
+            collection.display()
         ))
         .into());
     }
-    let (targets, bad) = sources::targets(&args.collection)?;
+    let pairs = db::Database::open_collection(&collection)?.source_repositories()?;
+    let (targets, bad) = checkout::targets(&collection, pairs);
     for b in &bad {
-        eprintln!("covfleet: clone-sources: {b}");
+        output::error(b);
     }
     if args.dry_run {
         for t in &targets {
-            println!(
+            output::data(format_args!(
                 "{} {} {}",
                 t.url,
                 if t.commit.is_empty() { "-" } else { &t.commit },
                 t.dest.display()
-            );
+            ));
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let outcomes = sources::clone_all(&targets, args.max_concurrency, args.skip_existing);
+    let outcomes = checkout::clone_all(&targets, args.max_concurrency, args.skip_existing);
     let (mut ok, mut skipped, mut fallback, mut failed) = (0, 0, 0, 0);
     for (t, o) in targets.iter().zip(&outcomes) {
         match o {
             CloneOutcome::Cloned => {
                 ok += 1;
-                eprintln!("cloned {} at {} → {}", t.url, t.commit, t.dest.display());
+                output::status(format_args!(
+                    "cloned {} at {} → {}",
+                    t.url,
+                    t.commit,
+                    t.dest.display()
+                ));
             }
             CloneOutcome::Skipped => skipped += 1,
-            CloneOutcome::DefaultBranch { warning } => {
+            CloneOutcome::DefaultBranch { cause } => {
                 fallback += 1;
-                eprintln!("covfleet: clone-sources: warning: {warning}");
+                output::warn(format_args!(
+                    "{}: commit {} not available ({}); using the default branch",
+                    t.url,
+                    t.commit,
+                    db::error::chain(cause)
+                ));
             }
             CloneOutcome::Failed(e) => {
                 failed += 1;
-                eprintln!("covfleet: clone-sources: {e}");
+                output::error(format_args!("{}: {}", t.url, db::error::chain(e)));
             }
         }
     }
-    eprintln!(
-        "{} sources: {ok} cloned, {fallback} on the default branch, {skipped} already present, {failed} failed",
-        targets.len()
-    );
+    output::status(format_args!(
+        "{}: {ok} cloned, {fallback} on the default branch, {skipped} already present, {failed} failed",
+        output::plural(targets.len(), "source", "sources")
+    ));
     Ok(if failed > 0 || !bad.is_empty() {
         ExitCode::from(1)
     } else {

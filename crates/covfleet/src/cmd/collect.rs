@@ -1,6 +1,5 @@
 //! `covfleet collect`: scrape live coverage into `-o DIR/coverage/<entry>/`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,6 +9,7 @@ use scrape::collect::{Collector, Event, Progress, Settings, Sources, Summary};
 use scrape::kube::{Selection, Via};
 
 use crate::cli::UsageError;
+use crate::{Shared, output};
 
 /// Which coverage servers to talk to, and how (shared with `reset`).
 #[derive(Debug, clap::Args)]
@@ -82,9 +82,6 @@ pub struct TargetArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// No progress and no summary on stderr (errors are still printed).
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 /// How to reach pods.
@@ -110,14 +107,14 @@ impl TargetArgs {
     /// Resolves the flags into engine settings (usage errors: exit 2).
     pub fn settings(&self, output: PathBuf) -> anyhow::Result<Settings> {
         if self.urls.is_empty() && !self.local && !self.kube {
-            return Err(UsageError("no targets: give --url URL, --local or --kube".into()).into());
+            return Err(UsageError::new("no targets: give --url URL, --local or --kube").into());
         }
         for url in &self.urls {
             scrape::transport::Direct::new(url, self.timeout)
-                .map_err(|e| UsageError(format!("--url: {e}")))?;
+                .map_err(|e| UsageError::caused_by("--url", e))?;
         }
         if self.concurrency == 0 {
-            return Err(UsageError("--concurrency must be at least 1".into()).into());
+            return Err(UsageError::new("--concurrency must be at least 1").into());
         }
         let kube = self.kube.then(|| {
             (
@@ -147,21 +144,13 @@ impl TargetArgs {
         s.client.token = self.token.clone().filter(|t| !t.is_empty());
         s.concurrency = self.concurrency;
         s.client.limits = scrape::budget::Limits::new(self.max_snapshot_size, self.max_in_flight)
-            .map_err(UsageError)?;
+            .map_err(|e| UsageError::new(e.to_string()))?;
         Ok(s)
     }
 
     /// A progress bar on stderr when it is a terminal (and not --quiet/--json).
     pub fn progress(&self, what: &'static str) -> Option<(Progress, indicatif::ProgressBar)> {
-        if self.quiet || self.json || !std::io::stderr().is_terminal() {
-            return None;
-        }
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar.set_message(what);
+        let bar = output::progress_bar(what, "", self.json)?;
         let b = bar.clone();
         let p: Progress = Arc::new(move |e| match e {
             Event::Discovered(n) => b.inc_length(n as u64),
@@ -174,6 +163,24 @@ impl TargetArgs {
             }
         });
         Some((p, bar))
+    }
+
+    /// Connects to the configured sources. A Kubernetes configuration that
+    /// cannot be loaded is a setup error (exit 2); its cause is kept.
+    pub async fn collector(
+        &self,
+        settings: Settings,
+        progress: Option<Progress>,
+    ) -> anyhow::Result<Collector> {
+        match Collector::new(settings, progress).await {
+            Ok(c) => Ok(c),
+            Err(e @ scrape::Error::KubeConfig { .. }) => Err(UsageError::caused_by(
+                "cannot load the Kubernetes client configuration",
+                e,
+            )
+            .into()),
+            Err(e) => Err(anyhow::Error::new(e)),
+        }
     }
 }
 
@@ -204,14 +211,6 @@ pub struct Args {
     pub targets: TargetArgs,
 }
 
-/// Builds the runtime commands here use: one thread is plenty.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| anyhow::Error::new(UsageError(format!("cannot start the async runtime: {e}"))))
-}
-
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
@@ -229,41 +228,37 @@ async fn shutdown_signal() {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
     if let Some(p) = &args.phase
         && p.trim().is_empty()
     {
-        return Err(UsageError("--phase needs a name".into()).into());
+        return Err(UsageError::new("--phase needs a name").into());
     }
     let mut settings = args.targets.settings(args.output.clone())?;
     settings.phase = args.phase.clone();
     if args.max_entries_per_target == 0 {
-        return Err(UsageError("--max-entries-per-target must be at least 1".into()).into());
+        return Err(UsageError::new("--max-entries-per-target must be at least 1").into());
     }
     settings.max_entries_per_target = args.max_entries_per_target;
     settings.summary_every = args.summary_every.max(Duration::from_secs(1));
-    std::fs::create_dir_all(args.output.join("coverage")).map_err(|e| {
-        UsageError(format!(
-            "cannot create {}: {e}",
-            args.output.join("coverage").display()
-        ))
-    })?;
-    let rt = runtime()?;
+    let coverage = args.output.join("coverage");
+    std::fs::create_dir_all(&coverage)
+        .map_err(|e| UsageError::caused_by(format!("cannot create {}", coverage.display()), e))?;
     let progress = args.targets.progress("collecting");
     // Without a terminal (CI logs, systemd), --watch says what changes.
-    let log: Option<Progress> =
-        (args.watch && progress.is_none() && !args.targets.quiet).then(|| {
-            let p: Progress = Arc::new(|e| {
-                if let Some(line) = watch_line(&e) {
-                    eprintln!("{line}");
-                }
-            });
-            p
+    let log: Option<Progress> = (args.watch && progress.is_none() && !output::quiet()).then(|| {
+        let p: Progress = Arc::new(|e| {
+            if let Some(line) = watch_line(&e) {
+                eprintln!("{line}");
+            }
         });
-    let summary = rt.block_on(async {
-        let collector = Collector::new(settings, progress.as_ref().map(|p| p.0.clone()).or(log))
-            .await
-            .map_err(|e| UsageError(e.to_string()))?;
+        p
+    });
+    let summary = shared.runtime.block_on(async {
+        let collector = args
+            .targets
+            .collector(settings, progress.as_ref().map(|p| p.0.clone()).or(log))
+            .await?;
         if args.watch {
             // Handlers are installed before the first scrape, so an early
             // signal still gets its final scrape.
@@ -276,7 +271,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some((_, bar)) = progress {
         bar.finish_and_clear();
     }
-    Ok(report(&summary, &args.targets, "collected"))
+    Ok(report(&summary, &args.targets, Verb::Collect))
+}
+
+/// What a run of the collect engine did: `collect` or `reset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Collect,
+    Reset,
 }
 
 /// One line of `--watch` news, with a time stamp; `None` for progress ticks.
@@ -319,61 +321,53 @@ fn without_target<'a>(reason: &'a str, target: &str) -> &'a str {
         .unwrap_or(reason)
 }
 
-pub fn report(summary: &Summary, targets: &TargetArgs, verb: &str) -> ExitCode {
+pub fn report(summary: &Summary, targets: &TargetArgs, verb: Verb) -> ExitCode {
     if targets.json {
-        match serde_json::to_string_pretty(summary) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("covfleet: cannot print the summary: {e}"),
-        }
-    } else if !targets.quiet {
-        let done = if verb == "reset" {
-            summary.reset
-        } else {
-            summary.collected
+        output::json(summary);
+    } else {
+        let (verb, done) = match verb {
+            Verb::Reset => ("reset", summary.reset),
+            Verb::Collect => ("collected", summary.collected),
         };
-        eprintln!(
+        output::status(format_args!(
             "found {}, {verb} {done}, skipped {}, failed {}",
             summary.found,
             summary.skipped.len(),
             summary.failed.len()
-        );
+        ));
         for e in &summary.entries {
-            eprintln!(
-                "  collected {} (pid {}, {} snapshot{}{}) -> {}",
+            output::status(format_args!(
+                "  collected {} (pid {}, {}{}) -> {}",
                 clean(&e.binary),
                 e.pid,
-                e.snapshots,
-                if e.snapshots == 1 { "" } else { "s" },
+                output::plural(e.snapshots as usize, "snapshot", "snapshots"),
                 if e.ended { ", ended" } else { "" },
                 e.dir.display()
-            );
+            ));
         }
         for s in &summary.skipped {
-            eprintln!(
+            output::status(format_args!(
                 "  skipped {}: {}",
                 clean(&s.target),
                 clean(without_target(&s.reason, &s.target))
-            );
+            ));
         }
-    }
-    if !targets.json {
         for f in &summary.failed {
-            eprintln!(
-                "  FAILED {}: {}",
+            output::error(format_args!(
+                "{}: {}",
                 clean(&f.target),
                 clean(without_target(&f.reason, &f.target))
-            );
+            ));
         }
     }
-    let done = if verb == "reset" {
-        summary.reset
-    } else {
-        summary.collected
+    let (verb, done) = match verb {
+        Verb::Reset => ("reset", summary.reset),
+        Verb::Collect => ("collected", summary.collected),
     };
     if done == 0 {
         // Nothing of what the run was pointed at was collected: a failure,
         // with the reason in plain words (also under --json and --quiet).
-        eprintln!("covfleet: nothing {verb}: {}", nothing_reason(summary));
+        output::error(format_args!("nothing {verb}: {}", nothing_reason(summary)));
         return ExitCode::from(1);
     }
     if summary.failed.is_empty() {

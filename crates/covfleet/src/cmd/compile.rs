@@ -1,26 +1,28 @@
-//! `covfleet compile --collection DIR`: the collection → `DIR/coverage.db`.
+//! `covfleet compile [DIR]`: the collection → `DIR/coverage.db`.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
+use serde::Serialize;
+
 use crate::cli::UsageError;
+use crate::cmd::CollectionArg;
+use crate::{Shared, output};
 
 /// Arguments of `covfleet compile`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The collection directory (reads DIR/coverage/*, writes DIR/coverage.db).
-    #[arg(long, value_name = "DIR")]
-    pub collection: PathBuf,
+    #[command(flatten)]
+    pub collection: CollectionArg,
     /// Recompute matching entries even when unchanged: FIELD=GLOB with FIELD
     /// one of namespace, node, container, image, pod, binary; or '*' for all.
     /// Repeatable; all must match.
     #[arg(long, value_name = "FIELD=GLOB")]
     pub update: Vec<String>,
-    /// How replicas of one owner merge: per-block max (default) or sum.
-    #[arg(long, value_name = "max|sum", default_value = "max")]
-    pub merge: String,
+    /// How replicas of one owner merge: per-block max or sum.
+    #[arg(long, value_enum, default_value_t = MergeArg::Max)]
+    pub merge: MergeArg,
     /// Worker threads for decoding (default: all cores).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
@@ -36,22 +38,47 @@ pub struct Args {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Print errors and warnings only.
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let merge = db::MergeMode::parse(&args.merge)
-        .ok_or_else(|| UsageError(format!("--merge {:?}: expected max or sum", args.merge)))?;
+/// How replicas of one owner merge (`--merge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MergeArg {
+    /// Per block, the highest count of any replica.
+    Max,
+    /// Per block, the total over all replicas.
+    Sum,
+}
+
+impl From<MergeArg> for db::MergeMode {
+    fn from(m: MergeArg) -> Self {
+        match m {
+            MergeArg::Max => db::MergeMode::Max,
+            MergeArg::Sum => db::MergeMode::Sum,
+        }
+    }
+}
+
+/// Warnings printed in full; the rest are counted.
+const WARNINGS_SHOWN: usize = 20;
+
+/// The summary `--json` prints (the text summary says the same).
+#[derive(Debug, Serialize)]
+struct Printed<'a> {
+    #[serde(flatten)]
+    summary: &'a db::CompileSummary,
+    seconds: f64,
+}
+
+pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
+    let collection = args.collection.dir()?;
     let mut updates = Vec::new();
     for u in &args.update {
-        updates.push(db::UpdateFilter::parse(u).map_err(UsageError)?);
+        updates.push(db::UpdateFilter::parse(u).map_err(|e| UsageError::caused_by("--update", e))?);
     }
-    if !args.collection.join("coverage").is_dir() {
-        return Err(UsageError(format!(
-            "{}: no coverage/ directory (expected DIR/coverage/<entry>/ from collect or download)",
-            args.collection.display()
+    if !collection.join("coverage").is_dir() {
+        return Err(UsageError::new(format!(
+            "{}: no coverage/ directory (expected DIR/coverage/<entry>/ with the entries `covfleet collect` writes)",
+            collection.display()
         ))
         .into());
     }
@@ -61,30 +88,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .num_threads(j.max(1))
             .build_global();
     }
-    let mut opts = db::CompileOptions::new(&args.collection);
-    opts.merge = merge;
+    let mut opts = db::CompileOptions::new(&collection);
+    opts.merge = args.merge.into();
     opts.updates = updates;
     if args.inspect_images {
-        opts.inspect_images = Some(db::images::InspectOptions {
-            insecure_registries: args.insecure_registry.clone(),
-            concurrency: 8,
-            timeout: None,
-        });
+        let inspector = provenance::image::Inspector::new(
+            provenance::image::InspectOptions {
+                insecure_registries: args.insecure_registry.clone(),
+                concurrency: 8,
+                timeout: None,
+            },
+            shared.runtime.clone(),
+        );
+        opts.inspect_images = Some(Arc::new(inspector));
     }
     // A progress bar on a terminal only (stderr is talk, stdout is data).
-    let bar = (!args.quiet && !args.json && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} compiling [{bar:30}] {pos}/{len} entries",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
+    let bar = output::progress_bar("compiling", "entries", args.json);
     if let Some(bar) = &bar {
         let bar = bar.clone();
-        opts.progress = Some(db::ProgressFn(std::sync::Arc::new(move |done, total| {
+        opts.progress = Some(db::ProgressFn(Arc::new(move |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
         })));
@@ -96,54 +118,48 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let s = result?;
     let secs = start.elapsed().as_secs_f64();
-    for (entry, err) in &s.errors {
-        eprintln!("covfleet: compile: entry {entry}: {err}");
-    }
-    if !args.quiet {
-        for w in s.warnings.iter().take(20) {
-            eprintln!("covfleet: compile: warning: {w}");
-        }
-        if s.warnings.len() > 20 {
-            eprintln!(
-                "covfleet: compile: … and {} more warnings",
-                s.warnings.len() - 20
-            );
-        }
-    }
+    print_problems(&s);
     if args.json {
-        println!(
-            "{{\"entries\":{},\"compiled\":{},\"unchanged\":{},\"removed\":{},\"failed\":{},\"reports_written\":{},\"owners_recomputed\":{},\"owners_deleted\":{},\"owners\":{},\"images_inspected\":{},\"images_failed\":{},\"seconds\":{:.3}}}",
-            s.entries,
+        output::json(&Printed {
+            summary: &s,
+            seconds: (secs * 1000.0).round() / 1000.0,
+        });
+    } else {
+        output::status(format_args!(
+            "compiled {} of {} ({} unchanged, {} removed, {} failed) → {}; {} recomputed, {} total; {secs:.2}s → {}",
             s.compiled,
+            output::plural(s.entries, "entry", "entries"),
             s.unchanged,
             s.removed,
             s.failed,
-            s.reports_written,
-            s.owners_recomputed,
-            s.owners_deleted,
+            output::plural(s.reports_written, "report", "reports"),
+            output::plural(s.owners_recomputed, "owner", "owners"),
             s.owners_total,
-            s.images_inspected,
-            s.images_failed,
-            secs
-        );
-    } else if !args.quiet {
-        eprintln!(
-            "compiled {} of {} entries ({} unchanged, {} removed, {} failed) → {} reports; {} owners recomputed, {} total; {:.2}s → {}",
-            s.compiled,
-            s.entries,
-            s.unchanged,
-            s.removed,
-            s.failed,
-            s.reports_written,
-            s.owners_recomputed,
-            s.owners_total,
-            secs,
-            args.collection.join(db::DB_FILE).display()
-        );
+            collection.join(db::DB_FILE).display()
+        ));
     }
     Ok(if s.failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Entries that failed (errors), then the first warnings.
+fn print_problems(s: &db::CompileSummary) {
+    for (entry, err) in &s.errors {
+        output::error(format_args!("entry {entry}: {err}"));
+    }
+    for w in s.warnings.iter().take(WARNINGS_SHOWN) {
+        output::warn(w);
+    }
+    if s.warnings.len() > WARNINGS_SHOWN {
+        for _ in WARNINGS_SHOWN + 1..s.warnings.len() {
+            output::warn_silently();
+        }
+        output::warn(format_args!(
+            "… and {} more",
+            s.warnings.len() - WARNINGS_SHOWN
+        ));
+    }
 }

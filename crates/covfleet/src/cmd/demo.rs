@@ -15,11 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use scrape::output::{ContainerMeta, EntryWriter, Placement};
+use scrape::output::{ContainerMeta, EntryWriter, Placement, Source};
 use scrape::protocol::{self, ClientOptions, Endpoint, Probe};
 use scrape::transport::Direct;
 
 use crate::cli::UsageError;
+use crate::{Shared, output};
 
 /// Arguments of `covfleet demo`.
 #[derive(Debug, clap::Args)]
@@ -33,9 +34,6 @@ pub struct Args {
     /// The Go toolchain to build with.
     #[arg(long, value_name = "PATH", default_value = "go", env = "COVFLEET_GO")]
     pub go: String,
-    /// Print only the path of index.html.
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
 /// The demo service's sources, embedded at build time.
@@ -70,19 +68,15 @@ const POD_SUFFIXES: [&str; 20] = [
 ];
 
 struct Step {
-    quiet: bool,
     n: usize,
 }
 
 impl Step {
     fn say(&mut self, what: &str, equivalent: Option<String>) {
         self.n += 1;
-        if self.quiet {
-            return;
-        }
-        eprintln!("[{}/7] {what}", self.n);
+        output::status(format_args!("[{}/7] {what}", self.n));
         if let Some(cmd) = equivalent {
-            eprintln!("      $ {cmd}");
+            output::status(format_args!("      $ {cmd}"));
         }
     }
 }
@@ -106,11 +100,8 @@ impl Drop for Replicas {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut step = Step {
-        quiet: args.quiet,
-        n: 0,
-    };
+pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
+    let mut step = Step { n: 0 };
     let go = which_go(&args.go)?;
     let dir = absolute(&args.dir)?;
     let src = dir.join("src");
@@ -240,7 +231,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             collection.display()
         )),
     );
-    collect(&replicas.0, &collection)?;
+    collect(&replicas.0, &collection, shared)?;
     drop(replicas);
 
     let me = std::env::current_exe().context("locating the covfleet binary")?;
@@ -263,7 +254,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .arg("covfleet demo")
                 .stdout(Stdio::null());
         }
-        if args.quiet {
+        if output::quiet() {
             cmd.arg("--quiet");
         }
         let status = cmd
@@ -280,17 +271,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !index.is_file() {
         bail!("render finished but {} is missing", index.display());
     }
-    if !args.quiet {
-        eprintln!("\nDone. Open the report in a browser:");
-    }
-    println!("{}", index.display());
+    output::status("\nDone. Open the report in a browser:");
+    output::data(index.display());
     Ok(ExitCode::SUCCESS)
 }
 
 fn which_go(go: &str) -> anyhow::Result<String> {
     match Command::new(go).arg("version").output() {
         Ok(o) if o.status.success() => Ok(go.to_string()),
-        _ => Err(UsageError(format!(
+        _ => Err(UsageError::new(format!(
             "the demo builds a Go program and needs a Go toolchain: `{go} version` did not run (install Go, or pass --go PATH)"
         ))
         .into()),
@@ -315,7 +304,7 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
             .map(|mut d| d.next().is_none())
             .unwrap_or(false);
         if !empty && !marker.is_file() {
-            return Err(UsageError(format!(
+            return Err(UsageError::new(format!(
                 "{} exists and is not an earlier covfleet demo: choose another --dir",
                 dir.display()
             ))
@@ -434,8 +423,8 @@ fn drive(port: u16, mix: Option<usize>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn collect(replicas: &[Replica], collection: &Path) -> anyhow::Result<()> {
-    let rt = super::collect::runtime()?;
+fn collect(replicas: &[Replica], collection: &Path, shared: &Shared) -> anyhow::Result<()> {
+    let rt = &shared.runtime;
     let root = collection.join("coverage");
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -449,8 +438,7 @@ fn collect(replicas: &[Replica], collection: &Path) -> anyhow::Result<()> {
                 "api"
             };
             let url = format!("http://127.0.0.1:{}", r.coverage_port);
-            let transport =
-                Direct::new(&url, opts.timeout).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+            let transport = Direct::new(&url, opts.timeout)?;
             let ep = Endpoint::new(Arc::new(transport));
             let identity = match protocol::probe(&ep, &opts).await? {
                 Probe::Coverage(id) => id,
@@ -460,7 +448,7 @@ fn collect(replicas: &[Replica], collection: &Path) -> anyhow::Result<()> {
             };
             let snap = protocol::fetch(&ep, &opts, true).await?;
             let placement = Placement {
-                source: "demo",
+                source: Source::Demo,
                 namespace: NAMESPACE.into(),
                 pod: r.pod.clone(),
                 container: ContainerMeta {
@@ -475,13 +463,7 @@ fn collect(replicas: &[Replica], collection: &Path) -> anyhow::Result<()> {
                 port: Some(r.coverage_port),
                 ..Default::default()
             };
-            let name = format!(
-                "{NAMESPACE}_{}_{container}_{}_p{}",
-                r.pod,
-                scrape::output::sanitize(&identity.binary),
-                identity.pid
-            );
-            let mut w = EntryWriter::open(&root, &name)?;
+            let mut w = EntryWriter::open(&root, &placement.entry_name(1))?;
             if let Some(meta) = &snap.meta {
                 w.write_meta(&snap.hash, meta)?;
             }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::cli::UsageError;
+use crate::output;
 
 /// Manage the `go` wrapper that adds `-cover -covermode=atomic` to `go build` / `go install`.
 #[derive(Debug, clap::Args)]
@@ -29,18 +30,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Ok(p) => p,
                 // Refusing to overwrite a real go is a setup error (exit 2).
                 Err(e @ gosrc::Error::NotOurs { .. }) => {
-                    return Err(UsageError(e.to_string()).into());
+                    return Err(UsageError::caused_by(
+                        format!("will not install the go shim into {}", dir.display()),
+                        e,
+                    )
+                    .into());
                 }
                 Err(e) => {
                     return Err(anyhow::Error::new(e)
                         .context(format!("install the go shim into {}", dir.display())));
                 }
             };
-            println!("{}", path.display());
-            eprintln!(
-                "covfleet: put it first on PATH: export PATH=\"{}:$PATH\"",
+            output::data(path.display());
+            output::hint(format_args!(
+                "put it first on PATH: export PATH=\"{}:$PATH\"",
                 dir.display()
-            );
+            ));
             Ok(ExitCode::SUCCESS)
         }
     }

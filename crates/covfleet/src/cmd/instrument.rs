@@ -1,13 +1,13 @@
 //! `covfleet instrument [DIR] [--dry-run] [--undo] [--tags T]`: inject the
 //! coverage server into every eligible `package main` directory.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
 use crate::cli::UsageError;
+use crate::output;
 
 /// Inject the live-coverage server into every `package main` directory Go
 /// would build under DIR (or take it out again with --undo).
@@ -30,66 +30,85 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.dir.is_dir() {
-        return Err(UsageError(format!("{}: not a directory", args.dir.display())).into());
+        return Err(UsageError::new(format!("{}: not a directory", args.dir.display())).into());
     }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     if args.undo {
-        let rep = gosrc::undo(&args.dir, args.dry_run)
-            .with_context(|| format!("undo in {}", args.dir.display()))?;
-        for p in &rep.removed {
-            writeln!(out, "{}", p.display())?;
-        }
-        for p in &rep.foreign {
-            eprintln!(
-                "covfleet: left alone (not written by covfleet): {}",
-                args.dir.join(p).display()
-            );
-        }
-        let verb = if args.dry_run {
-            "would remove"
-        } else {
-            "removed"
-        };
-        eprintln!(
-            "covfleet: {verb} {} coverage server file(s)",
-            rep.removed.len()
-        );
-        return Ok(ExitCode::SUCCESS);
+        return undo(&args);
     }
-
     let ctx = gosrc::BuildContext::from_env(&args.tags);
     let rep = gosrc::instrument(&args.dir, &ctx, args.dry_run)
         .with_context(|| format!("instrument {}", args.dir.display()))?;
     for w in &rep.warnings {
-        eprintln!("covfleet: warning: {w}");
+        output::warn(w);
     }
     if args.dry_run {
         for d in &rep.chosen {
-            writeln!(out, "{}", d.display())?;
+            output::data(d.display());
         }
     } else {
         for p in &rep.written {
-            writeln!(out, "{}", p.display())?;
+            output::data(p.display());
         }
         for p in &rep.removed_stale {
-            eprintln!("covfleet: removed stale {}", p.display());
+            output::status(format_args!("removed stale {}", p.display()));
         }
-        eprintln!(
-            "covfleet: {} directories for {}/{}: {} written, {} already up to date",
-            rep.chosen.len(),
+        output::status(format_args!(
+            "{} for {}/{}: {} written, {} already up to date",
+            output::plural(rep.chosen.len(), "directory", "directories"),
             ctx.goos,
             ctx.goarch,
             rep.written.len(),
             rep.unchanged.len()
+        ));
+    }
+    if rep.chosen.is_empty() && rep.refused.is_empty() {
+        // Nothing to do is not a failure (scripts run instrument over every
+        // module, libraries included), but it is never what a user meant.
+        output::warn(format_args!(
+            "no `package main` directory under {} builds for {}/{}",
+            args.dir.display(),
+            ctx.goos,
+            ctx.goarch
+        ));
+        output::hint(
+            "point instrument at the module holding your commands (the directories with `package main`), or check --tags, GOOS and GOARCH",
         );
     }
     for e in &rep.refused {
-        eprintln!("covfleet: error: {e}");
+        output::error(e);
     }
     Ok(if rep.refused.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `--undo`: removes exactly the files an earlier `instrument` wrote.
+fn undo(args: &Args) -> anyhow::Result<ExitCode> {
+    let rep = gosrc::undo(&args.dir, args.dry_run)
+        .with_context(|| format!("undo in {}", args.dir.display()))?;
+    for p in &rep.removed {
+        output::data(p.display());
+    }
+    for p in &rep.foreign {
+        output::warn(format_args!(
+            "left alone (not written by covfleet): {}",
+            args.dir.join(p).display()
+        ));
+    }
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    output::status(format_args!(
+        "{verb} {}",
+        output::plural(
+            rep.removed.len(),
+            "coverage server file",
+            "coverage server files"
+        )
+    ));
+    Ok(ExitCode::SUCCESS)
 }

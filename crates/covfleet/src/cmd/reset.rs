@@ -3,10 +3,8 @@
 
 use std::process::ExitCode;
 
-use scrape::collect::Collector;
-
-use crate::cli::UsageError;
-use crate::cmd::collect::{TargetArgs, report, runtime};
+use crate::Shared;
+use crate::cmd::collect::{TargetArgs, Verb, report};
 
 /// Arguments of `covfleet reset`.
 #[derive(Debug, clap::Args)]
@@ -15,18 +13,18 @@ pub struct Args {
     pub targets: TargetArgs,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
     let settings = args.targets.settings(std::path::PathBuf::new())?;
-    let rt = runtime()?;
     let progress = args.targets.progress("resetting");
-    let summary = rt.block_on(async {
-        let collector = Collector::new(settings, progress.as_ref().map(|p| p.0.clone()))
-            .await
-            .map_err(|e| UsageError(e.to_string()))?;
+    let summary = shared.runtime.block_on(async {
+        let collector = args
+            .targets
+            .collector(settings, progress.as_ref().map(|p| p.0.clone()))
+            .await?;
         Ok::<_, anyhow::Error>(collector.reset().await)
     })?;
     if let Some((_, bar)) = progress {
         bar.finish_and_clear();
     }
-    Ok(report(&summary, &args.targets, "reset"))
+    Ok(report(&summary, &args.targets, Verb::Reset))
 }

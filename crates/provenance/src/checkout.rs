@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-use crate::error::{Error, SqlCtx};
-use crate::read::Database;
+use crate::error::CloneError;
 
 /// One repository at one commit to check out.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -19,17 +18,37 @@ pub struct CloneTarget {
 }
 
 /// What happened to one target.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum CloneOutcome {
     /// Checked out at the requested commit.
     Cloned,
     /// The server refused the commit: the default branch is checked out.
     DefaultBranch {
-        warning: String,
+        /// Why the commit could not be fetched.
+        cause: CloneError,
     },
     /// Already present (`--skip-existing`).
     Skipped,
-    Failed(String),
+    /// Nothing was checked out.
+    Failed(CloneError),
+}
+
+/// A repository and commit recorded in the database from which no
+/// `repos/<host>/<org>/<repo>/<commit8>` path can be derived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unusable {
+    pub url: String,
+    pub commit: String,
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at {:?}: cannot derive repos/<host>/<org>/<repo>/<commit8> from it",
+            self.url, self.commit
+        )
+    }
 }
 
 /// Splits a git URL into (host, path components without `.git`).
@@ -90,40 +109,26 @@ pub fn dest_for(collection: &Path, url: &str, commit: &str) -> Option<PathBuf> {
     Some(p)
 }
 
-/// Distinct (url, commit) pairs known to the database: image sources,
-/// owners and reports (info.json).
-pub fn targets(collection: &Path) -> Result<(Vec<CloneTarget>, Vec<String>), Error> {
-    let db = Database::open_collection(collection)?;
-    let p = db.path().to_path_buf();
-    let mut pairs: BTreeSet<(String, String)> = BTreeSet::new();
-    for sql in [
-        "SELECT source_url, coalesce(source_commit, '') FROM image_sources WHERE source_url IS NOT NULL AND source_url <> ''",
-        "SELECT source_url, coalesce(source_commit, '') FROM owners WHERE source_url IS NOT NULL AND source_url <> ''",
-        "SELECT source_url, coalesce(source_commit, '') FROM report_sources WHERE source_url IS NOT NULL AND source_url <> ''",
-    ] {
-        let mut st = db.connection().prepare(sql).db(&p)?;
-        let rows = st
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .db(&p)?;
-        for r in rows {
-            pairs.insert(r.db(&p)?);
-        }
-    }
+/// Where each (repository URL, commit) pair goes under `collection`, and
+/// the pairs no safe path can be derived from.
+pub fn targets(
+    collection: &Path,
+    pairs: impl IntoIterator<Item = (String, String)>,
+) -> (Vec<CloneTarget>, Vec<Unusable>) {
+    let pairs: BTreeSet<(String, String)> = pairs.into_iter().collect();
     let mut out = Vec::new();
     let mut bad = Vec::new();
     for (url, commit) in pairs {
         match dest_for(collection, &url, &commit) {
             Some(dest) => out.push(CloneTarget { url, commit, dest }),
-            None => bad.push(format!(
-                "{url} at {commit:?}: cannot derive repos/<host>/<org>/<repo>/<commit8> from it"
-            )),
+            None => bad.push(Unusable { url, commit }),
         }
     }
     out.dedup_by(|a, b| a.dest == b.dest);
-    Ok((out, bad))
+    (out, bad)
 }
 
-fn git(args: &[&str], cwd: Option<&Path>) -> Result<(), String> {
+fn git(args: &[&str], cwd: Option<&Path>) -> Result<(), CloneError> {
     let mut cmd = Command::new("git");
     cmd.args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -133,7 +138,7 @@ fn git(args: &[&str], cwd: Option<&Path>) -> Result<(), String> {
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
-    let out = cmd.output().map_err(|e| format!("cannot run git: {e}"))?;
+    let out = cmd.output().map_err(CloneError::Spawn)?;
     if out.status.success() {
         Ok(())
     } else {
@@ -143,11 +148,11 @@ fn git(args: &[&str], cwd: Option<&Path>) -> Result<(), String> {
             .rfind(|l| !l.trim().is_empty())
             .unwrap_or("")
             .trim();
-        Err(format!(
-            "git {} failed ({}): {last}",
-            args.first().unwrap_or(&""),
-            out.status
-        ))
+        Err(CloneError::Git {
+            command: args.first().unwrap_or(&"").to_string(),
+            status: out.status,
+            stderr: last.to_string(),
+        })
     }
 }
 
@@ -161,19 +166,25 @@ pub fn is_checked_out(dest: &Path) -> bool {
 /// Works in a temporary sibling directory renamed into place at the end, so
 /// an interrupted clone never looks complete.
 pub fn clone_one(t: &CloneTarget, skip_existing: bool) -> CloneOutcome {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CloneError::Io { path, source }
+    };
     if is_checked_out(&t.dest) {
         if skip_existing {
             return CloneOutcome::Skipped;
         }
         if let Err(e) = std::fs::remove_dir_all(&t.dest) {
-            return CloneOutcome::Failed(format!("{}: {e}", t.dest.display()));
+            return CloneOutcome::Failed(io(&t.dest)(e));
         }
     }
     let Some(parent) = t.dest.parent() else {
-        return CloneOutcome::Failed(format!("{}: no parent directory", t.dest.display()));
+        return CloneOutcome::Failed(CloneError::NoParent {
+            path: t.dest.clone(),
+        });
     };
     if let Err(e) = std::fs::create_dir_all(parent) {
-        return CloneOutcome::Failed(format!("{}: {e}", parent.display()));
+        return CloneOutcome::Failed(io(parent)(e));
     }
     let base = t
         .dest
@@ -191,62 +202,62 @@ pub fn clone_one(t: &CloneTarget, skip_existing: bool) -> CloneOutcome {
     }
     let tmp = parent.join(format!(".{base}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let tmp_s = tmp.to_string_lossy().into_owned();
-    let result = (|| -> Result<CloneOutcome, String> {
-        git(
-            &[
-                "clone",
-                "--quiet",
-                "--depth",
-                "1",
-                "--no-tags",
-                &t.url,
-                &tmp_s,
-            ],
-            None,
-        )?;
-        if t.commit.is_empty() {
-            return Ok(CloneOutcome::Cloned);
-        }
-        let fetched = git(
-            &["fetch", "--quiet", "--depth", "1", "origin", &t.commit],
-            Some(&tmp),
-        )
-        .and_then(|()| {
-            git(
-                &[
-                    "-c",
-                    "advice.detachedHead=false",
-                    "checkout",
-                    "--quiet",
-                    "--detach",
-                    "FETCH_HEAD",
-                ],
-                Some(&tmp),
-            )
-        });
-        match fetched {
-            Ok(()) => Ok(CloneOutcome::Cloned),
-            Err(e) => Ok(CloneOutcome::DefaultBranch {
-                warning: format!(
-                    "{}: commit {} not available ({e}); using the default branch",
-                    t.url, t.commit
-                ),
-            }),
-        }
-    })();
-    match result {
-        Ok(outcome) => match std::fs::rename(&tmp, &t.dest) {
-            Ok(()) => outcome,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&tmp);
-                CloneOutcome::Failed(format!("{}: {e}", t.dest.display()))
-            }
-        },
+    let outcome = clone_into(t, &tmp);
+    if matches!(outcome, CloneOutcome::Failed(_)) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return outcome;
+    }
+    match std::fs::rename(&tmp, &t.dest) {
+        Ok(()) => outcome,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
-            CloneOutcome::Failed(format!("{}: {e}", t.url))
+            CloneOutcome::Failed(io(&t.dest)(e))
         }
+    }
+}
+
+/// Shallow-clones `t.url` into `tmp`, then fetches and checks out `t.commit`
+/// (the default branch stays when the server refuses the commit).
+fn clone_into(t: &CloneTarget, tmp: &Path) -> CloneOutcome {
+    let tmp_s = tmp.to_string_lossy();
+    let cloned = git(
+        &[
+            "clone",
+            "--quiet",
+            "--depth",
+            "1",
+            "--no-tags",
+            &t.url,
+            &tmp_s,
+        ],
+        None,
+    );
+    if let Err(e) = cloned {
+        return CloneOutcome::Failed(e);
+    }
+    if t.commit.is_empty() {
+        return CloneOutcome::Cloned;
+    }
+    let fetched = git(
+        &["fetch", "--quiet", "--depth", "1", "origin", &t.commit],
+        Some(tmp),
+    )
+    .and_then(|()| {
+        git(
+            &[
+                "-c",
+                "advice.detachedHead=false",
+                "checkout",
+                "--quiet",
+                "--detach",
+                "FETCH_HEAD",
+            ],
+            Some(tmp),
+        )
+    });
+    match fetched {
+        Ok(()) => CloneOutcome::Cloned,
+        Err(cause) => CloneOutcome::DefaultBranch { cause },
     }
 }
 
@@ -258,7 +269,8 @@ pub fn clone_all(
     skip_existing: bool,
 ) -> Vec<CloneOutcome> {
     let next = Mutex::new(0usize);
-    let results: Mutex<Vec<Option<CloneOutcome>>> = Mutex::new(vec![None; targets.len()]);
+    let results: Mutex<Vec<Option<CloneOutcome>>> =
+        Mutex::new(targets.iter().map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..max_concurrency.max(1).min(targets.len().max(1)) {
             s.spawn(|| {
@@ -280,7 +292,7 @@ pub fn clone_all(
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())
         .into_iter()
-        .map(|o| o.unwrap_or(CloneOutcome::Failed("not run".into())))
+        .map(|o| o.unwrap_or(CloneOutcome::Failed(CloneError::NotRun)))
         .collect()
 }
 

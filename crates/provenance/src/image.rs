@@ -15,6 +15,9 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde_json::Value;
 
+use crate::error::InspectError;
+use db::inspect::{ImageInspector, ImageLabels, InspectFailure};
+
 /// The label naming the source repository.
 pub const LABEL_SOURCE_URL: &str = "io.openshift.build.source-location";
 /// The label naming the source commit.
@@ -23,15 +26,6 @@ pub const LABEL_COMMIT: &str = "io.openshift.build.commit.id";
 /// (source URL, commit), each when present.
 pub type SourcePair = (Option<String>, Option<String>);
 
-/// What an image's labels say about its source.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageLabels {
-    pub source_url: Option<String>,
-    pub source_commit: Option<String>,
-    /// `label` (OCI registry) or `oc` (`oc image info`).
-    pub origin: &'static str,
-}
-
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
 pub struct InspectOptions {
@@ -39,15 +33,14 @@ pub struct InspectOptions {
     pub insecure_registries: Vec<String>,
     /// Images inspected at once.
     pub concurrency: usize,
-    /// Per-request timeout.
+    /// Per-request timeout (default 15 s).
     pub timeout: Option<Duration>,
 }
 
 /// The source labels of an image config JSON (`config.Labels`, or `Labels`
 /// at the top level as `oc image info` prints it under `config`).
-pub fn labels_from_config(config_json: &str) -> Result<SourcePair, String> {
-    let v: Value =
-        serde_json::from_str(config_json).map_err(|e| format!("image config is not JSON: {e}"))?;
+pub fn labels_from_config(config_json: &str) -> Result<SourcePair, serde_json::Error> {
+    let v: Value = serde_json::from_str(config_json)?;
     let labels = v
         .pointer("/config/Labels")
         .or_else(|| v.pointer("/config/config/Labels"))
@@ -114,53 +107,56 @@ fn auth_for(registry: &str) -> RegistryAuth {
     RegistryAuth::Anonymous
 }
 
-async fn inspect_oci(client: &Client, image: &str) -> Result<SourcePair, String> {
-    let reference: Reference = image
-        .parse()
-        .map_err(|e| format!("not an image reference: {e}"))?;
+async fn inspect_oci(client: &Client, image: &str) -> Result<SourcePair, InspectError> {
+    let reference: Reference = image.parse().map_err(|source| InspectError::Reference {
+        image: image.to_string(),
+        source,
+    })?;
     let auth = auth_for(reference.resolve_registry());
     let (_, _, config) = client
         .pull_manifest_and_config(&reference, &auth)
         .await
-        .map_err(|e| format!("registry: {e}"))?;
-    labels_from_config(&config)
+        .map_err(|source| InspectError::Registry {
+            image: image.to_string(),
+            source,
+        })?;
+    labels_from_config(&config).map_err(|source| InspectError::Config {
+        image: image.to_string(),
+        source,
+    })
 }
 
-fn inspect_oc(image: &str) -> Option<Result<SourcePair, String>> {
+/// `oc image info`; `None` when there is no `oc` to run.
+fn inspect_oc(image: &str) -> Option<Result<SourcePair, InspectError>> {
     let out = Command::new("oc")
         .args(["image", "info", image, "-o", "json"])
         .stdin(Stdio::null())
         .output()
         .ok()?; // no `oc`: no fallback
     if !out.status.success() {
-        return Some(Err(format!(
-            "oc image info: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Some(Err(InspectError::Oc {
+            image: image.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }));
     }
-    Some(labels_from_config(&String::from_utf8_lossy(&out.stdout)))
+    Some(
+        labels_from_config(&String::from_utf8_lossy(&out.stdout)).map_err(|source| {
+            InspectError::Config {
+                image: image.to_string(),
+                source,
+            }
+        }),
+    )
 }
 
-/// Inspects images; one result per image, in order. Never panics, never
-/// fails as a whole.
-pub fn inspect_all(images: &[String], opts: &InspectOptions) -> Vec<Result<ImageLabels, String>> {
-    if images.is_empty() {
-        return Vec::new();
-    }
-    // The workspace uses rustls with ring only.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            return images
-                .iter()
-                .map(|_| Err(format!("cannot start a runtime: {e}")))
-                .collect();
-        }
-    };
+/// Reads the source labels of images from their registries, at most
+/// `opts.concurrency` at once; one result per image, in order. Never fails
+/// as a whole. Needs a tokio runtime with IO and time enabled, and a rustls
+/// crypto provider installed by the caller.
+pub async fn inspect_registries(
+    images: &[String],
+    opts: &InspectOptions,
+) -> Vec<Result<SourcePair, InspectError>> {
     let mut insecure: Vec<String> = opts.insecure_registries.clone();
     for i in images {
         if let Ok(r) = i.parse::<Reference>() {
@@ -178,56 +174,96 @@ pub fn inspect_all(images: &[String], opts: &InspectOptions) -> Vec<Result<Image
         ..ClientConfig::default()
     }));
     let sem = Arc::new(tokio::sync::Semaphore::new(opts.concurrency.max(1)));
-    let oci: Vec<Result<SourcePair, String>> = rt.block_on(async {
-        let mut set = tokio::task::JoinSet::new();
-        for (i, image) in images.iter().enumerate() {
-            let (client, sem, image) = (client.clone(), sem.clone(), image.clone());
-            set.spawn(async move {
-                let _permit = sem.acquire().await;
-                let r = match tokio::time::timeout(timeout * 2, inspect_oci(&client, &image)).await
-                {
-                    Ok(r) => r,
-                    Err(_) => Err(format!(
-                        "registry: no answer within {}s",
-                        (timeout * 2).as_secs()
-                    )),
-                };
-                (i, r)
-            });
+    let mut set = tokio::task::JoinSet::new();
+    for (i, image) in images.iter().enumerate() {
+        let (client, sem, image) = (client.clone(), sem.clone(), image.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire().await;
+            let r = match tokio::time::timeout(timeout * 2, inspect_oci(&client, &image)).await {
+                Ok(r) => r,
+                Err(_) => Err(InspectError::Timeout {
+                    image,
+                    timeout: timeout * 2,
+                }),
+            };
+            (i, r)
+        });
+    }
+    let mut out: BTreeMap<usize, _> = BTreeMap::new();
+    while let Some(j) = set.join_next().await {
+        if let Ok((i, r)) = j {
+            out.insert(i, r);
         }
-        let mut out: BTreeMap<usize, _> = BTreeMap::new();
-        while let Some(j) = set.join_next().await {
-            if let Ok((i, r)) = j {
-                out.insert(i, r);
-            }
-        }
-        (0..images.len())
-            .map(|i| {
-                out.remove(&i)
-                    .unwrap_or_else(|| Err("inspection task failed".into()))
-            })
-            .collect()
-    });
+    }
     images
         .iter()
-        .zip(oci)
-        .map(|(image, r)| match r {
-            Ok((u, c)) => Ok(ImageLabels {
-                source_url: u,
-                source_commit: c,
-                origin: "label",
-            }),
-            Err(e) => match inspect_oc(image) {
-                Some(Ok((u, c))) => Ok(ImageLabels {
-                    source_url: u,
-                    source_commit: c,
-                    origin: "oc",
-                }),
-                Some(Err(e2)) => Err(format!("{e}; {e2}")),
-                None => Err(e),
-            },
+        .enumerate()
+        .map(|(i, image)| {
+            out.remove(&i).unwrap_or_else(|| {
+                Err(InspectError::Task {
+                    image: image.clone(),
+                })
+            })
         })
         .collect()
+}
+
+/// Image inspection for `compile --inspect-images`: the registry first, then
+/// `oc image info` when `oc` is on PATH. Runs on the runtime it is given.
+#[derive(Debug)]
+pub struct Inspector {
+    opts: InspectOptions,
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl Inspector {
+    /// An inspector running its requests on `runtime` (which must have IO and
+    /// time enabled; the caller installs the rustls crypto provider).
+    pub fn new(opts: InspectOptions, runtime: Arc<tokio::runtime::Runtime>) -> Self {
+        Inspector { opts, runtime }
+    }
+
+    /// Inspects images; one result per image, in order.
+    pub fn inspect_all(&self, images: &[String]) -> Vec<Result<ImageLabels, InspectError>> {
+        if images.is_empty() {
+            return Vec::new();
+        }
+        let oci = self
+            .runtime
+            .block_on(inspect_registries(images, &self.opts));
+        images
+            .iter()
+            .zip(oci)
+            .map(|(image, r)| match r {
+                Ok((u, c)) => Ok(ImageLabels {
+                    source_url: u,
+                    source_commit: c,
+                    origin: "label",
+                }),
+                Err(registry) => match inspect_oc(image) {
+                    Some(Ok((u, c))) => Ok(ImageLabels {
+                        source_url: u,
+                        source_commit: c,
+                        origin: "oc",
+                    }),
+                    Some(Err(oc)) => Err(InspectError::Both {
+                        registry: Box::new(registry),
+                        oc: Box::new(oc),
+                    }),
+                    None => Err(registry),
+                },
+            })
+            .collect()
+    }
+}
+
+impl ImageInspector for Inspector {
+    fn inspect(&self, images: &[String]) -> Vec<Result<ImageLabels, InspectFailure>> {
+        self.inspect_all(images)
+            .into_iter()
+            .map(|r| r.map_err(InspectFailure::from))
+            .collect()
+    }
 }
 
 #[cfg(test)]
