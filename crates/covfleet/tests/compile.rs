@@ -1113,3 +1113,36 @@ fn issue13_2_forged_meta_under_another_hash_poisons_nothing() {
         );
     }
 }
+
+/// Issue 13 #8: `render` reads a collection on a read-only mount (the WAL
+/// database's -shm cannot be created there) into an output elsewhere.
+#[test]
+fn issue13_8_render_reads_a_read_only_collection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    entry(&dir, "good", &Meta::pod("ns", "ok-0", "c"), &[&["-n", "1"]]);
+    let c = dir.display().to_string();
+    let (code, _, err) = covfleet(&["compile", "--collection", &c]);
+    assert_eq!(code, 0, "{err}");
+    let _ = std::fs::remove_file(dir.join("coverage.db-shm"));
+    let _ = std::fs::remove_file(dir.join("coverage.db-wal"));
+    let out = tmp.path().join("site");
+    // A private mount namespace: the read-only bind mount is seen only by
+    // this command (needs root, as the netns tests do).
+    let script = format!(
+        "mount --bind {c} {c} && mount -o remount,bind,ro {c} && {bin} render --collection {c} --output-dir {o}",
+        bin = env!("CARGO_BIN_EXE_covfleet"),
+        o = out.display()
+    );
+    let res = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    assert!(
+        res.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(out.join("index.html").is_file());
+}
