@@ -1,0 +1,104 @@
+//! Issue 13 regression tests for `instrument` and `--undo` on small trees.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use gosrc::{BuildContext, SERVER_FILE_NAME, instrument, undo};
+
+fn ctx() -> BuildContext {
+    BuildContext::new("linux", "amd64", false, &[], 26)
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// #23: the injected files stay out of `git status` (so `-buildvcs` does
+/// not mark builds modified) through `.git/info/exclude`; `--undo` puts the
+/// exclude file back as it was.
+#[test]
+fn issue13_23_injected_files_are_excluded_from_git_status() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    fs::create_dir_all(root.join("cmd/app")).unwrap();
+    fs::write(
+        root.join("go.mod"),
+        "module example.invalid/app\n\ngo 1.22\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("cmd/app/main.go"),
+        "package main\n\nfunc main() {}\n",
+    )
+    .unwrap();
+    git(root, &["init", "-q"]);
+    git(root, &["add", "."]);
+    git(root, &["commit", "-qm", "init"]);
+    let exclude = root.join(".git/info/exclude");
+    let before = fs::read(&exclude).ok();
+    let rep = instrument(root, &ctx(), false).unwrap();
+    assert_eq!(rep.written.len(), 1, "{rep:?}");
+    assert!(root.join("cmd/app").join(SERVER_FILE_NAME).is_file());
+    assert_eq!(git(root, &["status", "--porcelain"]), "");
+    // Idempotent: a second run adds nothing.
+    let once = fs::read_to_string(&exclude).unwrap();
+    instrument(root, &ctx(), false).unwrap();
+    assert_eq!(fs::read_to_string(&exclude).unwrap(), once);
+    undo(root, false).unwrap();
+    assert!(!root.join("cmd/app").join(SERVER_FILE_NAME).exists());
+    assert_eq!(fs::read(&exclude).ok(), before);
+    assert_eq!(git(root, &["status", "--porcelain"]), "");
+}
+
+/// #14 and #13: `--undo` never deletes a user's symlink named like the
+/// injected file (even to a real server file), and a FIFO with that name
+/// does not hang it.
+#[test]
+fn issue13_14_undo_leaves_symlinks_and_fifos_alone() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    for d in ["a", "b", "c"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+        fs::write(
+            root.join(d).join("main.go"),
+            "package main\n\nfunc main() {}\n",
+        )
+        .unwrap();
+    }
+    fs::write(root.join("go.mod"), "module example.invalid/x\n\ngo 1.22\n").unwrap();
+    instrument(root, &ctx(), false).unwrap();
+    // b: the user's symlink to a's (genuine) server file.
+    let b = root.join("b").join(SERVER_FILE_NAME);
+    fs::remove_file(&b).unwrap();
+    std::os::unix::fs::symlink(root.join("a").join(SERVER_FILE_NAME), &b).unwrap();
+    // c: a FIFO with the server's name.
+    let c = root.join("c").join(SERVER_FILE_NAME);
+    fs::remove_file(&c).unwrap();
+    let st = Command::new("mkfifo").arg(&c).status().unwrap();
+    assert!(st.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = root.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(undo(&r, false).map(|rep| rep.removed.len()));
+    });
+    let removed = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("undo hung on a FIFO")
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert!(fs::symlink_metadata(&b).unwrap().file_type().is_symlink());
+    assert!(fs::symlink_metadata(&c).is_ok());
+    assert!(!root.join("a").join(SERVER_FILE_NAME).exists());
+}
