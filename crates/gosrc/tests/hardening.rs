@@ -102,3 +102,94 @@ fn issue13_14_undo_leaves_symlinks_and_fifos_alone() {
     assert!(fs::symlink_metadata(&c).is_ok());
     assert!(!root.join("a").join(SERVER_FILE_NAME).exists());
 }
+
+/// #24: with COVFLEET_COVERPKG (or `go-shim install --coverpkg`) the shim
+/// covers the named library packages too, and keeps the main package in
+/// the list, so the program still writes coverage at exit.
+#[test]
+fn issue13_24_shim_coverpkg_covers_libraries_and_keeps_main() {
+    let t = tempfile::tempdir().unwrap();
+    // The library lives in another module (like a vendored library-go):
+    // plain -cover covers only the main module.
+    let dep = t.path().join("dep");
+    fs::create_dir_all(dep.join("lib")).unwrap();
+    fs::write(
+        dep.join("go.mod"),
+        "module example.invalid/dep\n\ngo 1.22\n",
+    )
+    .unwrap();
+    fs::write(
+        dep.join("lib/lib.go"),
+        "package lib\n\nfunc Twice(x int) int { return 2 * x }\n",
+    )
+    .unwrap();
+    let m = t.path().join("m");
+    fs::create_dir_all(m.join("cmd/app")).unwrap();
+    fs::write(
+        m.join("go.mod"),
+        "module example.invalid/m\n\ngo 1.22\n\nrequire example.invalid/dep v0.0.0\n\nreplace example.invalid/dep => ../dep\n",
+    )
+    .unwrap();
+    fs::write(
+        m.join("cmd/app/main.go"),
+        "package main\n\nimport \"example.invalid/dep/lib\"\n\nfunc main() { println(lib.Twice(2)) }\n",
+    )
+    .unwrap();
+    let real_go = String::from_utf8(
+        Command::new("go")
+            .args(["env", "GOROOT"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string()
+        + "/bin/go";
+    for (how, coverpkg) in [
+        ("none", None),
+        ("env", None),
+        ("install flag", Some("example.invalid/dep/...")),
+    ] {
+        let shim_dir = t.path().join(format!("shim-{}", how.len()));
+        let shim = gosrc::shim::install_with(&shim_dir, coverpkg).unwrap();
+        let bin = t.path().join(format!("app-{}", how.len()));
+        let mut build = Command::new(&shim);
+        build
+            .args(["build", "-o"])
+            .arg(&bin)
+            .arg("./cmd/app")
+            .current_dir(&m)
+            .env("COVFLEET_REAL_GO", &real_go)
+            .env("GOFLAGS", "");
+        match (how, coverpkg) {
+            ("env", _) => build.env("COVFLEET_COVERPKG", "example.invalid/dep/..."),
+            _ => build.env_remove("COVFLEET_COVERPKG"),
+        };
+        let out = build.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{how}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cov = t.path().join(format!("cov-{}", how.len()));
+        fs::create_dir_all(&cov).unwrap();
+        let st = Command::new(&bin).env("GOCOVERDIR", &cov).output().unwrap();
+        assert!(st.status.success(), "{how}");
+        let list = Command::new(&real_go)
+            .args(["tool", "covdata", "pkglist", "-i"])
+            .arg(&cov)
+            .output()
+            .unwrap();
+        let pkgs = String::from_utf8_lossy(&list.stdout);
+        // Without the setting the library is not covered (what the issue saw).
+        assert_eq!(
+            pkgs.contains("example.invalid/dep/lib"),
+            how != "none",
+            "{how}: {pkgs}"
+        );
+        assert!(pkgs.contains("example.invalid/m/cmd/app"), "{how}: {pkgs}");
+    }
+    // Only package-pattern characters are recorded in the script.
+    assert!(gosrc::shim::install_with(&t.path().join("bad"), Some("x'; rm -rf /")).is_err());
+}
