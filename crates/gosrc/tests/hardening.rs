@@ -193,3 +193,38 @@ fn issue13_24_shim_coverpkg_covers_libraries_and_keeps_main() {
     // Only package-pattern characters are recorded in the script.
     assert!(gosrc::shim::install_with(&t.path().join("bad"), Some("x'; rm -rf /")).is_err());
 }
+
+/// #13: a FIFO named `*.go` and a symlink `*.go` to /dev/zero neither hang
+/// nor exhaust `instrument`; their directory is reported and skipped, the
+/// rest is instrumented.
+#[test]
+fn issue13_13_fifos_and_devices_named_go_are_skipped() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    fs::create_dir_all(root.join("app")).unwrap();
+    fs::write(root.join("go.mod"), "module example.invalid/x\n\ngo 1.22\n").unwrap();
+    fs::write(root.join("app/main.go"), "package main\n\nfunc main() {}\n").unwrap();
+    // `bad` also holds a FIFO and a symlink to /dev/zero named *.go (go
+    // itself rejects such a package: it is reported and skipped).
+    fs::create_dir_all(root.join("bad")).unwrap();
+    fs::write(root.join("bad/main.go"), "package main\n\nfunc main() {}\n").unwrap();
+    let st = Command::new("mkfifo")
+        .arg(root.join("bad/fifo.go"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::os::unix::fs::symlink("/dev/zero", root.join("bad/zero.go")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = root.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(instrument(&r, &ctx(), false));
+    });
+    let rep = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("instrument hung")
+        .unwrap();
+    assert_eq!(rep.written.len(), 1, "{rep:?}");
+    let warned = rep.warnings.join("\n");
+    assert!(warned.contains("fifo.go: not a regular file"), "{warned}");
+    assert!(warned.contains("zero.go: not a regular file"), "{warned}");
+}
