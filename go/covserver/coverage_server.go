@@ -314,7 +314,7 @@ func (s *_covServer) ServeHTTP(w _covHTTP.ResponseWriter, r *_covHTTP.Request) {
 		switch r.Method {
 		case _covHTTP.MethodGet:
 		case _covHTTP.MethodPost:
-			if !_covSameSite(w, r) {
+			if !_covSameSite(s, w, r) {
 				return
 			}
 			var body struct {
@@ -340,7 +340,7 @@ func (s *_covServer) ServeHTTP(w _covHTTP.ResponseWriter, r *_covHTTP.Request) {
 			_covMethodNotAllowed(w, "POST, HEAD")
 			return
 		}
-		if _covSameSite(w, r) && _covAuthorized(s, w, r) {
+		if _covSameSite(s, w, r) && _covAuthorized(s, w, r) {
 			_covServeReset(s, w)
 		}
 	case "/health":
@@ -370,8 +370,9 @@ func _covMethodNotAllowed(w _covHTTP.ResponseWriter, allow string) {
 // Origin (and Sec-Fetch-Site) to every POST, and without a CORS preflight,
 // which this server never grants, a page can send neither a JSON content type
 // nor a custom header.
-func _covSameSite(w _covHTTP.ResponseWriter, r *_covHTTP.Request) bool {
+func _covSameSite(s *_covServer, w _covHTTP.ResponseWriter, r *_covHTTP.Request) bool {
 	if r.Header.Get("Origin") != "" || r.Header.Get("Sec-Fetch-Site") != "" {
+		_covLogf(s, "refused cross-site POST %s from %s (Origin %q)", r.URL.Path, r.RemoteAddr, r.Header.Get("Origin"))
 		_covText(w, _covHTTP.StatusForbidden, "cross-site request refused: requests from web pages (with an Origin header) are not accepted\n")
 		return false
 	}
@@ -382,6 +383,7 @@ func _covSameSite(w _covHTTP.ResponseWriter, r *_covHTTP.Request) bool {
 	if _covStrings.EqualFold(_covStrings.TrimSpace(ct), "application/json") || r.Header.Get("X-Coverage-Client") != "" {
 		return true
 	}
+	_covLogf(s, "refused cross-site POST %s from %s (Content-Type %q, no X-Coverage-Client)", r.URL.Path, r.RemoteAddr, r.Header.Get("Content-Type"))
 	_covText(w, _covHTTP.StatusForbidden, "refused: send \"X-Coverage-Client: <name>\" or \"Content-Type: application/json\" (cross-site protection)\n")
 	return false
 }

@@ -351,10 +351,34 @@ type proc struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	stdout *bufio.Reader
-	stderr *bytes.Buffer
+	stderr *syncBuffer
 	base   string // http://127.0.0.1:PORT
 	port   int
 	covDir string
+}
+
+// syncBuffer is a bytes.Buffer that a process can write while a test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *syncBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Len()
 }
 
 // probeClient gives up quickly: a port may belong to a listener that never answers.
@@ -379,7 +403,7 @@ func start(t *testing.T, bin string, port int, env ...string) *proc {
 // startArgs is start with command-line arguments for the program.
 func startArgs(t *testing.T, bin string, args []string, port int, env ...string) *proc {
 	t.Helper()
-	p := &proc{covDir: t.TempDir(), stderr: &bytes.Buffer{}}
+	p := &proc{covDir: t.TempDir(), stderr: &syncBuffer{}}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), append([]string{"GOCOVERDIR=" + p.covDir}, env...)...)
 	p.cmd.Stderr = p.stderr
