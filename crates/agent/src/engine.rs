@@ -157,6 +157,9 @@ pub struct Agent {
     pods: Arc<RwLock<PodIndex>>,
     metrics: Arc<Metrics>,
     started: Instant,
+    /// One answer at most `max_target_bytes`; all answers in memory at once
+    /// at most that times the concurrency (one budget for the whole agent).
+    limits: scrape::budget::Limits,
 }
 
 fn reason_of(e: &ScrapeError) -> &'static str {
@@ -165,6 +168,8 @@ fn reason_of(e: &ScrapeError) -> &'static str {
             TransportErrorKind::Connect => "connect",
             TransportErrorKind::Timeout => "timeout",
             TransportErrorKind::Other => "transport",
+            TransportErrorKind::TooLarge => "too-large",
+            TransportErrorKind::OverBudget => "over-budget",
         },
         ScrapeError::Timeout { .. } => "timeout",
         ScrapeError::Status { .. } => "status",
@@ -183,12 +188,20 @@ impl Agent {
         pods: Arc<RwLock<PodIndex>>,
         metrics: Arc<Metrics>,
     ) -> Agent {
+        let max = cfg.max_target_bytes as u64;
+        let limits = scrape::budget::Limits {
+            max_snapshot: max,
+            budget: scrape::budget::MemoryBudget::new(
+                max.saturating_mul(cfg.concurrency.max(1) as u64),
+            ),
+        };
         Agent {
             cfg,
             uploader,
             pods,
             metrics,
             started: Instant::now(),
+            limits,
         }
     }
 
@@ -198,6 +211,7 @@ impl Agent {
             retries: 0,
             backoff: Duration::from_millis(100),
             token: self.cfg.token.clone(),
+            limits: self.limits.clone(),
         }
     }
 
@@ -240,7 +254,7 @@ impl Agent {
         let direct = |url: String| {
             Direct::new(&url, self.cfg.timeout)
                 .ok()
-                .map(|d| Endpoint::new(Arc::new(d.with_max_body(self.cfg.max_target_bytes))))
+                .map(|d| Endpoint::new(Arc::new(d.with_max_body(self.cfg.max_target_bytes as u64))))
         };
         if c.host_netns {
             out.extend(direct(format!("http://{addr}")));
@@ -266,7 +280,7 @@ impl Agent {
             self.cfg.timeout,
         ) {
             out.push(Endpoint::new(Arc::new(
-                t.with_max_body(self.cfg.max_target_bytes),
+                t.with_max_body(self.cfg.max_target_bytes as u64),
             )));
         }
         out

@@ -581,13 +581,18 @@ impl PackageMeta {
     /// function: name ‖ file ‖ units as le32 ‖ le32(lit)), FNV-1a-128.
     pub fn compute_hash(&self) -> Hash {
         let mut h = Fnv128::new();
+        self.hash_into(&mut h);
+        h.finish()
+    }
+
+    /// Feeds what the blob hash covers into `h` (any algorithm).
+    pub(crate) fn hash_into(&self, h: &mut impl HashWriter) {
         h.write(&to_go_bytes(&self.path));
         h.write(&to_go_bytes(&self.name));
         h.write(&to_go_bytes(&self.module_path));
         for f in &self.funcs {
-            f.hash_into(&mut h);
+            f.hash_into(h);
         }
-        h.finish()
     }
 }
 

@@ -13,6 +13,7 @@
 //! [`collect`] ties it together: one-shot collection, `--watch` with the
 //! adaptive schedule ([`schedule`]), and `reset`.
 
+pub mod budget;
 pub mod collect;
 pub mod error;
 pub mod kube;

@@ -25,7 +25,7 @@ use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 
 use crate::error::TransportError;
-use crate::transport::{RawRequest, RawResponse, Transport, chain, read_body_limited};
+use crate::transport::{RawRequest, RawResponse, Transport, chain, narrowed, read_body};
 
 /// A coverage server at `addr` inside the network namespace `ns`.
 #[derive(Clone)]
@@ -34,7 +34,7 @@ pub struct InNetns {
     label: String,
     addr: SocketAddr,
     connect_timeout: Duration,
-    max_body: usize,
+    max_body: u64,
 }
 
 impl fmt::Debug for InNetns {
@@ -58,12 +58,12 @@ impl InNetns {
             label: label.into(),
             addr,
             connect_timeout,
-            max_body: crate::transport::MAX_BODY,
+            max_body: u64::MAX,
         })
     }
 
     /// Refuses answers larger than `limit` bytes.
-    pub fn with_max_body(mut self, limit: usize) -> InNetns {
+    pub fn with_max_body(mut self, limit: u64) -> InNetns {
         self.max_body = limit;
         self
     }
@@ -136,7 +136,7 @@ impl Transport for InNetns {
                     .await
                     .map_err(|e| TransportError::other(chain(&e)))?;
                 let (parts, body) = resp.into_parts();
-                let body = read_body_limited(body, self.max_body).await?;
+                let body = read_body(body, &narrowed(&req.limit, self.max_body)).await?;
                 Ok(RawResponse {
                     status: parts.status,
                     headers: parts.headers,
