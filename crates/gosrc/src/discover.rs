@@ -54,6 +54,9 @@ pub fn discover(root: &Path, ctx: &BuildContext) -> Result<Vec<DirInfo>, Error> 
     Ok(out)
 }
 
+/// Largest `.go` file read (generated files reach a few MiB).
+const MAX_GO_FILE: u64 = 64 << 20;
+
 fn walk(abs: &Path, rel: &Path, ctx: &BuildContext, out: &mut Vec<DirInfo>) -> Result<(), Error> {
     let mut entries: Vec<(String, fs::FileType)> = Vec::new();
     for e in fs::read_dir(abs).map_err(|e| Error::io(abs, e))? {
@@ -174,19 +177,15 @@ fn examine_dir(
     Ok(info)
 }
 
-/// Largest Go source file read (generated files reach tens of MiB).
-pub const MAX_GO_FILE: u64 = 256 << 20;
-
 /// Reads a `.go` file (following symlinks) only when it is a regular file of
 /// at most [`MAX_GO_FILE`] bytes: a FIFO named `x.go` would block a read
 /// forever, a symlink to `/dev/zero` would never end.
 pub(crate) fn read_go_file(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let refuse =
-        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string());
+    let refuse = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
     if !fs::metadata(path)?.is_file() {
-        return Err(refuse("not a regular file"));
+        return Err(refuse("not a regular file".into()));
     }
     // O_NONBLOCK: a FIFO put there after the stat does not block the open.
     let f = fs::OpenOptions::new()
@@ -195,12 +194,12 @@ pub(crate) fn read_go_file(path: &Path) -> std::io::Result<Vec<u8>> {
         .open(path)?;
     let md = f.metadata()?;
     if !md.is_file() {
-        return Err(refuse("not a regular file"));
+        return Err(refuse("not a regular file".into()));
     }
     let mut buf = Vec::with_capacity(md.len().min(MAX_GO_FILE) as usize);
     f.take(MAX_GO_FILE + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > MAX_GO_FILE {
-        return Err(refuse("larger than 256 MiB"));
+        return Err(refuse(format!("larger than {MAX_GO_FILE} bytes")));
     }
     Ok(buf)
 }
