@@ -142,7 +142,7 @@ pub struct ReportData {
     pub meta: Arc<MetaEntry>,
     /// Identity of the program that wrote this meta-data, when it differs
     /// from the entry's (an entry holding several programs' `GOCOVERDIR`
-    /// data: each meta hash is named after its own counter files' argv[0]).
+    /// data: each meta hash is named after its own counter files' `argv[0]`).
     pub info: Option<EntryInfo>,
     pub format: &'static str,
     pub processes: Vec<ProcessCounters>,
@@ -552,7 +552,7 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
     result
 }
 
-/// The program name in an argv[0]: its last path component.
+/// The program name in an `argv[0]`: its last path component.
 fn program_name(argv0: &str) -> String {
     argv0.rsplit('/').next().unwrap_or(argv0).to_string()
 }
