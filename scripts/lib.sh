@@ -82,3 +82,16 @@ run_fuzz_smoke() {
         fi
     done
 }
+
+# cargo-deny and cargo-machete for the lint step, built once into
+# $COVFLEET_CACHE/bin/<tool>-<version>/ (keyed by version); prints the binary.
+CARGO_DENY_VERSION=0.20.2
+CARGO_MACHETE_VERSION=0.9.2
+ensure_cargo_tool() {
+    local tool=$1 ver=$2 root="$COVFLEET_CACHE/bin/$1-$2"
+    if [ ! -x "$root/bin/$tool" ]; then
+        log "installing $tool $ver into $root"
+        cargo install --locked --quiet --root "$root" "$tool@$ver" >&2
+    fi
+    echo "$root/bin/$tool"
+}
