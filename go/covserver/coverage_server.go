@@ -29,9 +29,24 @@
 //	                        counters_filename, counters_data (base64), timestamp}
 //	GET  /coverage?nometa=1 same without meta (meta_filename and meta_data are
 //	                        ""), counters still named with the real meta hash
+//	POST /coverage          the same, for go-coverage-http's and coverport's
+//	                        clients: JSON body {"test_name": ...}, echoed as
+//	                        "test_name" in the answer (GET takes ?name=)
 //	POST /coverage/reset    zero all counters (atomic mode only)
 //	GET  /health            200 "coverage server healthy"
 //	HEAD <any path>         200 with identity headers only
+//
+// A client that sends "Accept: application/vnd.covfleet.coverage" gets the
+// compact form instead of JSON: the body is the meta file (unless nometa)
+// followed by the counter file, raw, gzip-compressed when Accept-Encoding
+// allows; X-Covfleet-Meta-Name/-Length, X-Covfleet-Counters-Name/-Length and
+// X-Covfleet-Timestamp describe it. JSON stays the default.
+//
+// The POST endpoints refuse cross-site requests: a request with an Origin or
+// Sec-Fetch-Site header (only browsers send them) is refused, and the request
+// must be one a web page cannot send without a CORS preflight, which this
+// server never grants: "Content-Type: application/json" or an
+// "X-Coverage-Client" header.
 //
 // Every response carries X-Art-Coverage-Server: 1, X-Art-Coverage-Pid,
 // X-Art-Coverage-Binary and, when set in the environment,
@@ -46,7 +61,15 @@
 //	COVERAGE_TOKEN    when set, /coverage and /coverage/reset need "Authorization: Bearer <token>"
 //	COVERAGE_DEBUG=1  log the server's activity to stderr
 //	COVERAGE_DISABLE=1  do not start the server
-//	COVERAGE_IN_TESTS=1 start it in `go test` binaries too (skipped by default)
+//	COVERAGE_IN_TESTS=1 start it (and the flusher) in `go test` binaries too (skipped by default)
+//	COVERAGE_FLUSH_INTERVAL=30s  rewrite this process's meta and counter files
+//	                  in GOCOVERDIR every interval (write and rename; one
+//	                  counter file per process), and once more on SIGTERM
+//	COVERAGE_FLUSH_SIGTERM  what happens after the SIGTERM flush: a duration
+//	                  (default 5s) to wait for the program to exit on its own
+//	                  before SIGTERM is raised again with the default action,
+//	                  "exit" (raise it again at once), "pass" (never), "off"
+//	                  (no SIGTERM flush at all)
 //
 // A binary that was not built with -cover answers /coverage with 500 and a
 // body starting "coverage unavailable: binary not built with -cover"; one
@@ -58,19 +81,23 @@ package main
 import (
 	_covBytes "bytes"
 	_covGzip "compress/gzip"
+	_covContext "context"
 	_covSubtle "crypto/subtle"
 	_covBase64 "encoding/base64"
 	_covHex "encoding/hex"
+	_covJSON "encoding/json"
 	_covIO "io"
 	_covLog "log"
 	_covNet "net"
 	_covHTTP "net/http"
 	_covOS "os"
+	_covSignal "os/signal"
 	_covFilepath "path/filepath"
 	_covCoverage "runtime/coverage"
 	_covStrconv "strconv"
 	_covStrings "strings"
 	_covSync "sync"
+	_covSyscall "syscall"
 	_covTime "time"
 )
 
@@ -79,6 +106,19 @@ const (
 	_covMaxTries    = 50
 	_covMaxPort     = 65535
 	_covNoCover     = "coverage unavailable: binary not built with -cover"
+	// _covBinaryType is the media type of the compact answer.
+	_covBinaryType = "application/vnd.covfleet.coverage"
+	// _covSlots is how many answers are built (and sent) at once; it bounds
+	// the memory scrapes can take, however many arrive together.
+	_covSlots = 2
+	// _covSendLimit bounds how long one answer may take to send, so that a
+	// client that stops reading cannot hold a slot for long.
+	_covSendLimit = 60 * _covTime.Second
+	// _covMaxBody bounds the JSON body read from POST /coverage.
+	_covMaxBody = 64 << 10
+	// _covTermWait is how long the program may take to exit on its own after
+	// the SIGTERM flush before SIGTERM is raised again (COVERAGE_FLUSH_SIGTERM).
+	_covTermWait = 5 * _covTime.Second
 )
 
 // _covHeader is one identity header sent on every response.
@@ -86,21 +126,34 @@ type _covHeader struct {
 	name, value string
 }
 
+// _covSlot holds the reusable buffers and gzip writer of one answer (or one
+// flush). Slots are handed out by _covAcquire, so at most _covSlots answers
+// exist at any time.
+type _covSlot struct {
+	meta, counters, out _covBytes.Buffer
+	zw                  *_covGzip.Writer
+}
+
 // _covServer is the coverage server's state. Its fields are set once before
-// the listener starts serving, except those guarded by hashMu.
+// the listener starts serving, except those guarded by a mutex.
 type _covServer struct {
 	debug   *_covLog.Logger // nil unless COVERAGE_DEBUG=1
 	token   string
 	headers []_covHeader // identity headers; empty values are skipped
 
-	// snapMu serialises snapshots so that concurrent scrapes cannot multiply
-	// the memory one snapshot needs.
+	// snapMu serialises snapshots and resets.
 	snapMu _covSync.Mutex
 
 	// hashMu guards hash, the meta-data hash (hex) cached from the first
 	// snapshot; it names counters when the counter header is unusable.
 	hashMu _covSync.Mutex
 	hash   string
+
+	// slotMu and slotCond guard free[:nfree], the idle slots.
+	slotMu   _covSync.Mutex
+	slotCond *_covSync.Cond
+	free     [_covSlots]*_covSlot
+	nfree    int
 }
 
 func init() {
@@ -108,15 +161,16 @@ func init() {
 }
 
 func _covStart() {
-	if _covOS.Getenv("COVERAGE_DISABLE") == "1" {
-		return
-	}
 	if _covIsTestBinary() && _covOS.Getenv("COVERAGE_IN_TESTS") != "1" {
 		// `go test` of an instrumented package: stay out of the way of the
 		// host's tests (goroutine-leak checks, parallel packages on ports).
 		return
 	}
 	s := _covNewServer()
+	go _covFlusher(s)
+	if _covOS.Getenv("COVERAGE_DISABLE") == "1" {
+		return
+	}
 	start := _covDefaultPort
 	if v := _covStrings.TrimSpace(_covOS.Getenv("COVERAGE_PORT")); v != "" {
 		p, err := _covStrconv.Atoi(v)
@@ -173,6 +227,11 @@ func _covIsTestBinary() bool {
 
 func _covNewServer() *_covServer {
 	s := &_covServer{token: _covOS.Getenv("COVERAGE_TOKEN")}
+	s.slotCond = _covSync.NewCond(&s.slotMu)
+	for i := 0; i < _covSlots; i++ {
+		s.free[i] = &_covSlot{}
+	}
+	s.nfree = _covSlots
 	if _covOS.Getenv("COVERAGE_DEBUG") == "1" {
 		s.debug = _covLog.New(_covOS.Stderr, "[covfleet-coverage] ", _covLog.LstdFlags)
 	}
@@ -212,6 +271,31 @@ func _covLogf(s *_covServer, format string, args ...interface{}) {
 	}
 }
 
+// _covAcquire waits for an idle slot.
+func _covAcquire(s *_covServer) *_covSlot {
+	s.slotMu.Lock()
+	for s.nfree == 0 {
+		s.slotCond.Wait()
+	}
+	s.nfree--
+	sl := s.free[s.nfree]
+	s.free[s.nfree] = nil
+	s.slotMu.Unlock()
+	return sl
+}
+
+// _covRelease returns a slot; its buffers keep their capacity for reuse.
+func _covRelease(s *_covServer, sl *_covSlot) {
+	sl.meta.Reset()
+	sl.counters.Reset()
+	sl.out.Reset()
+	s.slotMu.Lock()
+	s.free[s.nfree] = sl
+	s.nfree++
+	s.slotMu.Unlock()
+	s.slotCond.Signal()
+}
+
 // ServeHTTP answers every request: identity headers first, then the route.
 func (s *_covServer) ServeHTTP(w _covHTTP.ResponseWriter, r *_covHTTP.Request) {
 	h := w.Header()
@@ -226,19 +310,37 @@ func (s *_covServer) ServeHTTP(w _covHTTP.ResponseWriter, r *_covHTTP.Request) {
 	}
 	switch r.URL.Path {
 	case "/coverage":
-		if r.Method != _covHTTP.MethodGet {
-			_covMethodNotAllowed(w, "GET, HEAD")
+		testName := r.URL.Query().Get("name")
+		switch r.Method {
+		case _covHTTP.MethodGet:
+		case _covHTTP.MethodPost:
+			if !_covSameSite(s, w, r) {
+				return
+			}
+			var body struct {
+				TestName string `json:"test_name"`
+			}
+			err := _covJSON.NewDecoder(_covIO.LimitReader(r.Body, _covMaxBody)).Decode(&body)
+			if err != nil && err != _covIO.EOF {
+				_covText(w, _covHTTP.StatusBadRequest, "bad JSON body (want {\"test_name\": \"...\"}): "+err.Error()+"\n")
+				return
+			}
+			if body.TestName != "" {
+				testName = body.TestName
+			}
+		default:
+			_covMethodNotAllowed(w, "GET, POST, HEAD")
 			return
 		}
 		if _covAuthorized(s, w, r) {
-			_covServeCoverage(s, w, r)
+			_covServeCoverage(s, w, r, testName)
 		}
 	case "/coverage/reset":
 		if r.Method != _covHTTP.MethodPost {
 			_covMethodNotAllowed(w, "POST, HEAD")
 			return
 		}
-		if _covAuthorized(s, w, r) {
+		if _covSameSite(s, w, r) && _covAuthorized(s, w, r) {
 			_covServeReset(s, w)
 		}
 	case "/health":
@@ -264,6 +366,28 @@ func _covMethodNotAllowed(w _covHTTP.ResponseWriter, allow string) {
 	_covText(w, _covHTTP.StatusMethodNotAllowed, "method not allowed; allowed: "+allow+"\n")
 }
 
+// _covSameSite refuses (403) a POST a web page could have sent: browsers add
+// Origin (and Sec-Fetch-Site) to every POST, and without a CORS preflight,
+// which this server never grants, a page can send neither a JSON content type
+// nor a custom header.
+func _covSameSite(s *_covServer, w _covHTTP.ResponseWriter, r *_covHTTP.Request) bool {
+	if r.Header.Get("Origin") != "" || r.Header.Get("Sec-Fetch-Site") != "" {
+		_covLogf(s, "refused cross-site POST %s from %s (Origin %q)", r.URL.Path, r.RemoteAddr, r.Header.Get("Origin"))
+		_covText(w, _covHTTP.StatusForbidden, "cross-site request refused: requests from web pages (with an Origin header) are not accepted\n")
+		return false
+	}
+	ct := r.Header.Get("Content-Type")
+	if i := _covStrings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	if _covStrings.EqualFold(_covStrings.TrimSpace(ct), "application/json") || r.Header.Get("X-Coverage-Client") != "" {
+		return true
+	}
+	_covLogf(s, "refused cross-site POST %s from %s (Content-Type %q, no X-Coverage-Client)", r.URL.Path, r.RemoteAddr, r.Header.Get("Content-Type"))
+	_covText(w, _covHTTP.StatusForbidden, "refused: send \"X-Coverage-Client: <name>\" or \"Content-Type: application/json\" (cross-site protection)\n")
+	return false
+}
+
 // _covAuthorized checks the bearer token when COVERAGE_TOKEN is set and
 // answers 401 itself when it does not match.
 func _covAuthorized(s *_covServer, w _covHTTP.ResponseWriter, r *_covHTTP.Request) bool {
@@ -281,28 +405,27 @@ func _covAuthorized(s *_covServer, w _covHTTP.ResponseWriter, r *_covHTTP.Reques
 	return false
 }
 
-// _covSnapshot takes one snapshot: the counters and, when withMeta, the
-// meta-data. hash is the meta-data hash in hex, the same that names the
-// GOCOVERDIR files.
-func _covSnapshot(s *_covServer, withMeta bool) (meta, counters []byte, hash string, err error) {
+// _covSnapshot takes one snapshot into sl: the counters and, when withMeta,
+// the meta-data. It returns the meta-data hash in hex, the same that names
+// the GOCOVERDIR files.
+func _covSnapshot(s *_covServer, sl *_covSlot, withMeta bool) (string, error) {
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
-	var mbuf, cbuf _covBytes.Buffer
 	if withMeta {
-		if err = _covCoverage.WriteMeta(&mbuf); err != nil {
-			return nil, nil, "", err
+		if err := _covCoverage.WriteMeta(&sl.meta); err != nil {
+			return "", err
 		}
 	}
-	if err = _covCoverage.WriteCounters(&cbuf); err != nil {
-		return nil, nil, "", err
+	if err := _covCoverage.WriteCounters(&sl.counters); err != nil {
+		return "", err
 	}
-	meta, counters = mbuf.Bytes(), cbuf.Bytes()
 	// The meta file header holds its hash at bytes 24..40; the counter file
 	// header holds the same hash at bytes 8..24.
-	if mbuf.Len() >= 40 {
-		hash = _covHex.EncodeToString(meta[24:40])
-	} else if cbuf.Len() >= 24 {
-		hash = _covHex.EncodeToString(counters[8:24])
+	hash := ""
+	if sl.meta.Len() >= 40 {
+		hash = _covHex.EncodeToString(sl.meta.Bytes()[24:40])
+	} else if sl.counters.Len() >= 24 {
+		hash = _covHex.EncodeToString(sl.counters.Bytes()[8:24])
 	}
 	s.hashMu.Lock()
 	if hash != "" {
@@ -314,26 +437,47 @@ func _covSnapshot(s *_covServer, withMeta bool) (meta, counters []byte, hash str
 	if hash == "" {
 		// Not reachable with a well-formed counter header; compute it once.
 		var m _covBytes.Buffer
-		if err = _covCoverage.WriteMeta(&m); err != nil {
-			return nil, nil, "", err
+		if err := _covCoverage.WriteMeta(&m); err != nil {
+			return "", err
 		}
+		hash = "unknown"
 		if m.Len() >= 40 {
 			hash = _covHex.EncodeToString(m.Bytes()[24:40])
 			s.hashMu.Lock()
 			s.hash = hash
 			s.hashMu.Unlock()
-		} else {
-			hash = "unknown"
 		}
 	}
-	return meta, counters, hash, nil
+	return hash, nil
 }
 
-func _covServeCoverage(s *_covServer, w _covHTTP.ResponseWriter, r *_covHTTP.Request) {
+// _covCompress returns sl's gzip writer, reset to write into sl.out.
+// Huffman coding alone: counter files are ULEB128 numbers, mostly small, so
+// entropy coding gets most of what gzip can (29 KB to 22 KB on a 200-package
+// program), while LZ77 matching costs several times more CPU, much more
+// when compress/flate itself is instrumented (-coverpkg=all).
+func _covCompress(sl *_covSlot) _covIO.WriteCloser {
+	if sl.zw == nil {
+		sl.zw, _ = _covGzip.NewWriterLevel(&sl.out, _covGzip.HuffmanOnly)
+	} else {
+		sl.zw.Reset(&sl.out)
+	}
+	return sl.zw
+}
+
+// _covNopCloser is sl.out when the answer is not compressed.
+type _covNopCloser struct{ *_covBytes.Buffer }
+
+func (_covNopCloser) Close() error { return nil }
+
+func _covServeCoverage(s *_covServer, w _covHTTP.ResponseWriter, r *_covHTTP.Request, testName string) {
 	withMeta := r.URL.Query().Get("nometa") != "1"
-	meta, counters, hash, err := _covSnapshot(s, withMeta)
+	binary := _covAcceptsType(r.Header.Get("Accept"), _covBinaryType)
+	sl := _covAcquire(s)
+	defer _covRelease(s, sl)
+	hash, err := _covSnapshot(s, sl, withMeta)
 	if err != nil {
-		_covLogf(s, "GET /coverage from %s: %v", r.RemoteAddr, err)
+		_covLogf(s, "%s /coverage from %s: %v", r.Method, r.RemoteAddr, err)
 		_covText(w, _covHTTP.StatusInternalServerError, _covUnavailable(err))
 		return
 	}
@@ -344,39 +488,55 @@ func _covServeCoverage(s *_covServer, w _covHTTP.ResponseWriter, r *_covHTTP.Req
 	}
 	countersName := "covcounters." + hash + "." + _covStrconv.Itoa(_covOS.Getpid()) + "." + _covStrconv.FormatInt(ts, 10)
 
-	var body _covBytes.Buffer
-	body.WriteString(`{"meta_filename":"`)
-	body.WriteString(metaName)
-	body.WriteString(`","meta_data":"`)
-	enc := _covBase64.NewEncoder(_covBase64.StdEncoding, &body)
-	enc.Write(meta)
-	enc.Close()
-	body.WriteString(`","counters_filename":"`)
-	body.WriteString(countersName)
-	body.WriteString(`","counters_data":"`)
-	enc = _covBase64.NewEncoder(_covBase64.StdEncoding, &body)
-	enc.Write(counters)
-	enc.Close()
-	body.WriteString(`","timestamp":`)
-	body.WriteString(_covStrconv.FormatInt(ts, 10))
-	body.WriteString("}\n")
-
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
-	h.Add("Vary", "Accept-Encoding")
+	h.Add("Vary", "Accept, Accept-Encoding")
+	var dst _covIO.WriteCloser = _covNopCloser{&sl.out}
 	if _covAcceptsGzip(r.Header.Get("Accept-Encoding")) {
 		h.Set("Content-Encoding", "gzip")
-		w.WriteHeader(_covHTTP.StatusOK)
-		zw, _ := _covGzip.NewWriterLevel(w, _covGzip.BestSpeed)
-		zw.Write(body.Bytes())
-		zw.Close()
-	} else {
-		h.Set("Content-Length", _covStrconv.Itoa(body.Len()))
-		w.WriteHeader(_covHTTP.StatusOK)
-		w.Write(body.Bytes())
+		dst = _covCompress(sl)
 	}
-	_covLogf(s, "GET /coverage from %s: %d bytes meta, %d bytes counters", r.RemoteAddr, _covBytes.NewReader(meta).Size(), _covBytes.NewReader(counters).Size())
+	if binary {
+		h.Set("Content-Type", _covBinaryType)
+		h.Set("X-Covfleet-Meta-Name", metaName)
+		h.Set("X-Covfleet-Meta-Length", _covStrconv.Itoa(sl.meta.Len()))
+		h.Set("X-Covfleet-Counters-Name", countersName)
+		h.Set("X-Covfleet-Counters-Length", _covStrconv.Itoa(sl.counters.Len()))
+		h.Set("X-Covfleet-Timestamp", _covStrconv.FormatInt(ts, 10))
+		dst.Write(sl.meta.Bytes())
+		dst.Write(sl.counters.Bytes())
+	} else {
+		h.Set("Content-Type", "application/json")
+		_covIO.WriteString(dst, `{"meta_filename":"`)
+		_covIO.WriteString(dst, metaName)
+		_covIO.WriteString(dst, `","meta_data":"`)
+		enc := _covBase64.NewEncoder(_covBase64.StdEncoding, dst)
+		enc.Write(sl.meta.Bytes())
+		enc.Close()
+		_covIO.WriteString(dst, `","counters_filename":"`)
+		_covIO.WriteString(dst, countersName)
+		_covIO.WriteString(dst, `","counters_data":"`)
+		enc = _covBase64.NewEncoder(_covBase64.StdEncoding, dst)
+		enc.Write(sl.counters.Bytes())
+		enc.Close()
+		_covIO.WriteString(dst, `",`)
+		if testName != "" {
+			if quoted, err := _covJSON.Marshal(testName); err == nil {
+				_covIO.WriteString(dst, `"test_name":`)
+				dst.Write(quoted)
+				_covIO.WriteString(dst, ",")
+			}
+		}
+		_covIO.WriteString(dst, `"timestamp":`)
+		_covIO.WriteString(dst, _covStrconv.FormatInt(ts, 10))
+		_covIO.WriteString(dst, "}\n")
+	}
+	dst.Close()
+	h.Set("Content-Length", _covStrconv.Itoa(sl.out.Len()))
+	_covHTTP.NewResponseController(w).SetWriteDeadline(_covTime.Now().Add(_covSendLimit))
+	w.WriteHeader(_covHTTP.StatusOK)
+	w.Write(sl.out.Bytes())
+	_covLogf(s, "%s /coverage from %s: %d bytes meta, %d bytes counters, %d bytes sent", r.Method, r.RemoteAddr, sl.meta.Len(), sl.counters.Len(), sl.out.Len())
 }
 
 func _covServeReset(s *_covServer, w _covHTTP.ResponseWriter) {
@@ -398,10 +558,32 @@ func _covServeReset(s *_covServer, w _covHTTP.ResponseWriter) {
 // not built with -cover, or (WriteCounters refuses this) it was built with
 // -covermode=set or count, where live counters cannot be read.
 func _covUnavailable(err error) string {
+	if _covIsTestBinary() {
+		// Go computes the meta-data hash of a `go test` binary only when its
+		// tests end (the exit hook or -test.coverprofile processing), and
+		// runtime/coverage refuses to write anything before that; it cannot
+		// tell this apart from a test binary built without -cover.
+		return "coverage unavailable: this `go test` binary is not built with -cover, or Go writes its coverage only when its tests end (" +
+			err.Error() + "); for live coverage build the program with `go build -cover -covermode=atomic`\n"
+	}
 	if _covCoverage.WriteMeta(_covIO.Discard) != nil {
 		return _covNoCover + " (" + err.Error() + ")\n"
 	}
 	return "coverage unavailable: " + err.Error() + "\n"
+}
+
+// _covQ reports whether the parameters of one Accept or Accept-Encoding
+// element leave it acceptable (no q, or a non-zero q).
+func _covQ(params []string) bool {
+	ok := true
+	for _, p := range params {
+		p = _covStrings.TrimSpace(p)
+		if _covStrings.HasPrefix(p, "q=") {
+			q, err := _covStrconv.ParseFloat(p[2:], 64)
+			ok = err == nil && q > 0
+		}
+	}
+	return ok
 }
 
 // _covAcceptsGzip reports whether an Accept-Encoding value allows gzip
@@ -411,14 +593,7 @@ func _covAcceptsGzip(header string) bool {
 	for _, part := range _covStrings.Split(header, ",") {
 		fields := _covStrings.Split(part, ";")
 		name := _covStrings.ToLower(_covStrings.TrimSpace(fields[0]))
-		ok := true
-		for _, p := range fields[1:] {
-			p = _covStrings.TrimSpace(p)
-			if _covStrings.HasPrefix(p, "q=") {
-				q, err := _covStrconv.ParseFloat(p[2:], 64)
-				ok = err == nil && q > 0
-			}
-		}
+		ok := _covQ(fields[1:])
 		switch name {
 		case "gzip", "x-gzip":
 			if ok {
@@ -431,4 +606,169 @@ func _covAcceptsGzip(header string) bool {
 		}
 	}
 	return gzip == 1 || (gzip == 0 && star)
+}
+
+// _covAcceptsType reports whether an Accept value names mediaType itself
+// with a non-zero q (wildcards do not count: JSON stays the default).
+func _covAcceptsType(header, mediaType string) bool {
+	for _, part := range _covStrings.Split(header, ",") {
+		fields := _covStrings.Split(part, ";")
+		if _covStrings.EqualFold(_covStrings.TrimSpace(fields[0]), mediaType) && _covQ(fields[1:]) {
+			return true
+		}
+	}
+	return false
+}
+
+// ---------------------------------------------------------------- flushing
+
+// _covFlush is the state of COVERAGE_FLUSH_INTERVAL: this process's counter
+// file in dir, named once so that every flush replaces it.
+type _covFlush struct {
+	dir          string
+	countersName string // set by the first flush
+	metaChecked  bool
+}
+
+// _covFlusher runs the periodic flush and the SIGTERM flush when
+// COVERAGE_FLUSH_INTERVAL asks for them (and GOCOVERDIR is set).
+func _covFlusher(s *_covServer) {
+	v := _covStrings.TrimSpace(_covOS.Getenv("COVERAGE_FLUSH_INTERVAL"))
+	if v == "" {
+		return
+	}
+	every, err := _covTime.ParseDuration(v)
+	if err != nil {
+		if n, err2 := _covStrconv.Atoi(v); err2 == nil {
+			every, err = _covTime.Duration(n)*_covTime.Second, nil
+		}
+	}
+	if err != nil || every <= 0 {
+		_covLogf(s, "invalid COVERAGE_FLUSH_INTERVAL %q: not flushing", v)
+		return
+	}
+	if every < _covTime.Second {
+		every = _covTime.Second
+	}
+	dir := _covOS.Getenv("GOCOVERDIR")
+	if dir == "" {
+		_covLogf(s, "COVERAGE_FLUSH_INTERVAL set but GOCOVERDIR is not: not flushing")
+		return
+	}
+	f := &_covFlush{dir: dir}
+	tick := _covTime.NewTicker(every)
+	defer tick.Stop()
+
+	term := _covContext.Background()
+	stopTerm := func() {}
+	mode := _covStrings.ToLower(_covStrings.TrimSpace(_covOS.Getenv("COVERAGE_FLUSH_SIGTERM")))
+	// An ignored SIGTERM stays ignored: Notify would undo that.
+	if mode != "off" && !_covSignal.Ignored(_covSyscall.SIGTERM) {
+		term, stopTerm = _covSignal.NotifyContext(term, _covSyscall.SIGTERM)
+	}
+	_covLogf(s, "flushing coverage to %s every %v", dir, every)
+	for {
+		select {
+		case <-tick.C:
+			if err := _covFlushOnce(s, f); err != nil {
+				_covLogf(s, "flush: %v", err)
+			}
+		case <-term.Done():
+			if err := _covFlushOnce(s, f); err != nil {
+				_covLogf(s, "flush on SIGTERM: %v", err)
+			}
+			// Give SIGTERM back: with no other os/signal listener, Go's
+			// default (exit by SIGTERM) applies again from here on.
+			stopTerm()
+			_covAfterTerm(s, mode)
+			return
+		}
+	}
+}
+
+// _covAfterTerm finishes what the SIGTERM we consumed would have done. Our
+// listener changed one thing: when the program has no SIGTERM handler of its
+// own, the signal no longer killed it. Go offers no way to ask whether other
+// listeners exist, so unless told ("exit", "pass") we wait for the program to
+// exit on its own (a program that handles SIGTERM usually does) and then
+// raise SIGTERM again, which now takes the default action if nobody listens.
+func _covAfterTerm(s *_covServer, mode string) {
+	wait := _covTermWait
+	switch mode {
+	case "pass", "off":
+		return
+	case "exit", "0":
+		wait = 0
+	case "":
+	default:
+		d, err := _covTime.ParseDuration(mode)
+		if err != nil || d < 0 {
+			_covLogf(s, "invalid COVERAGE_FLUSH_SIGTERM %q, using %v", mode, wait)
+		} else {
+			wait = d
+		}
+	}
+	if wait > 0 {
+		_covTime.Sleep(wait)
+	}
+	if p, err := _covOS.FindProcess(_covOS.Getpid()); err == nil {
+		_covLogf(s, "raising SIGTERM again")
+		p.Signal(_covSyscall.SIGTERM)
+	}
+}
+
+// _covFlushOnce writes the meta file (when missing) and replaces this
+// process's counter file in f.dir, each by writing a temporary file and
+// renaming it, as Go itself does at exit.
+func _covFlushOnce(s *_covServer, f *_covFlush) error {
+	sl := _covAcquire(s)
+	defer _covRelease(s, sl)
+	hash, err := _covSnapshot(s, sl, false)
+	if err != nil {
+		return err
+	}
+	metaPath := _covFilepath.Join(f.dir, "covmeta."+hash)
+	fi, statErr := _covOS.Stat(metaPath)
+	if statErr != nil || !f.metaChecked {
+		s.snapMu.Lock()
+		err = _covCoverage.WriteMeta(&sl.meta)
+		s.snapMu.Unlock()
+		if err != nil {
+			return err
+		}
+		if statErr != nil || fi.Size() != int64(sl.meta.Len()) {
+			if err := _covWriteFile(metaPath, sl.meta.Bytes()); err != nil {
+				return err
+			}
+		}
+		f.metaChecked = true
+	}
+	if f.countersName == "" {
+		f.countersName = "covcounters." + hash + "." + _covStrconv.Itoa(_covOS.Getpid()) + "." + _covStrconv.FormatInt(_covTime.Now().UnixNano(), 10)
+	}
+	return _covWriteFile(_covFilepath.Join(f.dir, f.countersName), sl.counters.Bytes())
+}
+
+// _covWriteFile writes data to path atomically: a crash leaves the old file
+// or the new one, never a torn one.
+func _covWriteFile(path string, data []byte) error {
+	tmp := _covFilepath.Join(_covFilepath.Dir(path), "tmp."+_covFilepath.Base(path))
+	out, err := _covOS.OpenFile(tmp, _covOS.O_WRONLY|_covOS.O_CREATE|_covOS.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = out.Write(data)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = _covOS.Rename(tmp, path)
+	}
+	if err != nil {
+		_covOS.Remove(tmp)
+	}
+	return err
 }

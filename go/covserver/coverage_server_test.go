@@ -82,6 +82,9 @@ func do(t *testing.T, method, url string, hdr map[string]string) (*http.Response
 	return resp, string(body)
 }
 
+// resetHdr is what covfleet's own client sends with POST /coverage/reset.
+var resetHdr = map[string]string{"X-Coverage-Client": "covfleet"}
+
 func TestIdentityHeadersOnEveryResponse(t *testing.T) {
 	ts := newTestServer(t, map[string]string{
 		"SOURCE_GIT_COMMIT": "abc123",
@@ -140,7 +143,8 @@ func TestRoutesAndMethods(t *testing.T) {
 	}{
 		{"GET", "/health", 200, "coverage server healthy"},
 		{"POST", "/health", 405, "method not allowed"},
-		{"POST", "/coverage", 405, "method not allowed"},
+		{"POST", "/coverage", 403, "cross-site protection"},
+		{"PUT", "/coverage", 405, "method not allowed"},
 		{"GET", "/coverage/reset", 405, "method not allowed"},
 		{"GET", "/", 404, "not found"},
 	}
@@ -158,8 +162,10 @@ func TestNotBuiltWithCoverAnswersClearly(t *testing.T) {
 	}
 	ts := newTestServer(t, nil)
 	for _, c := range []struct{ method, path string }{{"GET", "/coverage"}, {"GET", "/coverage?nometa=1"}, {"POST", "/coverage/reset"}} {
-		resp, body := do(t, c.method, ts.URL+c.path, nil)
-		if resp.StatusCode != 500 || !strings.HasPrefix(body, "coverage unavailable: binary not built with -cover") {
+		resp, body := do(t, c.method, ts.URL+c.path, resetHdr)
+		// This is a test binary: the answer also says why a test binary
+		// built with -cover could not answer either.
+		if resp.StatusCode != 500 || !strings.HasPrefix(body, "coverage unavailable: ") || !strings.Contains(body, "not built with -cover") {
 			t.Errorf("%s %s: %d %q", c.method, c.path, resp.StatusCode, body)
 		}
 	}
@@ -179,7 +185,7 @@ func TestTokenProtectsDataEndpointsOnly(t *testing.T) {
 			t.Errorf("GET %s with the right token: 401", path)
 		}
 	}
-	resp, _ := do(t, "POST", ts.URL+"/coverage/reset", nil)
+	resp, _ := do(t, "POST", ts.URL+"/coverage/reset", resetHdr)
 	if resp.StatusCode != 401 {
 		t.Errorf("POST /coverage/reset without token: %d, want 401", resp.StatusCode)
 	}
@@ -285,7 +291,23 @@ func goTool(t *testing.T) string {
 // build flags, once per flag set per test run.
 func demoBinary(t *testing.T, flags ...string) string {
 	t.Helper()
-	key := strings.Join(flags, " ")
+	return buildGo(t, map[string]string{"main.go": demoMain}, append([]string{"build"}, flags...)...)
+}
+
+// buildGo writes files (plus go.mod and the server as
+// zz_covfleet_coverage_server.go) into a fresh module and runs
+// `go ARGS -o BIN .` there, once per (files, args) per test run.
+func buildGo(t *testing.T, files map[string]string, args ...string) string {
+	t.Helper()
+	var names []string
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	key := strings.Join(args, " ")
+	for _, name := range names {
+		key += "\x00" + name + "\x00" + files[name]
+	}
 	v, _ := buildOnce.LoadOrStore(key, &builtDemo{})
 	b := v.(*builtDemo)
 	b.once.Do(func() {
@@ -299,22 +321,24 @@ func demoBinary(t *testing.T, flags ...string) string {
 			b.err = err
 			return
 		}
-		files := map[string]string{
+		all := map[string]string{
 			"go.mod":                         "module example.com/demo\n\ngo 1.16\n",
-			"main.go":                        demoMain,
 			"zz_covfleet_coverage_server.go": string(server),
 		}
 		for name, content := range files {
+			all[name] = content
+		}
+		for name, content := range all {
 			if b.err = os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); b.err != nil {
 				return
 			}
 		}
 		b.path = filepath.Join(dir, "demo")
-		args := append([]string{"build", "-o", b.path}, flags...)
-		cmd := exec.Command(goTool(t), append(args, ".")...)
+		full := append(append([]string{}, args...), "-o", b.path, ".")
+		cmd := exec.Command(goTool(t), full...)
 		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+			b.err = fmt.Errorf("go %s: %v\n%s", strings.Join(full, " "), err, out)
 		}
 	})
 	if b.err != nil {
@@ -327,10 +351,34 @@ type proc struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	stdout *bufio.Reader
-	stderr *bytes.Buffer
+	stderr *syncBuffer
 	base   string // http://127.0.0.1:PORT
 	port   int
 	covDir string
+}
+
+// syncBuffer is a bytes.Buffer that a process can write while a test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *syncBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Len()
 }
 
 // probeClient gives up quickly: a port may belong to a listener that never answers.
@@ -349,8 +397,14 @@ func freePort(t *testing.T) int {
 // start runs bin with env and waits until a coverage server answers on port.
 func start(t *testing.T, bin string, port int, env ...string) *proc {
 	t.Helper()
-	p := &proc{covDir: t.TempDir(), stderr: &bytes.Buffer{}}
-	p.cmd = exec.Command(bin)
+	return startArgs(t, bin, nil, port, env...)
+}
+
+// startArgs is start with command-line arguments for the program.
+func startArgs(t *testing.T, bin string, args []string, port int, env ...string) *proc {
+	t.Helper()
+	p := &proc{covDir: t.TempDir(), stderr: &syncBuffer{}}
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), append([]string{"GOCOVERDIR=" + p.covDir}, env...)...)
 	p.cmd.Stderr = p.stderr
 	var err error
@@ -481,6 +535,18 @@ func textfmt(t *testing.T, dir string) []string {
 	return lines
 }
 
+// coveredLines counts main.go's blocks with a non-zero count in dir.
+func coveredLines(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	for _, l := range textfmt(t, dir) {
+		if countOf(l) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 func countOf(line string) int {
 	n, _ := strconv.Atoi(line[strings.LastIndexByte(line, ' ')+1:])
 	return n
@@ -557,19 +623,14 @@ func TestResetZeroesCounters(t *testing.T) {
 	p.work(t, 15)
 	before := t.TempDir()
 	save(t, before, scrape(t, p.base+"/coverage"))
-	nonzero := 0
-	for _, l := range textfmt(t, before) {
-		if countOf(l) > 0 {
-			nonzero++
-		}
-	}
+	nonzero := coveredLines(t, before)
 	if nonzero == 0 {
 		t.Fatal("no counts before reset")
 	}
 	if resp, body := do(t, "GET", p.base+"/coverage/reset", nil); resp.StatusCode != 405 {
 		t.Errorf("GET reset: %d %s", resp.StatusCode, body)
 	}
-	if resp, body := do(t, "POST", p.base+"/coverage/reset", nil); resp.StatusCode != 200 {
+	if resp, body := do(t, "POST", p.base+"/coverage/reset", resetHdr); resp.StatusCode != 200 {
 		t.Fatalf("POST reset: %d %s", resp.StatusCode, body)
 	}
 	after := t.TempDir()
@@ -582,12 +643,7 @@ func TestResetZeroesCounters(t *testing.T) {
 	p.work(t, 5)
 	again := t.TempDir()
 	save(t, again, scrape(t, p.base+"/coverage"))
-	nonzero = 0
-	for _, l := range textfmt(t, again) {
-		if countOf(l) > 0 {
-			nonzero++
-		}
-	}
+	nonzero = coveredLines(t, again)
 	if nonzero == 0 {
 		t.Error("counting did not resume after reset")
 	}
@@ -597,7 +653,7 @@ func TestResetRefusedOutsideAtomicMode(t *testing.T) {
 	bin := demoBinary(t, "-cover", "-covermode=set")
 	port := freePort(t)
 	p := start(t, bin, port, "COVERAGE_PORT="+strconv.Itoa(port))
-	resp, body := do(t, "POST", p.base+"/coverage/reset", nil)
+	resp, body := do(t, "POST", p.base+"/coverage/reset", resetHdr)
 	if resp.StatusCode != 409 || !strings.Contains(body, "atomic") {
 		t.Errorf("reset in set mode: %d %q, want 409 mentioning atomic", resp.StatusCode, body)
 	}
@@ -664,7 +720,9 @@ func TestConcurrentScrapesUnderRace(t *testing.T) {
 					url += "?nometa=1"
 				}
 				if i == 0 && j%3 == 0 {
-					if resp, err := http.Post(p.base+"/coverage/reset", "", nil); err == nil {
+					req, _ := http.NewRequest("POST", p.base+"/coverage/reset", nil)
+					req.Header.Set("X-Coverage-Client", "test")
+					if resp, err := http.DefaultClient.Do(req); err == nil {
 						resp.Body.Close()
 					}
 				}

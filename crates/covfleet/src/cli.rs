@@ -36,6 +36,8 @@ pub enum Command {
     Collect(cmd::collect::Args),
     /// Zero the coverage counters of every target (start of a phase).
     Reset(cmd::reset::Args),
+    /// Fetch an S3 prefix in the seed layout into DIR/coverage/.
+    Download(cmd::download::Args),
     /// Compile a collection into DIR/coverage.db (incremental).
     Compile(cmd::compile::Args),
     /// Clone each binary's source at its commit into DIR/repos/.
@@ -44,6 +46,16 @@ pub enum Command {
     Render(cmd::render::Args),
     /// Build the bundled demo service with coverage, run it, and render its report.
     Demo(cmd::demo::Args),
+    /// Why coverage is missing from a binary, a process or a coverage server; each finding with its fix.
+    Doctor(cmd::doctor::Args),
+    /// Write Go profile, lcov, Cobertura or Codecov reports of a compiled collection.
+    Export(cmd::export::Args),
+    /// Per-function coverage of each owner (`--func`, like `go tool cover -func`).
+    Report(cmd::report::Args),
+    /// Statements newly covered / no longer covered / still missed between two collections.
+    Diff(cmd::diff::Args),
+    /// Coverage of the lines changed between two commits (exit 1 below --fail-under).
+    Patch(cmd::patch::Args),
 }
 
 /// An error in how covfleet was called or set up, which the user must fix
@@ -107,10 +119,16 @@ pub fn dispatch(command: Command, shared: &Shared) -> ExitCode {
         Command::GoShim(args) => cmd::go_shim::run(args),
         Command::Collect(args) => cmd::collect::run(args, shared),
         Command::Reset(args) => cmd::reset::run(args, shared),
+        Command::Download(args) => cmd::download::run(args, shared),
         Command::Compile(args) => cmd::compile::run(args, shared),
         Command::CloneSources(args) => cmd::clone_sources::run(args),
         Command::Render(args) => cmd::render::run(args),
         Command::Demo(args) => cmd::demo::run(args, shared),
+        Command::Doctor(args) => cmd::doctor::run(args, shared),
+        Command::Export(args) => cmd::export::run(args),
+        Command::Report(args) => cmd::report::run(args),
+        Command::Diff(args) => cmd::diff::run(args),
+        Command::Patch(args) => cmd::patch::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1205,6 +1205,85 @@ mod protocol {
         });
     }
 
+    /// covfleet asks for the compact form and this server gives it; a server
+    /// that only knows JSON (an older covfleet, the seed system's) ignores
+    /// `Accept`, and the same fetch decodes its JSON to the same files.
+    #[test]
+    fn compact_form_when_offered_json_otherwise() {
+        let f = fixtures();
+        let ns = Netns::with_veth();
+        ns.spawn_ready(&f.covered, &["4"], &[]);
+        let url = format!("http://{}:53700", ns.ip.clone().unwrap());
+        let direct = Direct::new(&url, Duration::from_secs(2)).unwrap();
+        let ep = Endpoint::new(Arc::new(direct.clone()));
+        let opts = ClientOptions::default();
+        let (compact, json) = rt().block_on(async {
+            let compact = p::fetch(&ep, &opts, true).await.unwrap();
+            // What an old server answers: the JSON body, whatever Accept says.
+            let raw = direct
+                .send(RawRequest {
+                    method: http::Method::GET,
+                    path: "/coverage".into(),
+                    headers: http::HeaderMap::new(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(raw.headers.get("content-type").unwrap(), "application/json");
+            (compact, raw.body)
+        });
+        // (Unless the fixtures carry another server, for compatibility runs.)
+        if std::env::var_os("COVFLEET_TEST_SERVER_GO").is_none() {
+            assert!(
+                compact.compact,
+                "the injected server did not answer compactly"
+            );
+        }
+        assert_eq!(
+            p::meta_hash(compact.meta.as_deref().unwrap()).unwrap(),
+            compact.hash
+        );
+
+        // The old server: answers every request with that JSON.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let old_url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let seen2 = seen.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                *seen2.lock().unwrap() = String::from_utf8_lossy(&req).to_lowercase();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Art-Coverage-Server: 1\r\nX-Art-Coverage-Pid: 42\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    json.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&json);
+            }
+        });
+        let old =
+            rt().block_on(async { p::fetch(&endpoint(&old_url), &opts, true).await.unwrap() });
+        assert!(
+            seen.lock()
+                .unwrap()
+                .contains("accept: application/vnd.covfleet.coverage"),
+            "the compact form was not asked for: {}",
+            seen.lock().unwrap()
+        );
+        assert!(!old.compact);
+        assert_eq!(old.hash, compact.hash);
+        assert_eq!(old.meta, compact.meta);
+        assert_eq!(p::counters_hash(&old.counters).unwrap(), compact.hash);
+    }
+
     /// A listener that never answers: the per-request timeout fires, and
     /// the error names the target.
     #[test]

@@ -341,6 +341,137 @@ fn text_profiles_are_compiled() {
     );
 }
 
+/// The seed-04 flow: an operator built as a test binary whose only test
+/// runs main() (`go test -c -cover -covermode=atomic -tags testrunmain`, run
+/// with `-test.run '^TestRunMain$' -test.coverprofile=...`). The text profile
+/// it writes when main returns is an entry compile reads, the injected
+/// server's file left out (docs/test-binaries.md).
+#[test]
+fn seed04_test_binary_profile_is_compiled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("op");
+    std::fs::create_dir_all(&src).unwrap();
+    let files = [
+        ("go.mod", "module example.com/op\n\ngo 1.16\n".to_string()),
+        (
+            "main.go",
+            r#"package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func reconcile(kind string) string {
+	switch kind {
+	case "create":
+		return "created"
+	case "delete":
+		return "deleted"
+	}
+	return "ignored"
+}
+
+func main() {
+	for _, a := range os.Args[1:] {
+		fmt.Println(reconcile(a))
+	}
+}
+"#
+            .to_string(),
+        ),
+        (
+            "main_test.go",
+            "//go:build testrunmain\n\npackage main\n\nimport \"testing\"\n\nfunc TestRunMain(t *testing.T) {\n\tmain()\n}\n"
+                .to_string(),
+        ),
+        (
+            "zz_covfleet_coverage_server.go",
+            std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../go/covserver/coverage_server.go"),
+            )
+            .unwrap(),
+        ),
+    ];
+    for (name, text) in &files {
+        std::fs::write(src.join(name), text).unwrap();
+    }
+    let go = |args: &[&str], dir: &Path| {
+        let out = std::process::Command::new("go")
+            .args(args)
+            .current_dir(dir)
+            .env("GOFLAGS", "")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "go {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    go(
+        &[
+            "test",
+            "-c",
+            "-cover",
+            "-covermode=atomic",
+            "-tags",
+            "testrunmain",
+            "-o",
+            "op.test",
+        ],
+        &src,
+    );
+    let dir = tmp.path().join("collection");
+    let e = dir.join("coverage/op-test-binary");
+    std::fs::create_dir_all(&e).unwrap();
+    // The program's own arguments follow the test flags, as in the seed's
+    // entrypoint (`exec op.test -test.run ... -test.coverprofile=... "$@"`)
+    // — Go's flag parsing stops at the first non-flag.
+    let profile = e.join("coverage.out");
+    let run = std::process::Command::new(src.join("op.test"))
+        .arg("-test.run")
+        .arg("^TestRunMain$")
+        .arg(format!("-test.coverprofile={}", profile.display()))
+        .args(["create", "create", "other"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(&profile).unwrap();
+    assert!(text.starts_with("mode: atomic\n"), "{text}");
+
+    compile(&dir, &[]);
+    let db = Database::open_collection(&dir).unwrap();
+    let owners = db.owners().unwrap();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    let o = &owners[0];
+    assert_eq!(o.mode, "atomic");
+    assert_eq!(db.owner_reports(o.id).unwrap()[0].format, "text");
+    // The compiled profile is the test binary's, less the injected server.
+    assert_eq!(
+        profile_lines(&db.owner_profile(o.id).unwrap()),
+        profile_lines(&text)
+    );
+    let stats = db.owner_file_stats(o.id).unwrap();
+    assert!(
+        stats.iter().all(|s| !s.file_path.contains("zz_covfleet")),
+        "the injected server counted: {stats:?}"
+    );
+    let main = stats
+        .iter()
+        .find(|s| s.file_path.ends_with("main.go"))
+        .unwrap();
+    // create and the default branch ran, delete did not.
+    assert!(
+        main.covered_stmts > 0 && main.covered_stmts < main.total_stmts,
+        "{main:?}"
+    );
+}
+
 #[test]
 fn owner_references_win_over_pod_names() {
     let tmp = tempfile::tempdir().unwrap();

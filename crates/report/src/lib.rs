@@ -13,3 +13,10 @@ pub mod source;
 pub use dbsource::DbSource;
 pub use model::{Block, FileCoverage, MemorySource, OwnerRow, SiteSource};
 pub use site::{Options, Summary, render};
+
+pub mod cov;
+pub mod diff;
+pub mod diff_html;
+pub mod export;
+pub mod funcs;
+pub mod patch;

@@ -20,6 +20,7 @@ pub mod output;
 pub mod protocol;
 pub mod schedule;
 pub mod transport;
+pub mod wire;
 
 pub use error::{Error, HeaderError, TransportError, TransportErrorKind, UrlError};
 pub use protocol::{ClientOptions, Identity, Probe, Snapshot};

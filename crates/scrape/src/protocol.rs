@@ -7,8 +7,11 @@
 //!   `-Source-Commit`, `-Source-Url`, `-Software-Group`, `-Software-Key`).
 //! * `GET /coverage` answers JSON `{meta_filename, meta_data, counters_filename,
 //!   counters_data, timestamp}` (data base64); `?nometa=1` omits the meta data.
-//!   Gzip when `Accept-Encoding` allows it.
-//! * `POST /coverage/reset` zeroes the counters.
+//!   Gzip when `Accept-Encoding` allows it. covfleet also asks for the
+//!   compact form ([`crate::wire`]) and takes whichever the server sends.
+//! * `POST /coverage/reset` zeroes the counters; covfleet sends
+//!   `X-Coverage-Client: covfleet` with it, which the server requires so
+//!   that a web page cannot reset counters.
 //! * A binary not built with `-cover` answers `/coverage` with a non-200
 //!   status and a message; an optional bearer token guards the data.
 
@@ -145,6 +148,9 @@ pub struct Snapshot {
     pub timestamp: Option<serde_json::Value>,
     /// The identity headers of this answer, when present.
     pub identity: Option<Identity>,
+    /// Whether the server answered in the compact form ([`crate::wire`])
+    /// rather than JSON.
+    pub compact: bool,
 }
 
 /// A coverage server reached through one transport, with request options.
@@ -184,7 +190,7 @@ async fn request(
     opts: &ClientOptions,
     method: Method,
     path: &str,
-    accept_gzip: bool,
+    extra: &[(&'static str, &'static str)],
 ) -> Result<RawResponse, Error> {
     let mut headers = HeaderMap::new();
     if let Some(tok) = &opts.token {
@@ -196,11 +202,8 @@ async fn request(
         })?;
         headers.insert(http::header::AUTHORIZATION, v);
     }
-    if accept_gzip {
-        headers.insert(
-            http::header::ACCEPT_ENCODING,
-            HeaderValue::from_static("gzip"),
-        );
+    for (name, value) in extra {
+        headers.insert(*name, HeaderValue::from_static(value));
     }
     let mut attempt = 0;
     loop {
@@ -250,7 +253,7 @@ pub async fn probe(ep: &Endpoint, opts: &ClientOptions) -> Result<Probe, Error> 
     } else {
         (Method::HEAD, "/")
     };
-    let resp = request(ep, opts, method.clone(), path, false).await?;
+    let resp = request(ep, opts, method.clone(), path, &[]).await?;
     let status = resp.status.as_u16();
     match Identity::from_headers(&resp.headers) {
         Ok(Some(id)) if resp.status.is_success() => Ok(Probe::Coverage(id)),
@@ -366,6 +369,7 @@ pub fn decode_coverage(target: &str, json: &[u8], want_meta: bool) -> Result<Sna
         counters_filename: doc.counters_filename,
         timestamp: doc.timestamp,
         identity: None,
+        compact: false,
     })
 }
 
@@ -380,7 +384,14 @@ pub async fn fetch(
     } else {
         "/coverage?nometa=1"
     };
-    let resp = request(ep, opts, Method::GET, path, true).await?;
+    let resp = request(
+        ep,
+        opts,
+        Method::GET,
+        path,
+        &[("accept", crate::wire::ACCEPT), ("accept-encoding", "gzip")],
+    )
+    .await?;
     let identity = Identity::from_headers(&resp.headers).ok().flatten();
     if !resp.status.is_success() {
         return Err(Error::Status {
@@ -392,7 +403,11 @@ pub async fn fetch(
         });
     }
     let body = maybe_gunzip(&ep.label, &resp)?;
-    let mut snap = decode_coverage(&ep.label, &body, with_meta)?;
+    let mut snap = if crate::wire::is_compact(&resp.headers) {
+        crate::wire::decode(&ep.label, &resp.headers, body, with_meta)?
+    } else {
+        decode_coverage(&ep.label, &body, with_meta)?
+    };
     snap.identity = identity;
     Ok(snap)
 }
@@ -411,7 +426,14 @@ fn maybe_gunzip(target: &str, resp: &RawResponse) -> Result<Vec<u8>, Error> {
 
 /// `POST /coverage/reset`: zero the counters.
 pub async fn reset(ep: &Endpoint, opts: &ClientOptions) -> Result<(), Error> {
-    let resp = request(ep, opts, Method::POST, "/coverage/reset", false).await?;
+    let resp = request(
+        ep,
+        opts,
+        Method::POST,
+        "/coverage/reset",
+        &[("x-coverage-client", "covfleet")],
+    )
+    .await?;
     if resp.status.is_success() {
         Ok(())
     } else {

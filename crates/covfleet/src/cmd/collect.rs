@@ -172,9 +172,24 @@ impl TargetArgs {
 /// Arguments of `covfleet collect`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Collection directory: entries go to DIR/coverage/ENTRY/.
-    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    /// Collection directory: entries go to DIR/coverage/ENTRY/. Or
+    /// s3://BUCKET/PREFIX: snapshots are kept in --staging and uploaded in
+    /// the seed layout (see docs/store.md).
+    #[arg(short = 'o', long = "output", value_name = "DIR|s3://B/P")]
     pub output: PathBuf,
+    /// With -o s3://…: the local collection directory (and spool) behind the
+    /// upload (default `~/.cache/covfleet/collect/<bucket>_<prefix>`).
+    #[arg(long, value_name = "DIR")]
+    pub staging: Option<PathBuf>,
+    /// With -o s3://…: endpoint of an S3-compatible server (path-style).
+    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
+    pub endpoint: Option<String>,
+    /// With -o s3://…: signing region (default AWS_REGION, then us-east-1).
+    #[arg(long, value_name = "R")]
+    pub region: Option<String>,
+    /// With -o s3://…: most bytes kept while the bucket is unreachable.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    pub spool_max_bytes: u64,
     /// Keep collecting (1 s for 10 s, 5 s until 5 min, then 10 s), pick up new
     /// targets, and scrape once more on SIGINT/SIGTERM before exiting.
     #[arg(long)]
@@ -210,30 +225,63 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
     {
         return Err(UsageError::new("--phase needs a name").into());
     }
-    let mut settings = args.targets.settings(args.output.clone())?;
+    let s3_url = args
+        .output
+        .to_str()
+        .filter(|o| o.starts_with("s3://"))
+        .map(str::to_string);
+    let local = match (&s3_url, &args.staging) {
+        (Some(_), Some(dir)) => dir.clone(),
+        (Some(url), None) => super::upload::default_staging(url)?,
+        (None, _) => args.output.clone(),
+    };
+    let mut settings = args.targets.settings(local.clone())?;
     settings.phase = args.phase.clone();
-    let coverage = args.output.join("coverage");
+    let coverage = local.join("coverage");
     std::fs::create_dir_all(&coverage)
         .map_err(|e| UsageError::caused_by(format!("cannot create {}", coverage.display()), e))?;
+    let mut mirror = match &s3_url {
+        Some(url) => Some(super::upload::mirror(
+            url,
+            &local,
+            args.endpoint.clone(),
+            args.region.clone(),
+            args.spool_max_bytes,
+        )?),
+        None => None,
+    };
     let progress = args.targets.progress("collecting");
-    let summary = shared.runtime.block_on(async {
+    let root = coverage;
+    let (summary, upload) = shared.runtime.block_on(async {
         let collector = args
             .targets
             .collector(settings, progress.as_ref().map(|p| p.0.clone()))
             .await?;
-        if args.watch {
+        let summary = if args.watch {
             // Handlers are installed before the first scrape, so an early
             // signal still gets its final scrape.
             let signal = shutdown_signal();
-            Ok::<_, anyhow::Error>(collector.watch(signal).await)
+            match mirror.as_mut() {
+                Some(m) => super::upload::watch_and_mirror(collector.watch(signal), m, &root).await,
+                None => collector.watch(signal).await,
+            }
         } else {
-            Ok(collector.collect_once().await)
-        }
+            collector.collect_once().await
+        };
+        let upload = match mirror.as_mut() {
+            Some(m) => Some(m.sync(&root).await),
+            None => None,
+        };
+        Ok::<_, anyhow::Error>((summary, upload))
     })?;
     if let Some((_, bar)) = progress {
         bar.finish_and_clear();
     }
-    Ok(report(&summary, &args.targets, Verb::Collect))
+    let code = report(&summary, &args.targets, Verb::Collect);
+    match (upload, &mirror) {
+        (Some(r), Some(m)) => Ok(super::upload::finish(r, m, code)),
+        _ => Ok(code),
+    }
 }
 
 /// What a run of the collect engine did: `collect` or `reset`.

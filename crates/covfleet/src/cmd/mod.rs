@@ -2,15 +2,23 @@
 
 use std::path::PathBuf;
 
+pub mod analysis;
 pub mod clone_sources;
 pub mod collect;
 pub mod compile;
 pub mod covdata;
 pub mod demo;
+pub mod diff;
+pub mod doctor;
+pub mod download;
+pub mod export;
 pub mod go_shim;
 pub mod instrument;
+pub mod patch;
 pub mod render;
+pub mod report;
 pub mod reset;
+pub mod upload;
 
 /// The collection directory, as a positional `DIR` or as `--collection DIR`
 /// (one of them is required).

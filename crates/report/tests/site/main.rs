@@ -2,6 +2,7 @@
 //! in headless Chromium.
 
 mod cdp;
+mod diff_page;
 mod fixture;
 
 use std::path::{Path, PathBuf};

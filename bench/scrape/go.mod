@@ -1,0 +1,3 @@
+module covfleet.invalid/benchscrape
+
+go 1.21
