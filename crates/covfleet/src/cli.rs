@@ -56,6 +56,8 @@ pub enum Command {
     Diff(cmd::diff::Args),
     /// Coverage of the lines changed between two commits (exit 1 below --fail-under).
     Patch(cmd::patch::Args),
+    /// Add, replace or remove the S3 credentials entry in a pull secret (local JSON or the cluster's).
+    PullSecret(cmd::pull_secret::Args),
 }
 
 /// An error in how covfleet was called or set up, which the user must fix
@@ -129,6 +131,7 @@ pub fn dispatch(command: Command, shared: &Shared) -> ExitCode {
         Command::Report(args) => cmd::report::run(args),
         Command::Diff(args) => cmd::diff::run(args),
         Command::Patch(args) => cmd::patch::run(args),
+        Command::PullSecret(args) => cmd::pull_secret::run(args, shared),
     };
     match result {
         Ok(code) => code,
