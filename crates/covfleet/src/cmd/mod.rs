@@ -19,6 +19,7 @@ pub mod pull_secret;
 pub mod render;
 pub mod report;
 pub mod reset;
+pub mod s3_setup;
 pub mod upload;
 
 /// The collection directory, as a positional `DIR` or as `--collection DIR`
