@@ -58,7 +58,7 @@ pub enum Command {
     Patch(cmd::patch::Args),
     /// Add, replace or remove the S3 credentials entry in a pull secret (local JSON or the cluster's).
     PullSecret(cmd::pull_secret::Args),
-    /// Create the coverage bucket (90-day expiry) and an upload-only access key; write configs/<bucket>.json.
+    /// Create the coverage bucket (90-day expiry) and an upload-only access key; write configs/BUCKET.json.
     S3Setup(cmd::s3_setup::Args),
 }
 

@@ -48,7 +48,7 @@ pub struct Args {
     /// `local` (stdin to stdout) or `cluster` (the openshift-config/pull-secret Secret).
     #[arg(value_enum)]
     pub target: Target,
-    /// S3 config JSON as `covfleet s3-setup` writes it (configs/<bucket>.json).
+    /// S3 config JSON as `covfleet s3-setup` writes it (configs/BUCKET.json).
     /// Without it, the values are asked for when stdin is a terminal.
     #[arg(short = 'f', long = "config", value_name = "CONFIG")]
     pub config: Option<PathBuf>,
@@ -63,7 +63,7 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
     /// cluster: where to write the old value first (created 0600; default
-    /// ./pull-secret-backup-<unix seconds>.json).
+    /// ./pull-secret-backup-UNIXSECONDS.json).
     #[arg(long, value_name = "FILE")]
     pub backup: Option<PathBuf>,
     /// cluster: kubeconfig file (default: KUBECONFIG, ~/.kube/config, in-cluster).
