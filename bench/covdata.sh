@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Benchmark: covfleet covdata vs go tool covdata on real coverage data.
 #
-#   bench/covdata.sh [NDIRS]        (default 240 directories)
+#   bench/covdata.sh [NDIRS [NLARGE]]   (default 240 small and 12 large directories)
 #
-# 1. Builds the fixture app (go/fixtures/covdata) and cmd/gofmt with -cover,
-#    and generates NDIRS directories of real coverage data (one "pod" per
-#    directory, like one process's GOCOVERDIR in a cluster run): gofmt over
-#    different GOROOT package dirs and the app with different arguments.
-#    Cached in $COVFLEET_CACHE/bench-covdata/<go version>-<NDIRS>.
-# 2. Times per-directory `textfmt` (one process per directory, as the
-#    production system did) with `go tool covdata` and with covfleet in the
-#    same run, checks the outputs agree, and prints the ratio.
-# 3. Times one covfleet call over all directories (-i d1,d2,...).
-# 4. Prints decode throughput in MB/s (crates/covdata/examples/throughput.rs).
+# Two cases, each timed in the same run against `go tool covdata`:
+# - small: the fixture app (go/fixtures/covdata) and cmd/gofmt built with
+#   -cover, NDIRS directories of real coverage data (one "pod" per directory,
+#   like one process's GOCOVERDIR in a cluster run; about 29 KB each).
+# - large: go/fixtures/bigprog built with -cover -coverpkg=all (about 230
+#   packages, 0.9 MB of meta-data, 82k blocks: the shape of a cluster binary
+#   built that way), NLARGE directories from runs with different arguments.
+# Data is generated once, cached in $COVFLEET_CACHE/bench-covdata/.
+# For each case: per-directory `textfmt` (one process per directory, as the
+# production system did) with `go tool covdata`, with the covdata binary
+# directly and with covfleet; outputs compared; the ratios per directory;
+# MB/s of input read and profile written by covfleet; one covfleet call over
+# all directories. Then in-process throughput (crates/covdata/examples).
 # Prints figures only; never fails on timing.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,12 +25,15 @@ ensure_go
 export GOTOOLCHAIN=local GOFLAGS= GOWORK=off
 
 N=${1:-240}
+NLARGE=${2:-12}
 gover=$(go env GOVERSION)
 work="$COVFLEET_CACHE/bench-covdata/$gover-$N"
+large="$COVFLEET_CACHE/bench-covdata/$gover-large-$NLARGE"
 goroot=$(go env GOROOT)
 
 log "building covfleet (release)"
 cargo build --release --locked -q -p covfleet
+cargo build --release --locked -q -p covdata --examples
 covfleet="$CARGO_TARGET_DIR/release/covfleet"
 covdata_bin=$(go tool -n covdata)
 
@@ -53,63 +59,83 @@ if [ ! -f "$work/.done" ]; then
     done
     touch "$work/.done"
 fi
-mapfile -t dirs < <(find "$work/data" -mindepth 1 -maxdepth 1 -type d | sort)
-bytes=$(find "$work/data" -type f \( -name 'covmeta.*' -o -name 'covcounters.*' \) -printf '%s\n' | awk '{s+=$1} END {print s}')
-nfiles=$(find "$work/data" -type f | wc -l)
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-mkdir -p "$out/go" "$out/direct" "$out/cf"
-
-now() { date +%s%N; }
-ms() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", (b - a) / 1e6}'; }
-
-log "per-directory textfmt over ${#dirs[@]} dirs ($nfiles files, $bytes bytes)"
-# Warm up both (the first `go tool covdata` may build the tool).
-go tool covdata textfmt -i="${dirs[0]}" -o="$out/warm" >/dev/null
-"$covfleet" covdata textfmt -i="${dirs[0]}" -o="$out/warm" >/dev/null
-
-t0=$(now)
-for d in "${dirs[@]}"; do go tool covdata textfmt -i="$d" -o="$out/go/${d##*/}.txt"; done
-t1=$(now)
-for d in "${dirs[@]}"; do "$covdata_bin" textfmt -i="$d" -o="$out/direct/${d##*/}.txt"; done
-t2=$(now)
-for d in "${dirs[@]}"; do "$covfleet" covdata textfmt -i="$d" -o="$out/cf/${d##*/}.txt"; done
-t3=$(now)
-
-# Same output (lines compared as sorted sets: ties may be ordered differently).
-mismatch=0
-for d in "${dirs[@]}"; do
-    n=${d##*/}
-    if ! cmp -s <(sort "$out/go/$n.txt") <(sort "$out/cf/$n.txt"); then
-        mismatch=$((mismatch + 1))
-        [ "$mismatch" -le 3 ] && log "output differs for $d"
-    fi
-done
-
-all=$(IFS=,; echo "${dirs[*]}")
-t4=$(now)
-"$covfleet" covdata textfmt -i="$all" -o="$out/cf-all.txt"
-t5=$(now)
-"$covdata_bin" textfmt -i="$all" -o="$out/go-all.txt"
-t6=$(now)
-if ! cmp -s <(sort "$out/go-all.txt") <(sort "$out/cf-all.txt"); then
-    log "the all-directories outputs differ"
-    mismatch=$((mismatch + 1))
+if [ ! -f "$large/.done" ]; then
+    log "building go/fixtures/bigprog with -coverpkg=all (takes a minute or two)"
+    rm -rf "$large"
+    mkdir -p "$large/bin" "$large/data"
+    (cd go/fixtures/bigprog && go build -cover -covermode=atomic -coverpkg=all -o "$large/bin/bigprog" .)
+    log "generating $NLARGE directories of coverage data in $large"
+    for ((i = 0; i < NLARGE; i++)); do
+        d=$(printf '%s/data/d%04d' "$large" "$i")
+        mkdir -p "$d"
+        GOCOVERDIR="$d" "$large/bin/bigprog" "$((i + 1))" >/dev/null 2>&1 || true
+    done
+    touch "$large/.done"
 fi
 
-n=${#dirs[@]}
-go_ms=$(ms "$t0" "$t1"); direct_ms=$(ms "$t1" "$t2"); cf_ms=$(ms "$t2" "$t3")
-echo
-echo "covdata benchmark: $n directories, $nfiles files, $(awk -v b="$bytes" 'BEGIN {printf "%.2f MB", b/1e6}') ($gover, $(nproc) cores)"
-awk -v g="$go_ms" -v d="$direct_ms" -v c="$cf_ms" -v n="$n" 'BEGIN {
-    printf "  per-directory textfmt, `go tool covdata`:        %8.1f ms total, %6.2f ms/dir\n", g, g / n
-    printf "  per-directory textfmt, covdata binary directly: %8.1f ms total, %6.2f ms/dir\n", d, d / n
-    printf "  per-directory textfmt, covfleet:                %8.1f ms total, %6.2f ms/dir\n", c, c / n
-    printf "  speed-up vs `go tool covdata`: %.1fx   (vs the covdata binary itself: %.1fx; target >= 10x)\n", g / c, d / c
-}'
-echo "  one covfleet call over all $n dirs:              $(ms "$t4" "$t5") ms"
-echo "  one covdata-binary call over all $n dirs:         $(ms "$t5" "$t6") ms"
-echo "  output mismatches: $mismatch"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+now() { date +%s%N; }
+ms() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", (b - a) / 1e6}'; }
+# Warm up both (the first `go tool covdata` may build the tool).
+go tool covdata textfmt -i="$work/data/d0000" -o="$out/warm" >/dev/null
+"$covfleet" covdata textfmt -i="$work/data/d0000" -o="$out/warm" >/dev/null
+
+# bench_case NAME DATADIR TARGET: times per-directory textfmt three ways.
+bench_case() {
+    local name=$1 data=$2 target=$3
+    local -a dirs
+    mapfile -t dirs < <(find "$data" -mindepth 1 -maxdepth 1 -type d | sort)
+    local bytes nfiles n=${#dirs[@]}
+    bytes=$(find "$data" -type f \( -name 'covmeta.*' -o -name 'covcounters.*' \) -printf '%s\n' | awk '{s+=$1} END {print s}')
+    nfiles=$(find "$data" -type f | wc -l)
+    rm -rf "$out/go" "$out/direct" "$out/cf"
+    mkdir -p "$out/go" "$out/direct" "$out/cf"
+    log "$name: per-directory textfmt over $n dirs ($nfiles files, $bytes bytes)"
+    local d t0 t1 t2 t3 t4 t5 t6
+    t0=$(now)
+    for d in "${dirs[@]}"; do go tool covdata textfmt -i="$d" -o="$out/go/${d##*/}.txt"; done
+    t1=$(now)
+    for d in "${dirs[@]}"; do "$covdata_bin" textfmt -i="$d" -o="$out/direct/${d##*/}.txt"; done
+    t2=$(now)
+    for d in "${dirs[@]}"; do "$covfleet" covdata textfmt -i="$d" -o="$out/cf/${d##*/}.txt"; done
+    t3=$(now)
+    # Same output (lines compared as sorted sets: ties may be ordered differently).
+    local mismatch=0
+    for d in "${dirs[@]}"; do
+        if ! cmp -s <(sort "$out/go/${d##*/}.txt") <(sort "$out/cf/${d##*/}.txt"); then
+            mismatch=$((mismatch + 1))
+            [ "$mismatch" -le 3 ] && log "output differs for $d"
+        fi
+    done
+    local outbytes all
+    outbytes=$(cat "$out"/cf/*.txt | wc -c)
+    all=$(IFS=,; echo "${dirs[*]}")
+    t4=$(now)
+    "$covfleet" covdata textfmt -i="$all" -o="$out/cf-all.txt"
+    t5=$(now)
+    "$covdata_bin" textfmt -i="$all" -o="$out/go-all.txt"
+    t6=$(now)
+    if ! cmp -s <(sort "$out/go-all.txt") <(sort "$out/cf-all.txt"); then
+        log "the all-directories outputs differ"
+        mismatch=$((mismatch + 1))
+    fi
+    echo
+    echo "covdata benchmark, $name case: $n directories, $nfiles files, $(awk -v b="$bytes" 'BEGIN {printf "%.2f MB", b/1e6}') in, $(awk -v b="$outbytes" 'BEGIN {printf "%.2f MB", b/1e6}') of textfmt out ($gover, $(nproc) cores)"
+    awk -v g="$(ms "$t0" "$t1")" -v d="$(ms "$t1" "$t2")" -v c="$(ms "$t2" "$t3")" -v n="$n" -v b="$bytes" -v o="$outbytes" -v t="$target" -v name="$name" 'BEGIN {
+        printf "  per-directory textfmt, `go tool covdata`:        %8.1f ms total, %6.2f ms/dir\n", g, g / n
+        printf "  per-directory textfmt, covdata binary directly: %8.1f ms total, %6.2f ms/dir\n", d, d / n
+        printf "  per-directory textfmt, covfleet:                %8.1f ms total, %6.2f ms/dir (%.1f MB/s in, %.1f MB/s out)\n", c, c / n, b / 1e3 / c, o / 1e3 / c
+        printf "  %s: speed-up per directory vs `go tool covdata`: %.1fx (target >= %dx: %s); vs the covdata binary itself: %.1fx\n", name, g / c, t, (g / c >= t ? "met" : "NOT met"), d / c
+    }'
+    echo "  one covfleet call over all $n dirs:              $(ms "$t4" "$t5") ms"
+    echo "  one covdata-binary call over all $n dirs:         $(ms "$t5" "$t6") ms"
+    echo "  output mismatches: $mismatch"
+    echo "  in-process (no process start): $("$CARGO_TARGET_DIR/release/examples/textfmt" "${dirs[@]}" --rounds 3)"
+}
+
+bench_case small "$work/data" 10
+bench_case large "$large/data" 15
 echo
 log "decode throughput"
-cargo run --release --locked -q -p covdata --example throughput -- "$work/data" --rounds 5 || log "(throughput example unavailable)"
+"$CARGO_TARGET_DIR/release/examples/throughput" "$work/data" "$large/data" --rounds 5 || log "(throughput example unavailable)"

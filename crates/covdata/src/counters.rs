@@ -55,6 +55,26 @@ pub struct CounterFile {
 impl CounterFile {
     /// Decodes a counter-data file with Go's reader semantics.
     pub fn decode(data: &[u8]) -> Result<CounterFile, Error> {
+        let mut funcs = Vec::new();
+        let mut file = Self::decode_visit(data, |pkg, func, counters| {
+            funcs.push(FuncCounters {
+                pkg,
+                func,
+                counters: counters.to_vec(),
+            });
+        })?;
+        file.funcs = funcs;
+        Ok(file)
+    }
+
+    /// Decodes a counter-data file like [`CounterFile::decode`], but hands
+    /// each function record to `visit` (package, function, counters) in file
+    /// order instead of collecting them: `funcs` is left empty, and the
+    /// counters slice is one buffer reused for every record.
+    pub fn decode_visit(
+        data: &[u8],
+        mut visit: impl FnMut(u32, u32, &[u32]),
+    ) -> Result<CounterFile, Error> {
         let mut r = Reader::new(data);
         let magic = r.bytes(4)?;
         if magic != COUNTER_MAGIC {
@@ -84,24 +104,18 @@ impl CounterFile {
         let str_tab_len = r.u32()? as usize;
         let args_len = r.u32()? as usize;
         let st_start = r.pos();
-        let st_bytes = r.bytes(str_tab_len).map_err(|_| {
-            Error::at(
-                ErrorKind::Malformed("error: short read on string table".into()),
-                st_start,
-            )
-        })?;
+        let st_bytes = r
+            .bytes(str_tab_len)
+            .map_err(|_| Error::at(ErrorKind::ShortStringTable, st_start))?;
         let mut sr = Reader::new(st_bytes);
         let strings = read_string_table(&mut sr).map_err(|mut e| {
             e.offset = e.offset.map(|o| o + st_start as u64);
             e
         })?;
         let args_start = r.pos();
-        let args_bytes = r.bytes(args_len).map_err(|_| {
-            Error::at(
-                ErrorKind::Malformed("error: short read on args table".into()),
-                args_start,
-            )
-        })?;
+        let args_bytes = r
+            .bytes(args_len)
+            .map_err(|_| Error::at(ErrorKind::ShortArgsTable, args_start))?;
         let rebase = |mut e: Error| {
             e.offset = e.offset.map(|o| o + args_start as u64);
             e
@@ -164,7 +178,7 @@ impl CounterFile {
                 CounterFlavor::Uleb128
             }
         };
-        let mut funcs = Vec::new();
+        let mut counters: Vec<u32> = Vec::new();
         let read = |r: &mut Reader<'_>| -> Result<u32, Error> {
             match flavor {
                 CounterFlavor::Uleb128 => Ok(r.uleb()? as u32),
@@ -181,15 +195,12 @@ impl CounterFile {
             if nc as usize > r.remaining() {
                 return Err(r.eof());
             }
-            let mut counters = Vec::with_capacity(nc as usize);
+            counters.clear();
+            counters.reserve(nc as usize);
             for _ in 0..nc {
                 counters.push(read(&mut r)?);
             }
-            funcs.push(FuncCounters {
-                pkg,
-                func,
-                counters,
-            });
+            visit(pkg, func, &counters);
         }
         Ok(CounterFile {
             meta_hash,
@@ -200,7 +211,7 @@ impl CounterFile {
             os_args,
             goos,
             goarch,
-            funcs,
+            funcs: Vec::new(),
         })
     }
 

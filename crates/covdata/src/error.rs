@@ -39,12 +39,57 @@ pub enum ErrorKind {
     /// `argc` in the args table is not an integer.
     #[error("malformed argc in counter data file args section")]
     BadArgc,
-    /// A structural inconsistency, described.
-    #[error("{0}")]
-    Malformed(String),
+    /// The file-level or counter string table is shorter than its header says.
+    #[error("error: short read on string table")]
+    ShortStringTable,
+    /// The counter file's args table is shorter than its header says.
+    #[error("error: short read on args table")]
+    ShortArgsTable,
+    /// The meta-data header claims more packages than its table can hold.
+    #[error("meta-data file claims {claimed} packages but has room for at most {room}")]
+    TooManyPackages { claimed: u64, room: u64 },
+    /// A package blob's offset or length in the table exceeds the file length
+    /// the header records (Go: `insane pkg offset`).
+    #[error("insane pkg {field} {index}: {value} > totlen {total_len}")]
+    InsaneBlob {
+        field: BlobField,
+        index: usize,
+        value: u64,
+        total_len: u64,
+    },
+    /// A package blob claims more functions than its bytes can hold.
+    #[error("package blob claims {claimed} functions but has room for at most {room}")]
+    TooManyFuncs { claimed: u64, room: u64 },
+    /// A function offset pointing into the blob header or past the blob.
+    #[error("malformed func offset {0}")]
+    BadFuncOffset(u64),
+    /// A function claims more units than its bytes can hold.
+    #[error("function claims {claimed} units in {bytes} bytes")]
+    TooManyUnits { claimed: u64, bytes: u64 },
+    /// A string table claims more strings than its bytes can hold.
+    #[error("string table claims {claimed} strings in {bytes} bytes")]
+    TooManyStrings { claimed: u64, bytes: u64 },
     /// A counter mode of 0 (unset), which Go cannot report on.
     #[error("counter mode unset in meta-data file")]
     ModeUnset,
+}
+
+/// Which field of a meta-data file's package table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobField {
+    /// The blob's offset in the file.
+    Offset,
+    /// The blob's length.
+    Length,
+}
+
+impl fmt::Display for BlobField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BlobField::Offset => "offset",
+            BlobField::Length => "length",
+        })
+    }
 }
 
 /// A decode error: what, at which byte offset, in which file.

@@ -29,7 +29,7 @@ pub mod tool;
 pub mod uleb;
 
 pub use counters::{CounterFile, CounterFlavor, FuncCounters};
-pub use error::{Error, ErrorKind};
+pub use error::{BlobField, Error, ErrorKind};
 
 pub use meta::{CounterGranularity, CounterMode, FuncDesc, MetaFile, PackageMeta, Unit};
 

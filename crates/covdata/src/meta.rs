@@ -2,12 +2,15 @@
 //! coverable units a binary has.
 
 use std::fmt;
+use std::ops::Range;
 
 use crate::Hash;
-use crate::error::{Error, ErrorKind};
-use crate::gostr::to_go_bytes;
+use crate::error::{BlobField, Error, ErrorKind};
+use crate::gostr::{from_go_bytes, to_go_bytes};
 use crate::hash::{Fnv128, HashWriter};
-use crate::reader::{Reader, put_string_table, put_uleb, read_string_table};
+use crate::reader::{
+    Reader, put_string_table, put_uleb, read_string_table, read_string_table_into,
+};
 
 /// `\0cvm`
 pub const META_MAGIC: [u8; 4] = [0, b'c', b'v', b'm'];
@@ -190,17 +193,22 @@ impl MetaFile {
         // Each entry needs 16 bytes of table: bound the count by the file.
         if entries > (r.remaining() / 16) as u64 {
             return Err(Error::at(
-                ErrorKind::Malformed(format!(
-                    "meta-data file claims {entries} packages but has room for at most {}",
-                    r.remaining() / 16
-                )),
+                ErrorKind::TooManyPackages {
+                    claimed: entries,
+                    room: (r.remaining() / 16) as u64,
+                },
                 16,
             ));
         }
         let n = entries as usize;
-        let insane = |what: &str, i: usize, v: u64, at: usize| {
+        let insane = |field: BlobField, index: usize, value: u64, at: usize| {
             Error::at(
-                ErrorKind::Malformed(format!("insane pkg {what} {i}: {v} > totlen {total_len}")),
+                ErrorKind::InsaneBlob {
+                    field,
+                    index,
+                    value,
+                    total_len,
+                },
                 at,
             )
         };
@@ -209,7 +217,7 @@ impl MetaFile {
             let at = r.pos();
             let off = r.u64()?;
             if off > total_len {
-                return Err(insane("offset", i, off, at));
+                return Err(insane(BlobField::Offset, i, off, at));
             }
             offsets.push(off);
         }
@@ -218,7 +226,7 @@ impl MetaFile {
             let at = r.pos();
             let len = r.u64()?;
             if len > total_len {
-                return Err(insane("length", i, len, at));
+                return Err(insane(BlobField::Length, i, len, at));
             }
             spans.push(BlobSpan {
                 offset: off as usize,
@@ -228,12 +236,9 @@ impl MetaFile {
         // The file-level string table (always just ""): Go decodes it (and
         // panics when it overruns its length), so it must be well formed.
         let st_at = r.pos();
-        let st = r.bytes(str_tab_len as usize).map_err(|_| {
-            Error::at(
-                ErrorKind::Malformed("error: short read on string table".into()),
-                st_at,
-            )
-        })?;
+        let st = r
+            .bytes(str_tab_len as usize)
+            .map_err(|_| Error::at(ErrorKind::ShortStringTable, st_at))?;
         read_string_table(&mut Reader::new(st)).map_err(|mut e| {
             e.offset = e.offset.map(|o| o + st_at as u64);
             e
@@ -310,9 +315,87 @@ impl MetaFile {
     }
 }
 
-impl PackageMeta {
-    /// Decodes one package blob (offsets in errors are relative to the blob).
-    pub fn decode(blob: &[u8]) -> Result<PackageMeta, Error> {
+/// One package of a [`MetaView`]: names as Go bytes, borrowed from the file.
+#[derive(Debug, Clone)]
+pub struct PackageView<'a> {
+    pub path: &'a [u8],
+    pub name: &'a [u8],
+    pub module_path: &'a [u8],
+    /// The blob hash stored in its header.
+    pub hash: Hash,
+    /// This package's functions in [`MetaView::funcs`].
+    pub funcs: Range<usize>,
+}
+
+/// One function of a [`MetaView`].
+#[derive(Debug, Clone, Copy)]
+pub struct FuncView {
+    /// Index of the name in [`MetaView::strings`].
+    pub name: u32,
+    /// Index of the source file in [`MetaView::strings`].
+    pub file: u32,
+    /// First unit in [`MetaView::units`].
+    pub first_unit: u32,
+    /// Number of units.
+    pub num_units: u32,
+    /// True for function literals outside any function.
+    pub literal: bool,
+}
+
+impl FuncView {
+    /// This function's units in [`MetaView::units`].
+    pub fn units(&self) -> Range<usize> {
+        self.first_unit as usize..(self.first_unit + self.num_units) as usize
+    }
+}
+
+/// Package blobs decoded without copying: every string stays a slice of
+/// the file, and the packages, functions, units and strings of all blobs
+/// share four flat vectors (the fast path of the report tools; what
+/// [`PackageMeta::decode`] builds on).
+#[derive(Debug, Default)]
+pub struct MetaView<'a> {
+    pub packages: Vec<PackageView<'a>>,
+    pub funcs: Vec<FuncView>,
+    pub units: Vec<Unit>,
+    /// The string tables of all packages, one after another.
+    pub strings: Vec<&'a [u8]>,
+}
+
+impl<'a> MetaView<'a> {
+    /// An empty view with room for the functions and units a meta-data file
+    /// of `file_len` bytes can hold at most (each function takes at least 8
+    /// bytes, each unit 5): decoding then never moves them. Capacity beyond
+    /// what is filled is never touched, so it costs address space only.
+    pub fn for_file_len(file_len: usize) -> Self {
+        MetaView {
+            packages: Vec::new(),
+            funcs: Vec::with_capacity(file_len / 8),
+            units: Vec::with_capacity(file_len / 5),
+            strings: Vec::with_capacity(file_len / 16),
+        }
+    }
+
+    /// The units of package `p`'s functions (contiguous in [`MetaView::units`]).
+    pub fn package_units(&self, p: &PackageView<'_>) -> Range<usize> {
+        match (
+            self.funcs[p.funcs.clone()].first(),
+            self.funcs[p.funcs.clone()].last(),
+        ) {
+            (Some(a), Some(b)) => a.units().start..b.units().end,
+            _ => 0..0,
+        }
+    }
+
+    /// The string at `index` (an index from a [`FuncView`]).
+    pub fn str(&self, index: u32) -> &'a [u8] {
+        self.strings[index as usize]
+    }
+
+    /// Decodes one package blob and appends it (offsets in errors are
+    /// relative to the blob). After an error the view holds a partial
+    /// package and should be dropped.
+    pub fn push_package(&mut self, blob: &'a [u8]) -> Result<PackageView<'a>, Error> {
         let mut r = Reader::new(blob);
         let length = r.u32()? as usize;
         let name_idx = r.u32()?;
@@ -324,48 +407,51 @@ impl PackageMeta {
         let num_funcs = r.u32()? as usize;
         if num_funcs > r.remaining() / 4 {
             return Err(Error::at(
-                ErrorKind::Malformed(format!(
-                    "package blob claims {num_funcs} functions but has room for at most {}",
-                    r.remaining() / 4
-                )),
+                ErrorKind::TooManyFuncs {
+                    claimed: num_funcs as u64,
+                    room: (r.remaining() / 4) as u64,
+                },
                 40,
             ));
         }
-        let mut foffs = Vec::with_capacity(num_funcs);
-        for _ in 0..num_funcs {
-            foffs.push(r.u32()? as usize);
-        }
-        let strings = read_string_table(&mut r)?;
-        let get = |idx: u64, at: usize| -> Result<String, Error> {
-            strings.get(idx as usize).cloned().ok_or_else(|| {
-                Error::at(
+        let foffs_at = r.pos();
+        r.bytes(4 * num_funcs)?;
+        let str_base = self.strings.len();
+        read_string_table_into(&mut r, &mut self.strings)?;
+        let n_strings = self.strings.len() - str_base;
+        let get = |idx: u64, at: usize| -> Result<u32, Error> {
+            if idx < n_strings as u64 {
+                Ok((str_base as u64 + idx) as u32)
+            } else {
+                Err(Error::at(
                     ErrorKind::BadStringRef {
                         index: idx,
-                        len: strings.len(),
+                        len: n_strings,
                     },
                     at,
-                )
-            })
+                ))
+            }
         };
         let name = get(u64::from(name_idx), 4)?;
         let path = get(u64::from(path_idx), 8)?;
         let module_path = get(u64::from(mod_idx), 12)?;
-        let mut funcs = Vec::with_capacity(num_funcs);
-        for (i, &foff) in foffs.iter().enumerate() {
+        let funcs_start = self.funcs.len();
+        self.funcs.reserve(num_funcs);
+        for i in 0..num_funcs {
+            let at = foffs_at + 4 * i;
+            let foff =
+                u32::from_le_bytes([blob[at], blob[at + 1], blob[at + 2], blob[at + 3]]) as usize;
             if foff < BLOB_HEADER_LEN + 4 * i || foff > length {
-                return Err(Error::at(
-                    ErrorKind::Malformed(format!("malformed func offset {foff}")),
-                    BLOB_HEADER_LEN + 4 * i,
-                ));
+                return Err(Error::at(ErrorKind::BadFuncOffset(foff as u64), at));
             }
             let mut fr = Reader::at(blob, foff);
             let num_units = fr.uleb()?;
             if num_units > (fr.remaining() / 5) as u64 {
                 return Err(Error::at(
-                    ErrorKind::Malformed(format!(
-                        "function claims {num_units} units in {} bytes",
-                        fr.remaining()
-                    )),
+                    ErrorKind::TooManyUnits {
+                        claimed: num_units,
+                        bytes: fr.remaining() as u64,
+                    },
                     foff,
                 ));
             }
@@ -373,9 +459,10 @@ impl PackageMeta {
             let fname = get(fr.uleb()?, at)?;
             let at = fr.pos();
             let file = get(fr.uleb()?, at)?;
-            let mut units = Vec::with_capacity(num_units as usize);
+            let first_unit = self.units.len();
+            self.units.reserve(num_units as usize);
             for _ in 0..num_units {
-                units.push(Unit {
+                self.units.push(Unit {
                     st_line: fr.uleb()? as u32,
                     st_col: fr.uleb()? as u32,
                     en_line: fr.uleb()? as u32,
@@ -384,18 +471,46 @@ impl PackageMeta {
                 });
             }
             let literal = fr.uleb()? != 0;
-            funcs.push(FuncDesc {
+            self.funcs.push(FuncView {
                 name: fname,
                 file,
-                units,
+                first_unit: first_unit as u32,
+                num_units: num_units as u32,
                 literal,
             });
         }
-        Ok(PackageMeta {
-            path,
-            name,
-            module_path,
+        let p = PackageView {
+            path: self.str(path),
+            name: self.str(name),
+            module_path: self.str(module_path),
             hash,
+            funcs: funcs_start..self.funcs.len(),
+        };
+        self.packages.push(p.clone());
+        Ok(p)
+    }
+}
+
+impl PackageMeta {
+    /// Decodes one package blob (offsets in errors are relative to the blob).
+    pub fn decode(blob: &[u8]) -> Result<PackageMeta, Error> {
+        let mut view = MetaView::default();
+        let p = view.push_package(blob)?;
+        let strings: Vec<String> = view.strings.iter().map(|s| from_go_bytes(s)).collect();
+        let funcs = view.funcs[p.funcs.clone()]
+            .iter()
+            .map(|f| FuncDesc {
+                name: strings[f.name as usize].clone(),
+                file: strings[f.file as usize].clone(),
+                units: view.units[f.units()].to_vec(),
+                literal: f.literal,
+            })
+            .collect();
+        Ok(PackageMeta {
+            path: from_go_bytes(p.path),
+            name: from_go_bytes(p.name),
+            module_path: from_go_bytes(p.module_path),
+            hash: p.hash,
             funcs,
         })
     }
@@ -466,13 +581,18 @@ impl PackageMeta {
     /// function: name ‖ file ‖ units as le32 ‖ le32(lit)), FNV-1a-128.
     pub fn compute_hash(&self) -> Hash {
         let mut h = Fnv128::new();
+        self.hash_into(&mut h);
+        h.finish()
+    }
+
+    /// Feeds what the blob hash covers into `h` (any algorithm).
+    pub(crate) fn hash_into(&self, h: &mut impl HashWriter) {
         h.write(&to_go_bytes(&self.path));
         h.write(&to_go_bytes(&self.name));
         h.write(&to_go_bytes(&self.module_path));
         for f in &self.funcs {
-            f.hash_into(&mut h);
+            f.hash_into(h);
         }
-        h.finish()
     }
 }
 

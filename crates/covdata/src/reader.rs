@@ -77,27 +77,36 @@ pub(crate) use crate::uleb::append as put_uleb;
 /// Reads a string table: `uleb(count)` then `count` × (`uleb(len)`, bytes).
 /// The count is bounded by the bytes left (each string needs at least one).
 pub(crate) fn read_string_table(r: &mut Reader<'_>) -> Result<Vec<String>, Error> {
+    let mut raw = Vec::new();
+    read_string_table_into(r, &mut raw)?;
+    Ok(raw.into_iter().map(crate::gostr::from_go_bytes).collect())
+}
+
+/// [`read_string_table`] without copying: appends the strings' bytes to `out`.
+pub(crate) fn read_string_table_into<'a>(
+    r: &mut Reader<'a>,
+    out: &mut Vec<&'a [u8]>,
+) -> Result<(), Error> {
     let start = r.pos();
     let n = r.uleb()?;
     if n > r.remaining() as u64 {
         return Err(Error::at(
-            ErrorKind::Malformed(format!(
-                "string table claims {n} strings in {} bytes",
-                r.remaining()
-            )),
+            ErrorKind::TooManyStrings {
+                claimed: n,
+                bytes: r.remaining() as u64,
+            },
             start,
         ));
     }
-    let mut out = Vec::with_capacity(n as usize);
+    out.reserve(n as usize);
     for _ in 0..n {
         let len = r.uleb()?;
         if len > r.remaining() as u64 {
             return Err(r.eof());
         }
-        let b = r.bytes(len as usize)?;
-        out.push(crate::gostr::from_go_bytes(b));
+        out.push(r.bytes(len as usize)?);
     }
-    Ok(out)
+    Ok(())
 }
 
 pub(crate) fn put_string_table(out: &mut Vec<u8>, strings: &[&str]) {

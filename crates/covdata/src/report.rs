@@ -2,42 +2,97 @@
 //! units across pods and prints `textfmt`, `percent` and `func` output
 //! byte-for-byte like the Go tool.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use crate::gostr::to_go_bytes;
+use rustc_hash::FxHashMap;
+
 use crate::merge::saturating_add;
 use crate::meta::{CounterMode, Unit};
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct FnFile {
-    file: String,
-    name: String,
-    lit: bool,
+/// A function of the current package, from [`Formatter::add_func`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FuncId(u32);
+
+/// A run of rows holding one list of units of a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    start: u32,
+    len: u32,
 }
 
+/// A function as Go's formatter keys it: source file, name, literal flag.
+#[derive(Debug)]
+struct FnFile {
+    /// Index in [`PkgState::files`].
+    file: u32,
+    /// The name as Go bytes.
+    name: Box<[u8]>,
+    lit: bool,
+    /// The rows of the first unit list added for this function.
+    first: Option<Run>,
+}
+
+/// One unit's merged count, before sorting.
+#[derive(Debug, Clone, Copy)]
+struct UnitRow {
+    fid: u32,
+    unit: Unit,
+    count: u32,
+}
+
+/// One package's functions and units. Units live in `rows`, one run per
+/// distinct unit list of a function: adding the same function again (the
+/// next pod of the same binary) merges into its run position by position, so
+/// memory stays bounded by the distinct builds, not the pods. Rows with the
+/// same (function, unit) can still occur (a unit listed twice, or a unit in
+/// two builds' lists); they are merged when sorted for output.
 #[derive(Debug, Default)]
 struct PkgState {
+    files: Vec<Box<[u8]>>,
+    file_ids: FxHashMap<Box<[u8]>, u32>,
     funcs: Vec<FnFile>,
-    func_table: HashMap<FnFile, u32>,
-    units: HashMap<(u32, Unit), u32>,
+    /// Key: file id (4 bytes LE), literal flag (1 byte), name.
+    func_ids: FxHashMap<Box<[u8]>, u32>,
+    /// Runs of functions after their first (a different build's unit list).
+    more_runs: FxHashMap<u32, Vec<Run>>,
+    rows: Vec<UnitRow>,
 }
 
 /// Accumulates units per package and emits Go's report formats.
 #[derive(Debug)]
 pub struct Formatter {
     mode: CounterMode,
-    pkgs: BTreeMap<String, PkgState>,
-    current: Option<String>,
+    /// Import path (Go bytes) → index in `states`; byte order is Go's order.
+    pkgs: BTreeMap<Box<[u8]>, usize>,
+    states: Vec<PkgState>,
+    current: Option<usize>,
+    key: Vec<u8>,
 }
 
 /// A unit with its function, as sorted for output.
 #[derive(Debug, Clone, Copy)]
-struct Row<'a> {
-    func: &'a FnFile,
+struct Row {
+    /// File rank, start line, end line, start column: the leading sort key.
+    lead: u128,
     fid: u32,
     unit: Unit,
     count: u32,
+}
+
+impl Row {
+    fn new(rank: u32, fid: u32, unit: Unit, count: u32) -> Self {
+        let lead = (u128::from(rank) << 96)
+            | (u128::from(unit.st_line) << 64)
+            | (u128::from(unit.en_line) << 32)
+            | u128::from(unit.st_col);
+        Row {
+            lead,
+            fid,
+            unit,
+            count,
+        }
+    }
 }
 
 impl Formatter {
@@ -46,7 +101,9 @@ impl Formatter {
         Formatter {
             mode,
             pkgs: BTreeMap::new(),
+            states: Vec::new(),
             current: None,
+            key: Vec::new(),
         }
     }
 
@@ -54,98 +111,180 @@ impl Formatter {
         self.mode
     }
 
-    /// Selects (creating if needed) the package that `add_unit` adds to.
-    pub fn set_package(&mut self, import_path: &str) {
-        if self.current.as_deref() == Some(import_path) {
+    /// Selects (creating if needed) the package, by its import path's Go
+    /// bytes, that [`Formatter::add_func`] adds to.
+    pub fn set_package(&mut self, import_path: &[u8]) {
+        if let Some(&i) = self.pkgs.get(import_path) {
+            self.current = Some(i);
             return;
         }
-        self.pkgs.entry(import_path.to_string()).or_default();
-        self.current = Some(import_path.to_string());
+        let i = self.states.len();
+        self.states.push(PkgState::default());
+        self.pkgs.insert(import_path.into(), i);
+        self.current = Some(i);
     }
 
-    /// Adds (merges) one unit's count into the current package.
-    pub fn add_unit(&mut self, file: &str, func: &str, lit: bool, unit: Unit, count: u32) {
-        let Some(cur) = self.current.as_deref() else {
-            return;
-        };
-        let Some(p) = self.pkgs.get_mut(cur) else {
-            return;
-        };
-        let key = FnFile {
-            file: file.to_string(),
-            name: func.to_string(),
-            lit,
-        };
-        let idx = match p.func_table.get(&key) {
+    /// Makes room for `units` more units in the current package.
+    pub fn reserve(&mut self, units: usize) {
+        if let Some(cur) = self.current {
+            self.states[cur].rows.reserve(units);
+        }
+    }
+
+    /// The current package's id for a function (file and name as Go bytes),
+    /// created if new. `None` before any [`Formatter::set_package`].
+    pub fn add_func(&mut self, file: &[u8], name: &[u8], lit: bool) -> Option<FuncId> {
+        let p = &mut self.states[self.current?];
+        let file_id = match p.file_ids.get(file) {
             Some(&i) => i,
             None => {
-                let i = p.funcs.len() as u32;
-                p.funcs.push(key.clone());
-                p.func_table.insert(key, i);
+                let i = p.files.len() as u32;
+                p.files.push(file.into());
+                p.file_ids.insert(file.into(), i);
                 i
             }
         };
-        let slot = p.units.entry((idx, unit)).or_insert(0);
-        *slot = if self.mode == CounterMode::SET {
-            u32::from(count != 0 || *slot != 0)
-        } else {
-            saturating_add(*slot, count).0
-        };
+        self.key.clear();
+        self.key.extend_from_slice(&file_id.to_le_bytes());
+        self.key.push(u8::from(lit));
+        self.key.extend_from_slice(name);
+        if let Some(&i) = p.func_ids.get(self.key.as_slice()) {
+            return Some(FuncId(i));
+        }
+        let i = p.funcs.len() as u32;
+        p.funcs.push(FnFile {
+            file: file_id,
+            name: name.into(),
+            lit,
+            first: None,
+        });
+        p.func_ids.insert(self.key.as_slice().into(), i);
+        Some(FuncId(i))
     }
 
-    fn sorted_rows(p: &PkgState) -> Vec<Row<'_>> {
-        let mut rows: Vec<Row<'_>> = p
-            .units
-            .iter()
-            .map(|(&(fid, unit), &count)| Row {
-                func: &p.funcs[fid as usize],
+    /// Adds (merges) a function's units with their counts (`None`: all
+    /// zero) into the current package. `counts` must be at least as long as
+    /// `units`.
+    pub fn add_units(&mut self, func: FuncId, units: &[Unit], counts: Option<&[u32]>) {
+        let Some(cur) = self.current else {
+            return;
+        };
+        if units.is_empty() {
+            return;
+        }
+        let set = self.mode == CounterMode::SET;
+        let count = |i: usize| {
+            let c = counts.map_or(0, |c| c[i]);
+            if set { u32::from(c != 0) } else { c }
+        };
+        let p = &mut self.states[cur];
+        let FuncId(fid) = func;
+        let same = |run: &Run, rows: &[UnitRow]| {
+            run.len as usize == units.len()
+                && rows[run.start as usize..][..units.len()]
+                    .iter()
+                    .zip(units)
+                    .all(|(r, u)| r.unit == *u)
+        };
+        let f = &mut p.funcs[fid as usize];
+        let found = match f.first {
+            Some(run) if same(&run, &p.rows) => Some(run),
+            Some(_) => p
+                .more_runs
+                .get(&fid)
+                .and_then(|runs| runs.iter().find(|r| same(r, &p.rows)).copied()),
+            None => None,
+        };
+        if let Some(run) = found {
+            let rows = &mut p.rows[run.start as usize..][..units.len()];
+            for (i, r) in rows.iter_mut().enumerate() {
+                r.count = merge_count(set, r.count, count(i));
+            }
+            return;
+        }
+        let run = Run {
+            start: p.rows.len() as u32,
+            len: units.len() as u32,
+        };
+        match f.first {
+            None => f.first = Some(run),
+            Some(_) => p.more_runs.entry(fid).or_default().push(run),
+        }
+        p.rows
+            .extend(units.iter().enumerate().map(|(i, &unit)| UnitRow {
                 fid,
                 unit,
-                count,
-            })
-            .collect();
-        rows.sort_unstable_by(|a, b| {
-            to_go_bytes(&a.func.file)
-                .cmp(&to_go_bytes(&b.func.file))
-                .then(a.unit.st_line.cmp(&b.unit.st_line))
-                .then(a.unit.en_line.cmp(&b.unit.en_line))
-                .then(a.unit.st_col.cmp(&b.unit.st_col))
-                .then(a.unit.en_col.cmp(&b.unit.en_col))
-                .then(a.unit.stmts.cmp(&b.unit.stmts))
-                // Go leaves ties in map order; covfleet is deterministic.
-                .then(a.fid.cmp(&b.fid))
-        });
-        rows
+                count: count(i),
+            }));
     }
 
-    /// The import paths seen, sorted.
-    pub fn packages(&self) -> impl Iterator<Item = &str> {
-        self.pkgs.keys().map(String::as_str)
+    /// A package's units in Go's output order (file bytes, start line, end
+    /// line, start column, end column, statements), equal units merged.
+    fn sorted_rows(&self, p: &PkgState, rows: &mut Vec<Row>) {
+        let mut by_name: Vec<u32> = (0..p.files.len() as u32).collect();
+        by_name.sort_unstable_by(|&a, &b| p.files[a as usize].cmp(&p.files[b as usize]));
+        let mut rank = vec![0u32; p.files.len()];
+        for (r, &f) in by_name.iter().enumerate() {
+            rank[f as usize] = r as u32;
+        }
+        rows.clear();
+        rows.extend(p.rows.iter().map(|r| {
+            let file = p.funcs[r.fid as usize].file;
+            Row::new(rank[file as usize], r.fid, r.unit, r.count)
+        }));
+        // Stable sort: it merges the runs the data already has (units of a
+        // function in source order), where an unstable sort starts over.
+        rows.sort_by(|a, b| {
+            a.lead.cmp(&b.lead).then_with(|| {
+                // Go leaves ties in map order; covfleet is deterministic (fid).
+                (a.unit.en_col, a.unit.stmts, a.fid).cmp(&(b.unit.en_col, b.unit.stmts, b.fid))
+            })
+        });
+        let set = self.mode == CounterMode::SET;
+        rows.dedup_by(|next, kept| {
+            let same = next.fid == kept.fid && next.unit == kept.unit;
+            if same {
+                kept.count = merge_count(set, kept.count, next.count);
+            }
+            same
+        });
     }
 
     /// `textfmt`: `mode: M` then `file:SL.SC,EL.EC N C` per unit.
     pub fn emit_textual(&self, w: &mut dyn Write) -> io::Result<()> {
-        let mut buf = Vec::with_capacity(64 * 1024);
+        const CHUNK: usize = 256 * 1024;
+        let mut buf = Vec::with_capacity(CHUNK + 4096);
         writeln!(buf, "mode: {}", self.mode)?;
-        for (_, p) in self.sorted_packages() {
-            for r in Self::sorted_rows(p) {
+        let mut rows = Vec::new();
+        for &pi in self.pkgs.values() {
+            let p = &self.states[pi];
+            self.sorted_rows(p, &mut rows);
+            for r in &rows {
                 let u = r.unit;
-                buf.extend_from_slice(&to_go_bytes(&r.func.file));
-                let mut ib = itoa_buf();
-                buf.push(b':');
-                push_num(&mut buf, &mut ib, u.st_line);
-                buf.push(b'.');
-                push_num(&mut buf, &mut ib, u.st_col);
-                buf.push(b',');
-                push_num(&mut buf, &mut ib, u.en_line);
-                buf.push(b'.');
-                push_num(&mut buf, &mut ib, u.en_col);
-                buf.push(b' ');
-                push_num(&mut buf, &mut ib, u.stmts);
-                buf.push(b' ');
-                push_num(&mut buf, &mut ib, r.count);
-                buf.push(b'\n');
-                if buf.len() > 60 * 1024 {
+                let file = &p.files[p.funcs[r.fid as usize].file as usize];
+                let mut line = [0u8; 160];
+                let n = if file.len() <= 64 {
+                    line[..file.len()].copy_from_slice(file);
+                    file.len()
+                } else {
+                    buf.extend_from_slice(file);
+                    0
+                };
+                let mut at = n;
+                for (sep, v) in [
+                    (b':', u.st_line),
+                    (b'.', u.st_col),
+                    (b',', u.en_line),
+                    (b'.', u.en_col),
+                    (b' ', u.stmts),
+                    (b' ', r.count),
+                ] {
+                    line[at] = sep;
+                    at = put_num(&mut line, at + 1, v);
+                }
+                line[at] = b'\n';
+                buf.extend_from_slice(&line[..=at]);
+                if buf.len() > CHUNK {
                     w.write_all(&buf)?;
                     buf.clear();
                 }
@@ -154,19 +293,22 @@ impl Formatter {
         w.write_all(&buf)
     }
 
-    /// Per-package (covered, total) statement counts, sorted by import path.
-    pub fn package_stats(&self) -> Vec<(&str, u64, u64)> {
-        self.sorted_packages()
-            .into_iter()
-            .map(|(path, p)| {
+    /// Per-package import path (Go bytes), covered and total statements, in
+    /// Go's order.
+    pub fn package_stats(&self) -> Vec<(&[u8], u64, u64)> {
+        let mut rows = Vec::new();
+        self.pkgs
+            .iter()
+            .map(|(path, &pi)| {
+                self.sorted_rows(&self.states[pi], &mut rows);
                 let (mut cov, mut tot) = (0u64, 0u64);
-                for (&(_, u), &c) in &p.units {
-                    tot += u64::from(u.stmts);
-                    if c != 0 {
-                        cov += u64::from(u.stmts);
+                for r in &rows {
+                    tot += u64::from(r.unit.stmts);
+                    if r.count != 0 {
+                        cov += u64::from(r.unit.stmts);
                     }
                 }
-                (path.as_str(), cov, tot)
+                (&path[..], cov, tot)
             })
             .collect()
     }
@@ -177,7 +319,7 @@ impl Formatter {
         let mut out: Vec<u8> = Vec::new();
         for (path, cov, tot) in self.package_stats() {
             out.push(b'\t');
-            out.extend_from_slice(&to_go_bytes(path));
+            out.extend_from_slice(path);
             out.extend_from_slice(b"\t\t");
             if tot != 0 {
                 let _ = writeln!(
@@ -198,25 +340,28 @@ impl Formatter {
         }
         let mut text: Vec<u8> = Vec::new();
         let (mut all, mut covered) = (0u64, 0u64);
-        for (_, p) in self.sorted_packages() {
-            if p.units.is_empty() {
+        let mut rows = Vec::new();
+        for &pi in self.pkgs.values() {
+            let p = &self.states[pi];
+            if p.rows.is_empty() {
                 continue;
             }
-            let rows = Self::sorted_rows(p);
+            self.sorted_rows(p, &mut rows);
             let mut start = rows[0];
             let (mut c, mut t) = (0u64, 0u64);
-            let mut flush = |start: &Row<'_>, c: u64, t: u64, text: &mut Vec<u8>| {
-                if !start.func.lit {
-                    text.extend_from_slice(&to_go_bytes(&start.func.file));
+            let mut flush = |start: &Row, c: u64, t: u64, text: &mut Vec<u8>| {
+                let f = &p.funcs[start.fid as usize];
+                if !f.lit {
+                    text.extend_from_slice(&p.files[f.file as usize]);
                     let _ = write!(text, ":{}:\t", start.unit.st_line);
-                    text.extend_from_slice(&to_go_bytes(&start.func.name));
+                    text.extend_from_slice(&f.name);
                     let _ = writeln!(text, "\t{:.1}%", perc(c, t));
                 }
                 all += t;
                 covered += c;
             };
             for r in &rows {
-                if r.func.name != start.func.name {
+                if p.funcs[r.fid as usize].name != p.funcs[start.fid as usize].name {
                     flush(&start, c, t, &mut text);
                     start = *r;
                     c = 0;
@@ -232,33 +377,87 @@ impl Formatter {
         let _ = writeln!(text, "total\t(statements)\t{:.1}%", perc(covered, all));
         w.write_all(&crate::tabwriter::format(&text))
     }
-
-    /// Packages in Go's order (by the bytes of the import path).
-    fn sorted_packages(&self) -> Vec<(&String, &PkgState)> {
-        let mut v: Vec<(&String, &PkgState)> = self.pkgs.iter().collect();
-        if v.iter()
-            .any(|(k, _)| matches!(to_go_bytes(k), std::borrow::Cow::Owned(_)))
-        {
-            v.sort_by(|a, b| to_go_bytes(a.0).cmp(&to_go_bytes(b.0)));
-        }
-        v
-    }
-}
-
-fn itoa_buf() -> [u8; 10] {
-    [0; 10]
 }
 
 #[inline]
-fn push_num(out: &mut Vec<u8>, buf: &mut [u8; 10], mut v: u32) {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
+fn merge_count(set: bool, a: u32, b: u32) -> u32 {
+    if set {
+        u32::from(a != 0 || b != 0)
+    } else {
+        saturating_add(a, b).0
+    }
+}
+
+/// Writes the decimal digits of `v` at `out[at..]`; returns the end.
+/// `out` must have room for 10 digits.
+#[inline]
+fn put_num(out: &mut [u8; 160], at: usize, mut v: u32) -> usize {
+    let digits = match v {
+        0..10 => 1,
+        10..100 => 2,
+        100..1000 => 3,
+        1000..10000 => 4,
+        10000..100000 => 5,
+        _ => v.ilog10() as usize + 1,
+    };
+    let end = at + digits;
+    for d in out[at..end].iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
         v /= 10;
-        if v == 0 {
-            break;
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(st_line: u32, en_line: u32, stmts: u32) -> Unit {
+        Unit {
+            st_line,
+            st_col: 2,
+            en_line,
+            en_col: 3,
+            stmts,
         }
     }
-    out.extend_from_slice(&buf[i..]);
+
+    fn textual(f: &Formatter) -> String {
+        let mut out = Vec::new();
+        f.emit_textual(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn same_function_merges_by_position_and_across_builds() {
+        let mut f = Formatter::new(CounterMode::COUNT);
+        f.set_package(b"p");
+        let a = [unit(5, 6, 1), unit(1, 2, 2)];
+        let id = f.add_func(b"p/a.go", b"F", false).unwrap();
+        f.add_units(id, &a, Some(&[1, 2]));
+        // The next pod of the same build merges into the same rows.
+        let id2 = f.add_func(b"p/a.go", b"F", false).unwrap();
+        assert_eq!(id, id2);
+        f.add_units(id, &a, Some(&[10, u32::MAX]));
+        // Another build: one unit shared, one new; then that build again.
+        let b = [unit(1, 2, 2), unit(7, 8, 1)];
+        f.add_units(id, &b, Some(&[5, 0]));
+        f.add_units(id, &b, None);
+        assert_eq!(f.states[0].rows.len(), 4, "two runs, not four");
+        assert_eq!(
+            textual(&f),
+            "mode: count\np/a.go:1.2,2.3 2 4294967295\np/a.go:5.2,6.3 1 11\np/a.go:7.2,8.3 1 0\n"
+        );
+    }
+
+    #[test]
+    fn set_mode_counts_are_zero_or_one_and_duplicates_merge() {
+        let mut f = Formatter::new(CounterMode::SET);
+        f.set_package(b"q");
+        let id = f.add_func(b"q/b.go", b"G", false).unwrap();
+        // A unit listed twice in one function is one line, as in Go's map.
+        f.add_units(id, &[unit(3, 4, 1), unit(3, 4, 1)], Some(&[0, 7]));
+        assert_eq!(textual(&f), "mode: set\nq/b.go:3.2,4.3 1 1\n");
+        assert_eq!(f.package_stats(), vec![(&b"q"[..], 1, 1)]);
+    }
 }

@@ -6,15 +6,15 @@
 //! covfleet prints a clear `error:` line and exits 1; the rest of the run is
 //! the same.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::counters::CounterFile;
-use crate::gostr::to_go_bytes;
+use crate::gostr::{from_go_bytes, to_go_bytes};
 use crate::hash::{Fnv128, HashWriter, fnv128};
 use crate::merge::{MergeMode, Merger};
-use crate::meta::{BlobSpan, FuncDesc, MetaFile, PackageMeta};
+use crate::meta::{BlobSpan, MetaFile, MetaView, PackageMeta};
 use crate::pods::{Pod, collect_pods, go_errno_text, go_join};
 use crate::report::Formatter;
 use crate::{Hash, hex};
@@ -129,12 +129,19 @@ pub enum DumpKind {
     Debugdump { live: bool },
 }
 
-/// What a dump run produced.
-#[derive(Debug, Default)]
-pub struct DumpOutput {
-    pub stdout: Vec<u8>,
-    /// The textfmt profile (`textfmt`, or `percent -o`), when produced.
-    pub textfmt: Option<Vec<u8>>,
+/// Where a dump run writes the textfmt profile (`textfmt -o`, `percent -o`).
+pub struct TextfmtOut<'a> {
+    pub writer: &'a mut dyn Write,
+    /// The file name, for the error message when a write fails.
+    pub path: &'a str,
+}
+
+impl std::fmt::Debug for TextfmtOut<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextfmtOut")
+            .field("path", &self.path)
+            .finish()
+    }
 }
 
 struct LoadedPod {
@@ -155,24 +162,38 @@ fn load_meta(pod: &Pod) -> Res<LoadedPod> {
     Ok(LoadedPod { meta, raw, spans })
 }
 
+/// The error for package blob `i` of a meta-data file.
+fn pkg_error(i: usize, file: &str, span: BlobSpan, e: &crate::Error) -> Failure {
+    fatal(format!(
+        "reading pkg {i} from meta-file {file}: {}{}",
+        e.kind,
+        e.offset
+            .map(|o| format!(" (at offset {})", o + span.offset as u64))
+            .unwrap_or_default()
+    ))
+}
+
 impl LoadedPod {
     fn decode_packages(&mut self, file: &str) -> Res<()> {
-        for (i, s) in self.spans.iter().enumerate() {
+        for (i, &s) in self.spans.iter().enumerate() {
             let p = s
                 .slice(&self.raw)
                 .and_then(PackageMeta::decode)
-                .map_err(|e| {
-                    fatal(format!(
-                        "reading pkg {i} from meta-file {file}: {}{}",
-                        e.kind,
-                        e.offset
-                            .map(|o| format!(" (at offset {})", o + s.offset as u64))
-                            .unwrap_or_default()
-                    ))
-                })?;
+                .map_err(|e| pkg_error(i, file, s, &e))?;
             self.meta.packages.push(p);
         }
         Ok(())
+    }
+
+    /// All package blobs, decoded without copying.
+    fn view(&self, file: &str) -> Res<MetaView<'_>> {
+        let mut view = MetaView::for_file_len(self.raw.len());
+        for (i, &s) in self.spans.iter().enumerate() {
+            s.slice(&self.raw)
+                .and_then(|b| view.push_package(b))
+                .map_err(|e| pkg_error(i, file, s, &e))?;
+        }
+        Ok(view)
     }
 
     fn blob(&self, i: usize) -> &[u8] {
@@ -181,29 +202,58 @@ impl LoadedPod {
     }
 }
 
-fn load_counters(path: &str) -> Res<CounterFile> {
-    let raw = read_file(path).map_err(|e| {
+fn open_counters(path: &str) -> Res<Vec<u8>> {
+    read_file(path).map_err(|e| {
         reader_fatal(format!(
             "opening counter data file {path}: open {path}: {}",
             go_errno_text(&e)
         ))
-    })?;
-    CounterFile::decode(&raw).map_err(|e| {
-        let at = e
-            .offset
-            .map(|o| format!(" (at offset {o})"))
-            .unwrap_or_default();
-        reader_fatal(format!("reading counter data file {path}: {}{at}", e.kind))
+    })
+}
+
+fn counters_error(path: &str, e: &crate::Error) -> Failure {
+    let at = e
+        .offset
+        .map(|o| format!(" (at offset {o})"))
+        .unwrap_or_default();
+    reader_fatal(format!("reading counter data file {path}: {}{at}", e.kind))
+}
+
+fn load_counters(path: &str) -> Res<CounterFile> {
+    CounterFile::decode(&open_counters(path)?).map_err(|e| counters_error(path, &e))
+}
+
+/// A counter file decoded into two flat vectors: its records (package,
+/// function, range in `values`) and all their counters.
+struct FlatCounters {
+    file: CounterFile,
+    records: Vec<(u32, u32, std::ops::Range<usize>)>,
+    values: Vec<u32>,
+}
+
+fn load_flat_counters(path: &str) -> Res<FlatCounters> {
+    let raw = open_counters(path)?;
+    let mut records = Vec::with_capacity(raw.len() / 8);
+    let mut values = Vec::with_capacity(raw.len());
+    let file = CounterFile::decode_visit(&raw, |pkg, func, c| {
+        records.push((pkg, func, values.len()..values.len() + c.len()));
+        values.extend_from_slice(c);
+    })
+    .map_err(|e| counters_error(path, &e))?;
+    Ok(FlatCounters {
+        file,
+        records,
+        values,
     })
 }
 
 /// Reads and decodes a pod's counter files on all cores, in order.
-fn load_all_counters(paths: &[String]) -> Vec<Res<CounterFile>> {
+fn load_all<T: Send>(paths: &[String], load: fn(&str) -> Res<T>) -> Vec<Res<T>> {
     use rayon::prelude::*;
     if paths.len() < 4 {
-        return paths.iter().map(|p| load_counters(p)).collect();
+        return paths.iter().map(|p| load(p)).collect();
     }
-    paths.par_iter().map(|p| load_counters(p)).collect()
+    paths.par_iter().map(|p| load(p)).collect()
 }
 
 fn collect(dirs: &[String], warn: &mut dyn Write) -> Res<Vec<Pod>> {
@@ -231,191 +281,342 @@ fn go_slice(args: &[String]) -> String {
     format!("[{}]", args.join(" "))
 }
 
+const OVERFLOW_WARNING: &str = "warning: uint32 overflow during counter merge";
+
+/// One pod's counters merged over its counter files, one slot per function
+/// of its meta-data file (indexed like [`MetaView::funcs`]), values in one
+/// vector.
+struct PodCounters {
+    slots: Vec<Option<(u32, u32)>>,
+    values: Vec<u32>,
+    /// Records for function `n` of a package with `n` functions: Go accepts
+    /// and merges them (it checks `> n`, not `>= n`) but never reports them.
+    past_end: HashMap<(u32, u32), Vec<u32>>,
+}
+
+impl PodCounters {
+    fn new(view: &MetaView<'_>) -> Self {
+        PodCounters {
+            slots: vec![None; view.funcs.len()],
+            values: Vec::with_capacity(view.units.len()),
+            past_end: HashMap::new(),
+        }
+    }
+
+    /// The merged counters of function `idx` (`None`: no record).
+    fn get(&self, idx: usize) -> Option<&[u32]> {
+        self.slots[idx].map(|(start, len)| &self.values[start as usize..][..len as usize])
+    }
+
+    /// Merges one record into slot `idx` as Go's `cmerge` does: the slot
+    /// grows (zero-padded) to the record's length; a longer slot is an
+    /// error. Returns whether a counter saturated.
+    fn merge(&mut self, merger: &Merger, idx: usize, src: &[u32]) -> Res<bool> {
+        let (start, len) = match self.slots[idx] {
+            Some((start, len)) if len as usize >= src.len() => (start, len),
+            old => {
+                let start = self.values.len();
+                if let Some((s, l)) = old {
+                    self.values
+                        .extend_from_within(s as usize..s as usize + l as usize);
+                }
+                self.values.resize(start + src.len(), 0);
+                (start as u32, src.len() as u32)
+            }
+        };
+        self.slots[idx] = Some((start, len));
+        let dst = &mut self.values[start as usize..][..len as usize];
+        merger.merge_counters(dst, src).map_err(fatal)
+    }
+
+    fn merge_past_end(&mut self, merger: &Merger, key: (u32, u32), src: &[u32]) -> Res<bool> {
+        let slot = self.past_end.entry(key).or_default();
+        if slot.len() < src.len() {
+            slot.resize(src.len(), 0);
+        }
+        merger.merge_counters(slot, src).map_err(fatal)
+    }
+}
+
+/// The state of one `textfmt`/`percent`/`func`/`pkglist`/`debugdump` run.
+struct DumpRun<'f> {
+    kind: DumpKind,
+    filter: Option<&'f PkgFilter>,
+    merger: Merger,
+    fmt: Option<Formatter>,
+    first_meta: String,
+    pkgpaths: std::collections::BTreeSet<Vec<u8>>,
+    total: i64,
+    covered: i64,
+}
+
+impl<'f> DumpRun<'f> {
+    fn new(kind: DumpKind, filter: Option<&'f PkgFilter>) -> Self {
+        let policy = match kind {
+            DumpKind::Percent | DumpKind::Func | DumpKind::Pkglist => MergeMode::Relaxed,
+            _ => MergeMode::Strict,
+        };
+        DumpRun {
+            kind,
+            filter,
+            merger: Merger::new(policy),
+            fmt: None,
+            first_meta: String::new(),
+            pkgpaths: Default::default(),
+            total: 0,
+            covered: 0,
+        }
+    }
+
+    fn debug(&self) -> bool {
+        matches!(self.kind, DumpKind::Debugdump { .. })
+    }
+
+    /// Reads one pod: its meta-data file, then its counter files, then
+    /// reports its packages.
+    fn pod(&mut self, pod: &Pod, warn: &mut dyn Write, stdout: &mut Vec<u8>) -> Res<()> {
+        let lp = load_meta(pod)?;
+        let (mode, gran) = (lp.meta.mode, lp.meta.granularity);
+        self.merger
+            .set_mode_and_granularity(&pod.meta_file, mode, gran)
+            .map_err(fatal)?;
+        if self.debug() {
+            let _ = writeln!(stdout, "Cover mode: {mode}\nCover granularity: {gran}");
+        }
+        if self.fmt.is_none() {
+            self.fmt = Some(Formatter::new(mode));
+            self.first_meta = pod.meta_file.clone();
+        }
+        let view = lp.view(&pod.meta_file)?;
+        let counters = self.merge_counters(pod, &view, warn, stdout)?;
+        self.report_packages(pod, &view, &counters, stdout)?;
+        if self.debug() {
+            self.merger.reset();
+        }
+        Ok(())
+    }
+
+    /// Merges the pod's counter files, in order, into one slot per function.
+    fn merge_counters(
+        &self,
+        pod: &Pod,
+        view: &MetaView<'_>,
+        warn: &mut dyn Write,
+        stdout: &mut Vec<u8>,
+    ) -> Res<PodCounters> {
+        let mut acc = PodCounters::new(view);
+        let files = load_all(&pod.counter_files, load_flat_counters);
+        for (cf_path, cf) in pod.counter_files.iter().zip(files) {
+            let cf = cf?;
+            if self.debug() {
+                debug_counter_file(stdout, cf_path, &cf.file);
+            }
+            for (pkg, func, range) in cf.records {
+                let src = &cf.values[range];
+                let funcs = view.packages.get(pkg as usize).map(|p| p.funcs.clone());
+                let n = funcs.as_ref().map(|f| f.len() as u32);
+                let overflow = match funcs {
+                    Some(f) if (func as usize) < f.len() => {
+                        acc.merge(&self.merger, f.start + func as usize, src)?
+                    }
+                    Some(f) if func as usize == f.len() => {
+                        acc.merge_past_end(&self.merger, (pkg, func), src)?
+                    }
+                    _ => {
+                        let _ = writeln!(
+                            warn,
+                            "warning: func payload inconsistency: id [p={pkg},f={func}] nf={} len(ctrs)={} in VisitFuncCounterData, ignored",
+                            n.unwrap_or(0),
+                            src.len()
+                        );
+                        continue;
+                    }
+                };
+                if overflow {
+                    let _ = writeln!(warn, "{OVERFLOW_WARNING}");
+                }
+            }
+        }
+        Ok(acc)
+    }
+
+    /// Visits the pod's packages and functions: adds their units to the
+    /// report (or prints them, for debugdump).
+    fn report_packages(
+        &mut self,
+        pod: &Pod,
+        view: &MetaView<'_>,
+        acc: &PodCounters,
+        stdout: &mut Vec<u8>,
+    ) -> Res<()> {
+        let kind = self.kind;
+        let formats = matches!(kind, DumpKind::Textfmt | DumpKind::Percent | DumpKind::Func);
+        for p in &view.packages {
+            if self
+                .filter
+                .is_some_and(|f| !f.matches(&from_go_bytes(p.path)))
+            {
+                continue;
+            }
+            if kind == DumpKind::Pkglist {
+                self.pkgpaths.insert(p.path.to_vec());
+            }
+            let fm = self.fmt.as_mut().expect("formatter set by pod()");
+            if formats {
+                fm.set_package(p.path);
+                fm.reserve(view.package_units(p).len());
+            }
+            let mut preamble = false;
+            for (idx, fd) in view.funcs[p.funcs.clone()].iter().enumerate() {
+                let idx = p.funcs.start + idx;
+                let units = &view.units[fd.units()];
+                // A record with no counters leaves Go's slice nil: read as zeros.
+                let found = acc.get(idx);
+                let counters = found.filter(|c| !c.is_empty());
+                if let Some(c) = counters
+                    && c.len() < units.len()
+                {
+                    return Err(fatal(format!(
+                        "counter data for function {} (package {}, meta-file {}) has {} counters for {} units",
+                        from_go_bytes(view.str(fd.name)),
+                        from_go_bytes(p.path),
+                        pod.meta_file,
+                        c.len(),
+                        units.len()
+                    )));
+                }
+                if formats {
+                    if units.is_empty() {
+                        continue;
+                    }
+                    if let Some(id) = fm.add_func(view.str(fd.file), view.str(fd.name), fd.literal)
+                    {
+                        fm.add_units(id, units, counters);
+                    }
+                    continue;
+                }
+                let DumpKind::Debugdump { live } = kind else {
+                    continue;
+                };
+                for (i, u) in units.iter().enumerate() {
+                    self.total += i64::from(u.stmts);
+                    if counters.is_some_and(|c| c[i] != 0) {
+                        self.covered += i64::from(u.stmts);
+                    }
+                }
+                if live && found.is_none() {
+                    continue;
+                }
+                if !preamble {
+                    for part in [
+                        &b"\nPackage path: "[..],
+                        p.path,
+                        b"\nPackage name: ",
+                        p.name,
+                        b"\nModule path: ",
+                        p.module_path,
+                        b"\n",
+                    ] {
+                        stdout.extend_from_slice(part);
+                    }
+                    preamble = true;
+                }
+                for part in [
+                    &b"\nFunc: "[..],
+                    view.str(fd.name),
+                    b"\nSrcfile: ",
+                    view.str(fd.file),
+                    b"\n",
+                ] {
+                    stdout.extend_from_slice(part);
+                }
+                let _ = writeln!(stdout, "Literal: {}", fd.literal);
+                for (i, u) in units.iter().enumerate() {
+                    let count = counters.map_or(0, |c| c[i]);
+                    let _ = writeln!(
+                        stdout,
+                        "{i}: L{}:C{} -- L{}:C{} NS={} = {count}",
+                        u.st_line, u.st_col, u.en_line, u.en_col, u.stmts
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints the report after the last pod.
+    fn finish(self, textfmt: Option<TextfmtOut<'_>>, stdout: &mut Vec<u8>) -> Res<()> {
+        if let Some(fm) = &self.fmt {
+            if matches!(self.kind, DumpKind::Textfmt | DumpKind::Func) && fm.mode().0 == 0 {
+                return Err(fatal(format!(
+                    "meta-data file {} has no counter mode (0); go tool covdata panics on it (\"internal error, counter mode unset\")",
+                    self.first_meta
+                )));
+            }
+            match self.kind {
+                DumpKind::Percent => {
+                    let _ = fm.emit_percent(stdout);
+                }
+                DumpKind::Func => {
+                    let _ = fm.emit_funcs(stdout);
+                }
+                _ => {}
+            }
+            if let Some(out) = textfmt {
+                fm.emit_textual(out.writer)
+                    .and_then(|()| out.writer.flush())
+                    .map_err(|e| Failure {
+                        code: 1,
+                        stderr: format!("error: writing to {}: {e}\n", out.path),
+                    })?;
+            }
+        }
+        if self.debug() {
+            let _ = writeln!(
+                stdout,
+                "totalStmts: {} coveredStmts: {}",
+                self.total, self.covered
+            );
+        }
+        for p in &self.pkgpaths {
+            stdout.extend_from_slice(p);
+            stdout.push(b'\n');
+        }
+        Ok(())
+    }
+}
+
+/// debugdump's line for one counter file.
+fn debug_counter_file(stdout: &mut Vec<u8>, path: &str, cf: &CounterFile) {
+    let _ = write!(stdout, "data file {path}");
+    if !cf.goos.is_empty() {
+        put(stdout, &[" GOOS=", &cf.goos]);
+    }
+    if !cf.goarch.is_empty() {
+        put(stdout, &[" GOARCH=", &cf.goarch]);
+    }
+    if !cf.os_args.is_empty() {
+        put(stdout, &["  program args: ", &go_slice(&cf.os_args), "\n"]);
+    }
+    let _ = writeln!(stdout);
+}
+
 /// Runs `textfmt`, `percent`, `func`, `pkglist` or `debugdump` over `dirs`.
-/// Warnings go to `warn` as they happen; stdout is returned.
+/// Warnings go to `warn` as they happen; the report is appended to
+/// `stdout`; the textfmt profile, when `textfmt` is given, is written there.
 pub fn dump(
     kind: DumpKind,
     dirs: &[String],
     filter: Option<&PkgFilter>,
-    want_textfmt: bool,
+    textfmt: Option<TextfmtOut<'_>>,
     warn: &mut dyn Write,
     stdout: &mut Vec<u8>,
-) -> Res<Option<Vec<u8>>> {
-    let policy = match kind {
-        DumpKind::Percent | DumpKind::Func | DumpKind::Pkglist => MergeMode::Relaxed,
-        _ => MergeMode::Strict,
-    };
-    let mut merger = Merger::new(policy);
-    let mut fmt: Option<Formatter> = None;
-    let mut first_meta = String::new();
-    let mut pkgpaths: std::collections::BTreeSet<String> = Default::default();
-    let (mut total, mut covered) = (0i64, 0i64);
+) -> Res<()> {
+    let mut run = DumpRun::new(kind, filter);
     for pod in collect(dirs, warn)? {
-        let mut lp = load_meta(&pod)?;
-        let (mode, gran) = (lp.meta.mode, lp.meta.granularity);
-        merger
-            .set_mode_and_granularity(&pod.meta_file, mode, gran)
-            .map_err(fatal)?;
-        if let DumpKind::Debugdump { .. } = kind {
-            let _ = writeln!(stdout, "Cover mode: {mode}\nCover granularity: {gran}");
-        }
-        if fmt.is_none() {
-            fmt = Some(Formatter::new(mode));
-            first_meta = pod.meta_file.clone();
-        }
-        lp.decode_packages(&pod.meta_file)?;
-        let nf: Vec<u32> = lp
-            .meta
-            .packages
-            .iter()
-            .map(|p| p.funcs.len() as u32)
-            .collect();
-        let mut acc: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
-        for (cf_path, cf) in pod
-            .counter_files
-            .iter()
-            .zip(load_all_counters(&pod.counter_files))
-        {
-            let cf = cf?;
-            if let DumpKind::Debugdump { .. } = kind {
-                let _ = write!(stdout, "data file {cf_path}");
-                if !cf.goos.is_empty() {
-                    put(stdout, &[" GOOS=", &cf.goos]);
-                }
-                if !cf.goarch.is_empty() {
-                    put(stdout, &[" GOARCH=", &cf.goarch]);
-                }
-                if !cf.os_args.is_empty() {
-                    put(stdout, &["  program args: ", &go_slice(&cf.os_args), "\n"]);
-                }
-                let _ = writeln!(stdout);
-            }
-            for f in cf.funcs {
-                let n = nf.get(f.pkg as usize).copied();
-                if n.is_none_or(|n| f.func > n) {
-                    let _ = writeln!(
-                        warn,
-                        "warning: func payload inconsistency: id [p={},f={}] nf={} len(ctrs)={} in VisitFuncCounterData, ignored",
-                        f.pkg,
-                        f.func,
-                        n.unwrap_or(0),
-                        f.counters.len()
-                    );
-                    continue;
-                }
-                let slot = acc.entry((f.pkg, f.func)).or_default();
-                if slot.len() < f.counters.len() {
-                    slot.resize(f.counters.len(), 0);
-                }
-                if merger.merge_counters(slot, &f.counters).map_err(fatal)? {
-                    let _ = writeln!(warn, "warning: uint32 overflow during counter merge");
-                }
-            }
-        }
-        let fm = fmt.as_mut().expect("formatter set above");
-        for (pi, p) in lp.meta.packages.iter().enumerate() {
-            if filter.is_some_and(|f| !f.matches(&p.path)) {
-                continue;
-            }
-            let mut preamble = false;
-            if kind == DumpKind::Pkglist {
-                pkgpaths.insert(p.path.clone());
-            }
-            fm.set_package(&p.path);
-            for (fi, fd) in p.funcs.iter().enumerate() {
-                // A record with no counters leaves Go's slice nil: read as zeros.
-                let found = acc.get(&(pi as u32, fi as u32));
-                let counters = found.filter(|c| !c.is_empty());
-                let show = match kind {
-                    DumpKind::Debugdump { live } => !(live && found.is_none()),
-                    _ => false,
-                };
-                if show {
-                    if !preamble {
-                        put(
-                            stdout,
-                            &["\nPackage path: ", &p.path, "\nPackage name: ", &p.name],
-                        );
-                        put(stdout, &["\nModule path: ", &p.module_path, "\n"]);
-                        preamble = true;
-                    }
-                    put(
-                        stdout,
-                        &["\nFunc: ", &fd.name, "\nSrcfile: ", &fd.file, "\n"],
-                    );
-                    let _ = writeln!(stdout, "Literal: {}", fd.literal);
-                }
-                if let Some(c) = counters
-                    && c.len() < fd.units.len()
-                {
-                    return Err(fatal(format!(
-                        "counter data for function {} (package {}, meta-file {}) has {} counters for {} units",
-                        fd.name,
-                        p.path,
-                        pod.meta_file,
-                        c.len(),
-                        fd.units.len()
-                    )));
-                }
-                for (i, u) in fd.units.iter().enumerate() {
-                    let count = counters.map_or(0, |c| c[i]);
-                    fm.add_unit(&fd.file, &fd.name, fd.literal, *u, count);
-                    if show {
-                        let _ = writeln!(
-                            stdout,
-                            "{i}: L{}:C{} -- L{}:C{} NS={} = {count}",
-                            u.st_line, u.st_col, u.en_line, u.en_col, u.stmts
-                        );
-                    }
-                    total += i64::from(u.stmts);
-                    if count != 0 {
-                        covered += i64::from(u.stmts);
-                    }
-                }
-            }
-        }
-        if let DumpKind::Debugdump { .. } = kind {
-            merger.reset();
-        }
+        run.pod(&pod, warn, stdout)?;
     }
-    let mut textfmt = None;
-    if let Some(fm) = &fmt {
-        if matches!(kind, DumpKind::Textfmt | DumpKind::Func) && fm.mode().0 == 0 {
-            return Err(fatal(format!(
-                "meta-data file {} has no counter mode (0); go tool covdata panics on it (\"internal error, counter mode unset\")",
-                first_meta
-            )));
-        }
-        match kind {
-            DumpKind::Percent => {
-                let _ = fm.emit_percent(stdout);
-            }
-            DumpKind::Func => {
-                let _ = fm.emit_funcs(stdout);
-            }
-            _ => {}
-        }
-        if want_textfmt {
-            let mut t = Vec::new();
-            let _ = fm.emit_textual(&mut t);
-            textfmt = Some(t);
-        }
-    }
-    if let DumpKind::Debugdump { .. } = kind {
-        let _ = writeln!(stdout, "totalStmts: {total} coveredStmts: {covered}");
-    }
-    if kind == DumpKind::Pkglist {
-        let mut paths: Vec<Vec<u8>> = pkgpaths
-            .iter()
-            .map(|p| to_go_bytes(p).into_owned())
-            .collect();
-        paths.sort();
-        for p in paths {
-            stdout.extend_from_slice(&p);
-            stdout.push(b'\n');
-        }
-    }
-    Ok(textfmt)
+    run.finish(textfmt, stdout)
 }
 
 /// Which of the merge family.
@@ -427,7 +628,6 @@ pub enum MergeKind {
 }
 
 struct PkState {
-    idx: u32,
     ctab: BTreeMap<u32, Vec<u32>>,
     blob: Vec<u8>,
     combined: Option<(PackageMeta, HashMap<Hash, u32>)>,
@@ -489,6 +689,8 @@ struct MetaMerge {
     args: ArgState,
     outdir: String,
     files_written: Vec<String>,
+    /// Go's `sstate.inidx` (subtract and intersect), see [`MetaMerge::enter_dir`].
+    inidx: Option<usize>,
 }
 
 fn now_nanos() -> u128 {
@@ -559,6 +761,241 @@ impl MetaMerge {
     }
 }
 
+/// Counters of one pod keyed by (package, function), merged over its files.
+type FuncMap = HashMap<(u32, u32), Vec<u32>>;
+
+impl MetaMerge {
+    fn new(kind: MergeKind, outdir: &str) -> Self {
+        let policy = if matches!(kind, MergeKind::Merge { .. }) {
+            MergeMode::Relaxed
+        } else {
+            MergeMode::Strict
+        };
+        MetaMerge {
+            merger: Merger::new(policy),
+            pkgs: Vec::new(),
+            pkm: HashMap::new(),
+            args: ArgState::default(),
+            outdir: outdir.to_string(),
+            files_written: Vec::new(),
+            inidx: None,
+        }
+    }
+
+    /// Reads the pod's counter files and combines them: `merge` merges every
+    /// file; `subtract`/`intersect` take the files of input dir 0 as the base
+    /// and let the later dirs' files zero or prune it.
+    fn pod_counters(&mut self, kind: MergeKind, pod: &Pod, warn: &mut dyn Write) -> Res<FuncMap> {
+        let mut pmm = FuncMap::new();
+        // For intersect: the functions the current later dir has seen.
+        let mut imm: Option<HashSet<(u32, u32)>> =
+            (kind == MergeKind::Intersect).then(Default::default);
+        let decoded = load_all(&pod.counter_files, load_counters);
+        for ((k, cf_path), cf) in pod.counter_files.iter().enumerate().zip(decoded) {
+            let cf = cf?;
+            if matches!(kind, MergeKind::Merge { .. }) {
+                self.args.merge(&cf);
+            } else {
+                self.enter_dir(kind, cf_path, pod.origins[k], &mut pmm, &mut imm)?;
+            }
+            for f in cf.funcs {
+                let key = (f.pkg, f.func);
+                if self.inidx == Some(0) || matches!(kind, MergeKind::Merge { .. }) {
+                    let slot = pmm.entry(key).or_default();
+                    if slot.len() < f.counters.len() {
+                        slot.resize(f.counters.len(), 0);
+                    }
+                    if self
+                        .merger
+                        .merge_counters(slot, &f.counters)
+                        .map_err(fatal)?
+                    {
+                        let _ = writeln!(warn, "{OVERFLOW_WARNING}");
+                    }
+                } else if let Some(val) = pmm.get_mut(&key) {
+                    subtract_or_intersect(kind, cf_path, &f, val)?;
+                    if let Some(set) = imm.as_mut() {
+                        set.insert(key);
+                    }
+                }
+            }
+        }
+        if let Some(set) = &imm {
+            pmm.retain(|k, _| set.contains(k));
+        }
+        Ok(pmm)
+    }
+
+    /// Tracks Go's `sstate.inidx` (the input dir of the last counter file
+    /// seen). Like Go, it is set once per run and not reset between pods, so
+    /// a pod whose first file comes from an earlier dir than the previous
+    /// pod's last file is an error (Go panics: "decreasing dir index").
+    fn enter_dir(
+        &mut self,
+        kind: MergeKind,
+        cf_path: &str,
+        dir_idx: usize,
+        pmm: &mut FuncMap,
+        imm: &mut Option<HashSet<(u32, u32)>>,
+    ) -> Res<()> {
+        if self.inidx == Some(dir_idx) {
+            return Ok(());
+        }
+        if let Some(prev) = self.inidx.filter(|&i| i > dir_idx) {
+            return Err(fatal(format!(
+                "counter file {cf_path} comes from input dir {dir_idx} after a file from dir {prev}: go tool covdata panics here (\"decreasing dir index\"); run {} on one pod at a time",
+                if kind == MergeKind::Subtract {
+                    "subtract"
+                } else {
+                    "intersect"
+                }
+            )));
+        }
+        if dir_idx == 0 {
+            *imm = None;
+        } else if kind == MergeKind::Intersect {
+            if let Some(set) = imm.as_ref() {
+                pmm.retain(|k, _| set.contains(k));
+            }
+            *imm = Some(Default::default());
+        }
+        self.inidx = Some(dir_idx);
+        Ok(())
+    }
+
+    /// Adds the pod's packages (those the filter keeps) and their counters
+    /// to the output state; with `pcombine`, functions are matched across
+    /// pods by their identity hash.
+    fn add_packages(
+        &mut self,
+        lp: &LoadedPod,
+        pmm: &FuncMap,
+        filter: Option<&PkgFilter>,
+        pcombine: bool,
+        warn: &mut dyn Write,
+    ) -> Res<()> {
+        for (pi, p) in lp.meta.packages.iter().enumerate() {
+            if filter.is_some_and(|f| !f.matches(&p.path)) {
+                continue;
+            }
+            let sidx = self.package_state(lp, pi, p, pcombine);
+            for (fi, fd) in p.funcs.iter().enumerate() {
+                let st = &mut self.pkgs[sidx];
+                let mut fidx = fi as u32;
+                if let Some((pm, ftab)) = st.combined.as_mut() {
+                    fidx = *ftab.entry(fd.identity_hash()).or_insert_with(|| {
+                        pm.funcs.push(fd.clone());
+                        (pm.funcs.len() - 1) as u32
+                    });
+                }
+                let Some(ctrs) = pmm.get(&(pi as u32, fi as u32)) else {
+                    continue;
+                };
+                match st.ctab.get_mut(&fidx) {
+                    Some(g) => {
+                        if self.merger.merge_counters(g, ctrs).map_err(fatal)? {
+                            let _ = writeln!(warn, "{OVERFLOW_WARNING}");
+                        }
+                    }
+                    None => {
+                        st.ctab.insert(fidx, ctrs.clone());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The output state of package `pi` (by import path), created if new.
+    fn package_state(
+        &mut self,
+        lp: &LoadedPod,
+        pi: usize,
+        p: &PackageMeta,
+        pcombine: bool,
+    ) -> usize {
+        if let Some(&i) = self.pkm.get(&p.path) {
+            return i;
+        }
+        let i = self.pkgs.len();
+        self.pkgs.push(PkState {
+            ctab: BTreeMap::new(),
+            blob: if pcombine {
+                Vec::new()
+            } else {
+                lp.blob(pi).to_vec()
+            },
+            combined: pcombine.then(|| {
+                (
+                    PackageMeta {
+                        path: p.path.clone(),
+                        name: p.name.clone(),
+                        module_path: p.module_path.clone(),
+                        ..Default::default()
+                    },
+                    HashMap::new(),
+                )
+            }),
+        });
+        self.pkm.insert(p.path.clone(), i);
+        i
+    }
+
+    /// Without `pcombine`, each pod is written out on its own: its meta-data
+    /// file (copied, or rebuilt from the kept packages under a filter) and
+    /// one counter file.
+    fn emit_pod(&mut self, pod: &Pod, lp: &mut LoadedPod, filtered: bool) -> Res<()> {
+        let hash = if filtered {
+            self.emit_meta(false)?
+        } else {
+            let base = pod
+                .meta_file
+                .rsplit('/')
+                .next()
+                .unwrap_or(&pod.meta_file)
+                .to_string();
+            let raw = std::mem::take(&mut lp.raw);
+            self.write(&base, &raw)?;
+            lp.meta.hash
+        };
+        self.emit_counters(hash)?;
+        self.pkm.clear();
+        self.pkgs.clear();
+        self.merger.reset();
+        Ok(())
+    }
+}
+
+/// Applies one later-dir record to the base counters: `subtract` zeroes
+/// what it covered, `intersect` zeroes what it did not.
+fn subtract_or_intersect(
+    kind: MergeKind,
+    cf_path: &str,
+    f: &crate::FuncCounters,
+    val: &mut [u32],
+) -> Res<()> {
+    if f.counters.len() > val.len() {
+        return Err(fatal(format!(
+            "counter file {cf_path}: function [p={},f={}] has {} counters, more than the {} it is combined with",
+            f.pkg,
+            f.func,
+            f.counters.len(),
+            val.len()
+        )));
+    }
+    for (v, &c) in val.iter_mut().zip(&f.counters) {
+        let zero = if kind == MergeKind::Subtract {
+            c != 0
+        } else {
+            c == 0
+        };
+        if zero {
+            *v = 0;
+        }
+    }
+    Ok(())
+}
+
 /// Runs `merge`, `subtract` or `intersect` from `dirs` into `outdir`.
 /// Returns the files written.
 pub fn merge(
@@ -569,187 +1006,17 @@ pub fn merge(
     warn: &mut dyn Write,
 ) -> Res<Vec<String>> {
     let pcombine = matches!(kind, MergeKind::Merge { pcombine: true });
-    let policy = if matches!(kind, MergeKind::Merge { .. }) {
-        MergeMode::Relaxed
-    } else {
-        MergeMode::Strict
-    };
-    let mut mm = MetaMerge {
-        merger: Merger::new(policy),
-        pkgs: Vec::new(),
-        pkm: HashMap::new(),
-        args: ArgState::default(),
-        outdir: outdir.to_string(),
-        files_written: Vec::new(),
-    };
-    // Go's `sstate.inidx`: the input dir of the last counter file seen. Like
-    // Go, it starts at -1 once per run and is not reset between pods, so a
-    // pod whose first file comes from an earlier dir than the previous pod's
-    // last file is an error (Go panics: "decreasing dir index").
-    let mut inidx: Option<usize> = None;
+    let mut mm = MetaMerge::new(kind, outdir);
     for pod in collect(dirs, warn)? {
         let mut lp = load_meta(&pod)?;
-        let file_hash = lp.meta.hash;
         mm.merger
             .set_mode_and_granularity(&pod.meta_file, lp.meta.mode, lp.meta.granularity)
             .map_err(fatal)?;
         lp.decode_packages(&pod.meta_file)?;
-        // Counters of this pod, merged across its files (dir 0 only for
-        // subtract/intersect; later dirs modify them).
-        let mut pmm: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
-        let mut imm: Option<std::collections::HashSet<(u32, u32)>> =
-            (kind == MergeKind::Intersect).then(Default::default);
-        let prune = |pmm: &mut HashMap<(u32, u32), Vec<u32>>,
-                     imm: &std::collections::HashSet<(u32, u32)>| {
-            pmm.retain(|k, _| imm.contains(k));
-        };
-        let decoded = load_all_counters(&pod.counter_files);
-        for ((k, cf_path), cf) in pod.counter_files.iter().enumerate().zip(decoded) {
-            let cf = cf?;
-            let dir_idx = pod.origins[k];
-            if matches!(kind, MergeKind::Merge { .. }) {
-                mm.args.merge(&cf);
-            } else if inidx != Some(dir_idx) {
-                if inidx.is_some_and(|i| i > dir_idx) {
-                    return Err(fatal(format!(
-                        "counter file {cf_path} comes from input dir {dir_idx} after a file from dir {}: go tool covdata panics here (\"decreasing dir index\"); run {} on one pod at a time",
-                        inidx.unwrap_or(0),
-                        if kind == MergeKind::Subtract {
-                            "subtract"
-                        } else {
-                            "intersect"
-                        }
-                    )));
-                }
-                if dir_idx == 0 {
-                    imm = None;
-                } else if kind == MergeKind::Intersect {
-                    if let Some(set) = &imm {
-                        prune(&mut pmm, set);
-                    }
-                    imm = Some(Default::default());
-                }
-                inidx = Some(dir_idx);
-            }
-            for f in cf.funcs {
-                let key = (f.pkg, f.func);
-                if inidx == Some(0) || matches!(kind, MergeKind::Merge { .. }) {
-                    let slot = pmm.entry(key).or_default();
-                    if slot.len() < f.counters.len() {
-                        slot.resize(f.counters.len(), 0);
-                    }
-                    if mm.merger.merge_counters(slot, &f.counters).map_err(fatal)? {
-                        let _ = writeln!(warn, "warning: uint32 overflow during counter merge");
-                    }
-                    continue;
-                }
-                let Some(val) = pmm.get_mut(&key) else {
-                    continue;
-                };
-                if f.counters.len() > val.len() {
-                    return Err(fatal(format!(
-                        "counter file {cf_path}: function [p={},f={}] has {} counters, more than the {} it is combined with",
-                        f.pkg,
-                        f.func,
-                        f.counters.len(),
-                        val.len()
-                    )));
-                }
-                if let Some(set) = imm.as_mut() {
-                    set.insert(key);
-                }
-                for (i, &c) in f.counters.iter().enumerate() {
-                    let zero = if kind == MergeKind::Subtract {
-                        c != 0
-                    } else {
-                        c == 0
-                    };
-                    if zero {
-                        val[i] = 0;
-                    }
-                }
-            }
-        }
-        if let Some(set) = &imm {
-            prune(&mut pmm, set);
-        }
-        // Visit packages and functions.
-        for (pi, p) in lp.meta.packages.iter().enumerate() {
-            if filter.is_some_and(|f| !f.matches(&p.path)) {
-                continue;
-            }
-            let sidx = match mm.pkm.get(&p.path) {
-                Some(&i) => i,
-                None => {
-                    let i = mm.pkgs.len();
-                    mm.pkgs.push(PkState {
-                        idx: i as u32,
-                        ctab: BTreeMap::new(),
-                        blob: if pcombine {
-                            Vec::new()
-                        } else {
-                            lp.blob(pi).to_vec()
-                        },
-                        combined: pcombine.then(|| {
-                            (
-                                PackageMeta {
-                                    path: p.path.clone(),
-                                    name: p.name.clone(),
-                                    module_path: p.module_path.clone(),
-                                    ..Default::default()
-                                },
-                                HashMap::new(),
-                            )
-                        }),
-                    });
-                    mm.pkm.insert(p.path.clone(), i);
-                    i
-                }
-            };
-            for (fi, fd) in p.funcs.iter().enumerate() {
-                let st = &mut mm.pkgs[sidx];
-                let mut fidx = fi as u32;
-                if let Some((pm, ftab)) = st.combined.as_mut() {
-                    let h = fd.identity_hash();
-                    fidx = *ftab.entry(h).or_insert_with(|| {
-                        pm.funcs.push(FuncDesc { ..fd.clone() });
-                        (pm.funcs.len() - 1) as u32
-                    });
-                }
-                let Some(ctrs) = pmm.get(&(pi as u32, fi as u32)) else {
-                    continue;
-                };
-                let _ = st.idx;
-                match st.ctab.get_mut(&fidx) {
-                    Some(g) => {
-                        if mm.merger.merge_counters(g, ctrs).map_err(fatal)? {
-                            let _ = writeln!(warn, "warning: uint32 overflow during counter merge");
-                        }
-                    }
-                    None => {
-                        st.ctab.insert(fidx, ctrs.clone());
-                    }
-                }
-            }
-        }
+        let pmm = mm.pod_counters(kind, &pod, warn)?;
+        mm.add_packages(&lp, &pmm, filter, pcombine, warn)?;
         if !pcombine {
-            let hash = if filter.is_some() {
-                mm.emit_meta(false)?
-            } else {
-                let base = pod
-                    .meta_file
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or(&pod.meta_file)
-                    .to_string();
-                let raw = std::mem::take(&mut lp.raw);
-                mm.write(&base, &raw)?;
-                file_hash
-            };
-            mm.emit_counters(hash)?;
-            mm.pkm.clear();
-            mm.pkgs.clear();
-            mm.merger.reset();
+            mm.emit_pod(&pod, &mut lp, filter.is_some())?;
         }
     }
     if pcombine {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use covdata::{CounterFile, MetaFile};
+use covdata::{CounterFile, ErrorKind, MetaFile};
 
 #[global_allocator]
 static ALLOC: TrackingAlloc = TrackingAlloc;
@@ -55,6 +55,20 @@ fn rejected<T: std::fmt::Debug>(r: Result<T, covdata::Error>, want: &str) -> cov
     e
 }
 
+/// [`rejected`], and the error is of the kind `$kind` (a pattern).
+macro_rules! rejected {
+    ($r:expr, $want:expr, $kind:pat) => {{
+        let e = rejected($r, $want);
+        assert!(
+            matches!(e.kind, $kind),
+            "wrong error kind {:?}, expected {}",
+            e.kind,
+            stringify!($kind)
+        );
+        e
+    }};
+}
+
 fn sample_meta() -> Vec<u8> {
     meta(&sample_pkgs(), 2, 1)
 }
@@ -92,16 +106,24 @@ fn baseline_files_decode() {
 fn meta_truncated_in_header() {
     let m = sample_meta();
     for n in [0, 3, 10, 30, 55] {
-        rejected(decode_meta(&m[..n]), "");
+        rejected!(decode_meta(&m[..n]), "", ErrorKind::UnexpectedEof);
     }
-    rejected(decode_meta(&m[..30]), "unexpected EOF");
+    rejected!(
+        decode_meta(&m[..30]),
+        "unexpected EOF",
+        ErrorKind::UnexpectedEof
+    );
 }
 
 #[test]
 fn meta_truncated_in_table_and_blob() {
     let m = sample_meta();
     for n in [60, 80, BLOB0 + 10, BLOB0 + 50, m.len() - 1] {
-        rejected(decode_meta(&m[..n]), "");
+        rejected!(
+            decode_meta(&m[..n]),
+            "",
+            ErrorKind::TooManyPackages { .. } | ErrorKind::UnexpectedEof
+        );
     }
 }
 
@@ -109,7 +131,11 @@ fn meta_truncated_in_table_and_blob() {
 fn meta_bad_magic() {
     let mut m = sample_meta();
     m[1] = b'X';
-    let e = rejected(decode_meta(&m), "invalid meta-data file magic string");
+    let e = rejected!(
+        decode_meta(&m),
+        "invalid meta-data file magic string",
+        ErrorKind::BadMetaMagic
+    );
     assert_eq!(e.offset, Some(0));
 }
 
@@ -117,7 +143,11 @@ fn meta_bad_magic() {
 fn meta_version_2() {
     let mut m = sample_meta();
     put_u32(&mut m, 4, 2);
-    rejected(decode_meta(&m), "unknown version 2");
+    rejected!(
+        decode_meta(&m),
+        "unknown version 2",
+        ErrorKind::MetaVersion(..)
+    );
 }
 
 #[test]
@@ -140,7 +170,11 @@ fn meta_entries_huge() {
     for n in [3u64, 1 << 20, 1 << 40, u64::MAX] {
         let mut m = sample_meta();
         put_u64(&mut m, 16, n);
-        rejected(decode_meta(&m), "");
+        rejected!(
+            decode_meta(&m),
+            "",
+            ErrorKind::InsaneBlob { .. } | ErrorKind::TooManyPackages { .. }
+        );
     }
 }
 
@@ -167,13 +201,17 @@ fn meta_blob_offset_or_length_beyond_file() {
     ] {
         let mut m = base.clone();
         put_u64(&mut m, at, v);
-        rejected(decode_meta(&m), "");
+        rejected!(
+            decode_meta(&m),
+            "",
+            ErrorKind::InsaneBlob { .. } | ErrorKind::UnexpectedEof
+        );
     }
     // TotalLength larger than the file, with an offset pointing past the end.
     let mut m = base.clone();
     put_u64(&mut m, 8, 1 << 20);
     put_u64(&mut m, 56, 1 << 19);
-    rejected(decode_meta(&m), "");
+    rejected!(decode_meta(&m), "", ErrorKind::UnexpectedEof);
 }
 
 #[test]
@@ -192,14 +230,14 @@ fn meta_func_offset_inside_offset_table() {
     let mut m = sample_meta();
     // funcOffset[1] (at blob+48) pointing into the offset table itself.
     put_u32(&mut m, BLOB0 + 48, 44);
-    rejected(decode_meta(&m), "");
+    rejected!(decode_meta(&m), "", ErrorKind::BadFuncOffset(..));
 }
 
 #[test]
 fn meta_func_offset_past_length() {
     let mut m = sample_meta();
     put_u32(&mut m, BLOB0 + 44, 100_000);
-    rejected(decode_meta(&m), "");
+    rejected!(decode_meta(&m), "", ErrorKind::BadFuncOffset(..));
 }
 
 #[test]
@@ -207,11 +245,11 @@ fn meta_string_index_out_of_range() {
     for field in [4, 8, 12] {
         let mut m = sample_meta();
         put_u32(&mut m, BLOB0 + field, 99);
-        rejected(decode_meta(&m), "");
+        rejected!(decode_meta(&m), "", ErrorKind::BadStringRef { .. });
     }
     let mut m = sample_meta();
     put_u32(&mut m, BLOB0 + 4, u32::MAX);
-    rejected(decode_meta(&m), "");
+    rejected!(decode_meta(&m), "", ErrorKind::BadStringRef { .. });
 }
 
 #[test]
@@ -220,7 +258,7 @@ fn meta_func_name_index_out_of_range() {
     let foff = u32::from_le_bytes(m[BLOB0 + 44..BLOB0 + 48].try_into().unwrap()) as usize;
     // numUnits (1 byte), then funcNameIdx.
     m[BLOB0 + foff + 1] = 0x7f;
-    rejected(decode_meta(&m), "");
+    rejected!(decode_meta(&m), "", ErrorKind::BadStringRef { .. });
 }
 
 #[test]
@@ -228,7 +266,7 @@ fn meta_huge_num_funcs() {
     for n in [1000u32, 1 << 28, u32::MAX] {
         let mut m = sample_meta();
         put_u32(&mut m, BLOB0 + 40, n);
-        rejected(decode_meta(&m), "");
+        rejected!(decode_meta(&m), "", ErrorKind::TooManyFuncs { .. });
     }
 }
 
@@ -242,7 +280,7 @@ fn meta_huge_num_units() {
     let mut big = Vec::new();
     uleb(&mut big, u64::from(u32::MAX));
     m.splice(at..at + 1, big);
-    rejected(decode_meta(&m), "");
+    rejected!(decode_meta(&m), "", ErrorKind::TooManyUnits { .. });
 }
 
 #[test]
@@ -256,13 +294,13 @@ fn meta_huge_string_count_and_length() {
     let mut big = Vec::new();
     uleb(&mut big, 1 << 40);
     m.splice(st..st + 1, big);
-    rejected(decode_meta(&m), "");
+    rejected!(decode_meta(&m), "", ErrorKind::TooManyStrings { .. });
     // The first string's length (after the count byte): "" → huge.
     let mut m = base.clone();
     let mut big = Vec::new();
     uleb(&mut big, u64::MAX);
     m.splice(st + 1..st + 2, big);
-    rejected(decode_meta(&m), "");
+    rejected!(decode_meta(&m), "", ErrorKind::UnexpectedEof);
 }
 
 #[test]
@@ -272,14 +310,14 @@ fn meta_uleb_without_terminator_at_eof() {
     assert_eq!(m[m.len() - 1], 1);
     let mut cut = m.clone();
     *cut.last_mut().unwrap() = 0x81;
-    rejected(decode_meta(&cut), "");
+    rejected!(decode_meta(&cut), "", ErrorKind::UnexpectedEof);
     // Longer runs, with the lengths in the table patched to match.
     let mut long = m[..m.len() - 1].to_vec();
     long.extend(std::iter::repeat_n(0x80, 64));
     let total = long.len() as u64;
     put_u64(&mut long, 8, total);
     put_u64(&mut long, 56 + 8, total - (56 + 16 + 2));
-    rejected(decode_meta(&long), "");
+    rejected!(decode_meta(&long), "", ErrorKind::UnexpectedEof);
 }
 
 // ---- counter-data file --------------------------------------------------
@@ -288,15 +326,27 @@ fn meta_uleb_without_terminator_at_eof() {
 fn ctr_truncated() {
     let c = sample_counters();
     for n in [0, 4, 10, 31, 32, 40, 47] {
-        rejected(decode_ctr(&c[..n]), "");
+        rejected!(
+            decode_ctr(&c[..n]),
+            "",
+            ErrorKind::BadFooterMagic | ErrorKind::UnexpectedEof
+        );
     }
-    rejected(decode_ctr(&c[..10]), "unexpected EOF");
+    rejected!(
+        decode_ctr(&c[..10]),
+        "unexpected EOF",
+        ErrorKind::UnexpectedEof
+    );
 }
 
 #[test]
 fn ctr_missing_footer() {
     let c = sample_counters();
-    rejected(decode_ctr(&c[..c.len() - 16]), "");
+    rejected!(
+        decode_ctr(&c[..c.len() - 16]),
+        "",
+        ErrorKind::BadFooterMagic
+    );
 }
 
 #[test]
@@ -304,9 +354,10 @@ fn ctr_bad_footer_magic() {
     let mut c = sample_counters();
     let n = c.len();
     c[n - 16 + 2] = b'X';
-    rejected(
+    rejected!(
         decode_ctr(&c),
         "invalid magic string (not a counter data file)",
+        ErrorKind::BadFooterMagic
     );
 }
 
@@ -314,9 +365,10 @@ fn ctr_bad_footer_magic() {
 fn ctr_bad_header_magic() {
     let mut c = sample_counters();
     c[3] = b'X';
-    let e = rejected(
+    let e = rejected!(
         decode_ctr(&c),
         "invalid magic string: not a counter data file",
+        ErrorKind::BadCounterMagic
     );
     assert_eq!(e.offset, Some(0));
 }
@@ -326,16 +378,21 @@ fn ctr_no_segments() {
     let mut c = sample_counters();
     let n = c.len();
     put_u32(&mut c, n - 8, 0);
-    rejected(decode_ctr(&c), "invalid counter data file (no segments)");
+    rejected!(
+        decode_ctr(&c),
+        "invalid counter data file (no segments)",
+        ErrorKind::NoSegments
+    );
 }
 
 #[test]
 fn ctr_version_2() {
     let mut c = sample_counters();
     put_u32(&mut c, 4, 2);
-    rejected(
+    rejected!(
         decode_ctr(&c),
         "version data incompatibility: reader is 1 data is 2",
+        ErrorKind::CounterVersion(..)
     );
 }
 
@@ -343,7 +400,11 @@ fn ctr_version_2() {
 fn ctr_flavor_3() {
     let mut c = sample_counters();
     c[24] = 3;
-    rejected(decode_ctr(&c), "unknown counter flavor");
+    rejected!(
+        decode_ctr(&c),
+        "unknown counter flavor",
+        ErrorKind::BadFlavor(..)
+    );
 }
 
 #[test]
@@ -364,7 +425,7 @@ fn ctr_arg_string_index_out_of_range() {
     let args = SEG + 16 + st_len;
     assert_eq!(c[args], SAMPLE_ARGS.len() as u8);
     c[args + 2] = 0x7f; // value index of the first pair
-    rejected(decode_ctr(&c), "");
+    rejected!(decode_ctr(&c), "", ErrorKind::BadStringRef { .. });
 }
 
 #[test]
@@ -375,7 +436,7 @@ fn ctr_duplicate_arg_key() {
         &[("argc", "1"), ("argc", "2"), ("argv0", "x")],
         &sample_recs(),
     );
-    rejected(decode_ctr(&c), "");
+    rejected!(decode_ctr(&c), "", ErrorKind::DuplicateArg(..));
 }
 
 #[test]
@@ -387,7 +448,7 @@ fn ctr_non_integer_argc() {
             &[("argc", bad), ("argv0", "x")],
             &sample_recs(),
         );
-        rejected(decode_ctr(&c), "");
+        rejected!(decode_ctr(&c), "", ErrorKind::BadArgc);
     }
 }
 
@@ -420,7 +481,7 @@ fn ctr_huge_string_table_length() {
     for v in [1u32 << 20, u32::MAX] {
         let mut c = sample_counters();
         put_u32(&mut c, SEG + 8, v);
-        rejected(decode_ctr(&c), "");
+        rejected!(decode_ctr(&c), "", ErrorKind::ShortStringTable);
     }
 }
 
@@ -428,7 +489,7 @@ fn ctr_huge_string_table_length() {
 fn ctr_huge_args_length() {
     let mut c = sample_counters();
     put_u32(&mut c, SEG + 12, u32::MAX);
-    rejected(decode_ctr(&c), "");
+    rejected!(decode_ctr(&c), "", ErrorKind::ShortArgsTable);
 }
 
 #[test]
@@ -441,7 +502,7 @@ fn ctr_huge_string_count() {
     c.splice(at..at + old_len, big.clone());
     let st_len = u32::from_le_bytes(c[SEG + 8..SEG + 12].try_into().unwrap());
     put_u32(&mut c, SEG + 8, st_len + big.len() as u32 - 1);
-    rejected(decode_ctr(&c), "");
+    rejected!(decode_ctr(&c), "", ErrorKind::TooManyStrings { .. });
 }
 
 #[test]
@@ -459,7 +520,7 @@ fn ctr_huge_counter_count() {
             uleb(&mut big, u64::from(u32::MAX));
             c.splice(rec..rec + 1, big);
         }
-        rejected(decode_ctr(&c), "");
+        rejected!(decode_ctr(&c), "", ErrorKind::UnexpectedEof);
     }
 }
 
@@ -467,7 +528,7 @@ fn ctr_huge_counter_count() {
 fn ctr_huge_record_count() {
     let mut c = sample_counters();
     put_u64(&mut c, SEG, u64::MAX);
-    rejected(decode_ctr(&c), "");
+    rejected!(decode_ctr(&c), "", ErrorKind::UnexpectedEof);
 }
 
 #[test]
@@ -478,7 +539,7 @@ fn ctr_uleb_without_terminator_at_eof() {
     put_u64(&mut c, SEG, 10);
     let n = c.len();
     c[n - 4..].copy_from_slice(&[0xff; 4]);
-    rejected(decode_ctr(&c), "");
+    rejected!(decode_ctr(&c), "", ErrorKind::UnexpectedEof);
 }
 
 #[test]
@@ -594,5 +655,5 @@ fn meta_file_level_string_table_is_checked() {
     // when its count overruns StrTabLength; a decoder must reject it.
     let mut m = sample_meta();
     m[56 + 32] = 0x7f;
-    rejected(decode_meta(&m), "");
+    rejected!(decode_meta(&m), "", ErrorKind::TooManyStrings { .. });
 }

@@ -66,6 +66,23 @@ fn meta_files_decode_and_reencode_byte_for_byte() {
         }
         assert_eq!(m.version, 1);
         assert!(!m.packages.is_empty());
+        let (_, algo) = covdata::hash::verify_meta(&data).unwrap();
+        let want = if *old {
+            covdata::hash::MetaHashAlgo::Md5
+        } else {
+            covdata::hash::MetaHashAlgo::Fnv128a
+        };
+        assert_eq!(algo, want, "{}: verify_meta", p.display());
+        // One changed unit (the last byte of the file is in the last
+        // function's record) no longer verifies.
+        let mut altered = data.clone();
+        let last = altered.len() - 2;
+        altered[last] ^= 1;
+        assert!(
+            covdata::hash::verify_meta(&altered).is_err(),
+            "{}: altered file verifies",
+            p.display()
+        );
         // Every blob re-encodes to the same bytes cmd/cover wrote.
         let (_, spans) = MetaFile::decode_header(&data).unwrap();
         assert_eq!(spans.len(), m.packages.len());
@@ -303,4 +320,31 @@ fn textprofiles_from_go_parse_and_roundtrip() {
         n += 1;
     }
     assert_eq!(n, 4);
+}
+
+/// Issue 13 #2: every meta-data file Go wrote verifies against its hash
+/// (FNV-1a-128 from current Go, MD5 from Go ≤ 1.23); one changed byte of
+/// content does not.
+#[test]
+fn issue13_2_real_meta_files_verify_against_their_hash() {
+    use covdata::hash::{MetaHashAlgo, verify_meta};
+    let metas = files_with_prefix("covmeta.");
+    assert!(metas.len() >= 10, "only {} meta files", metas.len());
+    for (p, old) in &metas {
+        let data = fs::read(p).unwrap();
+        let (m, algo) = verify_meta(&data).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let want = if *old {
+            MetaHashAlgo::Md5
+        } else {
+            MetaHashAlgo::Fnv128a
+        };
+        assert_eq!(algo, want, "{}", p.display());
+        // Rename the first function's file, keep every stored hash.
+        let mut forged = m.clone();
+        let Some(f) = forged.packages.iter_mut().flat_map(|p| &mut p.funcs).next() else {
+            continue;
+        };
+        f.file.push('x');
+        assert!(verify_meta(&forged.encode()).is_err(), "{}", p.display());
+    }
 }

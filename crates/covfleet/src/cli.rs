@@ -34,6 +34,8 @@ pub enum Command {
     GoShim(cmd::go_shim::Args),
     /// Scrape live coverage from running programs into GOCOVERDIR-compatible dirs.
     Collect(cmd::collect::Args),
+    /// Node agent: follow every instrumented process on this node into a sink.
+    Agent(cmd::agent::Args),
     /// Zero the coverage counters of every target (start of a phase).
     Reset(cmd::reset::Args),
     /// Fetch an S3 prefix in the seed layout into DIR/coverage/.
@@ -123,6 +125,7 @@ pub fn dispatch(command: Command, shared: &Shared) -> ExitCode {
         Command::GoShim(args) => cmd::go_shim::run(args),
         Command::Collect(args) => cmd::collect::run(args, shared),
         Command::Reset(args) => cmd::reset::run(args, shared),
+        Command::Agent(args) => cmd::agent::run(args, shared),
         Command::Download(args) => cmd::download::run(args, shared),
         Command::Compile(args) => cmd::compile::run(args, shared),
         Command::CloneSources(args) => cmd::clone_sources::run(args),

@@ -54,7 +54,11 @@ pub fn run(argv: Vec<String>) -> ExitCode {
     };
     let cli = cli::Cli::parse_from(argv);
     output::init(cli.quiet);
-    cli::install_tracing();
+    // The agent logs through tracing-subscriber (structured, COVFLEET_LOG);
+    // every other command routes warnings through the output module.
+    if !matches!(cli.command, cli::Command::Agent(_)) {
+        cli::install_tracing();
+    }
     let shared = match Shared::new() {
         Ok(s) => s,
         Err(e) => {

@@ -83,12 +83,26 @@ fn clones_each_source_at_its_commit() {
     assert_eq!(owner.source_url.as_deref(), Some(url.as_str()));
 
     let c = col.display().to_string();
-    let (code, out, _) = covfleet(&["clone-sources", "--collection", &c, "--dry-run"]);
+    // Issue 13 #1: a pod's file:// source URL is refused unless allowed.
+    let (code, _, err) = covfleet(&["clone-sources", "--collection", &c]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("scheme \"file\" not allowed"), "{err}");
+    assert!(!col.join("repos/localhost").exists());
+    let (code, out, _) = covfleet(&[
+        "clone-sources",
+        "--allow-source-scheme",
+        "file",
+        "--collection",
+        &c,
+        "--dry-run",
+    ]);
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 2, "{out}");
 
     let (code, _, err) = covfleet(&[
         "clone-sources",
+        "--allow-source-scheme",
+        "file",
         "--collection",
         &c,
         "--max-concurrency",
@@ -121,11 +135,24 @@ fn clones_each_source_at_its_commit() {
 
     // --skip-existing is the default; =false re-clones.
     std::fs::write(at.join("marker"), "x").unwrap();
-    let (code, _, err) = covfleet(&["clone-sources", "--collection", &c]);
+    let (code, _, err) = covfleet(&[
+        "clone-sources",
+        "--allow-source-scheme",
+        "file",
+        "--collection",
+        &c,
+    ]);
     assert_eq!(code, 0);
     assert!(err.contains("2 already present"), "{err}");
     assert!(at.join("marker").exists());
-    let (code, _, err) = covfleet(&["clone-sources", "--collection", &c, "--skip-existing=false"]);
+    let (code, _, err) = covfleet(&[
+        "clone-sources",
+        "--allow-source-scheme",
+        "file",
+        "--collection",
+        &c,
+        "--skip-existing=false",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(!at.join("marker").exists());
 }
@@ -144,11 +171,23 @@ fn unreachable_sources_fail_with_exit_1_and_missing_db_with_exit_2() {
     );
     run_fixture(&dir, &["-n", "1"]);
     let c = col.display().to_string();
-    let (code, _, err) = covfleet(&["clone-sources", "--collection", &c]);
+    let (code, _, err) = covfleet(&[
+        "clone-sources",
+        "--allow-source-scheme",
+        "file",
+        "--collection",
+        &c,
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("compile"), "{err}");
     compile(&col, &[]);
-    let (code, _, err) = covfleet(&["clone-sources", "--collection", &c]);
+    let (code, _, err) = covfleet(&[
+        "clone-sources",
+        "--allow-source-scheme",
+        "file",
+        "--collection",
+        &c,
+    ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("nope/repo.git"), "{err}");
     assert!(!col.join("repos/localhost/nope/repo/abcdef12").exists());

@@ -70,7 +70,9 @@ fn url_snapshot_equals_what_the_process_writes() {
     assert_eq!(md["binary_name"], "shop-api");
     assert_eq!(md["pid"], p.pid);
     assert_eq!(md["host_process"], false);
-    assert_eq!(md["hostname"], "127.0.0.1");
+    // Loopback is this host: recorded under its name, as --local does (issue 13 #21).
+    let this_host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(md["hostname"], this_host.trim());
     assert!(md["collected_at"].as_str().unwrap().ends_with('Z'));
     let info = read_json(&entry.join("info.json"));
     assert_eq!(info["source_commit"], "0123abcd");
@@ -1182,6 +1184,7 @@ mod protocol {
                     method: http::Method::GET,
                     path: "/coverage".into(),
                     headers,
+                    limit: Default::default(),
                 })
                 .await
                 .unwrap();
@@ -1225,6 +1228,7 @@ mod protocol {
                     method: http::Method::GET,
                     path: "/coverage".into(),
                     headers: http::HeaderMap::new(),
+                    limit: Default::default(),
                 })
                 .await
                 .unwrap();

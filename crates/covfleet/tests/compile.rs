@@ -1062,3 +1062,159 @@ fn progress_bar_only_on_a_terminal() {
     assert!(tty.contains("entries"), "{tty:?}");
     assert!(tty.contains("compiled "), "{tty:?}");
 }
+
+/// Issue 13 #2: an entry whose covmeta carries another binary's hash with
+/// altered content (file names) is that entry's error; the real binary's
+/// report keeps its own file names whichever entry compile reads first.
+#[test]
+fn issue13_2_forged_meta_under_another_hash_poisons_nothing() {
+    for forged_first in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (a, b) = if forged_first {
+            ("b-good", "a-evil")
+        } else {
+            ("a-good", "b-evil")
+        };
+        let good = entry(dir, a, &Meta::pod("ns", "ok-0", "c"), &[&["-n", "1"]]);
+        let evil = copy_entry(dir, &good, b, &Meta::pod("evil", "evil-0", "c"));
+        for f in std::fs::read_dir(&evil).unwrap() {
+            let p = f.unwrap().path();
+            if p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("covmeta.")
+            {
+                let mut m = covdata::MetaFile::decode(&std::fs::read(&p).unwrap()).unwrap();
+                for pkg in &mut m.packages {
+                    for func in &mut pkg.funcs {
+                        func.file = format!("{}/EVIL.go", pkg.path);
+                    }
+                }
+                // Same stored package and file hashes, altered content.
+                std::fs::write(&p, m.encode()).unwrap();
+            }
+        }
+        let c = dir.display().to_string();
+        let (code, _, err) = covfleet(&["compile", "--collection", &c]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains(&format!("entry {b}:")) && err.contains("does not match its hash"),
+            "{err}"
+        );
+        let db = Database::open_collection(dir).unwrap();
+        let owners = db.owners().unwrap();
+        assert_eq!(owners.len(), 1, "{owners:?}");
+        let files = db.owner_file_stats(owners[0].id).unwrap();
+        assert!(!files.is_empty());
+        assert!(
+            files.iter().all(|f| !f.file_path.contains("EVIL")),
+            "{files:?}"
+        );
+    }
+}
+
+/// Issue 13 #8: `render` reads a collection on a read-only mount (the WAL
+/// database's -shm cannot be created there) into an output elsewhere.
+#[test]
+fn issue13_8_render_reads_a_read_only_collection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    entry(&dir, "good", &Meta::pod("ns", "ok-0", "c"), &[&["-n", "1"]]);
+    let c = dir.display().to_string();
+    let (code, _, err) = covfleet(&["compile", "--collection", &c]);
+    assert_eq!(code, 0, "{err}");
+    let _ = std::fs::remove_file(dir.join("coverage.db-shm"));
+    let _ = std::fs::remove_file(dir.join("coverage.db-wal"));
+    let out = tmp.path().join("site");
+    // A private mount namespace: the read-only bind mount is seen only by
+    // this command (needs root, as the netns tests do).
+    let script = format!(
+        "mount --bind {c} {c} && mount -o remount,bind,ro {c} && {bin} render --collection {c} --output-dir {o}",
+        bin = env!("CARGO_BIN_EXE_covfleet"),
+        o = out.display()
+    );
+    let res = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    assert!(
+        res.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(out.join("index.html").is_file());
+}
+
+/// Issue 13 #15: a second compile on a collection does not fail inside
+/// SQLite; it says which compile holds the collection, and compiles once
+/// the first one is done.
+#[test]
+fn issue13_15_concurrent_compile_names_the_running_one() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    entry(dir, "good", &Meta::pod("ns", "ok-0", "c"), &[&["-n", "1"]]);
+    // Hold the lock as a running compile does (flock on the lock file).
+    let mut held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(dir.join(".coverage.db.lock"))
+        .unwrap();
+    held.try_lock().unwrap();
+    write!(held, "{}", std::process::id()).unwrap();
+    let c = dir.display().to_string();
+    let (code, _, err) = covfleet(&["compile", "--collection", &c]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "another compile is running on {c} (pid {})",
+            std::process::id()
+        )),
+        "{err}"
+    );
+    assert!(!dir.join("coverage.db").exists());
+    drop(held);
+    let (code, _, err) = covfleet(&["compile", "--collection", &c]);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Issue 13 #16: a render that runs out of disk space leaves no `*.tmp~`
+/// files behind, and a later run removes those a killed run left.
+#[test]
+fn issue13_16_disk_full_render_leaves_no_temporaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    entry(&dir, "good", &Meta::pod("ns", "ok-0", "c"), &[&["-n", "1"]]);
+    let c = dir.display().to_string();
+    let (code, _, err) = covfleet(&["compile", "--collection", &c]);
+    assert_eq!(code, 0, "{err}");
+    let out = tmp.path().join("site");
+    std::fs::create_dir_all(&out).unwrap();
+    // A 40 KiB tmpfs in a private mount namespace: the site does not fit.
+    let script = format!(
+        "mount -t tmpfs -o size=40k tmpfs {o} && {bin} render --collection {c} --output-dir {o}; \
+         echo rc=$?; find {o} -name '*.tmp~'",
+        bin = env!("CARGO_BIN_EXE_covfleet"),
+        o = out.display()
+    );
+    let res = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    let text = String::from_utf8_lossy(&res.stdout);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(text.contains("rc=1"), "{text}\n{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(!text.contains(".tmp~"), "{text}\n{err}");
+    // Leftovers of a killed run are removed by the next one.
+    std::fs::create_dir_all(out.join("b")).unwrap();
+    std::fs::write(out.join("b/index.html.999.0.tmp~"), "x").unwrap();
+    let o = out.display().to_string();
+    let (code, _, err) = covfleet(&["render", "--collection", &c, "--output-dir", &o]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.join("b/index.html.999.0.tmp~").exists());
+    assert!(out.join("index.html").is_file());
+}

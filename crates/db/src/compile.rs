@@ -213,6 +213,39 @@ pub fn layout_from_stored(data: &[u8]) -> Result<Layout, codec::BlobError> {
     Ok(Layout::new(&m))
 }
 
+/// The lock file one compile holds on a collection (it records its PID).
+pub const LOCK_FILE: &str = ".coverage.db.lock";
+
+/// Takes the collection's compile lock (released when the file is dropped,
+/// also when the process dies); another compile gets [`Error::Locked`].
+fn lock_collection(collection: &Path) -> Result<std::fs::File, Error> {
+    use std::io::{Read, Seek, Write};
+    let path = collection.join(LOCK_FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    match f.try_lock() {
+        Ok(()) => {
+            f.set_len(0)?;
+            f.rewind()?;
+            write!(f, "{}", std::process::id())?;
+            Ok(f)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = f.read_to_string(&mut text);
+            Err(Error::Locked {
+                path: collection.to_path_buf(),
+                pid: text.trim().parse().ok(),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
 /// Runs compile.
 pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
     let cov = opts.collection.join("coverage");
@@ -222,6 +255,7 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
             why: format!("{} is not a directory", cov.display()),
         });
     }
+    let _lock = lock_collection(&opts.collection)?;
     let db_path = opts.collection.join(DB_FILE);
     let mut conn = Connection::open(&db_path).db(&db_path)?;
     schema::ensure_writable(&conn, &db_path)?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use covdata::hash::{Fnv128, HashWriter};
-use covdata::{CounterFile, CounterMode, Hash, MetaFile};
+use covdata::{CounterFile, CounterMode, Hash};
 use serde_json::Value;
 
 use crate::layout::Layout;
@@ -36,9 +36,13 @@ pub struct MetaCache {
 }
 
 impl MetaCache {
+    /// The decoded meta-data for `hash` when `raw` is the very content
+    /// decoded (and verified) before; otherwise `f` decodes and verifies
+    /// `raw` (cached only when nothing was cached for the hash yet).
     fn get_or<E>(
         &self,
         hash: Hash,
+        raw: &[u8],
         f: impl FnOnce() -> Result<MetaEntry, E>,
     ) -> Result<Arc<MetaEntry>, E> {
         let slot = {
@@ -46,13 +50,47 @@ impl MetaCache {
             m.entry(hash).or_default().clone()
         };
         let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = guard.as_ref() {
-            return Ok(m.clone());
+        match guard.as_ref() {
+            Some(m) if m.raw == raw => Ok(m.clone()),
+            Some(_) => Ok(Arc::new(f()?)),
+            None => {
+                let m = Arc::new(f()?);
+                *guard = Some(m.clone());
+                Ok(m)
+            }
         }
-        let m = Arc::new(f()?);
-        *guard = Some(m.clone());
-        Ok(m)
     }
+}
+
+/// Largest meta-data file read (a very large binary has tens of MiB).
+pub const MAX_META_FILE: u64 = 512 << 20;
+
+/// Reads a meta-data file: a regular file (not a FIFO or device, which
+/// could block or never end) of at most [`MAX_META_FILE`] bytes.
+fn read_meta_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    // stat before open: opening a FIFO would block until a writer comes.
+    let md = fs_err::metadata(path).map_err(|e| e.to_string())?;
+    if !md.is_file() {
+        return Err(format!("{}: not a regular file, ignored", path.display()));
+    }
+    let f = fs_err::File::open(path).map_err(|e| e.to_string())?;
+    let md = f.metadata().map_err(|e| e.to_string())?;
+    if !md.is_file() {
+        return Err(format!("{}: not a regular file, ignored", path.display()));
+    }
+    if md.len() > MAX_META_FILE {
+        return Err(format!(
+            "{}: {} bytes, more than a meta-data file can be ({MAX_META_FILE}), ignored",
+            path.display(),
+            md.len()
+        ));
+    }
+    let mut raw = Vec::with_capacity(md.len() as usize);
+    f.take(MAX_META_FILE + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| e.to_string())?;
+    Ok(raw)
 }
 
 /// Why one file of an entry could not be used (a warning; the entry fails
@@ -313,13 +351,30 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
     let mut argv0 = String::new();
     if !metas.is_empty() {
         for (hash, mpath) in &metas {
-            let meta = match cache.get_or(*hash, || {
-                let raw = fs_err::read(mpath)?;
-                let m = MetaFile::decode(&raw).map_err(|e| e.with_path(mpath))?;
-                Ok::<_, FileError>(MetaEntry {
+            // Every entry's own file is read and must be the content its
+            // hash names: a copy under another binary's hash with altered
+            // content is this entry's error, never that binary's data.
+            let raw = match read_meta_file(mpath) {
+                Ok(raw) => raw,
+                Err(e) => {
+                    warnings.push(e);
+                    continue;
+                }
+            };
+            let meta = match cache.get_or(*hash, &raw, || {
+                let (m, _) = covdata::hash::verify_meta(&raw)
+                    .map_err(|e| format!("{}: {e}", mpath.display()))?;
+                if m.hash != *hash {
+                    return Err(format!(
+                        "{}: its content is meta-data {}, not the hash in its name",
+                        mpath.display(),
+                        covdata::hex(&m.hash)
+                    ));
+                }
+                Ok(MetaEntry {
                     hash: *hash,
                     layout: Layout::new(&m),
-                    raw,
+                    raw: raw.clone(),
                     origin: "covmeta",
                 })
             }) {
@@ -405,11 +460,12 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
             match textprof::parse(&refs) {
                 Ok(tp) => {
                     let hash = tp.meta.hash;
-                    let meta = cache.get_or(hash, || {
+                    let raw = tp.meta.encode();
+                    let meta = cache.get_or(hash, &raw, || {
                         Ok::<_, std::convert::Infallible>(MetaEntry {
                             hash,
                             layout: Layout::new(&tp.meta),
-                            raw: tp.meta.encode(),
+                            raw: raw.clone(),
                             origin: "text-profile",
                         })
                     });

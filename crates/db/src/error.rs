@@ -43,6 +43,9 @@ pub enum Error {
     /// No such owner id.
     #[error("no owner with id {0}")]
     NoOwner(i64),
+    /// Another `compile` holds the collection's lock.
+    #[error("another compile is running on {}{}; wait for it to finish", path.display(), pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked { path: PathBuf, pid: Option<u32> },
 }
 
 /// Renders an error and its causes on one line, `a: b: c`, skipping a cause

@@ -209,6 +209,20 @@ fn report_from_row(r: &Row<'_>) -> rusqlite::Result<Report> {
     })
 }
 
+/// `path` as the path part of an SQLite `file:` URI (absolute, with `?`,
+/// `#` and `%` escaped).
+fn uri_path(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = String::new();
+    for b in abs.as_os_str().as_encoded_bytes() {
+        match b {
+            b'?' | b'#' | b'%' | 0x80.. => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(*b as char),
+        }
+    }
+    out
+}
+
 impl Database {
     /// Opens `path` read-only and checks its schema version.
     pub fn open(path: impl AsRef<Path>) -> Result<Database, Error> {
@@ -224,7 +238,29 @@ impl Database {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .db(&path)?;
-        schema::pragmas(&conn, &path)?;
+        // A WAL database needs its -shm file, which a reader cannot create
+        // on a read-only mount (or in another user's directory): read it as
+        // an immutable file then (no compile can be running on such a mount).
+        let conn = match schema::pragmas(&conn, &path)
+            .and_then(|()| schema::stored_version(&conn, &path))
+        {
+            Ok(_) => conn,
+            Err(first) => {
+                drop(conn);
+                let uri = format!("file:{}?immutable=1", uri_path(&path));
+                let ro = Connection::open_with_flags(
+                    &uri,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
+                )
+                .db(&path);
+                match ro {
+                    Ok(c) if schema::pragmas(&c, &path).is_ok() => c,
+                    _ => return Err(first),
+                }
+            }
+        };
         match schema::stored_version(&conn, &path)? {
             Some(SCHEMA_VERSION) => {}
             Some(v) if v > SCHEMA_VERSION => {

@@ -54,6 +54,9 @@ pub fn discover(root: &Path, ctx: &BuildContext) -> Result<Vec<DirInfo>, Error> 
     Ok(out)
 }
 
+/// Largest `.go` file read (generated files reach a few MiB).
+const MAX_GO_FILE: u64 = 64 << 20;
+
 fn walk(abs: &Path, rel: &Path, ctx: &BuildContext, out: &mut Vec<DirInfo>) -> Result<(), Error> {
     let mut entries: Vec<(String, fs::FileType)> = Vec::new();
     for e in fs::read_dir(abs).map_err(|e| Error::io(abs, e))? {
@@ -117,6 +120,28 @@ fn examine_dir(
             continue;
         }
         let path = abs.join(name);
+        // Only regular files (through symlinks, as go does): a FIFO would
+        // block the read forever, a device (/dev/zero) never end.
+        match fs::metadata(&path) {
+            Ok(m) if m.is_file() && m.len() <= MAX_GO_FILE => {}
+            Ok(m) if m.is_file() => {
+                info.problems.push(format!(
+                    "{}: {} bytes, larger than a Go source file is read ({MAX_GO_FILE})",
+                    path.display(),
+                    m.len()
+                ));
+                continue;
+            }
+            Ok(_) => {
+                info.problems
+                    .push(format!("{}: not a regular file", path.display()));
+                continue;
+            }
+            Err(e) => {
+                info.problems.push(format!("{}: {e}", path.display()));
+                continue;
+            }
+        }
         let src = match fs::read(&path) {
             Ok(s) => s,
             // A dangling symlink or unreadable file: go would fail on it.

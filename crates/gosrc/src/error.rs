@@ -23,6 +23,9 @@ pub enum Error {
     /// A file with a name covfleet writes exists but covfleet did not write it.
     #[error("{path}: exists but was not written by covfleet; refusing to touch it")]
     NotOurs { path: PathBuf },
+    /// A `-coverpkg` setting with characters no package pattern has.
+    #[error("-coverpkg {value:?}: package patterns are import paths and `...`, comma-separated")]
+    CoverPkg { value: String },
     /// The path given as a directory is not one.
     #[error("{path}: not a directory")]
     NotADir { path: PathBuf },

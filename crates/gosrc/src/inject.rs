@@ -100,6 +100,9 @@ pub fn instrument(
         write_atomically(&target, content.as_bytes())?;
         rep.written.push(rel_target);
     }
+    if !dry_run && !rep.chosen.is_empty() {
+        exclude_injected(root)?;
+    }
     Ok(rep)
 }
 
@@ -115,9 +118,87 @@ fn check_dir(d: &DirInfo) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether `path` is a server file covfleet wrote: a regular file (never a
+/// symlink, a FIFO or a device, which could be a user's own or never end)
+/// starting with [`MARKER`].
 fn is_ours(path: &Path) -> Result<bool, Error> {
-    let data = fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(data.starts_with(MARKER.as_bytes()))
+    use std::io::Read;
+    let md = fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+    if !md.file_type().is_file() {
+        return Ok(false);
+    }
+    let mut head = Vec::with_capacity(MARKER.len());
+    fs::File::open(path)
+        .and_then(|f| f.take(MARKER.len() as u64).read_to_end(&mut head))
+        .map_err(|e| Error::io(path, e))?;
+    Ok(head == MARKER.as_bytes())
+}
+
+/// The block `instrument` adds to a repository's `.git/info/exclude`, so
+/// injected files stay out of `git status` (and `-buildvcs` does not mark
+/// builds as modified); `undo` removes it.
+const EXCLUDE_BEGIN: &str =
+    "# covfleet instrument: injected coverage servers (removed by `covfleet instrument --undo`)";
+const EXCLUDE_END: &str = "# end covfleet instrument";
+
+/// `.git/info/exclude` of the repository holding `dir` (a `.git` directory
+/// found walking up; worktrees and submodules with a `.git` file are left alone).
+fn git_exclude(dir: &Path) -> Option<PathBuf> {
+    let start = fs::canonicalize(dir).ok()?;
+    start
+        .ancestors()
+        .map(|d| d.join(".git"))
+        .find(|g| fs::symlink_metadata(g).is_ok_and(|m| m.is_dir()))
+        .map(|g| g.join("info").join("exclude"))
+}
+
+/// Adds the exclude block to the repository of `root` (if any, and once).
+fn exclude_injected(root: &Path) -> Result<(), Error> {
+    let Some(path) = git_exclude(root) else {
+        return Ok(());
+    };
+    let old = match fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    if old.contains(EXCLUDE_BEGIN) {
+        return Ok(());
+    }
+    let mut new = old;
+    if !new.is_empty() && !new.ends_with('\n') {
+        new.push('\n');
+    }
+    new.push_str(&format!(
+        "{EXCLUDE_BEGIN}\n{SERVER_FILE_NAME}\n{EXCLUDE_END}\n"
+    ));
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    fs::write(&path, new).map_err(|e| Error::io(&path, e))
+}
+
+/// Removes the exclude block `instrument` added, leaving the rest as it was.
+fn unexclude_injected(root: &Path) -> Result<(), Error> {
+    let Some(path) = git_exclude(root) else {
+        return Ok(());
+    };
+    let Ok(old) = fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let Some(start) = old.find(EXCLUDE_BEGIN) else {
+        return Ok(());
+    };
+    let end = old[start..]
+        .find(EXCLUDE_END)
+        .map_or(old.len(), |i| start + i + EXCLUDE_END.len());
+    let end = if old[end..].starts_with('\n') {
+        end + 1
+    } else {
+        end
+    };
+    let new = format!("{}{}", &old[..start], &old[end..]);
+    fs::write(&path, new).map_err(|e| Error::io(&path, e))
 }
 
 fn write_atomically(target: &Path, data: &[u8]) -> Result<(), Error> {
@@ -159,6 +240,9 @@ pub fn undo(root: &Path, dry_run: bool) -> Result<UndoReport, Error> {
             fs::remove_file(&target).map_err(|e| Error::io(&target, e))?;
         }
         rep.removed.push(rel);
+    }
+    if !dry_run {
+        unexclude_injected(root)?;
     }
     Ok(rep)
 }

@@ -7,7 +7,15 @@
 # doubled; `-cover=false` turns the shim off for that call. The real go is
 # $COVFLEET_REAL_GO, else the first `go` on PATH that is neither this file nor
 # another covfleet shim.
+#
+# With $COVFLEET_COVERPKG (or the value `go-shim install --coverpkg` recorded
+# below; the variable wins, empty turns it off) it also adds
+# -coverpkg=PATTERNS,<the packages being built>, so libraries (vendored ones
+# too) are covered and the main packages stay in the list (without them Go
+# writes no coverage at exit). A -coverpkg the user gave is left alone.
 set -f
+
+default_coverpkg=''
 
 self=$0
 case $self in
@@ -46,10 +54,12 @@ shift
 
 add_cover=1
 add_mode=1
+add_pkg=1
 note_flag() {
     case $1 in
     -cover=false | --cover=false | -cover=0 | --cover=0 | -cover=f | --cover=f | -cover=F | --cover=F | -cover=FALSE | --cover=FALSE | -cover=False | --cover=False)
-        add_cover=0 add_mode=0 ;;
+        add_cover=0 add_mode=0 add_pkg=0 ;;
+    -coverpkg | --coverpkg | -coverpkg=* | --coverpkg=*) add_pkg=0 ;;
     -cover | --cover | -cover=* | --cover=*) add_cover=0 ;;
     -covermode | --covermode | -covermode=* | --covermode=*) add_mode=0 ;;
     esac
@@ -60,6 +70,28 @@ for a in ${GOFLAGS:-}; do note_flag "$a"; done
 extra=
 [ "$add_cover" = 1 ] && extra="-cover"
 [ "$add_mode" = 1 ] && extra="$extra -covermode=atomic"
+
+coverpkg=${COVFLEET_COVERPKG-$default_coverpkg}
+if [ "$add_pkg" = 1 ] && [ -n "$coverpkg" ]; then
+    # The packages being built: the arguments that are not flags or flag values.
+    pkgs= files= skip=0
+    for a in "$@"; do
+        if [ "$skip" = 1 ]; then skip=0; continue; fi
+        case $a in
+        -o | -p | -C | -tags | -ldflags | -gcflags | -asmflags | -mod | -modfile | -overlay | -pkgdir | -toolexec | \
+        -installsuffix | -buildmode | -compiler | -gccgoflags | -pgo | -covermode | -exec | \
+        --o | --p | --C | --tags | --ldflags | --gcflags | --asmflags | --mod | --modfile | --overlay | --pkgdir | \
+        --toolexec | --installsuffix | --buildmode | --compiler | --gccgoflags | --pgo | --covermode | --exec)
+            skip=1 ;;
+        -*) ;;
+        *.go) files=1 ;;
+        *) pkgs="$pkgs,$a" ;;
+        esac
+    done
+    [ -n "$files" ] && pkgs="$pkgs,command-line-arguments"
+    [ -n "$pkgs" ] || pkgs=",."
+    extra="$extra -coverpkg=$coverpkg$pkgs"
+fi
 
 if [ -n "$extra" ]; then
     # `-C dir` must stay the first flag.

@@ -51,6 +51,72 @@ impl std::fmt::Display for Unusable {
     }
 }
 
+/// Which source URLs `clone-sources` may fetch. Source URLs come from pods
+/// (untrusted): by default only `https` to any host; `file://` (local
+/// repositories: their files would end up in the site), `ssh`, `http` and
+/// `git` only when the user allows the scheme, and only the listed hosts
+/// when any are listed.
+#[derive(Debug, Clone)]
+pub struct SourcePolicy {
+    /// Allowed schemes (`https`, `ssh`, `file`, …); scp-like `host:path` is `ssh`.
+    pub schemes: Vec<String>,
+    /// Allowed hosts (exact, case-insensitive); empty allows every host.
+    pub hosts: Vec<String>,
+}
+
+impl Default for SourcePolicy {
+    fn default() -> Self {
+        SourcePolicy {
+            schemes: vec!["https".into()],
+            hosts: Vec::new(),
+        }
+    }
+}
+
+/// Why a source URL is not fetched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The scheme is not in [`SourcePolicy::schemes`].
+    #[error("{url}: scheme {scheme:?} not allowed (allowed: {allowed}; see --allow-source-scheme)")]
+    Scheme {
+        url: String,
+        scheme: String,
+        allowed: String,
+    },
+    /// The host is not in [`SourcePolicy::hosts`].
+    #[error("{url}: host {host:?} not allowed (see --allow-source-host)")]
+    Host { url: String, host: String },
+}
+
+impl SourcePolicy {
+    /// Whether `url` may be fetched.
+    pub fn check(&self, url: &str) -> Result<(), Refused> {
+        let u = url.trim();
+        let scheme = match u.split_once("://") {
+            Some((s, _)) => s.to_ascii_lowercase(),
+            None if u.contains(':') && !u.starts_with('/') => "ssh".into(),
+            None => "file".into(),
+        };
+        if !self.schemes.iter().any(|s| s.eq_ignore_ascii_case(&scheme)) {
+            return Err(Refused::Scheme {
+                url: url.to_string(),
+                scheme,
+                allowed: self.schemes.join(", "),
+            });
+        }
+        if !self.hosts.is_empty() {
+            let host = url_parts(u).map(|(h, _)| h).unwrap_or_default();
+            if !self.hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
+                return Err(Refused::Host {
+                    url: url.to_string(),
+                    host,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Splits a git URL into (host, path components without `.git`).
 /// Handles `https://host/org/repo(.git)`, `ssh://[user@]host[:port]/org/repo`,
 /// scp-like `user@host:org/repo.git` and `file:///path/org/repo.git`
@@ -80,7 +146,16 @@ pub fn url_parts(url: &str) -> Option<(String, Vec<String>)> {
     {
         *last = s.to_string();
     }
-    let safe = |c: &str| !c.is_empty() && c != "." && c != ".." && !c.contains('\\');
+    // Every part becomes one directory name under DIR/repos: a host such as
+    // `/some/dir` (from `/some/dir:org/repo`) or `..` must never be one.
+    let safe = |c: &str| {
+        !c.is_empty()
+            && c != "."
+            && c != ".."
+            && !c.starts_with('-')
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-~+@".contains(&b))
+    };
     if host.is_empty() || !safe(&host) || comps.is_empty() || !comps.iter().all(|c| safe(c)) {
         return None;
     }
@@ -106,7 +181,12 @@ pub fn dest_for(collection: &Path, url: &str, commit: &str) -> Option<PathBuf> {
     } else {
         short
     });
-    Some(p)
+    // Belt and braces: only plain names below DIR/repos.
+    let inside = p.strip_prefix(collection.join("repos")).is_ok_and(|rel| {
+        rel.components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    });
+    inside.then_some(p)
 }
 
 /// Where each (repository URL, commit) pair goes under `collection`, and
@@ -299,6 +379,50 @@ pub fn clone_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue13_1_source_urls_need_an_allowed_scheme_and_host() {
+        let default = SourcePolicy::default();
+        assert!(default.check("https://github.com/o/r").is_ok());
+        for url in [
+            "file:///etc/x/org/repo.git",
+            "/srv/git/org/repo",
+            "git@github.com:o/r.git",
+            "http://github.com/o/r",
+            "ext::sh -c touch% /tmp/pwned",
+        ] {
+            assert!(default.check(url).is_err(), "{url}");
+        }
+        let only = SourcePolicy {
+            schemes: vec!["https".into(), "ssh".into()],
+            hosts: vec!["github.com".into()],
+        };
+        assert!(only.check("git@github.com:o/r.git").is_ok());
+        assert!(matches!(
+            only.check("https://evil.example/o/r"),
+            Err(Refused::Host { .. })
+        ));
+    }
+
+    #[test]
+    fn issue13_3_every_destination_stays_under_repos() {
+        // Each of these once named a directory outside DIR/repos (and with
+        // --skip-existing=false, one to delete).
+        for url in [
+            "/some/dir:org/repo",
+            "../../x:org/repo",
+            "..:org/repo",
+            "https://../org/repo",
+            "ssh://h/../../etc/x",
+            "-oProxyCommand=x:org/repo",
+            "https://host/org/..",
+            "file:///a/b/../..",
+        ] {
+            assert_eq!(dest_for(Path::new("/c"), url, ""), None, "{url}");
+        }
+        let d = dest_for(Path::new("/c"), "git@host.example:org/repo.git", "").unwrap();
+        assert_eq!(d, Path::new("/c/repos/host.example/org/repo/HEAD"));
+    }
 
     #[test]
     fn url_forms() {

@@ -213,9 +213,10 @@ impl OwnerCov {
     /// Adds this owner's units to a Go report formatter (the injected
     /// server's file left out), as `go tool covdata textfmt` would.
     pub fn add_to(&self, fm: &mut covdata::report::Formatter) {
+        use covdata::gostr::to_go_bytes;
         let mut i = 0usize;
         for p in &self.meta.packages {
-            fm.set_package(&p.path);
+            fm.set_package(&to_go_bytes(&p.path));
             for f in &p.funcs {
                 let n = f.units.len();
                 let counts = &self.counters[i..i + n];
@@ -223,8 +224,10 @@ impl OwnerCov {
                 if db::is_injected_file(&f.file) {
                     continue;
                 }
-                for (u, &c) in f.units.iter().zip(counts) {
-                    fm.add_unit(&f.file, &f.name, f.literal, *u, c);
+                if let Some(id) =
+                    fm.add_func(&to_go_bytes(&f.file), &to_go_bytes(&f.name), f.literal)
+                {
+                    fm.add_units(id, &f.units, Some(counts));
                 }
             }
         }

@@ -96,6 +96,8 @@ pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> 
     create_dir(&pages_dir)?;
     create_dir(&opts.out_dir.join("src"))?;
     create_dir(&opts.out_dir.join("assets"))?;
+    // Temporary files of an earlier run that was killed mid-write.
+    remove_stale_temporaries(&opts.out_dir);
     write_if_changed(&opts.out_dir.join("assets/covfleet.css"), CSS.as_bytes())?;
     write_if_changed(&opts.out_dir.join("assets/index.js"), INDEX_JS.as_bytes())?;
     write_if_changed(&opts.out_dir.join("assets/binary.js"), BINARY_JS.as_bytes())?;
@@ -759,7 +761,30 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(format!(".{}.{seq}.tmp~", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)?;
+    // A failed write (disk full) leaves nothing behind.
+    if let Err(e) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e));
+    }
     Ok(true)
+}
+
+/// Removes `*.tmp~` files (this module's temporaries) left in the site's
+/// directories by a run that was killed while writing.
+fn remove_stale_temporaries(out_dir: &Path) {
+    let mut dirs = vec![out_dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            let name = e.file_name();
+            if ft.is_dir() {
+                dirs.push(e.path());
+            } else if ft.is_file() && name.to_string_lossy().ends_with(".tmp~") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
 }

@@ -318,7 +318,14 @@ fn existing_file(root: &Path, rel: &str) -> Option<PathBuf> {
         return None;
     }
     let full = root.join(rel_path);
-    full.is_file().then_some(full)
+    if !full.is_file() {
+        return None;
+    }
+    // Never through a symlink that leaves the checkout: a repository named
+    // by a pod could point `handlers.go` at a file of this machine.
+    let real = full.canonicalize().ok()?;
+    let real_root = root.canonicalize().ok()?;
+    real.starts_with(&real_root).then_some(full)
 }
 
 fn strip_gopath(path: &str) -> &str {
@@ -576,5 +583,35 @@ mod tests {
         };
         assert_eq!(locate(&c, "example.com/m/../secret.go"), None);
         assert_eq!(locate(&c, "/workspace/../secret.go"), None);
+    }
+
+    /// Issue 13 #1: a file of the checkout that is a symlink out of it (to a
+    /// file of the machine rendering the site) is never read; one to a file
+    /// inside the checkout is.
+    #[test]
+    fn issue13_1_symlinks_leaving_the_checkout_are_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("r/pkg")).unwrap();
+        std::fs::write(d.path().join("secret.txt"), "root:x:0:0").unwrap();
+        std::fs::write(d.path().join("r/pkg/real.go"), "package pkg").unwrap();
+        std::os::unix::fs::symlink(
+            d.path().join("secret.txt"),
+            d.path().join("r/pkg/handlers.go"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("real.go", d.path().join("r/pkg/alias.go")).unwrap();
+        std::os::unix::fs::symlink(d.path(), d.path().join("r/up")).unwrap();
+        let c = Checkout {
+            root: d.path().join("r"),
+            module: Some("example.com/m".into()),
+            repo_name: None,
+            nested: false,
+        };
+        assert_eq!(locate(&c, "example.com/m/pkg/handlers.go"), None);
+        assert_eq!(locate(&c, "example.com/m/up/secret.txt"), None);
+        assert_eq!(
+            locate(&c, "example.com/m/pkg/alias.go"),
+            Some(d.path().join("r/pkg/alias.go"))
+        );
     }
 }

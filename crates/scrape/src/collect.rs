@@ -8,11 +8,11 @@
 //! or are replaced (PID reuse, restarts), and on shutdown scrapes everything
 //! once more before returning.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -55,7 +55,17 @@ pub struct Settings {
     /// `--watch`: smallest pause between rediscoveries (1 s without
     /// Kubernetes, where discovery only reads /proc; 5 s with it).
     pub rediscover_every: Duration,
+    /// Most entries one target may open in a run (`--max-entries-per-target`):
+    /// a server that claims a new meta hash or a reset on every poll would
+    /// otherwise create a new entry, with its own meta copy, every poll.
+    pub max_entries_per_target: u32,
+    /// `--watch`: how often a summary line is reported (also when nothing
+    /// changed), besides one line per change of state.
+    pub summary_every: Duration,
 }
+
+/// Default of [`Settings::max_entries_per_target`].
+pub const DEFAULT_MAX_ENTRIES_PER_TARGET: u32 = 8;
 
 impl Settings {
     pub fn new(sources: Sources, output: PathBuf) -> Settings {
@@ -67,6 +77,8 @@ impl Settings {
             phase: None,
             proc_root: PathBuf::from("/proc"),
             rediscover_every: Duration::from_secs(if sources.kube.is_some() { 5 } else { 1 }),
+            max_entries_per_target: DEFAULT_MAX_ENTRIES_PER_TARGET,
+            summary_every: Duration::from_secs(60),
             sources,
         }
     }
@@ -111,6 +123,18 @@ pub enum Event {
     Done { target: String },
     /// One `--watch` round of fetches finished.
     Round { fetched: usize },
+    /// `--watch`: a process was collected for the first time.
+    Found { target: String, entry: PathBuf },
+    /// `--watch`: a collected process stopped answering (its data is kept).
+    Lost { target: String, reason: String },
+    /// `--watch`: a target failed (or failed again after recovering).
+    Failed { target: String, reason: String },
+    /// `--watch`: the periodic summary.
+    Status {
+        live: usize,
+        collected: usize,
+        failed: usize,
+    },
 }
 
 /// Receives [`Event`]s.
@@ -122,7 +146,12 @@ pub type Progress = Arc<dyn Fn(Event) + Send + Sync>;
 #[derive(Debug, Clone)]
 enum Context {
     /// A `--url` target: the URL's host and port.
-    Url { host: String, port: Option<u16> },
+    Url {
+        host: String,
+        port: Option<u16>,
+        /// The URL's path when not `/` (a server behind a path prefix).
+        route: Option<String>,
+    },
     /// A `--local` process: the listening socket's owner on this host.
     Local {
         candidate: Candidate,
@@ -164,6 +193,59 @@ struct ProcState {
     snapshots: u64,
     last_error: Option<String>,
     ended: bool,
+    /// Units per function per package of the verified meta-data, to check
+    /// every counter file against (counters-only fetches carry no meta).
+    shape: Option<Arc<MetaShape>>,
+    /// Entries this target opened in this run.
+    entries_opened: u32,
+}
+
+/// Counters per function per package of a verified meta-data file.
+#[derive(Debug)]
+struct MetaShape {
+    hash: covdata::Hash,
+    units: Vec<Vec<usize>>,
+}
+
+impl MetaShape {
+    fn of(meta: &covdata::MetaFile) -> MetaShape {
+        MetaShape {
+            hash: meta.hash,
+            units: meta
+                .packages
+                .iter()
+                .map(|p| p.funcs.iter().map(|f| f.units.len()).collect())
+                .collect(),
+        }
+    }
+
+    /// Whether a counter file fits this meta-data.
+    fn check(&self, c: &covdata::CounterFile) -> Result<(), String> {
+        if c.meta_hash != self.hash {
+            return Err("counters belong to another meta-data hash".into());
+        }
+        for f in &c.funcs {
+            let units = self
+                .units
+                .get(f.pkg as usize)
+                .and_then(|p| p.get(f.func as usize))
+                .ok_or_else(|| {
+                    format!(
+                        "counters for package {} function {} that the meta-data does not have",
+                        f.pkg, f.func
+                    )
+                })?;
+            if *units != f.counters.len() {
+                return Err(format!(
+                    "package {} function {}: {} counters for {units} units",
+                    f.pkg,
+                    f.func,
+                    f.counters.len()
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Targets found by one discovery pass, plus discovery-level problems.
@@ -179,6 +261,8 @@ pub struct Collector {
     kube: Option<(::kube::Client, Selection, Via)>,
     progress: Option<Progress>,
     hostname: String,
+    /// Entry names opened by this run: two targets never share an entry.
+    claimed: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Collector {
@@ -191,10 +275,25 @@ impl std::fmt::Debug for Collector {
 
 fn url_context(url: &str) -> Context {
     let uri: http::Uri = url.parse().unwrap_or_default();
+    let path = uri.path().trim_end_matches('/');
     Context::Url {
-        host: uri.host().unwrap_or("unknown").to_string(),
+        host: uri
+            .host()
+            .unwrap_or("unknown")
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
         port: uri.port_u16(),
+        route: (!path.is_empty()).then(|| path.to_string()),
     }
+}
+
+/// Whether a URL host is this machine's loopback.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Collector {
@@ -209,6 +308,7 @@ impl Collector {
             kube,
             progress,
             hostname: crate::local::hostname(),
+            claimed: Mutex::new(HashSet::new()),
         })
     }
 
@@ -233,7 +333,7 @@ impl Collector {
                     quiet_if_absent: false,
                 }),
                 Err(e) => d.failed.push(TargetReport {
-                    target: url.clone(),
+                    target: crate::transport::redact_url(url),
                     reason: e.to_string(),
                 }),
             }
@@ -364,10 +464,17 @@ impl Collector {
             ..Default::default()
         };
         match &f.context {
-            Context::Url { host, port } => {
+            Context::Url { host, port, route } => {
                 p.source = Source::Url;
-                p.hostname = host.clone();
+                // Loopback is this host: name it as --local does, so one
+                // process is one host whichever way it was reached.
+                p.hostname = if is_loopback(host) {
+                    self.hostname.clone()
+                } else {
+                    host.clone()
+                };
                 p.port = *port;
+                p.route = route.clone();
             }
             Context::Local {
                 candidate,
@@ -480,11 +587,36 @@ impl Collector {
             // The hash changed (or was never seen): fetch the meta-data too.
             snap = protocol::fetch(&st.endpoint, opts, true).await?;
         }
+        // Decode what is stored: meta-data must hash to its hash (it is
+        // stored, shared and cached by it), counters must fit it.
+        let label = st.endpoint.label.clone();
+        let bad = |reason: String| Error::Malformed {
+            target: label.clone(),
+            reason,
+        };
+        if let Some(meta) = &snap.meta {
+            let (file, _) = covdata::hash::verify_meta(meta).map_err(|e| bad(e.to_string()))?;
+            st.shape = Some(Arc::new(MetaShape::of(&file)));
+        }
+        let counters = covdata::CounterFile::decode(&snap.counters)
+            .map_err(|e| bad(format!("counters_data does not decode: {e}")))?;
+        match &st.shape {
+            Some(shape) if shape.hash == snap.hash => shape
+                .check(&counters)
+                .map_err(|r| bad(format!("counters_data: {r}")))?,
+            // Every first fetch, and every fetch after a hash change, carries
+            // the meta-data: this cannot happen with a consistent server.
+            _ => {
+                return Err(bad(
+                    "counters without verified meta-data for their hash".into()
+                ));
+            }
+        }
         let root = self.coverage_root();
         let mut instance = st.instance.max(1);
         let mut writer = match st.writer.take() {
             Some(w) => w,
-            None => EntryWriter::open(&root, &st.placement.entry_name(instance))?,
+            None => self.open_entry(st, &root, &mut instance)?,
         };
         // Counters of one process only grow: a drop means another process
         // behind the same name (PID reuse, restart) or a reset.
@@ -494,7 +626,7 @@ impl Collector {
             }
             instance += 1;
             st.info_written = false;
-            writer = EntryWriter::open(&root, &st.placement.entry_name(instance))?;
+            writer = self.open_entry(st, &root, &mut instance)?;
         }
         st.instance = instance;
         if let Some(meta) = &snap.meta {
@@ -502,8 +634,12 @@ impl Collector {
         }
         if !writer.has_meta(&snap.hash) {
             let full = protocol::fetch(&st.endpoint, opts, true).await?;
-            if let Some(meta) = &full.meta {
-                writer.write_meta(&full.hash, meta)?;
+            match &full.meta {
+                Some(meta) if full.hash == snap.hash => {
+                    covdata::hash::verify_meta(meta).map_err(|e| bad(e.to_string()))?;
+                    writer.write_meta(&full.hash, meta)?;
+                }
+                _ => return Err(bad("the meta-data hash changed between two answers".into())),
             }
         }
         writer.write_snapshot(&st.placement, &st.identity, &snap.hash, &snap.counters)?;
@@ -518,6 +654,37 @@ impl Collector {
         st.snapshots += 1;
         st.writer = Some(writer);
         Ok(())
+    }
+
+    /// Opens the entry `instance` (or the next one no other target of this
+    /// run holds), counting it against the target's entry cap.
+    fn open_entry(
+        &self,
+        st: &mut ProcState,
+        root: &std::path::Path,
+        instance: &mut u32,
+    ) -> Result<EntryWriter, Error> {
+        let cap = self.settings.max_entries_per_target.max(1);
+        if st.entries_opened >= cap {
+            return Err(Error::Limit {
+                target: st.endpoint.label.clone(),
+                reason: format!(
+                    "needed a new entry {} times in this run (a new process, meta hash or counter reset each time); \
+                     stopped at --max-entries-per-target {cap}",
+                    st.entries_opened + 1
+                ),
+            });
+        }
+        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut name = st.placement.entry_name(*instance);
+        while claimed.contains(&name) {
+            *instance += 1;
+            name = st.placement.entry_name(*instance);
+        }
+        let writer = EntryWriter::open(root, &name)?;
+        claimed.insert(name);
+        st.entries_opened += 1;
+        Ok(writer)
     }
 
     fn new_state(&self, f: &Found, placement: Placement, identity: Identity) -> ProcState {
@@ -535,6 +702,8 @@ impl Collector {
             snapshots: 0,
             last_error: None,
             ended: false,
+            shape: None,
+            entries_opened: 0,
         }
     }
 
@@ -612,7 +781,9 @@ impl Collector {
                     summary.skipped.insert(f.key.clone(), r);
                 }
                 (ProbeOutcome::Failed(r), None) => {
-                    summary.failed.insert(f.key.clone(), r);
+                    if !summary.collected_keys.contains(&f.key) {
+                        summary.failed.insert(f.key.clone(), r);
+                    }
                 }
                 (ProbeOutcome::Coverage(p, id), hk) => {
                     if let Some(pk) = &pod_key {
@@ -707,12 +878,12 @@ impl Collector {
         let states = self.probe_all(d.found, &mut report).await;
         for (k, st, err) in self.fetch_all(states, &self.settings.client).await {
             if let Some(e) = err {
-                let not_covered = protocol::is_not_covered(&e);
+                let not_covered = protocol::not_covered_reason(&e);
                 let r = TargetReport {
                     target: st.endpoint.label.clone(),
-                    reason: e.to_string(),
+                    reason: not_covered.clone().unwrap_or_else(|| e.to_string()),
                 };
-                if not_covered {
+                if not_covered.is_some() {
                     report.skipped.insert(k.clone(), r);
                 } else {
                     report.failed.insert(k.clone(), r);
@@ -738,6 +909,8 @@ impl Collector {
             ..self.settings.client.clone()
         };
         tokio::pin!(shutdown);
+        let mut announced: HashMap<String, String> = HashMap::new();
+        let mut last_status = Instant::now();
         loop {
             let now = Instant::now();
             if last_discovery
@@ -749,7 +922,7 @@ impl Collector {
                 let fresh: Vec<Found> = d
                     .found
                     .into_iter()
-                    .filter(|f| !live.contains_key(&f.key))
+                    .filter(|f| !live.contains_key(&f.key) && !report.stopped.contains(&f.key))
                     .filter(|f| {
                         report
                             .last_probe_failed
@@ -776,9 +949,29 @@ impl Collector {
             if fetched > 0 {
                 self.emit(Event::Round { fetched });
             }
+            // One line per change of state, for logs.
+            announced.retain(|k, _| report.failed.contains_key(k));
+            for (k, r) in &report.failed {
+                if announced.get(k) != Some(&r.reason) {
+                    announced.insert(k.clone(), r.reason.clone());
+                    self.emit(Event::Failed {
+                        target: r.target.clone(),
+                        reason: r.reason.clone(),
+                    });
+                }
+            }
+            if last_status.elapsed() >= self.settings.summary_every {
+                last_status = Instant::now();
+                self.emit(Event::Status {
+                    live: live.len(),
+                    collected: report.collected_keys.len(),
+                    failed: report.failed.len(),
+                });
+            }
             let next_fetch = live.values().map(|s| s.next_due).min();
             let next_disc = last_discovery.map(|t| t + self.settings.rediscover_every);
-            let wake = [next_fetch, next_disc]
+            let next_status = Some(last_status + self.settings.summary_every);
+            let wake = [next_fetch, next_disc, next_status]
                 .into_iter()
                 .flatten()
                 .min()
@@ -813,7 +1006,28 @@ impl Collector {
         match err {
             None => {
                 report.failed.remove(&key);
+                report.collected_keys.insert(key.clone());
+                if st.snapshots == 1
+                    && let Some(w) = &st.writer
+                {
+                    self.emit(Event::Found {
+                        target: st.endpoint.label.clone(),
+                        entry: w.dir().to_path_buf(),
+                    });
+                }
                 live.insert(key, st);
+            }
+            Some(e @ Error::Limit { .. }) => {
+                st.ended = true;
+                report.stopped.insert(key.clone());
+                report.failed.insert(
+                    key,
+                    TargetReport {
+                        target: st.endpoint.label.clone(),
+                        reason: e.to_string(),
+                    },
+                );
+                report.procs.push(st);
             }
             Some(e) => {
                 let gone = matches!(&e, Error::Transport { source, .. } if source.kind == TransportErrorKind::Connect)
@@ -822,10 +1036,17 @@ impl Collector {
                     // The process exited or was replaced: keep what we have;
                     // rediscovery will pick up a successor.
                     st.ended = true;
+                    if st.snapshots > 0 {
+                        self.emit(Event::Lost {
+                            target: st.endpoint.label.clone(),
+                            reason: e.to_string(),
+                        });
+                    }
                     if st.snapshots == 0 {
                         let r = TargetReport {
                             target: st.endpoint.label.clone(),
-                            reason: e.to_string(),
+                            reason: protocol::not_covered_reason(&e)
+                                .unwrap_or_else(|| e.to_string()),
                         };
                         if protocol::is_not_covered(&e) {
                             report.skipped.insert(key, r);
@@ -898,6 +1119,11 @@ struct RunReport {
     failed: BTreeMap<String, TargetReport>,
     procs: Vec<ProcState>,
     reset: usize,
+    /// Targets collected at least once in this run: their later failures
+    /// (the process exited, the port closed) are not failures of the run.
+    collected_keys: HashSet<String>,
+    /// Targets stopped for going past a limit: not probed again.
+    stopped: HashSet<String>,
 }
 
 impl RunReport {

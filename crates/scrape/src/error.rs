@@ -13,6 +13,10 @@ pub enum TransportErrorKind {
     Timeout,
     /// Anything else (broken connection, bad response, API error).
     Other,
+    /// The answer is larger than the per-snapshot limit.
+    TooLarge,
+    /// The collector's shared memory budget could not hold the answer now.
+    OverBudget,
 }
 
 /// A transport failure, before any target label is attached.
@@ -34,6 +38,19 @@ impl TransportError {
         Self {
             kind: TransportErrorKind::Other,
             message: message.into(),
+        }
+    }
+    /// The answer went past a [`crate::budget::BodyLimit`].
+    pub fn exceeded(why: crate::budget::Exceeded) -> Self {
+        match why {
+            crate::budget::Exceeded::Size => Self {
+                kind: TransportErrorKind::TooLarge,
+                message: "the answer is larger than the snapshot size limit".into(),
+            },
+            crate::budget::Exceeded::Budget => Self {
+                kind: TransportErrorKind::OverBudget,
+                message: "the collector's memory budget is in use by other answers".into(),
+            },
         }
     }
 }
@@ -67,6 +84,18 @@ pub enum Error {
         status: u16,
         message: String,
     },
+    /// The answer is larger than `--max-snapshot-size` (as sent or decompressed).
+    #[error("{target}: {method} {path}: the answer is larger than {limit} (--max-snapshot-size)")]
+    TooLarge {
+        target: String,
+        method: String,
+        path: String,
+        limit: String,
+    },
+    /// A target went past a limit of the run (e.g. `--max-entries-per-target`)
+    /// and is no longer collected in this run.
+    #[error("{target}: {reason}")]
+    Limit { target: String, reason: String },
     /// The `/coverage` answer could not be understood.
     #[error("{target}: malformed /coverage answer: {reason}")]
     Malformed { target: String, reason: String },

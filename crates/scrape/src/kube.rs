@@ -57,6 +57,9 @@ pub struct ContainerInfo {
     pub coverage_port: Option<u16>,
     pub restart_count: i32,
     pub running: bool,
+    /// `status.containerStatuses[].containerID` (`cri-o://…`,
+    /// `containerd://…`, `docker://…`), empty before the container started.
+    pub container_id: String,
 }
 
 /// One pod, as far as collection cares.
@@ -167,6 +170,7 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
                     .and_then(|s| s.state.as_ref())
                     .and_then(|s| s.running.as_ref())
                     .is_some(),
+                container_id: st.and_then(|s| s.container_id.clone()).unwrap_or_default(),
             }
         })
         .collect();

@@ -4,7 +4,8 @@
 //! server answers on a port in `53700..=53749` (see [`protocol`]). This crate
 //! finds such servers ([`local`] sockets on this host, [`kube`] pods, plain
 //! URLs), talks to them through a [`transport::Transport`] (direct TCP, the
-//! Kubernetes API server's pod `proxy` subresource, or a port-forward),
+//! Kubernetes API server's pod `proxy` subresource, a port-forward, or from
+//! inside a network namespace, [`netns`]),
 //! checks their identity, fetches snapshots with timeouts, retries and
 //! bounded concurrency, and writes GOCOVERDIR-compatible directories
 //! ([`output`]) that `go tool covdata` and `covfleet compile` read.
@@ -12,10 +13,12 @@
 //! [`collect`] ties it together: one-shot collection, `--watch` with the
 //! adaptive schedule ([`schedule`]), and `reset`.
 
+pub mod budget;
 pub mod collect;
 pub mod error;
 pub mod kube;
 pub mod local;
+pub mod netns;
 pub mod output;
 pub mod protocol;
 pub mod schedule;

@@ -19,6 +19,9 @@ use crate::protocol::Identity;
 
 /// Longest sanitized part, in bytes.
 const MAX_PART: usize = 80;
+/// Longest entry name, in bytes (file systems allow 255; room is left for
+/// the temporary names written beside entries).
+pub const MAX_ENTRY_NAME: usize = 200;
 
 /// Makes one name safe as (part of) a file name: keeps `[A-Za-z0-9._-]`,
 /// maps everything else to `_`, never starts with `.`, never empty, at most
@@ -164,6 +167,9 @@ pub struct Placement {
     pub phase: Option<String>,
     pub target: String,
     pub port: Option<u16>,
+    /// `--url`: the URL's path when not `/` (servers behind path prefixes
+    /// on one host and port are different targets).
+    pub route: Option<String>,
     pub process: BTreeMap<String, String>,
     pub owner_references: Vec<OwnerRef>,
 }
@@ -189,6 +195,9 @@ impl Placement {
                 if let Some(p) = self.port {
                     parts.push(p.to_string());
                 }
+                if let Some(route) = &self.route {
+                    parts.push(sanitize(route.trim_start_matches('/')));
+                }
             }
         }
         parts.push(sanitize(&self.binary));
@@ -204,8 +213,22 @@ impl Placement {
         if let Some(phase) = &self.phase {
             parts.push(format!("phase-{}", sanitize(phase)));
         }
-        parts.join("_")
+        cap_name(parts.join("_"))
     }
+}
+
+/// Caps a joined entry name at [`MAX_ENTRY_NAME`] bytes; a long name keeps
+/// its start and ends with a hash of the whole, so names stay distinct.
+fn cap_name(name: String) -> String {
+    if name.len() <= MAX_ENTRY_NAME {
+        return name;
+    }
+    let hash = covdata::hex(&fnv128(name.as_bytes()));
+    // Sanitized names are ASCII: any byte index is a char boundary.
+    let mut short: String = name[..MAX_ENTRY_NAME - 17].to_string();
+    short.push('-');
+    short.push_str(&hash[..16]);
+    short
 }
 
 /// Writes one entry directory.

@@ -23,6 +23,7 @@ use std::time::Duration;
 use base64::Engine;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
+use crate::budget::{BodyLimit, Limits, Reservation, format_size};
 use crate::error::{Error, HeaderError, TransportError, TransportErrorKind};
 use crate::transport::{RawRequest, RawResponse, Transport};
 
@@ -54,6 +55,8 @@ pub struct ClientOptions {
     pub backoff: Duration,
     /// Bearer token sent as `Authorization: Bearer …`.
     pub token: Option<String>,
+    /// Size limits of answers and the shared memory budget.
+    pub limits: Limits,
 }
 
 impl Default for ClientOptions {
@@ -63,6 +66,7 @@ impl Default for ClientOptions {
             retries: 2,
             backoff: Duration::from_millis(250),
             token: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -93,7 +97,7 @@ impl Identity {
         }
         let text = |name: &str| {
             h.get(name)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+                .map(|v| printable(v.as_bytes()).trim().to_string())
         };
         let pid = text(H_PID).ok_or(HeaderError::Missing { header: H_PID })?;
         let pid: u32 = pid.parse().map_err(|_| HeaderError::Pid {
@@ -105,10 +109,7 @@ impl Identity {
         for (name, value) in h {
             if let Some(rest) = name.as_str().strip_prefix(H_PREFIX) {
                 let key = rest.replace('-', "_");
-                headers.insert(
-                    key,
-                    String::from_utf8_lossy(value.as_bytes()).trim().to_string(),
-                );
+                headers.insert(key, printable(value.as_bytes()).trim().to_string());
             }
         }
         Ok(Some(Identity {
@@ -151,6 +152,9 @@ pub struct Snapshot {
     /// Whether the server answered in the compact form ([`crate::wire`])
     /// rather than JSON.
     pub compact: bool,
+    /// The share of the memory budget this snapshot holds (given back when
+    /// the snapshot is dropped).
+    pub memory: Option<Arc<std::sync::Mutex<Reservation>>>,
 }
 
 /// A coverage server reached through one transport, with request options.
@@ -170,10 +174,21 @@ impl Endpoint {
     }
 }
 
-/// First 200 characters of a body, on one line.
+/// Text from a server made safe to print: control characters (C0 and C1,
+/// which carry terminal escape sequences) become `?`.
+pub fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .map(|c| if c.is_control() && c != ' ' { '?' } else { c })
+        .collect()
+}
+
+/// First 200 characters of a body, on one line, without control characters.
 pub fn short_text(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+    let head = &body[..body.len().min(4096)];
+    let text = String::from_utf8_lossy(head);
     let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let one = printable(one.as_bytes());
     if one.chars().count() > 200 {
         format!("{}…", one.chars().take(200).collect::<String>())
     } else {
@@ -185,12 +200,16 @@ fn retryable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 502..=504)
 }
 
+/// Largest answer to a probe or a reset (identity headers and a message).
+const SMALL_ANSWER: u64 = 1 << 20;
+
 async fn request(
     ep: &Endpoint,
     opts: &ClientOptions,
     method: Method,
     path: &str,
     extra: &[(&'static str, &'static str)],
+    limit: BodyLimit,
 ) -> Result<RawResponse, Error> {
     let mut headers = HeaderMap::new();
     if let Some(tok) = &opts.token {
@@ -211,6 +230,7 @@ async fn request(
             method: method.clone(),
             path: path.to_string(),
             headers: headers.clone(),
+            limit: limit.clone(),
         };
         let outcome = tokio::time::timeout(opts.timeout, ep.transport.send(req)).await;
         let last = attempt >= opts.retries;
@@ -222,7 +242,16 @@ async fn request(
         };
         match outcome {
             Ok(Ok(resp)) if last || !retryable(resp.status) => return Ok(resp),
-            Ok(Err(e)) if last => {
+            // Retrying cannot make an answer smaller.
+            Ok(Err(e)) if e.kind == TransportErrorKind::TooLarge => {
+                return Err(Error::TooLarge {
+                    target: ep.label.clone(),
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    limit: format_size(limit.max),
+                });
+            }
+            Ok(Err(e)) if last || e.kind == TransportErrorKind::OverBudget => {
                 return Err(match e.kind {
                     TransportErrorKind::Timeout => timeout_err(),
                     _ => Error::Transport {
@@ -253,7 +282,18 @@ pub async fn probe(ep: &Endpoint, opts: &ClientOptions) -> Result<Probe, Error> 
     } else {
         (Method::HEAD, "/")
     };
-    let resp = request(ep, opts, method.clone(), path, &[]).await?;
+    let resp = request(
+        ep,
+        opts,
+        method.clone(),
+        path,
+        &[],
+        BodyLimit {
+            max: SMALL_ANSWER,
+            reservation: None,
+        },
+    )
+    .await?;
     let status = resp.status.as_u16();
     match Identity::from_headers(&resp.headers) {
         Ok(Some(id)) if resp.status.is_success() => Ok(Probe::Coverage(id)),
@@ -285,16 +325,39 @@ struct CoverageJson {
     timestamp: Option<serde_json::Value>,
 }
 
-fn gunzip(target: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
+/// Decompresses a gzip body, counting every decompressed byte against
+/// `limit` as it comes (a small bomb must not expand past it).
+fn gunzip(target: &str, path: &str, body: &[u8], limit: &BodyLimit) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(body)
-        .take(crate::transport::MAX_BODY as u64)
-        .read_to_end(&mut out)
-        .map_err(|e| Error::Malformed {
+    let mut dec = flate2::read::GzDecoder::new(body);
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        let n = dec.read(&mut chunk).map_err(|e| Error::Malformed {
             target: target.to_string(),
             reason: format!("bad gzip body: {e}"),
         })?;
-    Ok(out)
+        if n == 0 {
+            return Ok(out);
+        }
+        let total = (out.len() + n) as u64;
+        limit
+            .check(total, body.len() as u64)
+            .map_err(|why| match why {
+                crate::budget::Exceeded::Size => Error::TooLarge {
+                    target: target.to_string(),
+                    method: "GET".into(),
+                    path: path.to_string(),
+                    limit: format!("{} decompressed", format_size(limit.max)),
+                },
+                crate::budget::Exceeded::Budget => Error::Transport {
+                    target: target.to_string(),
+                    method: "GET".into(),
+                    path: path.to_string(),
+                    source: TransportError::exceeded(why),
+                },
+            })?;
+        out.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// Checks a counter file header and returns its meta hash.
@@ -370,6 +433,7 @@ pub fn decode_coverage(target: &str, json: &[u8], want_meta: bool) -> Result<Sna
         timestamp: doc.timestamp,
         identity: None,
         compact: false,
+        memory: None,
     })
 }
 
@@ -384,12 +448,56 @@ pub async fn fetch(
     } else {
         "/coverage?nometa=1"
     };
+    let limits = &opts.limits;
+    let first = limits.budget.reserve_initial(limits.max_snapshot).await;
+    match fetch_within(ep, opts, path, with_meta, first).await {
+        Err(e) if over_budget(&e) => {
+            // Give everything back, then wait for room for the largest
+            // acceptable answer (compressed and decompressed) and try once more.
+            let full = limits
+                .budget
+                .reserve(limits.max_snapshot.saturating_mul(2))
+                .await;
+            match fetch_within(ep, opts, path, with_meta, full).await {
+                Err(e) if over_budget(&e) => Err(Error::TooLarge {
+                    target: ep.label.clone(),
+                    method: "GET".into(),
+                    path: path.into(),
+                    limit: format!(
+                        "the memory budget of {} (--max-in-flight)",
+                        format_size(limits.budget.bytes())
+                    ),
+                }),
+                other => other,
+            }
+        }
+        other => other,
+    }
+}
+
+fn over_budget(e: &Error) -> bool {
+    matches!(e, Error::Transport { source, .. } if source.kind == TransportErrorKind::OverBudget)
+}
+
+async fn fetch_within(
+    ep: &Endpoint,
+    opts: &ClientOptions,
+    path: &str,
+    with_meta: bool,
+    reservation: Reservation,
+) -> Result<Snapshot, Error> {
+    let memory = Arc::new(std::sync::Mutex::new(reservation));
+    let limit = BodyLimit {
+        max: opts.limits.max_snapshot,
+        reservation: Some(memory.clone()),
+    };
     let resp = request(
         ep,
         opts,
         Method::GET,
         path,
         &[("accept", crate::wire::ACCEPT), ("accept-encoding", "gzip")],
+        limit.clone(),
     )
     .await?;
     let identity = Identity::from_headers(&resp.headers).ok().flatten();
@@ -399,28 +507,36 @@ pub async fn fetch(
             method: "GET".into(),
             path: path.into(),
             status: resp.status.as_u16(),
-            message: short_text(&maybe_gunzip(&ep.label, &resp)?),
+            message: short_text(&maybe_gunzip(&ep.label, path, resp, &limit)?),
         });
     }
-    let body = maybe_gunzip(&ep.label, &resp)?;
-    let mut snap = if crate::wire::is_compact(&resp.headers) {
-        crate::wire::decode(&ep.label, &resp.headers, body, with_meta)?
+    let headers = resp.headers.clone();
+    let body = maybe_gunzip(&ep.label, path, resp, &limit)?;
+    let mut snap = if crate::wire::is_compact(&headers) {
+        crate::wire::decode(&ep.label, &headers, body, with_meta)?
     } else {
         decode_coverage(&ep.label, &body, with_meta)?
     };
     snap.identity = identity;
+    snap.memory = Some(memory);
     Ok(snap)
 }
 
-fn maybe_gunzip(target: &str, resp: &RawResponse) -> Result<Vec<u8>, Error> {
+fn maybe_gunzip(
+    target: &str,
+    path: &str,
+    resp: RawResponse,
+    limit: &BodyLimit,
+) -> Result<Vec<u8>, Error> {
     let gz = resp
         .headers
         .get(http::header::CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
     if gz {
-        gunzip(target, &resp.body)
+        gunzip(target, path, &resp.body, limit)
     } else {
-        Ok(resp.body.to_vec())
+        // Without a copy when the body is not shared.
+        Ok(Vec::from(resp.body))
     }
 }
 
@@ -432,6 +548,10 @@ pub async fn reset(ep: &Endpoint, opts: &ClientOptions) -> Result<(), Error> {
         Method::POST,
         "/coverage/reset",
         &[("x-coverage-client", "covfleet")],
+        BodyLimit {
+            max: SMALL_ANSWER,
+            reservation: None,
+        },
     )
     .await?;
     if resp.status.is_success() {
@@ -447,12 +567,42 @@ pub async fn reset(ep: &Endpoint, opts: &ClientOptions) -> Result<(), Error> {
     }
 }
 
-/// Whether a failed fetch means "this binary has no coverage data"
-/// (skipped) rather than a failure.
+/// Why a failed fetch means "this binary has no live coverage data"
+/// (skipped) rather than a failure, in plain words; `None` for failures.
+///
+/// Only the coverage server's own answer counts: HTTP 500 saying the binary
+/// was not built with `-cover`, or was built with `-covermode=set|count`
+/// (whose counters cannot be read while it runs). Any other status (401,
+/// 404, …) is a failure whatever its body says.
+pub fn not_covered_reason(err: &Error) -> Option<String> {
+    let Error::Status {
+        status: 500,
+        message,
+        ..
+    } = err
+    else {
+        return None;
+    };
+    if !message.starts_with("coverage unavailable") {
+        return None;
+    }
+    for mode in ["set", "count"] {
+        if message.contains(&format!("-covermode={mode} "))
+            || message.contains(&format!("-covermode={mode})"))
+        {
+            return Some(format!(
+                "built with -covermode={mode}: live scraping needs -covermode=atomic"
+            ));
+        }
+    }
+    message
+        .contains("not built with -cover")
+        .then(|| "binary not built with -cover".to_string())
+}
+
+/// Whether a failed fetch means "this binary has no coverage data".
 pub fn is_not_covered(err: &Error) -> bool {
-    matches!(err, Error::Status { status, message, .. }
-        if *status == 500 && message.to_ascii_lowercase().contains("cover")
-            || message.to_ascii_lowercase().contains("not built with -cover"))
+    not_covered_reason(err).is_some()
 }
 
 #[cfg(test)]

@@ -8,17 +8,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::budget::BodyLimit;
 use crate::error::{TransportError, UrlError};
-
-/// Largest response body accepted (a coverage snapshot of a very large
-/// binary is tens of MiB; this bounds memory against a hostile answer).
-pub const MAX_BODY: usize = 1 << 30;
 
 /// One HTTP request to a coverage server; `path` includes any query.
 #[derive(Debug, Clone)]
@@ -26,6 +23,8 @@ pub struct RawRequest {
     pub method: Method,
     pub path: String,
     pub headers: HeaderMap,
+    /// How much of the answer may be read (see [`crate::budget`]).
+    pub limit: BodyLimit,
 }
 
 /// The answer, body fully read (still encoded as sent).
@@ -50,19 +49,62 @@ pub trait Transport: Send + Sync + fmt::Debug {
     fn send(&self, req: RawRequest) -> BoxFuture<'_, Result<RawResponse, TransportError>>;
 }
 
-async fn read_body<B>(body: B) -> Result<Bytes, TransportError>
+/// Reads a whole body, stopping as soon as it exceeds `limit` (a hostile
+/// server may announce nothing and send without end).
+pub async fn read_body<B>(body: B, limit: &BodyLimit) -> Result<Bytes, TransportError>
 where
-    B: hyper::body::Body + Send,
+    B: hyper::body::Body + Send + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| TransportError::other(format!("reading the answer: {e}")))
+    let mut body = body;
+    // Room for the announced length, when it is within the limit.
+    let hint = hyper::body::Body::size_hint(&body)
+        .exact()
+        .filter(|n| *n <= limit.max)
+        .unwrap_or(0);
+    let mut buf = bytes::BytesMut::with_capacity(hint.min(limit.max) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+            TransportError::other(format!("reading the answer: {}", chain(e.as_ref())))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            use bytes::Buf;
+            let total = (buf.len() + data.remaining()) as u64;
+            limit.check(total, 0).map_err(TransportError::exceeded)?;
+            bytes::BufMut::put(&mut buf, data);
+        }
+    }
+    Ok(buf.freeze())
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
+/// Reads a whole body of at most `limit` bytes, outside any shared budget
+/// (transports that keep their own per-target limit, such as the agent's).
+pub async fn read_body_limited<B>(body: B, limit: u64) -> Result<Bytes, TransportError>
+where
+    B: hyper::body::Body + Send + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    read_body(
+        body,
+        &BodyLimit {
+            max: limit,
+            reservation: None,
+        },
+    )
+    .await
+}
+
+/// The request's limit, narrowed to a transport's own cap.
+pub(crate) fn narrowed(limit: &BodyLimit, cap: u64) -> BodyLimit {
+    BodyLimit {
+        max: limit.max.min(cap),
+        reservation: limit.reservation.clone(),
+    }
+}
+
+/// An error and its sources on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -76,11 +118,29 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// `url` with any `user:password@` replaced by `***@`, for messages and
+/// metadata (what a user typed may carry credentials).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// Plain HTTP to `http://host:port[/prefix]`.
 #[derive(Clone)]
 pub struct Direct {
+    /// The URL without credentials.
     base: Uri,
+    /// `Authorization: Basic …` from `user:password@` in the URL.
+    basic_auth: Option<http::HeaderValue>,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// The transport's own cap on an answer (the request's limit applies too).
+    max_body: u64,
 }
 
 impl fmt::Debug for Direct {
@@ -95,35 +155,47 @@ impl Direct {
         let base: Uri = base
             .parse()
             .map_err(|e: http::uri::InvalidUri| UrlError::Syntax {
-                url: base.to_string(),
+                url: redact_url(base),
                 reason: e.to_string(),
             })?;
         match base.scheme_str() {
             Some("http") => {}
             Some(other) => {
                 return Err(UrlError::Scheme {
-                    url: base.to_string(),
+                    url: redact_url(&base.to_string()),
                     scheme: other.to_string(),
                 });
             }
             None => {
                 return Err(UrlError::NoScheme {
-                    url: base.to_string(),
+                    url: redact_url(&base.to_string()),
                 });
             }
         }
         if base.host().is_none_or(str::is_empty) {
             return Err(UrlError::NoHost {
-                url: base.to_string(),
+                url: redact_url(&base.to_string()),
             });
         }
+        let (base, basic_auth) = split_credentials(base)?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Ok(Direct { base, client })
+        Ok(Direct {
+            base,
+            basic_auth,
+            client,
+            max_body: u64::MAX,
+        })
+    }
+
+    /// Refuses answers larger than `limit` bytes, whatever the request allows.
+    pub fn with_max_body(mut self, limit: u64) -> Direct {
+        self.max_body = limit;
+        self
     }
 
     /// The base URL.
@@ -135,6 +207,58 @@ impl Direct {
         let base = self.base.to_string();
         format!("{}{}", base.trim_end_matches('/'), path)
     }
+}
+
+/// Takes `user:password@` out of a URL, as a Basic authorization header.
+fn split_credentials(uri: Uri) -> Result<(Uri, Option<http::HeaderValue>), UrlError> {
+    let Some(auth) = uri.authority() else {
+        return Ok((uri, None));
+    };
+    let Some((userinfo, hostport)) = auth.as_str().rsplit_once('@') else {
+        return Ok((uri, None));
+    };
+    let hostport = hostport.to_string();
+    let token = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        percent_decode(userinfo),
+    );
+    let syntax = |reason: String| UrlError::Syntax {
+        url: redact_url(&uri.to_string()),
+        reason,
+    };
+    let header = http::HeaderValue::from_str(&format!("Basic {token}"))
+        .map_err(|_| syntax("the credentials cannot be sent as a header".into()))?;
+    let authority = hostport
+        .parse()
+        .map_err(|e| syntax(format!("not a URL host: {e}")))?;
+    let url = redact_url(&uri.to_string());
+    let mut parts = uri.into_parts();
+    parts.authority = Some(authority);
+    let uri = Uri::from_parts(parts).map_err(|e| UrlError::Syntax {
+        url,
+        reason: e.to_string(),
+    })?;
+    Ok((uri, Some(header)))
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
 }
 
 impl Transport for Direct {
@@ -149,6 +273,11 @@ impl Transport for Direct {
                 .uri(self.url(&req.path));
             if let Some(h) = builder.headers_mut() {
                 h.extend(req.headers);
+                if let Some(basic) = &self.basic_auth
+                    && !h.contains_key(http::header::AUTHORIZATION)
+                {
+                    h.insert(http::header::AUTHORIZATION, basic.clone());
+                }
             }
             let request = builder
                 .body(Full::new(Bytes::new()))
@@ -161,7 +290,7 @@ impl Transport for Direct {
                 }
             })?;
             let (parts, body) = resp.into_parts();
-            let body = read_body(body).await?;
+            let body = read_body(body, &narrowed(&req.limit, self.max_body)).await?;
             Ok(RawResponse {
                 status: parts.status,
                 headers: parts.headers,
@@ -255,7 +384,7 @@ impl Transport for KubeProxy {
                 _ => TransportError::other(chain(&e)),
             })?;
             let (parts, body) = resp.into_parts();
-            let body = read_body(body).await?;
+            let body = read_body(body, &req.limit).await?;
             let raw = RawResponse {
                 status: parts.status,
                 headers: parts.headers,
@@ -331,7 +460,7 @@ impl Transport for KubePortForward {
                     TransportError::connect(format!("request over the port-forward: {}", chain(&e)))
                 })?;
                 let (parts, body) = resp.into_parts();
-                let body = read_body(body).await?;
+                let body = read_body(body, &req.limit).await?;
                 Ok(RawResponse {
                     status: parts.status,
                     headers: parts.headers,

@@ -106,6 +106,7 @@ pub fn decode(
         timestamp,
         identity: None,
         compact: true,
+        memory: None,
     })
 }
 

@@ -23,6 +23,18 @@ pub struct Args {
     /// Print what would be cloned, one `URL COMMIT DEST` per line, and stop.
     #[arg(long)]
     pub dry_run: bool,
+    /// Clone only from this host (repeatable; default: any host). Source URLs
+    /// come from the scraped pods: see docs/security.md.
+    #[arg(long = "allow-source-host", value_name = "HOST")]
+    pub allow_source_hosts: Vec<String>,
+    /// Allow this URL scheme (repeatable; default: https only). `ssh` covers
+    /// `git@host:org/repo`; `file` allows local repositories.
+    #[arg(
+        long = "allow-source-scheme",
+        value_name = "SCHEME",
+        default_value = "https"
+    )]
+    pub allow_source_schemes: Vec<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -36,7 +48,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
+    let policy = checkout::SourcePolicy {
+        schemes: args.allow_source_schemes.clone(),
+        hosts: args.allow_source_hosts.clone(),
+    };
     let pairs = db::Database::open_collection(&collection)?.source_repositories()?;
+    let mut refused = 0usize;
+    let pairs: Vec<(String, String)> = pairs
+        .into_iter()
+        .filter(|(url, _)| match policy.check(url) {
+            Ok(()) => true,
+            Err(e) => {
+                output::error(e);
+                refused += 1;
+                false
+            }
+        })
+        .collect();
     let (targets, bad) = checkout::targets(&collection, pairs);
     for b in &bad {
         output::error(b);
@@ -85,7 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "{}: {ok} cloned, {fallback} on the default branch, {skipped} already present, {failed} failed",
         output::plural(targets.len(), "source", "sources")
     ));
-    Ok(if failed > 0 || !bad.is_empty() {
+    Ok(if failed > 0 || !bad.is_empty() || refused > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -71,6 +71,14 @@ pub struct TargetArgs {
     /// Requests in flight at once.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub concurrency: usize,
+    /// Largest answer accepted from one server, as sent and after gzip
+    /// decompression (e.g. 64MiB, 1GiB).
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = scrape::budget::parse_size)]
+    pub max_snapshot_size: u64,
+    /// Bytes of answers held in memory at once, across all targets; fetches
+    /// wait for room (e.g. 512MiB, 2GiB).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = scrape::budget::parse_size)]
+    pub max_in_flight: u64,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -83,7 +91,7 @@ pub enum ViaArg {
     PortForward,
 }
 
-fn parse_ports(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+pub(crate) fn parse_ports(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
     let (a, b) = s.split_once('-').unwrap_or((s, s));
     let a: u16 = a.trim().parse().map_err(|_| format!("not a port: {a:?}"))?;
     let b: u16 = b.trim().parse().map_err(|_| format!("not a port: {b:?}"))?;
@@ -135,6 +143,8 @@ impl TargetArgs {
         s.client.retries = self.retries;
         s.client.token = self.token.clone().filter(|t| !t.is_empty());
         s.concurrency = self.concurrency;
+        s.client.limits = scrape::budget::Limits::new(self.max_snapshot_size, self.max_in_flight)
+            .map_err(|e| UsageError::new(e.to_string()))?;
         Ok(s)
     }
 
@@ -146,6 +156,11 @@ impl TargetArgs {
             Event::Discovered(n) => b.inc_length(n as u64),
             Event::Done { .. } => b.inc(1),
             Event::Round { fetched } => b.set_message(format!("{what}: fetched {fetched}")),
+            other => {
+                if let Some(line) = watch_line(&other) {
+                    b.println(line);
+                }
+            }
         });
         Some((p, bar))
     }
@@ -198,11 +213,20 @@ pub struct Args {
     /// and in the entry names), e.g. after `covfleet reset`.
     #[arg(long, value_name = "NAME")]
     pub phase: Option<String>,
+    /// Most entries one target may create in a run (each new process, meta
+    /// hash or counter reset behind one target makes one); the target is
+    /// then stopped and reported as failed.
+    #[arg(long, value_name = "N", default_value_t = scrape::collect::DEFAULT_MAX_ENTRIES_PER_TARGET)]
+    pub max_entries_per_target: u32,
+    /// With --watch: how often a summary line is printed on stderr when it
+    /// is not a terminal (state changes are printed as they happen).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration, requires = "watch")]
+    pub summary_every: Duration,
     #[command(flatten)]
     pub targets: TargetArgs,
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
@@ -237,6 +261,11 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
     };
     let mut settings = args.targets.settings(local.clone())?;
     settings.phase = args.phase.clone();
+    if args.max_entries_per_target == 0 {
+        return Err(UsageError::new("--max-entries-per-target must be at least 1").into());
+    }
+    settings.max_entries_per_target = args.max_entries_per_target;
+    settings.summary_every = args.summary_every.max(Duration::from_secs(1));
     let coverage = local.join("coverage");
     std::fs::create_dir_all(&coverage)
         .map_err(|e| UsageError::caused_by(format!("cannot create {}", coverage.display()), e))?;
@@ -251,11 +280,20 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let progress = args.targets.progress("collecting");
+    // Without a terminal (CI logs, systemd), --watch says what changes.
+    let log: Option<Progress> = (args.watch && progress.is_none() && !output::quiet()).then(|| {
+        let p: Progress = Arc::new(|e| {
+            if let Some(line) = watch_line(&e) {
+                eprintln!("{line}");
+            }
+        });
+        p
+    });
     let root = coverage;
     let (summary, upload) = shared.runtime.block_on(async {
         let collector = args
             .targets
-            .collector(settings, progress.as_ref().map(|p| p.0.clone()))
+            .collector(settings, progress.as_ref().map(|p| p.0.clone()).or(log))
             .await?;
         let summary = if args.watch {
             // Handlers are installed before the first scrape, so an early
@@ -291,7 +329,38 @@ pub enum Verb {
     Reset,
 }
 
-/// Prints the summary (JSON on stdout, or text on stderr) and picks the exit code.
+/// One line of `--watch` news, with a time stamp; `None` for progress ticks.
+fn watch_line(e: &Event) -> Option<String> {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    let line = match e {
+        Event::Found { target, entry } => {
+            format!("collecting {} -> {}", clean(target), entry.display())
+        }
+        Event::Lost { target, reason } => format!(
+            "ended {} (its data is kept): {}",
+            clean(target),
+            clean(without_target(reason, target))
+        ),
+        Event::Failed { target, reason } => format!(
+            "FAILED {}: {}",
+            clean(target),
+            clean(without_target(reason, target))
+        ),
+        Event::Status {
+            live,
+            collected,
+            failed,
+        } => format!("watching {live} processes; collected {collected} so far, failing {failed}"),
+        _ => return None,
+    };
+    Some(format!("{now} {line}"))
+}
+
+/// Text to print on a terminal: no control characters (escape sequences).
+fn clean(s: &str) -> String {
+    scrape::protocol::printable(s.as_bytes())
+}
+
 /// Scrape errors name their target already; print it once per line.
 fn without_target<'a>(reason: &'a str, target: &str) -> &'a str {
     reason
@@ -317,7 +386,7 @@ pub fn report(summary: &Summary, targets: &TargetArgs, verb: Verb) -> ExitCode {
         for e in &summary.entries {
             output::status(format_args!(
                 "  collected {} (pid {}, {}{}) -> {}",
-                e.binary,
+                clean(&e.binary),
                 e.pid,
                 output::plural(e.snapshots as usize, "snapshot", "snapshots"),
                 if e.ended { ", ended" } else { "" },
@@ -327,21 +396,55 @@ pub fn report(summary: &Summary, targets: &TargetArgs, verb: Verb) -> ExitCode {
         for s in &summary.skipped {
             output::status(format_args!(
                 "  skipped {}: {}",
-                s.target,
-                without_target(&s.reason, &s.target)
+                clean(&s.target),
+                clean(without_target(&s.reason, &s.target))
             ));
         }
         for f in &summary.failed {
             output::error(format_args!(
                 "{}: {}",
-                f.target,
-                without_target(&f.reason, &f.target)
+                clean(&f.target),
+                clean(without_target(&f.reason, &f.target))
             ));
         }
+    }
+    let (verb, done) = match verb {
+        Verb::Reset => ("reset", summary.reset),
+        Verb::Collect => ("collected", summary.collected),
+    };
+    if done == 0 {
+        // Nothing of what the run was pointed at was collected: a failure,
+        // with the reason in plain words (also under --json and --quiet).
+        output::error(format_args!("nothing {verb}: {}", nothing_reason(summary)));
+        return ExitCode::from(1);
     }
     if summary.failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// Why a run collected nothing, in one phrase.
+fn nothing_reason(summary: &Summary) -> String {
+    let reasons: Vec<&str> = summary
+        .skipped
+        .iter()
+        .chain(&summary.failed)
+        .map(|r| without_target(&r.reason, &r.target))
+        .collect();
+    match reasons.as_slice() {
+        [] => "no coverage server found".into(),
+        [one] => clean(one),
+        many => {
+            let mut uniq: Vec<&str> = many.to_vec();
+            uniq.sort_unstable();
+            uniq.dedup();
+            if uniq.len() == 1 {
+                format!("{} targets: {}", many.len(), clean(uniq[0]))
+            } else {
+                format!("{} targets skipped or failed (see above)", many.len())
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use covdata::tool::{self, DumpKind, Failure, MergeKind, PkgFilter};
+use covdata::tool::{self, DumpKind, Failure, MergeKind, PkgFilter, TextfmtOut};
 
 /// Arguments of `covfleet covdata`.
 #[derive(Debug, clap::Args)]
@@ -288,15 +288,17 @@ fn execute(sub: Sub, warn: &mut dyn Write) -> Result<(), Failure> {
             };
             let mut file = create_out("textfmt", &out)?;
             let mut stdout = Vec::new();
-            let t = tool::dump(
+            tool::dump(
                 DumpKind::Textfmt,
                 &dirs,
                 filter_of(&input).as_ref(),
-                true,
+                Some(TextfmtOut {
+                    writer: &mut file,
+                    path: &out,
+                }),
                 warn,
                 &mut stdout,
-            )?;
-            write_textfmt(&mut file, &out, t)
+            )
         }
         Sub::Percent { input, out } => {
             let dirs = dirs_of("percent", &input)?;
@@ -306,21 +308,21 @@ fn execute(sub: Sub, warn: &mut dyn Write) -> Result<(), Failure> {
                 .map(|o| create_out("percent", o))
                 .transpose()?;
             let mut stdout = Vec::new();
-            let t = tool::dump(
+            let textfmt = match (file.as_mut(), out.as_deref()) {
+                (Some(f), Some(o)) => Some(TextfmtOut { writer: f, path: o }),
+                _ => None,
+            };
+            let r = tool::dump(
                 DumpKind::Percent,
                 &dirs,
                 filter_of(&input).as_ref(),
-                file.is_some(),
+                textfmt,
                 warn,
                 &mut stdout,
             );
             let flushed = write_stdout(&stdout);
-            let t = t?;
-            flushed?;
-            if let (Some(f), Some(o)) = (file.as_mut(), out.as_deref()) {
-                write_textfmt(f, o, t)?;
-            }
-            Ok(())
+            r?;
+            flushed
         }
         Sub::Func { input } => dump_to_stdout(DumpKind::Func, "func", &input, warn),
         Sub::Pkglist { input } => dump_to_stdout(DumpKind::Pkglist, "pkglist", &input, warn),
@@ -336,12 +338,12 @@ fn execute(sub: Sub, warn: &mut dyn Write) -> Result<(), Failure> {
                 DumpKind::Debugdump { live },
                 &dirs,
                 filter_of(&input).as_ref(),
-                false,
+                None,
                 warn,
                 &mut stdout,
             );
             write_stdout(&stdout)?;
-            r.map(|_| ())
+            r
         }
         Sub::Merge {
             input,
@@ -357,20 +359,6 @@ fn execute(sub: Sub, warn: &mut dyn Write) -> Result<(), Failure> {
     }
 }
 
-fn write_textfmt(
-    file: &mut std::fs::File,
-    path: &str,
-    text: Option<Vec<u8>>,
-) -> Result<(), Failure> {
-    if let Some(t) = text {
-        file.write_all(&t).map_err(|e| Failure {
-            code: 1,
-            stderr: format!("error: writing to {path}: {e}\n"),
-        })?;
-    }
-    Ok(())
-}
-
 fn dump_to_stdout(
     kind: DumpKind,
     sub: &str,
@@ -383,12 +371,12 @@ fn dump_to_stdout(
         kind,
         &dirs,
         filter_of(input).as_ref(),
-        false,
+        None,
         warn,
         &mut stdout,
     );
     write_stdout(&stdout)?;
-    r.map(|_| ())
+    r
 }
 
 fn merge_like(

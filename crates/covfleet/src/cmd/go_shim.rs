@@ -20,16 +20,22 @@ pub enum Action {
         /// Directory to write the `go` shim into (created if missing).
         #[arg(long)]
         dir: PathBuf,
+        /// Also cover these packages (comma-separated patterns, e.g.
+        /// github.com/openshift/library-go/...): the shim adds
+        /// -coverpkg=PATTERNS plus the packages being built.
+        /// $COVFLEET_COVERPKG overrides it at build time.
+        #[arg(long, value_name = "PATTERNS")]
+        coverpkg: Option<String>,
     },
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.action {
-        Action::Install { dir } => {
-            let path = match gosrc::shim::install(&dir) {
+        Action::Install { dir, coverpkg } => {
+            let path = match gosrc::shim::install_with(&dir, coverpkg.as_deref()) {
                 Ok(p) => p,
                 // Refusing to overwrite a real go is a setup error (exit 2).
-                Err(e @ gosrc::Error::NotOurs { .. }) => {
+                Err(e @ (gosrc::Error::NotOurs { .. } | gosrc::Error::CoverPkg { .. })) => {
                     return Err(UsageError::caused_by(
                         format!("will not install the go shim into {}", dir.display()),
                         e,

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+pub mod agent;
 pub mod analysis;
 pub mod clone_sources;
 pub mod collect;
