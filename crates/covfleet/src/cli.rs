@@ -58,6 +58,10 @@ pub enum Command {
     Diff(cmd::diff::Args),
     /// Coverage of the lines changed between two commits (exit 1 below --fail-under).
     Patch(cmd::patch::Args),
+    /// Add, replace or remove the S3 credentials entry in a pull secret (local JSON or the cluster's).
+    PullSecret(cmd::pull_secret::Args),
+    /// Create the coverage bucket (90-day expiry) and an upload-only access key; write configs/BUCKET.json.
+    S3Setup(cmd::s3_setup::Args),
 }
 
 /// An error in how covfleet was called or set up, which the user must fix
@@ -132,6 +136,8 @@ pub fn dispatch(command: Command, shared: &Shared) -> ExitCode {
         Command::Report(args) => cmd::report::run(args),
         Command::Diff(args) => cmd::diff::run(args),
         Command::Patch(args) => cmd::patch::run(args),
+        Command::PullSecret(args) => cmd::pull_secret::run(args, shared),
+        Command::S3Setup(args) => cmd::s3_setup::run(args, shared),
     };
     match result {
         Ok(code) => code,

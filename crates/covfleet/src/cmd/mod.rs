@@ -16,9 +16,11 @@ pub mod export;
 pub mod go_shim;
 pub mod instrument;
 pub mod patch;
+pub mod pull_secret;
 pub mod render;
 pub mod report;
 pub mod reset;
+pub mod s3_setup;
 pub mod upload;
 
 /// The collection directory, as a positional `DIR` or as `--collection DIR`
