@@ -111,24 +111,13 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
         &format!("writing the demo service to {}", src.display()),
         None,
     );
-    for (name, text) in SOURCES {
-        let path = src.join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-    }
+    write_sources(&src)?;
 
     step.say(
         "injecting the coverage server",
         Some(format!("covfleet instrument {}", src.display())),
     );
-    let ctx = gosrc::BuildContext::from_env(&[]);
-    let rep = gosrc::instrument(&src, &ctx, false).context("instrumenting the demo service")?;
-    if rep.chosen.is_empty() {
-        bail!("the demo service has no package main to instrument (this is a bug in covfleet)");
-    }
+    instrument(&src)?;
 
     let bin = dir.join("bin").join(DEPLOYMENT);
     step.say(
@@ -138,28 +127,7 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
             bin.display()
         )),
     );
-    let out = Command::new(&go)
-        .args([
-            "build",
-            "-cover",
-            "-covermode=atomic",
-            "-coverpkg=./...",
-            "-o",
-        ])
-        .arg(&bin)
-        .arg(".")
-        .current_dir(&src)
-        .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GO111MODULE", "on")
-        .output()
-        .with_context(|| format!("running {go}"))?;
-    if !out.status.success() {
-        bail!(
-            "go build of the demo service failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    build(&go, &src, &bin)?;
 
     step.say(
         &format!(
@@ -168,44 +136,7 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
         ),
         None,
     );
-    let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let mut replicas = Replicas(Vec::new());
-    let mut pods: Vec<String> = (0..usize::from(args.replicas))
-        .map(|k| {
-            format!(
-                "{DEPLOYMENT}-{POD_TEMPLATE_HASH}-{}",
-                POD_SUFFIXES[k % POD_SUFFIXES.len()]
-            )
-        })
-        .collect();
-    pods.push(format!("{AGENT}-{AGENT_SUFFIX}"));
-    for pod in pods {
-        let service_port = free_port()?;
-        let coverage_port = free_port()?;
-        let log = std::fs::File::create(logs.join(format!("{pod}.log")))
-            .with_context(|| format!("creating the log of {pod}"))?;
-        let child = Command::new(&bin)
-            .arg("-addr")
-            .arg(format!("127.0.0.1:{service_port}"))
-            .env("COVERAGE_PORT", coverage_port.to_string())
-            .env("COVERAGE_BIND", "127.0.0.1")
-            .env("SOURCE_GIT_URL", "https://example.com/covfleet/demo")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().context("log file")?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        replicas.0.push(Replica {
-            child,
-            service_port,
-            coverage_port,
-            pod,
-        });
-    }
-    for r in &mut replicas.0 {
-        wait_ready(r)?;
-    }
+    let replicas = start_replicas(&bin, &dir.join("logs"), args.replicas)?;
 
     step.say("driving traffic (some handlers are never called)", None);
     for (k, r) in replicas.0.iter().enumerate() {
@@ -234,22 +165,128 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
     collect(&replicas.0, &collection, shared)?;
     drop(replicas);
 
-    let me = std::env::current_exe().context("locating the covfleet binary")?;
     step.say(
         "compiling and rendering",
         Some(format!(
-            "covfleet compile --collection {0} && covfleet render --collection {0} --source {1}",
+            "covfleet compile {0} && covfleet render {0} --source {1}",
             collection.display(),
             src.display()
         )),
     );
+    compile_and_render(&collection, &src)?;
+    let index = collection.join("html").join("index.html");
+    if !index.is_file() {
+        bail!("render finished but {} is missing", index.display());
+    }
+    output::status("\nDone. Open the report in a browser:");
+    output::data(index.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the embedded demo service into `src`.
+fn write_sources(src: &Path) -> anyhow::Result<()> {
+    for (name, text) in SOURCES {
+        let path = src.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Injects the coverage server, as `covfleet instrument` does.
+fn instrument(src: &Path) -> anyhow::Result<()> {
+    let ctx = gosrc::BuildContext::from_env(&[]);
+    let rep = gosrc::instrument(src, &ctx, false).context("instrumenting the demo service")?;
+    if rep.chosen.is_empty() {
+        bail!("the demo service has no package main to instrument (this is a bug in covfleet)");
+    }
+    Ok(())
+}
+
+/// `go build -cover -covermode=atomic -coverpkg=./... -o bin .` in `src`.
+fn build(go: &str, src: &Path, bin: &Path) -> anyhow::Result<()> {
+    let out = Command::new(go)
+        .args([
+            "build",
+            "-cover",
+            "-covermode=atomic",
+            "-coverpkg=./...",
+            "-o",
+        ])
+        .arg(bin)
+        .arg(".")
+        .current_dir(src)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GO111MODULE", "on")
+        .output()
+        .with_context(|| format!("running {go}"))?;
+    if !out.status.success() {
+        bail!(
+            "go build of the demo service failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Starts `replicas` pods of the Deployment and one of the DaemonSet, each
+/// on free loopback ports, and waits until all answer.
+fn start_replicas(bin: &Path, logs: &Path, replicas: u8) -> anyhow::Result<Replicas> {
+    std::fs::create_dir_all(logs).with_context(|| format!("creating {}", logs.display()))?;
+    let mut running = Replicas(Vec::new());
+    let mut pods: Vec<String> = (0..usize::from(replicas))
+        .map(|k| {
+            format!(
+                "{DEPLOYMENT}-{POD_TEMPLATE_HASH}-{}",
+                POD_SUFFIXES[k % POD_SUFFIXES.len()]
+            )
+        })
+        .collect();
+    pods.push(format!("{AGENT}-{AGENT_SUFFIX}"));
+    for pod in pods {
+        let service_port = free_port()?;
+        let coverage_port = free_port()?;
+        let log = std::fs::File::create(logs.join(format!("{pod}.log")))
+            .with_context(|| format!("creating the log of {pod}"))?;
+        let child = Command::new(bin)
+            .arg("-addr")
+            .arg(format!("127.0.0.1:{service_port}"))
+            .env("COVERAGE_PORT", coverage_port.to_string())
+            .env("COVERAGE_BIND", "127.0.0.1")
+            .env("SOURCE_GIT_URL", "https://example.com/covfleet/demo")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("log file")?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        running.0.push(Replica {
+            child,
+            service_port,
+            coverage_port,
+            pod,
+        });
+    }
+    for r in &mut running.0 {
+        wait_ready(r)?;
+    }
+    Ok(running)
+}
+
+/// Runs `covfleet compile` and `covfleet render` on the collection, as a
+/// user would (this binary, in child processes).
+fn compile_and_render(collection: &Path, src: &Path) -> anyhow::Result<()> {
+    let me = std::env::current_exe().context("locating the covfleet binary")?;
     for sub in ["compile", "render"] {
         let mut cmd = Command::new(&me);
-        cmd.arg(sub).arg("--collection").arg(&collection);
+        cmd.arg(sub).arg(collection);
         if sub == "render" {
-            // The path is printed below; the summary still goes to stderr.
+            // The path is printed by `run`; the summary still goes to stderr.
             cmd.arg("--source")
-                .arg(&src)
+                .arg(src)
                 .arg("--title")
                 .arg("covfleet demo")
                 .stdout(Stdio::null());
@@ -261,19 +298,10 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
             .status()
             .with_context(|| format!("running covfleet {sub}"))?;
         if !status.success() {
-            bail!(
-                "covfleet {sub} --collection {} failed ({status})",
-                collection.display()
-            );
+            bail!("covfleet {sub} {} failed ({status})", collection.display());
         }
     }
-    let index = collection.join("html").join("index.html");
-    if !index.is_file() {
-        bail!("render finished but {} is missing", index.display());
-    }
-    output::status("\nDone. Open the report in a browser:");
-    output::data(index.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn which_go(go: &str) -> anyhow::Result<String> {
