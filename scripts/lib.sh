@@ -83,6 +83,19 @@ run_fuzz_smoke() {
     done
 }
 
+# cargo-deny and cargo-machete for the lint step, built once into
+# $COVFLEET_CACHE/bin/<tool>-<version>/ (keyed by version); prints the binary.
+CARGO_DENY_VERSION=0.20.2
+CARGO_MACHETE_VERSION=0.9.2
+ensure_cargo_tool() {
+    local tool=$1 ver=$2 root="$COVFLEET_CACHE/bin/$1-$2"
+    if [ ! -x "$root/bin/$tool" ]; then
+        log "installing $tool $ver into $root"
+        cargo install --locked --quiet --root "$root" "$tool@$ver" >&2
+    fi
+    echo "$root/bin/$tool"
+}
+
 # ensure_s3s_fs: the S3-compatible test server (s3s-fs from crates.io, which
 # verifies SigV4), built once into $COVFLEET_CACHE/s3s-fs-<version>. Tests find
 # it there (crates/testkit) or through COVFLEET_S3S_FS.

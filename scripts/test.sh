@@ -50,6 +50,12 @@ step_lint() {
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+    # Licences, banned crates (a second TLS stack), sources; duplicate
+    # versions are reported (deny.toml).
+    "$(ensure_cargo_tool cargo-deny "$CARGO_DENY_VERSION")" deny --locked check bans licenses sources
+    # Dependencies declared but never used (the workspace; fuzz/ uses covdata
+    # through an included file machete cannot follow).
+    "$(ensure_cargo_tool cargo-machete "$CARGO_MACHETE_VERSION")" --with-metadata crates
 }
 
 step_rust() {

@@ -246,7 +246,8 @@ fn lock_collection(collection: &Path) -> Result<std::fs::File, Error> {
     }
 }
 
-/// Runs compile.
+/// Runs compile: the phases listed at the top of this module, each a step
+/// below.
 pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
     let cov = opts.collection.join("coverage");
     if !cov.is_dir() {
@@ -262,95 +263,154 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
     let p = db_path.as_path();
     let mut summary = CompileSummary::default();
 
-    // Settings that change every owner: mark all groups dirty atomically.
-    {
-        let tx = conn.transaction().db(p)?;
-        let get = |k: &str| -> Result<Option<String>, Error> {
-            tx.query_row("SELECT value FROM settings WHERE key = ?1", [k], |r| {
-                r.get(0)
-            })
-            .optional()
-            .db(p)
-        };
-        if get("merge")?.as_deref() != Some(opts.merge.as_str())
-            || get("pipeline")?.as_deref() != Some(PIPELINE_VERSION)
-        {
-            tx.execute(
-                "INSERT OR IGNORE INTO dirty_groups SELECT namespace, owner_type, owner_name, binary_name, meta_hash FROM report_sources",
-                [],
-            )
-            .db(p)?;
-            tx.execute(
-                "INSERT OR IGNORE INTO dirty_groups SELECT namespace, owner_type, owner_name, binary_name, meta_hash FROM owners",
-                [],
-            )
-            .db(p)?;
-            tx.execute(
-                "INSERT OR REPLACE INTO settings VALUES ('merge', ?1)",
-                [opts.merge.as_str()],
-            )
-            .db(p)?;
-            tx.execute(
-                "INSERT OR REPLACE INTO settings VALUES ('pipeline', ?1)",
-                [PIPELINE_VERSION],
-            )
-            .db(p)?;
-        }
-        tx.commit().db(p)?;
+    dirty_all_on_new_settings(&mut conn, opts.merge, p)?;
+    let dirs = list_entries(&cov)?;
+    summary.entries = dirs.len();
+    let known = Known::load(&conn, p)?;
+    drop_removed_entries(&mut conn, &dirs, &known, p, &mut summary)?;
+    let todo = entries_to_compile(&conn, opts, &dirs, &known, p, &mut summary)?;
+    if !todo.is_empty() {
+        compile_entries(&mut conn, opts, &todo, p, &mut summary)?;
     }
+    if let Some(inspector) = &opts.inspect_images {
+        inspect_images(&mut conn, inspector.as_ref(), p, &mut summary)?;
+    }
+    recompute_owners(&mut conn, opts.merge, p, &mut summary)?;
+    summary.owners_total = conn
+        .query_row("SELECT count(*) FROM owners", [], |r| r.get::<_, i64>(0))
+        .db(p)? as usize;
+    Ok(summary)
+}
 
-    // 1. List and fingerprint.
+/// Settings that change every owner (the merge mode, the pipeline version):
+/// when they differ from the stored ones, marks all groups dirty and stores
+/// the new ones, atomically.
+fn dirty_all_on_new_settings(
+    conn: &mut Connection,
+    merge: MergeMode,
+    p: &Path,
+) -> Result<(), Error> {
+    let tx = conn.transaction().db(p)?;
+    let get = |k: &str| -> Result<Option<String>, Error> {
+        tx.query_row("SELECT value FROM settings WHERE key = ?1", [k], |r| {
+            r.get(0)
+        })
+        .optional()
+        .db(p)
+    };
+    if get("merge")?.as_deref() != Some(merge.as_str())
+        || get("pipeline")?.as_deref() != Some(PIPELINE_VERSION)
+    {
+        tx.execute(
+            "INSERT OR IGNORE INTO dirty_groups SELECT namespace, owner_type, owner_name, binary_name, meta_hash FROM report_sources",
+            [],
+        )
+        .db(p)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO dirty_groups SELECT namespace, owner_type, owner_name, binary_name, meta_hash FROM owners",
+            [],
+        )
+        .db(p)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO settings VALUES ('merge', ?1)",
+            [merge.as_str()],
+        )
+        .db(p)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO settings VALUES ('pipeline', ?1)",
+            [PIPELINE_VERSION],
+        )
+        .db(p)?;
+    }
+    tx.commit().db(p)
+}
+
+/// Phase 1a: the entry directories under `coverage/`, sorted by name.
+fn list_entries(cov: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
     let mut dirs: Vec<(String, PathBuf)> = Vec::new();
-    for e in fs_err::read_dir(&cov)? {
+    for e in fs_err::read_dir(cov)? {
         let e = e?;
         if e.file_type()?.is_dir() {
             dirs.push((e.file_name().to_string_lossy().into_owned(), e.path()));
         }
     }
     dirs.sort();
-    summary.entries = dirs.len();
+    Ok(dirs)
+}
+
+/// What the database remembers of the entries compiled before.
+struct Known {
+    /// Entry name → fingerprint.
+    fingerprints: HashMap<String, String>,
+    /// Entry name → error, for entries that failed.
+    errors: HashMap<String, String>,
+}
+
+impl Known {
+    fn load(conn: &Connection, p: &Path) -> Result<Known, Error> {
+        let pairs = |sql: &str| -> Result<HashMap<String, String>, Error> {
+            let mut st = conn.prepare(sql).db(p)?;
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .db(p)?
+                .collect::<Result<_, _>>()
+                .db(p)
+        };
+        Ok(Known {
+            fingerprints: pairs("SELECT dir_name, fingerprint FROM entries")?,
+            errors: pairs(
+                "SELECT dir_name, coalesce(error, '') FROM entries WHERE status = 'error'",
+            )?,
+        })
+    }
+}
+
+/// Phase 2: entries that disappeared are deleted and their groups marked dirty.
+fn drop_removed_entries(
+    conn: &mut Connection,
+    dirs: &[(String, PathBuf)],
+    known: &Known,
+    p: &Path,
+    summary: &mut CompileSummary,
+) -> Result<(), Error> {
+    let present: BTreeSet<&str> = dirs.iter().map(|(n, _)| n.as_str()).collect();
+    let removed: Vec<&String> = known
+        .fingerprints
+        .keys()
+        .filter(|k| !present.contains(k.as_str()))
+        .collect();
+    if removed.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.transaction().db(p)?;
+    for d in &removed {
+        mark_dirty_for_dir(&tx, d, p)?;
+        tx.execute("DELETE FROM entries WHERE dir_name = ?1", [d.as_str()])
+            .db(p)?;
+    }
+    tx.commit().db(p)?;
+    summary.removed = removed.len();
+    Ok(())
+}
+
+/// One entry to decode: (name, directory, fingerprint).
+type Todo = (String, PathBuf, String);
+
+/// Phase 1b and 3a: fingerprints every entry (in parallel) and returns the
+/// new, changed and `--update`-selected ones; unchanged entries that failed
+/// before are reported failed again.
+fn entries_to_compile(
+    conn: &Connection,
+    opts: &CompileOptions,
+    dirs: &[(String, PathBuf)],
+    known: &Known,
+    p: &Path,
+    summary: &mut CompileSummary,
+) -> Result<Vec<Todo>, Error> {
     let fps: Vec<std::io::Result<String>> = dirs
         .par_iter()
         .map(|(_, d)| entry::fingerprint(d))
         .collect();
-    let known: HashMap<String, String> = {
-        let mut st = conn
-            .prepare("SELECT dir_name, fingerprint FROM entries")
-            .db(p)?;
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .db(p)?
-            .collect::<Result<_, _>>()
-            .db(p)?
-    };
-    let known_errors: HashMap<String, String> = {
-        let mut st = conn
-            .prepare("SELECT dir_name, coalesce(error, '') FROM entries WHERE status = 'error'")
-            .db(p)?;
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .db(p)?
-            .collect::<Result<_, _>>()
-            .db(p)?
-    };
-
-    // 2. Removed entries.
-    let present: BTreeSet<&str> = dirs.iter().map(|(n, _)| n.as_str()).collect();
-    let removed: Vec<&String> = known
-        .keys()
-        .filter(|k| !present.contains(k.as_str()))
-        .collect();
-    if !removed.is_empty() {
-        let tx = conn.transaction().db(p)?;
-        for d in &removed {
-            mark_dirty_for_dir(&tx, d, p)?;
-            tx.execute("DELETE FROM entries WHERE dir_name = ?1", [d.as_str()])
-                .db(p)?;
-        }
-        tx.commit().db(p)?;
-        summary.removed = removed.len();
-    }
-
-    // 3. Entries to (re)compile.
-    let mut todo: Vec<(String, PathBuf, String)> = Vec::new();
+    let mut todo = Vec::new();
     for ((name, path), fp) in dirs.iter().zip(fps) {
         let fp = match fp {
             Ok(f) => f,
@@ -360,12 +420,12 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
                 continue;
             }
         };
-        let changed = known.get(name) != Some(&fp);
+        let changed = known.fingerprints.get(name) != Some(&fp);
         let forced = !opts.updates.is_empty() && !changed && {
             let mut w = Vec::new();
             let mut info = entry::read_info(path, &mut w);
             if info.binary_name.is_empty() {
-                info.binary_name = stored_binary(&conn, name, p)?.unwrap_or_default();
+                info.binary_name = stored_binary(conn, name, p)?.unwrap_or_default();
             }
             opts.updates.iter().all(|u| u.matches(&info))
         };
@@ -374,7 +434,7 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
         } else {
             summary.unchanged += 1;
             // Still broken: keep saying so (and exit 1) until it is fixed.
-            if let Some(e) = known_errors.get(name) {
+            if let Some(e) = known.errors.get(name) {
                 summary.failed += 1;
                 summary.errors.push((
                     name.clone(),
@@ -383,70 +443,66 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
             }
         }
     }
+    Ok(todo)
+}
 
-    if !todo.is_empty() {
-        let cache = MetaCache::default();
-        let mut meta_ids: HashMap<String, i64> = {
-            let mut st = conn.prepare("SELECT hash, id FROM meta_files").db(p)?;
-            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .db(p)?
-                .collect::<Result<_, _>>()
-                .db(p)?
-        };
-        let (tx_res, rx_res) = std::sync::mpsc::sync_channel::<EntryResult>(opts.batch.max(1) * 2);
-        let write_result: Result<(), Error> = std::thread::scope(|scope| {
-            let todo = &todo;
-            let cache = &cache;
-            scope.spawn(move || {
-                todo.par_iter()
-                    .for_each_with(tx_res, |tx, (name, path, fp)| {
-                        let _ = tx.send(entry::process(path, name, fp.clone(), cache));
-                    });
-            });
-            let mut pending: Vec<EntryResult> = Vec::new();
-            let mut last = Instant::now();
-            let mut flush =
-                |pending: &mut Vec<EntryResult>, conn: &mut Connection, s: &mut CompileSummary| {
-                    if pending.is_empty() {
-                        return Ok(());
-                    }
-                    let tx = conn.transaction().db(p)?;
-                    for r in pending.drain(..) {
-                        write_entry(&tx, &r, &mut meta_ids, p, s)?;
-                    }
-                    tx.commit().db(p)
-                };
-            let total = todo.len();
-            let mut done = 0usize;
-            if let Some(f) = &opts.progress {
-                (f.0)(0, total);
-            }
-            for r in rx_res {
-                pending.push(r);
-                done += 1;
-                if let Some(f) = &opts.progress {
-                    (f.0)(done, total);
-                }
-                if pending.len() >= opts.batch || last.elapsed() > Duration::from_secs(2) {
-                    flush(&mut pending, &mut conn, &mut summary)?;
-                    last = Instant::now();
-                }
-            }
-            flush(&mut pending, &mut conn, &mut summary)
+/// Phase 3b: decodes the entries on all cores while this thread writes
+/// them in batches (each batch one transaction, at most every two seconds).
+fn compile_entries(
+    conn: &mut Connection,
+    opts: &CompileOptions,
+    todo: &[Todo],
+    p: &Path,
+    summary: &mut CompileSummary,
+) -> Result<(), Error> {
+    let cache = MetaCache::default();
+    let mut meta_ids: HashMap<String, i64> = {
+        let mut st = conn.prepare("SELECT hash, id FROM meta_files").db(p)?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .db(p)?
+            .collect::<Result<_, _>>()
+            .db(p)?
+    };
+    let (tx_res, rx_res) = std::sync::mpsc::sync_channel::<EntryResult>(opts.batch.max(1) * 2);
+    std::thread::scope(|scope| {
+        let cache = &cache;
+        scope.spawn(move || {
+            todo.par_iter()
+                .for_each_with(tx_res, |tx, (name, path, fp)| {
+                    let _ = tx.send(entry::process(path, name, fp.clone(), cache));
+                });
         });
-        write_result?;
-    }
-
-    if let Some(inspector) = &opts.inspect_images {
-        inspect_images(&mut conn, inspector.as_ref(), p, &mut summary)?;
-    }
-
-    // 4. Owners.
-    recompute_owners(&mut conn, opts.merge, p, &mut summary)?;
-    summary.owners_total = conn
-        .query_row("SELECT count(*) FROM owners", [], |r| r.get::<_, i64>(0))
-        .db(p)? as usize;
-    Ok(summary)
+        let mut pending: Vec<EntryResult> = Vec::new();
+        let mut last = Instant::now();
+        let mut flush =
+            |pending: &mut Vec<EntryResult>, conn: &mut Connection, s: &mut CompileSummary| {
+                if pending.is_empty() {
+                    return Ok(());
+                }
+                let tx = conn.transaction().db(p)?;
+                for r in pending.drain(..) {
+                    write_entry(&tx, &r, &mut meta_ids, p, s)?;
+                }
+                tx.commit().db(p)
+            };
+        let total = todo.len();
+        let mut done = 0usize;
+        if let Some(f) = &opts.progress {
+            (f.0)(0, total);
+        }
+        for r in rx_res {
+            pending.push(r);
+            done += 1;
+            if let Some(f) = &opts.progress {
+                (f.0)(done, total);
+            }
+            if pending.len() >= opts.batch || last.elapsed() > Duration::from_secs(2) {
+                flush(&mut pending, conn, summary)?;
+                last = Instant::now();
+            }
+        }
+        flush(&mut pending, conn, summary)
+    })
 }
 
 /// Looks up images that have no source yet (and failures older than an

@@ -2,7 +2,7 @@
 //! and its coverage decoded into per-process dense counter vectors.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use covdata::hash::{Fnv128, HashWriter};
@@ -302,7 +302,19 @@ fn is_text_profile_name(name: &str) -> bool {
     name.ends_with(".out") || name.ends_with(".coverprofile")
 }
 
-/// Decodes one entry directory.
+/// The coverage files of an entry directory, sorted by kind.
+#[derive(Debug, Default)]
+struct Listing {
+    /// `covmeta.<hash>` files.
+    metas: BTreeMap<Hash, PathBuf>,
+    /// `covcounters.<hash>.<pid>.<n>` files by (hash, pid), with their `n`.
+    counters: BTreeMap<(Hash, i64), Vec<(u64, PathBuf)>>,
+    /// Legacy text profiles (`*.out`, `*.coverprofile`).
+    texts: Vec<PathBuf>,
+}
+
+/// Decodes one entry directory: lists its files, decodes the binary data
+/// (or, without any, the text profiles), then completes the labels.
 pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCache) -> EntryResult {
     let mut warnings = Vec::new();
     let mut info = read_info(dir, &mut warnings);
@@ -314,177 +326,18 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
         error: None,
         warnings: Vec::new(),
     };
-    let mut metas: BTreeMap<Hash, std::path::PathBuf> = BTreeMap::new();
-    let mut counters: BTreeMap<(Hash, i64), Vec<(u64, std::path::PathBuf)>> = BTreeMap::new();
-    let mut texts: Vec<std::path::PathBuf> = Vec::new();
-    let listing = match fs_err::read_dir(dir) {
+    let listing = match list_files(dir, &mut warnings) {
         Ok(l) => l,
         Err(e) => {
             result.error = Some(e.to_string());
             return result;
         }
     };
-    for e in listing.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let path = e.path();
-        if let Some(h) = name.strip_prefix("covmeta.") {
-            match covdata::parse_hex(h) {
-                Some(h) => {
-                    metas.insert(h, path);
-                }
-                None => warnings.push(format!(
-                    "{}: not a covmeta.<hash> name, ignored",
-                    path.display()
-                )),
-            }
-        } else if let Some((h, pid, n)) = counter_name(&name) {
-            counters.entry((h, pid)).or_default().push((n, path));
-        } else if name.starts_with("covcounters.") {
-            warnings.push(format!(
-                "{}: not a covcounters.<hash>.<pid>.<n> name, ignored",
-                path.display()
-            ));
-        } else if is_text_profile_name(&name) {
-            texts.push(path);
-        }
-    }
     let mut argv0 = String::new();
-    if !metas.is_empty() {
-        for (hash, mpath) in &metas {
-            // Every entry's own file is read and must be the content its
-            // hash names: a copy under another binary's hash with altered
-            // content is this entry's error, never that binary's data.
-            let raw = match read_meta_file(mpath) {
-                Ok(raw) => raw,
-                Err(e) => {
-                    warnings.push(e);
-                    continue;
-                }
-            };
-            let meta = match cache.get_or(*hash, &raw, || {
-                let (m, _) = covdata::hash::verify_meta(&raw)
-                    .map_err(|e| format!("{}: {e}", mpath.display()))?;
-                if m.hash != *hash {
-                    return Err(format!(
-                        "{}: its content is meta-data {}, not the hash in its name",
-                        mpath.display(),
-                        covdata::hex(&m.hash)
-                    ));
-                }
-                Ok(MetaEntry {
-                    hash: *hash,
-                    layout: Layout::new(&m),
-                    raw: raw.clone(),
-                    origin: "covmeta",
-                })
-            }) {
-                Ok(m) => m,
-                Err(e) => {
-                    warnings.push(e.to_string());
-                    continue;
-                }
-            };
-            let mut processes = Vec::new();
-            for ((_, pid), files) in counters.range((*hash, i64::MIN)..=(*hash, i64::MAX)) {
-                let mut snaps = Vec::new();
-                for (_, cpath) in files {
-                    let decoded = fs_err::read(cpath).map_err(FileError::from).and_then(|b| {
-                        CounterFile::decode(&b).map_err(|e| FileError::from(e.with_path(cpath)))
-                    });
-                    match decoded {
-                        Ok(cf) => {
-                            if argv0.is_empty()
-                                && let Some(a) = cf.os_args.first()
-                            {
-                                argv0 = a.clone();
-                            }
-                            let mut dense = vec![0u32; meta.layout.len()];
-                            let skipped = meta.layout.scatter(&cf.funcs, &mut dense);
-                            if skipped > 0 {
-                                warnings.push(format!(
-                                    "{}: {skipped} function records not in covmeta.{}, ignored",
-                                    cpath.display(),
-                                    covdata::hex(hash)
-                                ));
-                            }
-                            snaps.push((dense, 1u32));
-                        }
-                        Err(e) => warnings.push(e.to_string()),
-                    }
-                }
-                for (seq, (c, n)) in merge::latest_per_process(snaps).into_iter().enumerate() {
-                    processes.push(ProcessCounters {
-                        pid: *pid,
-                        seq: seq as u32,
-                        snapshots: n,
-                        counters: c,
-                    });
-                }
-            }
-            result
-                .reports
-                .push(finish_report(meta, "binary", processes));
-        }
-        for ((h, _), files) in &counters {
-            if !metas.contains_key(h) {
-                warnings.push(format!(
-                    "{}: counter data without covmeta.{} in the entry, ignored",
-                    files[0].1.display(),
-                    covdata::hex(h)
-                ));
-            }
-        }
-    } else if !texts.is_empty() {
-        // Text profiles are only used when there is no binary data (a cached
-        // text file may be stale). `coverage.out` wins when present.
-        let chosen: Vec<_> = match texts
-            .iter()
-            .find(|p| p.file_name().is_some_and(|n| n == "coverage.out"))
-        {
-            Some(p) => vec![p.clone()],
-            None => texts.clone(),
-        };
-        let mut loaded = Vec::new();
-        for p in &chosen {
-            match fs_err::read_to_string(p) {
-                Ok(t) if t.starts_with("mode:") => loaded.push((p.display().to_string(), t)),
-                Ok(_) => {}
-                Err(e) => warnings.push(e.to_string()),
-            }
-        }
-        if !loaded.is_empty() {
-            let refs: Vec<(&str, &str)> = loaded
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
-            match textprof::parse(&refs) {
-                Ok(tp) => {
-                    let hash = tp.meta.hash;
-                    let raw = tp.meta.encode();
-                    let meta = cache.get_or(hash, &raw, || {
-                        Ok::<_, std::convert::Infallible>(MetaEntry {
-                            hash,
-                            layout: Layout::new(&tp.meta),
-                            raw: raw.clone(),
-                            origin: "text-profile",
-                        })
-                    });
-                    match meta {
-                        Ok(meta) => {
-                            let p = ProcessCounters {
-                                pid: 0,
-                                seq: 0,
-                                snapshots: 1,
-                                counters: tp.counters,
-                            };
-                            result.reports.push(finish_report(meta, "text", vec![p]));
-                        }
-                        Err(never) => match never {},
-                    }
-                }
-                Err(e) => warnings.push(crate::error::chain(&e)),
-            }
-        }
+    if !listing.metas.is_empty() {
+        result.reports = binary_reports(&listing, cache, &mut argv0, &mut warnings);
+    } else if !listing.texts.is_empty() {
+        result.reports = text_reports(&listing.texts, cache, &mut warnings);
     }
     if info.binary_name.is_empty() {
         info.binary_name = if argv0.is_empty() {
@@ -504,6 +357,202 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
     result.info = info;
     result.warnings = warnings;
     result
+}
+
+/// Sorts the entry's files by kind; badly named coverage files are warnings.
+fn list_files(dir: &Path, warnings: &mut Vec<String>) -> std::io::Result<Listing> {
+    let mut l = Listing::default();
+    for e in fs_err::read_dir(dir)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if let Some(h) = name.strip_prefix("covmeta.") {
+            match covdata::parse_hex(h) {
+                Some(h) => {
+                    l.metas.insert(h, path);
+                }
+                None => warnings.push(format!(
+                    "{}: not a covmeta.<hash> name, ignored",
+                    path.display()
+                )),
+            }
+        } else if let Some((h, pid, n)) = counter_name(&name) {
+            l.counters.entry((h, pid)).or_default().push((n, path));
+        } else if name.starts_with("covcounters.") {
+            warnings.push(format!(
+                "{}: not a covcounters.<hash>.<pid>.<n> name, ignored",
+                path.display()
+            ));
+        } else if is_text_profile_name(&name) {
+            l.texts.push(path);
+        }
+    }
+    Ok(l)
+}
+
+/// One report per meta-data file: the latest snapshot of each process whose
+/// counters belong to it. Sets `argv0` from the first counter file.
+fn binary_reports(
+    l: &Listing,
+    cache: &MetaCache,
+    argv0: &mut String,
+    warnings: &mut Vec<String>,
+) -> Vec<ReportData> {
+    let mut reports = Vec::new();
+    for (hash, mpath) in &l.metas {
+        // Every entry's own file is read and must be the content its hash
+        // names: a copy under another binary's hash with altered content is
+        // this entry's error, never that binary's data.
+        let raw = match read_meta_file(mpath) {
+            Ok(raw) => raw,
+            Err(e) => {
+                warnings.push(e);
+                continue;
+            }
+        };
+        let meta = match cache.get_or(*hash, &raw, || {
+            let (m, _) = covdata::hash::verify_meta(&raw)
+                .map_err(|e| format!("{}: {e}", mpath.display()))?;
+            if m.hash != *hash {
+                return Err(format!(
+                    "{}: its content is meta-data {}, not the hash in its name",
+                    mpath.display(),
+                    covdata::hex(&m.hash)
+                ));
+            }
+            Ok(MetaEntry {
+                hash: *hash,
+                layout: Layout::new(&m),
+                raw: raw.clone(),
+                origin: "covmeta",
+            })
+        }) {
+            Ok(m) => m,
+            Err(e) => {
+                warnings.push(e.to_string());
+                continue;
+            }
+        };
+        let mut processes = Vec::new();
+        for ((_, pid), files) in l.counters.range((*hash, i64::MIN)..=(*hash, i64::MAX)) {
+            let snaps = decode_snapshots(&meta, files, argv0, warnings);
+            for (seq, (c, n)) in merge::latest_per_process(snaps).into_iter().enumerate() {
+                processes.push(ProcessCounters {
+                    pid: *pid,
+                    seq: seq as u32,
+                    snapshots: n,
+                    counters: c,
+                });
+            }
+        }
+        reports.push(finish_report(meta, "binary", processes));
+    }
+    for ((h, _), files) in &l.counters {
+        if !l.metas.contains_key(h) {
+            warnings.push(format!(
+                "{}: counter data without covmeta.{} in the entry, ignored",
+                files[0].1.display(),
+                covdata::hex(h)
+            ));
+        }
+    }
+    reports
+}
+
+/// The counter files of one process, each scattered into a dense vector in
+/// the meta-data's order.
+fn decode_snapshots(
+    meta: &MetaEntry,
+    files: &[(u64, PathBuf)],
+    argv0: &mut String,
+    warnings: &mut Vec<String>,
+) -> Vec<(Vec<u32>, u32)> {
+    let mut snaps = Vec::new();
+    for (_, cpath) in files {
+        let decoded = fs_err::read(cpath)
+            .map_err(FileError::from)
+            .and_then(|b| CounterFile::decode(&b).map_err(|e| FileError::from(e.with_path(cpath))));
+        match decoded {
+            Ok(cf) => {
+                if argv0.is_empty()
+                    && let Some(a) = cf.os_args.first()
+                {
+                    *argv0 = a.clone();
+                }
+                let mut dense = vec![0u32; meta.layout.len()];
+                let skipped = meta.layout.scatter(&cf.funcs, &mut dense);
+                if skipped > 0 {
+                    warnings.push(format!(
+                        "{}: {skipped} function records not in covmeta.{}, ignored",
+                        cpath.display(),
+                        covdata::hex(&meta.hash)
+                    ));
+                }
+                snaps.push((dense, 1u32));
+            }
+            Err(e) => warnings.push(e.to_string()),
+        }
+    }
+    snaps
+}
+
+/// Text profiles are only used when there is no binary data (a cached text
+/// file may be stale). `coverage.out` wins when present; otherwise all are
+/// merged into one report.
+fn text_reports(
+    texts: &[PathBuf],
+    cache: &MetaCache,
+    warnings: &mut Vec<String>,
+) -> Vec<ReportData> {
+    let chosen: Vec<_> = match texts
+        .iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "coverage.out"))
+    {
+        Some(p) => vec![p.clone()],
+        None => texts.to_vec(),
+    };
+    let mut loaded = Vec::new();
+    for p in &chosen {
+        match fs_err::read_to_string(p) {
+            Ok(t) if t.starts_with("mode:") => loaded.push((p.display().to_string(), t)),
+            Ok(_) => {}
+            Err(e) => warnings.push(e.to_string()),
+        }
+    }
+    if loaded.is_empty() {
+        return Vec::new();
+    }
+    let refs: Vec<(&str, &str)> = loaded
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let tp = match textprof::parse(&refs) {
+        Ok(tp) => tp,
+        Err(e) => {
+            warnings.push(crate::error::chain(&e));
+            return Vec::new();
+        }
+    };
+    let hash = tp.meta.hash;
+    let raw = tp.meta.encode();
+    let meta = cache.get_or(hash, &raw, || {
+        Ok::<_, std::convert::Infallible>(MetaEntry {
+            hash,
+            layout: Layout::new(&tp.meta),
+            raw: raw.clone(),
+            origin: "text-profile",
+        })
+    });
+    let meta = match meta {
+        Ok(meta) => meta,
+        Err(never) => match never {},
+    };
+    let p = ProcessCounters {
+        pid: 0,
+        seq: 0,
+        snapshots: 1,
+        counters: tp.counters,
+    };
+    vec![finish_report(meta, "text", vec![p])]
 }
 
 /// Owner and instance identity, once the binary name is known.

@@ -280,6 +280,13 @@ struct RowOutcome {
 /// unchanged page need not be read to know them.
 const SOURCES_MANIFEST: &str = "sources.txt";
 
+/// A source file found for a file of the coverage data, with its metadata
+/// (size and modification time count in the page's input hash).
+type Located = Option<(PathBuf, std::fs::Metadata)>;
+
+/// Writes one binary's page (unless its inputs are unchanged): finds the
+/// sources, hashes the inputs, writes the shared source bundles, the page's
+/// data scripts, then the page itself.
 fn render_row(
     index: &SourceIndex,
     opts: &Options,
@@ -289,24 +296,92 @@ fn render_row(
 ) -> Result<RowOutcome, RowError> {
     files.sort_by(|a, b| a.path.cmp(&b.path));
     let resolved = index.resolve(row, &files);
-    let located: Vec<Option<(PathBuf, std::fs::Metadata)>> = files
+    let located = locate_sources(resolved.as_ref(), &files);
+    let input_hash = page_input_hash(opts, row, &files, &located);
+    let page_path = opts.out_dir.join("b").join(format!("{slug}.html"));
+    let data_dir = opts.out_dir.join("b").join(slug);
+    if let Some(unchanged) = unchanged_page(&page_path, &data_dir, &input_hash, &located) {
+        return Ok(unchanged);
+    }
+
+    create_dir(&data_dir)?;
+    let texts: Vec<Option<String>> = located
+        .iter()
+        .map(|loc| loc.as_ref().and_then(|(p, _)| source::read_source(p)))
+        .collect();
+    let text_hashes: Vec<Option<String>> = texts
+        .iter()
+        .map(|t| t.as_deref().map(content_hash))
+        .collect();
+    let (bundle_of, sources) = write_source_bundles(opts, &files, &texts, &text_hashes)?;
+    let data = write_file_data(&data_dir, &files, &texts, &text_hashes, &bundle_of)?;
+    let manifest: String = sources.iter().map(|h| format!("{h}\n")).collect();
+    write_if_changed(&data_dir.join(SOURCES_MANIFEST), manifest.as_bytes())?;
+    let mut written = data.scripts;
+    written.insert(SOURCES_MANIFEST.to_string());
+    remove_stale_data(&data_dir, &written);
+
+    let page_data = PageData {
+        title: &opts.title,
+        row: IndexRow::new(row, None),
+        source_root: resolved
+            .as_ref()
+            .map(|r| r.checkout.root.to_string_lossy().into_owned()),
+        source_via: resolved.as_ref().map(|r| r.strategy.as_str()),
+        data_dir: slug,
+        files: data.files,
+    };
+    let page = BinaryPage {
+        title: &opts.title,
+        input_hash: &input_hash,
+        namespace: &row.namespace,
+        owner: &row.owner,
+        binary: &row.binary,
+        data: script_json(&page_data),
+    };
+    let html = page.render().map_err(|source| Error::Template {
+        what: page_path.display().to_string(),
+        source,
+    })?;
+    // The page last: it carries the input hash, so a render interrupted
+    // before this point redoes the row next time.
+    write_if_changed(&page_path, html.as_bytes())?;
+    Ok(RowOutcome {
+        written: true,
+        with_source: data.with_source,
+        without_source: files.len() - data.with_source,
+        sources: sources.into_iter().collect(),
+    })
+}
+
+/// The source file of each coverage file, when a checkout was resolved and
+/// the file is there and not too large.
+fn locate_sources(resolved: Option<&source::Resolved>, files: &[FileCoverage]) -> Vec<Located> {
+    files
         .iter()
         .map(|f| {
-            let r = resolved.as_ref()?;
+            let r = resolved?;
             let p = source::locate(&r.checkout, &f.path)?;
             let m = std::fs::metadata(&p).ok()?;
             (m.len() <= source::MAX_SOURCE_BYTES).then_some((p, m))
         })
-        .collect();
+        .collect()
+}
 
-    // The hash of everything the page is made of. Source files count by
-    // path, size and modification time (their text is hashed when written).
+/// The hash of everything the page is made of. Source files count by path,
+/// size and modification time (their text is hashed when written).
+fn page_input_hash(
+    opts: &Options,
+    row: &OwnerRow,
+    files: &[FileCoverage],
+    located: &[Located],
+) -> String {
     let mut h = Fnv128::new();
     for part in [FORMAT_VERSION, CSS, BINARY_JS, BINARY_TEMPLATE, &opts.title] {
         hash_str(&mut h, part);
     }
     hash_str(&mut h, &serde_json::to_string(row).unwrap_or_default());
-    for (f, s) in files.iter().zip(&located) {
+    for (f, s) in files.iter().zip(located) {
         hash_str(&mut h, &f.path);
         h.write(&(f.blocks.len() as u64).to_le_bytes());
         for b in &f.blocks {
@@ -329,32 +404,38 @@ fn render_row(
             None => hash_str(&mut h, "\0none"),
         }
     }
-    let input_hash = covdata::hex(&h.finish());
+    covdata::hex(&h.finish())
+}
 
-    let page_path = opts.out_dir.join("b").join(format!("{slug}.html"));
-    let data_dir = opts.out_dir.join("b").join(slug);
-    if existing_input_hash(&page_path).as_deref() == Some(input_hash.as_str())
-        && let Ok(manifest) = std::fs::read_to_string(data_dir.join(SOURCES_MANIFEST))
-    {
-        let with_source = located.iter().filter(|s| s.is_some()).count();
-        return Ok(RowOutcome {
-            written: false,
-            with_source,
-            without_source: files.len() - with_source,
-            sources: manifest.lines().map(str::to_string).collect(),
-        });
+/// The outcome of a page whose inputs did not change since it was written
+/// (`None`: it must be written).
+fn unchanged_page(
+    page_path: &Path,
+    data_dir: &Path,
+    input_hash: &str,
+    located: &[Located],
+) -> Option<RowOutcome> {
+    if existing_input_hash(page_path).as_deref() != Some(input_hash) {
+        return None;
     }
+    let manifest = std::fs::read_to_string(data_dir.join(SOURCES_MANIFEST)).ok()?;
+    let with_source = located.iter().filter(|s| s.is_some()).count();
+    Some(RowOutcome {
+        written: false,
+        with_source,
+        without_source: located.len() - with_source,
+        sources: manifest.lines().map(str::to_string).collect(),
+    })
+}
 
-    create_dir(&data_dir)?;
-    // Source texts, grouped by package directory into shared bundles.
-    let texts: Vec<Option<String>> = located
-        .iter()
-        .map(|loc| loc.as_ref().and_then(|(p, _)| source::read_source(p)))
-        .collect();
-    let text_hashes: Vec<Option<String>> = texts
-        .iter()
-        .map(|t| t.as_deref().map(content_hash))
-        .collect();
+/// Writes the source texts, grouped by package directory into shared
+/// bundles; returns each file's bundle key and the set of keys.
+fn write_source_bundles(
+    opts: &Options,
+    files: &[FileCoverage],
+    texts: &[Option<String>],
+    text_hashes: &[Option<String>],
+) -> Result<(Vec<Option<String>>, BTreeSet<String>), Error> {
     let mut packages: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, f) in files.iter().enumerate() {
         if texts[i].is_some() {
@@ -365,17 +446,37 @@ fn render_row(
     let mut bundle_of = vec![None; files.len()];
     let mut sources = BTreeSet::new();
     for members in packages.values() {
-        let key = write_source_bundle(&opts.out_dir, members, &texts, &text_hashes)?;
+        let key = write_source_bundle(&opts.out_dir, members, texts, text_hashes)?;
         for &i in members {
             bundle_of[i] = Some(key.clone());
         }
         sources.insert(key);
     }
+    Ok((bundle_of, sources))
+}
 
-    // Per-file coverage, bundled per page: a few scripts instead of one per file.
+/// What [`write_file_data`] wrote.
+struct FileDataWritten<'a> {
+    /// The page's file list.
+    files: Vec<PageFile<'a>>,
+    /// Names of the data scripts written into the page's directory.
+    scripts: BTreeSet<String>,
+    /// Files with source.
+    with_source: usize,
+}
+
+/// Per-file coverage (line states, blocks), bundled per page into scripts
+/// of about [`DATA_BUNDLE_BYTES`]: a few scripts instead of one per file.
+fn write_file_data<'a>(
+    data_dir: &Path,
+    files: &'a [FileCoverage],
+    texts: &[Option<String>],
+    text_hashes: &[Option<String>],
+    bundle_of: &[Option<String>],
+) -> Result<FileDataWritten<'a>, Error> {
     let mut page_files = Vec::with_capacity(files.len());
     let mut written = BTreeSet::new();
-    let (mut with_source, mut without_source) = (0, 0);
+    let mut with_source = 0;
     let mut bundle = String::new();
     let mut bundle_no = 0usize;
     let mut flush = |bundle: &mut String, no: &mut usize| -> Result<(), Error> {
@@ -397,7 +498,6 @@ fn render_row(
             with_source += 1;
             line_states(&f.blocks, nlines)
         } else {
-            without_source += 1;
             (Vec::new(), Vec::new())
         };
         let fd = FileData {
@@ -437,11 +537,16 @@ fn render_row(
         });
     }
     flush(&mut bundle, &mut bundle_no)?;
-    let manifest: String = sources.iter().map(|h| format!("{h}\n")).collect();
-    write_if_changed(&data_dir.join(SOURCES_MANIFEST), manifest.as_bytes())?;
-    written.insert(SOURCES_MANIFEST.to_string());
-    // Data files of earlier renders.
-    if let Ok(rd) = std::fs::read_dir(&data_dir) {
+    Ok(FileDataWritten {
+        files: page_files,
+        scripts: written,
+        with_source,
+    })
+}
+
+/// Removes data files of earlier renders that this one did not write.
+fn remove_stale_data(data_dir: &Path, written: &BTreeSet<String>) {
+    if let Ok(rd) = std::fs::read_dir(data_dir) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if !written.contains(&name) {
@@ -449,38 +554,6 @@ fn render_row(
             }
         }
     }
-
-    let data = PageData {
-        title: &opts.title,
-        row: IndexRow::new(row, None),
-        source_root: resolved
-            .as_ref()
-            .map(|r| r.checkout.root.to_string_lossy().into_owned()),
-        source_via: resolved.as_ref().map(|r| r.strategy.as_str()),
-        data_dir: slug,
-        files: page_files,
-    };
-    let page = BinaryPage {
-        title: &opts.title,
-        input_hash: &input_hash,
-        namespace: &row.namespace,
-        owner: &row.owner,
-        binary: &row.binary,
-        data: script_json(&data),
-    };
-    let html = page.render().map_err(|source| Error::Template {
-        what: page_path.display().to_string(),
-        source,
-    })?;
-    // The page last: it carries the input hash, so a render interrupted
-    // before this point redoes the row next time.
-    write_if_changed(&page_path, html.as_bytes())?;
-    Ok(RowOutcome {
-        written: true,
-        with_source,
-        without_source,
-        sources: sources.into_iter().collect(),
-    })
 }
 
 /// Per-file coverage scripts of a page hold files up to about this size.
