@@ -46,8 +46,7 @@ pub enum Command {
     CloneSources(cmd::clone_sources::Args),
     /// Render the static HTML site of a compiled collection (default DIR/html/index.html).
     Render(cmd::render::Args),
-    /// Build the bundled demo service with coverage, run it, and render its report
-    /// (collected directly, then through the node agent and a local sink).
+    /// Build the bundled demo service with coverage, run it, and render its report.
     Demo(cmd::demo::Args),
     /// Why coverage is missing from a binary, a process or a coverage server; each finding with its fix.
     Doctor(cmd::doctor::Args),
