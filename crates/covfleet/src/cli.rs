@@ -38,7 +38,7 @@ pub enum Command {
     Agent(cmd::agent::Args),
     /// Zero the coverage counters of every target (start of a phase).
     Reset(cmd::reset::Args),
-    /// Fetch an S3 prefix in the seed layout into DIR/coverage/.
+    /// Fetch an S3 prefix (or a file:// tree) in the seed layout into DIR/coverage/.
     Download(cmd::download::Args),
     /// Compile a collection into DIR/coverage.db (incremental).
     Compile(cmd::compile::Args),

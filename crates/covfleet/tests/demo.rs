@@ -1,5 +1,6 @@
 //! `covfleet demo`: the README's main command, end to end with a real Go
-//! toolchain, real processes, SQLite and the rendered site.
+//! toolchain, real processes, SQLite and the rendered site; then the same
+//! replicas through the real node agent, a file:// sink and `download`.
 
 use std::process::Command;
 
@@ -16,10 +17,15 @@ fn demo_builds_runs_collects_compiles_and_renders() {
     assert!(out.status.success(), "demo failed: {stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let index = dir.join("html").join("index.html");
+    let agent_index = dir.join("agent").join("html").join("index.html");
+    let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
-        stdout.trim(),
-        index.display().to_string(),
-        "stdout is the index path"
+        lines,
+        [
+            index.display().to_string(),
+            agent_index.display().to_string()
+        ],
+        "stdout is the two index paths; stderr: {stderr}"
     );
     let html = std::fs::read_to_string(&index).expect("index.html");
     assert!(html.contains("demo-api"), "index lists the demo deployment");
@@ -74,6 +80,54 @@ fn demo_builds_runs_collects_compiles_and_renders() {
         "handlers.go, main.go, store.go, pricing.go per owner"
     );
 
+    // The node-agent part: the same four processes, found through /proc as
+    // host processes, stored in the file:// sink in the seed layout,
+    // downloaded and compiled: one Host owner with the same statements and
+    // the union of what the direct collection saw.
+    let counters = walk(&dir.join("bucket"))
+        .into_iter()
+        .filter(|p| p.contains("/_host_/") && p.contains("/covcounters."))
+        .count();
+    assert!(counters >= 3, "counters objects in the sink: {counters}");
+    let adb = rusqlite::Connection::open(dir.join("agent").join("coverage.db")).expect("open");
+    let agent_owners: Vec<(String, String, String, i64, i64, i64)> = adb
+        .prepare(
+            "SELECT namespace, owner_type, owner_name, total_stmts, covered_stmts, process_count \
+             FROM owners",
+        )
+        .expect("prepare")
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(agent_owners.len(), 1, "{agent_owners:?}");
+    let (ns, kind, name, total, covered, processes) = &agent_owners[0];
+    assert_eq!((ns.as_str(), kind.as_str()), ("_host_", "Host"));
+    assert_eq!(name, "demo-api");
+    assert_eq!(*processes, 3, "two replicas and the agent pod");
+    assert_eq!(
+        *total, owners[1].2,
+        "same statements as the direct collection"
+    );
+    assert!(
+        *covered >= owners[1].3 && *covered >= owners[0].3 && covered < total,
+        "the agent saw the union of the direct owners: {agent_owners:?} vs {owners:?}"
+    );
+    assert!(
+        std::fs::read_to_string(&agent_index)
+            .expect("agent index")
+            .contains("demo-api")
+    );
+
     // Running it again replaces the earlier demo; a foreign directory is refused.
     let again = Command::new(env!("CARGO_BIN_EXE_covfleet"))
         .args(["demo", "--quiet", "--replicas", "1", "--dir"])
@@ -99,4 +153,21 @@ fn demo_builds_runs_collects_compiles_and_renders() {
         std::fs::read_to_string(foreign.join("precious.txt")).expect("kept"),
         "keep me"
     );
+}
+
+/// Every file under `root`, as strings.
+fn walk(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
 }

@@ -286,3 +286,55 @@ fn download_killed_and_resumed_leaves_nothing_corrupt_or_missing() {
     }
     assert_eq!(seen, 150);
 }
+
+#[test]
+fn file_url_tree_in_seed_layout_downloads_and_compiles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let (meta, older, newer) = one_process(
+        &runs.join("pod"),
+        &["-mode", "both", "-n", "3", "-snapshots", "1"],
+    );
+    // What `covfleet agent --sink file://SINK` leaves: the seed layout on
+    // local disk, slots .2 (older) and .1 (newer, written later).
+    let sink = tmp.path().join("sink");
+    let entry = sink.join("node-b/_host_/20261130T120000Z/fixture");
+    std::fs::create_dir_all(&entry).unwrap();
+    std::fs::copy(&meta, entry.join(meta.file_name().unwrap())).unwrap();
+    std::fs::copy(&older, entry.join(format!("{}.2", stem(&older)))).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::copy(&newer, entry.join(format!("{}.1", stem(&newer)))).unwrap();
+
+    let col = tmp.path().join("col");
+    let c = col.display().to_string();
+    let url = format!("file://{}", sink.display());
+    let (code, out, err) = covfleet(&["download", "--collection", &c, "--url", &url, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["entries"], 1, "{report}");
+    assert_eq!(report["superseded"], 1, "{report}");
+    assert_eq!(report["objects"], 2, "{report}");
+
+    compile(&col, &[]);
+    let db = Database::open_collection(&col).unwrap();
+    let owners = db.owners().unwrap();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    assert_eq!(owners[0].namespace, "_host_");
+    assert_eq!(owners[0].owner_type, "Host");
+    let latest = tmp.path().join("latest");
+    std::fs::create_dir(&latest).unwrap();
+    std::fs::copy(&meta, latest.join(meta.file_name().unwrap())).unwrap();
+    std::fs::copy(&newer, latest.join(newer.file_name().unwrap())).unwrap();
+    assert_eq!(
+        profile_lines(&db.owner_profile(owners[0].id).unwrap()),
+        go_textfmt(&[&latest])
+    );
+
+    // A relative or missing directory is a usage error, and nothing is created.
+    for bad in ["file://sink", "file:///nonexistent/covfleet-sink"] {
+        let (code, _, err) = covfleet(&["download", "--collection", &c, "--url", bad]);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains("file:///DIR"), "{bad}: {err}");
+    }
+    assert!(!Path::new("/nonexistent/covfleet-sink").exists());
+}

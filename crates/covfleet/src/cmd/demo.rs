@@ -4,8 +4,11 @@
 //! the coverage server, builds it with `-cover -covermode=atomic`, runs a few
 //! replicas, drives some traffic (some handlers are never called, so the
 //! report shows both), scrapes their live coverage into `DIR/coverage/`,
-//! compiles `DIR/coverage.db` and renders `DIR/html/`. A Go toolchain is the
-//! only prerequisite. Each step prints the command a user would run for it.
+//! compiles `DIR/coverage.db` and renders `DIR/html/`. Then the node-agent
+//! path on the same replicas: `covfleet agent` into a local sink
+//! (`DIR/bucket`, the seed layout), `covfleet download` into `DIR/agent`,
+//! compile and render (`DIR/agent/html/`). A Go toolchain is the only
+//! prerequisite. Each step prints the command a user would run for it.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -163,7 +166,6 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
         )),
     );
     collect(&replicas.0, &collection, shared)?;
-    drop(replicas);
 
     step.say(
         "compiling and rendering",
@@ -173,14 +175,222 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
             src.display()
         )),
     );
-    compile_and_render(&collection, &src)?;
+    compile_and_render(&collection, &src, "covfleet demo")?;
     let index = collection.join("html").join("index.html");
     if !index.is_file() {
         bail!("render finished but {} is missing", index.display());
     }
     output::status("\nDone. Open the report in a browser:");
     output::data(index.display());
+
+    // Part two: the same replicas through the node agent and a sink.
+    match agent_part(&replicas.0, &dir, &src, coverage_ports(&replicas.0)) {
+        Ok(Some(index)) => {
+            output::status("\nThe agent's report (the same binary, seen as host processes):");
+            output::data(index.display());
+        }
+        Ok(None) => {}
+        Err(e) => {
+            drop(replicas);
+            return Err(e);
+        }
+    }
+    drop(replicas);
     Ok(ExitCode::SUCCESS)
+}
+
+fn coverage_ports(replicas: &[Replica]) -> (u16, u16) {
+    let ports = replicas.iter().map(|r| r.coverage_port);
+    (ports.clone().min().unwrap_or(0), ports.max().unwrap_or(0))
+}
+
+/// Stops the agent however the demo ends (SIGTERM, then SIGKILL).
+struct AgentProcess(Child);
+
+impl AgentProcess {
+    /// SIGTERM, then up to 10 s for a clean exit (the agent flushes its
+    /// last snapshots); SIGKILL after that.
+    fn stop(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        false
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The node-agent path: `covfleet agent --sink file://DIR/bucket` until the
+/// sink holds a counters object of every replica, then `download`,
+/// `compile` and `render` into `DIR/agent`. `Ok(None)` when the agent cannot
+/// see the replicas here (a note says why); errors only for failures of
+/// the steps after it.
+fn agent_part(
+    replicas: &[Replica],
+    dir: &Path,
+    src: &Path,
+    (first, last): (u16, u16),
+) -> anyhow::Result<Option<PathBuf>> {
+    let me = std::env::current_exe().context("locating the covfleet binary")?;
+    let bucket = dir.join("bucket");
+    let spool = dir.join("agent-spool");
+    let agent_dir = dir.join("agent");
+    let log_path = dir.join("logs").join("covfleet-agent.log");
+    let listen = format!("127.0.0.1:{}", free_port()?);
+    let ports = format!("{first}-{last}");
+    let sink_url = format!("file://{}", bucket.display());
+    let mut step = AgentStep { n: 0 };
+    step.say(
+        "running the node agent into a local sink",
+        &format!(
+            "covfleet agent --sink {sink_url} --no-kube --ports {ports} --spool {} --listen {listen}",
+            spool.display()
+        ),
+    );
+    output::status(
+        "      (no Kubernetes here: the agent finds the replicas through /proc as host processes, so its report files them under _host_)",
+    );
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let child = Command::new(&me)
+        .args(["agent", "--no-kube", "--sink", &sink_url, "--ports", &ports])
+        .arg("--spool")
+        .arg(&spool)
+        .args([
+            "--listen",
+            &listen,
+            "--scan-interval",
+            "1s",
+            "--schedule",
+            "1s",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().context("log file")?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {} agent", me.display()))?;
+    let mut agent = AgentProcess(child);
+    let pids: Vec<u32> = replicas.iter().map(|r| r.child.id()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let missing = loop {
+        let missing = pids_without_counters(&bucket, &pids);
+        if missing.is_empty() {
+            break missing;
+        }
+        if let Ok(Some(status)) = agent.0.try_wait() {
+            output::status(format_args!(
+                "      note: the agent exited ({status}); skipping its part of the demo (see {})",
+                log_path.display()
+            ));
+            return Ok(None);
+        }
+        if Instant::now() > deadline {
+            break missing;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    agent.stop();
+    if !missing.is_empty() {
+        output::status(format_args!(
+            "      note: after 30 s the agent had not stored coverage of {} of {} replicas (it needs to read their /proc entries and listening sockets; run as root); skipping its part of the demo (see {})",
+            missing.len(),
+            pids.len(),
+            log_path.display()
+        ));
+        return Ok(None);
+    }
+
+    let url = format!("file://{}", bucket.display());
+    step.say(
+        "downloading the sink into a collection",
+        &format!(
+            "covfleet download --url {url} --collection {}",
+            agent_dir.display()
+        ),
+    );
+    let mut cmd = Command::new(&me);
+    cmd.args(["download", "--url", &url, "--collection"])
+        .arg(&agent_dir);
+    if output::quiet() {
+        cmd.arg("--quiet");
+    }
+    let status = cmd.status().context("running covfleet download")?;
+    if !status.success() {
+        bail!("covfleet download --url {url} failed ({status})");
+    }
+
+    step.say(
+        "compiling and rendering",
+        &format!(
+            "covfleet compile {0} && covfleet render {0} --source {1}",
+            agent_dir.display(),
+            src.display()
+        ),
+    );
+    compile_and_render(&agent_dir, src, "covfleet demo (node agent)")?;
+    let index = agent_dir.join("html").join("index.html");
+    if !index.is_file() {
+        bail!("render finished but {} is missing", index.display());
+    }
+    Ok(Some(index))
+}
+
+struct AgentStep {
+    n: usize,
+}
+
+impl AgentStep {
+    fn say(&mut self, what: &str, equivalent: &str) {
+        self.n += 1;
+        output::status(format_args!("[agent {}/3] {what}", self.n));
+        output::status(format_args!("      $ {equivalent}"));
+    }
+}
+
+/// The pids of which no `covcounters.<hash>.<pid>.<slot>` is under `root` yet.
+fn pids_without_counters(root: &Path, pids: &[u32]) -> Vec<u32> {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if let Some(rest) = name.strip_prefix("covcounters.") {
+                    let parts: Vec<&str> = rest.split('.').collect();
+                    if let [_, pid, _] = parts[..]
+                        && let Ok(pid) = pid.parse::<u32>()
+                    {
+                        seen.insert(pid);
+                    }
+                }
+            }
+        }
+    }
+    pids.iter().copied().filter(|p| !seen.contains(p)).collect()
 }
 
 /// Writes the embedded demo service into `src`.
@@ -247,9 +457,12 @@ fn start_replicas(bin: &Path, logs: &Path, replicas: u8) -> anyhow::Result<Repli
         })
         .collect();
     pods.push(format!("{AGENT}-{AGENT_SUFFIX}"));
-    for pod in pods {
+    // One block of coverage ports, so the node agent's --ports range holds
+    // these servers and nothing else.
+    let first = free_port_block(pods.len())?;
+    for (k, pod) in pods.into_iter().enumerate() {
         let service_port = free_port()?;
-        let coverage_port = free_port()?;
+        let coverage_port = first + k as u16;
         let log = std::fs::File::create(logs.join(format!("{pod}.log")))
             .with_context(|| format!("creating the log of {pod}"))?;
         let child = Command::new(bin)
@@ -278,7 +491,7 @@ fn start_replicas(bin: &Path, logs: &Path, replicas: u8) -> anyhow::Result<Repli
 
 /// Runs `covfleet compile` and `covfleet render` on the collection, as a
 /// user would (this binary, in child processes).
-fn compile_and_render(collection: &Path, src: &Path) -> anyhow::Result<()> {
+fn compile_and_render(collection: &Path, src: &Path, title: &str) -> anyhow::Result<()> {
     let me = std::env::current_exe().context("locating the covfleet binary")?;
     for sub in ["compile", "render"] {
         let mut cmd = Command::new(&me);
@@ -288,7 +501,7 @@ fn compile_and_render(collection: &Path, src: &Path) -> anyhow::Result<()> {
             cmd.arg("--source")
                 .arg(src)
                 .arg("--title")
-                .arg("covfleet demo")
+                .arg(title)
                 .stdout(Stdio::null());
         }
         if output::quiet() {
@@ -338,7 +551,16 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
             ))
             .into());
         }
-        for sub in ["src", "bin", "logs", "coverage", "html"] {
+        for sub in [
+            "src",
+            "bin",
+            "logs",
+            "coverage",
+            "html",
+            "bucket",
+            "agent-spool",
+            "agent",
+        ] {
             let p = dir.join(sub);
             if p.exists() {
                 std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
@@ -361,6 +583,22 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
 fn free_port() -> anyhow::Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
     Ok(l.local_addr().context("reading the port")?.port())
+}
+
+/// The first of `n` consecutive free loopback ports, below the ephemeral
+/// range (so outgoing connections do not take them meanwhile).
+fn free_port_block(n: usize) -> anyhow::Result<u16> {
+    let seed = std::process::id() as usize;
+    for attempt in 0..500usize {
+        let base = 20000 + (seed.wrapping_mul(7919) + attempt * 131) % 12000;
+        let held: Result<Vec<TcpListener>, _> = (0..n)
+            .map(|k| TcpListener::bind(("127.0.0.1", (base + k) as u16)))
+            .collect();
+        if held.is_ok() {
+            return Ok(base as u16);
+        }
+    }
+    bail!("found no {n} consecutive free loopback ports for the coverage servers")
 }
 
 /// One plain HTTP/1.0 request on loopback; returns (status, body).

@@ -1,6 +1,7 @@
-//! `covfleet download`: fetch an S3 prefix in the seed layout into
-//! `DIR/coverage/` (see `store::download`).
+//! `covfleet download`: fetch an S3 prefix, or a local directory, in the
+//! seed layout into `DIR/coverage/` (see `store::download`).
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -26,8 +27,9 @@ pub struct Args {
     /// Key prefix (the producer's s3BasePath, e.g. openshift-ci/coverage/my-cluster).
     #[arg(long, value_name = "P", requires = "bucket")]
     pub prefix: Option<String>,
-    /// Bucket and prefix as one URL, s3://B/P.
-    #[arg(long, value_name = "s3://B/P")]
+    /// Bucket and prefix as one URL, s3://B/P; or file:///DIR, a tree in the
+    /// seed layout on local disk (what `covfleet agent --sink file://DIR` writes).
+    #[arg(long, value_name = "s3://B/P|file:///DIR")]
     pub url: Option<String>,
     /// Endpoint of an S3-compatible server (path-style requests), e.g. http://127.0.0.1:9000.
     #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
@@ -64,7 +66,9 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 
 pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
     let collection = args.collection.dir()?;
+    let local = args.url.as_deref().filter(|u| u.starts_with("file://"));
     let (bucket, prefix) = match (&args.url, &args.bucket) {
+        _ if local.is_some() => (String::new(), String::new()),
         (Some(u), _) => store::sink::parse_s3_url(u).map_err(|e| usage(e.to_string()))?,
         (None, Some(b)) => (
             b.clone(),
@@ -74,7 +78,11 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
                 .trim_matches('/')
                 .to_string(),
         ),
-        (None, None) => return Err(usage("give --bucket B [--prefix P] or --url s3://B/P")),
+        (None, None) => {
+            return Err(usage(
+                "give --bucket B [--prefix P], --url s3://B/P or --url file:///DIR",
+            ));
+        }
     };
     let filters = Filters::new(
         args.host.as_deref(),
@@ -88,7 +96,19 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
         credentials: Credentials::Auto,
         ..SinkOptions::default()
     };
-    let sink = Sink::open_s3(&bucket, &prefix, &options).map_err(|e| usage(e.to_string()))?;
+    let sink = match local {
+        Some(url) => {
+            let dir = Path::new(url.trim_start_matches("file://"));
+            if !dir.is_absolute() || !dir.is_dir() {
+                return Err(usage(format!(
+                    "--url {url}: expected file:///DIR, an existing directory given by its absolute path"
+                )));
+            }
+            Sink::open(url, &options)
+        }
+        None => Sink::open_s3(&bucket, &prefix, &options),
+    }
+    .map_err(|e| usage(e.to_string()))?;
     let bar = output::progress_bar("downloading", "entries", args.json);
     let progress: Option<store::download::ProgressFn> = if let Some(bar) = &bar {
         let bar = bar.clone();
