@@ -102,11 +102,18 @@
     });
     var t = 0, c = 0, n = 0, pods = {};
     Object.keys(bins).forEach(function (k) { t += bins[k].t; c += bins[k].c; n++; });
-    list.forEach(function (r) { r.pods.forEach(function (p) { pods[r.ns + '/' + p] = 1; }); });
+    // Count what the Pods column counts: pods, and hosts for host processes (rows without pods).
+    var hosts = {};
+    list.forEach(function (r) {
+      if (r.pods.length) r.pods.forEach(function (p) { pods[r.ns + '/' + p] = 1; });
+      else r.hosts.forEach(function (h) { hosts[h] = 1; });
+    });
+    var np = Object.keys(pods).length, nh = Object.keys(hosts).length;
+    var procs = !nh ? [fmtNum(np), 'pods'] : !np ? [fmtNum(nh), 'hosts'] : [fmtNum(np) + ' + ' + fmtNum(nh), 'pods + hosts'];
     var box = $('cards');
     box.textContent = '';
     [[fmtPct(t ? (100 * c) / t : 0), 'coverage (by binary)'], [fmtNum(c) + ' / ' + fmtNum(t), 'statements run'],
-     [fmtNum(n), 'binaries'], [fmtNum(list.length), 'owners'], [fmtNum(Object.keys(pods).length), 'pods']]
+     [fmtNum(n), 'binaries'], [fmtNum(list.length), 'owners'], procs]
       .forEach(function (x) {
         var d = el('div', 'card'); d.appendChild(el('div', 'v', x[0])); d.appendChild(el('div', 'l', x[1])); box.appendChild(d);
       });

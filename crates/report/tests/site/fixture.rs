@@ -300,7 +300,8 @@ pub fn fixture() -> Fixture {
                 owner_type: "StatefulSet".into(),
                 owner: "bigdb".into(),
                 binary: "bigdb".into(),
-                pods: vec!["bigdb-0".into()],
+                // A host process (collected with --url/--local): hosts, no pods.
+                hosts: vec!["db-host".into()],
                 total_stmts: big_file.total_stmts,
                 covered_stmts: big_file.covered_stmts,
                 binary_key: "bigdb@3333".into(),

@@ -282,7 +282,21 @@ fn site_works_in_headless_chromium() {
         card.as_str().unwrap(),
         format!("{} / {}", fmt_num(demo_rows[0]), fmt_num(t))
     );
+    // A host process: the processes card counts hosts, as the Pods column does (issue 13 #21).
+    page.eval("(() => { const s = document.getElementById('f-ns'); s.value = 'perf'; s.dispatchEvent(new Event('change')); })()");
+    assert_eq!(
+        page.eval("document.querySelectorAll('#cards .card .v')[4].textContent + ' ' + document.querySelectorAll('#cards .card .l')[4].textContent"),
+        Value::String("1 hosts".into())
+    );
+    assert_eq!(
+        page.eval("document.querySelector('#rows tbody tr.row td.num').textContent"),
+        Value::String("1".into())
+    );
     page.eval("(() => { const s = document.getElementById('f-ns'); s.value = ''; s.dispatchEvent(new Event('change')); })()");
+    assert_eq!(
+        page.eval("document.querySelectorAll('#cards .card .v')[4].textContent"),
+        Value::String("5 + 1".into())
+    );
     // Hostile names render as text, and run nothing.
     assert_eq!(page.eval("window.__pwned === undefined"), Value::Bool(true));
     assert_eq!(
