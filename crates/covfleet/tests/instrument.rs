@@ -502,6 +502,55 @@ fn refuses_cov_identifiers_and_foreign_files() {
     assert!(missing.stderr.contains("does-not-exist"));
 }
 
+/// Issue 13 #14: a write error in one directory does not stop `--undo`
+/// mid-tree: the other directories are undone, each failure is named once,
+/// a summary line is printed and the exit code is 1.
+#[test]
+fn issue13_14_undo_goes_on_past_a_read_only_directory() {
+    let tmp = tempdir();
+    let root = tmp.path().join("ro");
+    write_tree(
+        &root,
+        &[
+            ("go.mod", "module example.com/ro\n\ngo 1.21\n"),
+            ("a/main.go", "package main\n\nfunc main() {}\n"),
+            ("b/main.go", "package main\n\nfunc main() {}\n"),
+        ],
+    );
+    let out = covfleet(&root, &["instrument"], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let a = root.join("a/zz_covfleet_coverage_server.go");
+    let b = root.join("b/zz_covfleet_coverage_server.go");
+    assert!(a.is_file() && b.is_file());
+    // Tests run as root, which ignores file modes: make `a` read-only with a
+    // bind mount in a private mount namespace instead.
+    let ro = root.join("a").display().to_string();
+    let script = format!(
+        "mount --bind {ro} {ro} && mount -o remount,bind,ro {ro} && cd {r} && {bin} instrument --undo; echo rc=$?",
+        bin = env!("CARGO_BIN_EXE_covfleet"),
+        r = root.display()
+    );
+    let res = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(stdout.contains("rc=1"), "{stdout}\n{stderr}");
+    assert!(!b.exists(), "b was not undone: {stdout}\n{stderr}");
+    assert!(a.is_file());
+    assert!(
+        stdout.contains("b/zz_covfleet_coverage_server.go"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr.matches("a/zz_covfleet_coverage_server.go").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 directory undone, 1 failed"), "{stderr}");
+}
+
 /// The acceptance check: over Go's own `cmd` tree, `instrument --dry-run`
 /// lists exactly what `go list` calls `package main` with non-test files.
 #[test]

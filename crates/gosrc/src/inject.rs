@@ -52,6 +52,9 @@ pub struct InstrumentReport {
     pub refused: Vec<Error>,
     /// Directories Go itself would reject (they are skipped).
     pub warnings: Vec<String>,
+    /// Directories where reading or writing failed (one error each); the
+    /// run went on with the other directories.
+    pub failed: Vec<Error>,
 }
 
 /// Injects the coverage server into every eligible `package main` directory
@@ -72,9 +75,17 @@ pub fn instrument(
         let target = d.abs.join(SERVER_FILE_NAME);
         let rel_target = d.rel.join(SERVER_FILE_NAME);
         if !d.eligible {
-            if d.has_server_file && !dry_run && is_ours(&target)? {
-                fs::remove_file(&target).map_err(|e| Error::io(&target, e))?;
-                rep.removed_stale.push(rel_target);
+            if d.has_server_file && !dry_run {
+                match is_ours(&target).and_then(|ours| {
+                    if ours {
+                        fs::remove_file(&target).map_err(|e| Error::io(&target, e))?;
+                    }
+                    Ok(ours)
+                }) {
+                    Ok(true) => rep.removed_stale.push(rel_target),
+                    Ok(false) => {}
+                    Err(e) => rep.failed.push(e),
+                }
             }
             continue;
         }
@@ -82,23 +93,41 @@ pub fn instrument(
             rep.refused.push(e);
             continue;
         }
-        if d.has_server_file && !is_ours(&target)? {
-            rep.refused.push(Error::NotOurs { path: target });
-            continue;
+        if d.has_server_file {
+            match is_ours(&target) {
+                Ok(true) => {}
+                Ok(false) => {
+                    rep.refused.push(Error::NotOurs { path: target });
+                    continue;
+                }
+                Err(e) => {
+                    rep.failed.push(e);
+                    continue;
+                }
+            }
         }
         rep.chosen.push(d.rel.clone());
         if dry_run {
             continue;
         }
         let content = server_source_for(d);
-        if d.has_server_file
-            && fs::read(&target).map_err(|e| Error::io(&target, e))? == content.as_bytes()
-        {
-            rep.unchanged.push(rel_target);
-            continue;
+        if d.has_server_file {
+            match fs::read(&target) {
+                Ok(old) if old == content.as_bytes() => {
+                    rep.unchanged.push(rel_target);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    rep.failed.push(Error::io(&target, e));
+                    continue;
+                }
+            }
         }
-        write_atomically(&target, content.as_bytes())?;
-        rep.written.push(rel_target);
+        match write_atomically(&target, content.as_bytes()) {
+            Ok(()) => rep.written.push(rel_target),
+            Err(e) => rep.failed.push(e),
+        }
     }
     if !dry_run && !rep.chosen.is_empty() {
         exclude_injected(root)?;
@@ -217,6 +246,9 @@ pub struct UndoReport {
     pub removed: Vec<PathBuf>,
     /// Files with the server's name that covfleet did not write: left alone.
     pub foreign: Vec<PathBuf>,
+    /// Directories where the server file could not be checked or removed
+    /// (one error each); the run went on with the other directories.
+    pub failed: Vec<Error>,
 }
 
 /// Removes every server file `instrument` wrote under `root` — in exactly
@@ -232,12 +264,20 @@ pub fn undo(root: &Path, dry_run: bool) -> Result<UndoReport, Error> {
         }
         let target = d.abs.join(SERVER_FILE_NAME);
         let rel = d.rel.join(SERVER_FILE_NAME);
-        if !is_ours(&target)? {
-            rep.foreign.push(rel);
-            continue;
+        match is_ours(&target) {
+            Ok(true) => {}
+            Ok(false) => {
+                rep.foreign.push(rel);
+                continue;
+            }
+            Err(e) => {
+                rep.failed.push(e);
+                continue;
+            }
         }
-        if !dry_run {
-            fs::remove_file(&target).map_err(|e| Error::io(&target, e))?;
+        if !dry_run && let Err(e) = fs::remove_file(&target) {
+            rep.failed.push(Error::io(&target, e));
+            continue;
         }
         rep.removed.push(rel);
     }

@@ -410,6 +410,9 @@ fn write_sources(src: &Path) -> anyhow::Result<()> {
 fn instrument(src: &Path) -> anyhow::Result<()> {
     let ctx = gosrc::BuildContext::from_env(&[]);
     let rep = gosrc::instrument(src, &ctx, false).context("instrumenting the demo service")?;
+    if let Some(e) = rep.failed.into_iter().next() {
+        return Err(anyhow::Error::new(e).context("instrumenting the demo service"));
+    }
     if rep.chosen.is_empty() {
         bail!("the demo service has no package main to instrument (this is a bug in covfleet)");
     }

@@ -53,12 +53,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             output::status(format_args!("removed stale {}", p.display()));
         }
         output::status(format_args!(
-            "{} for {}/{}: {} written, {} already up to date",
+            "{} for {}/{}: {} written, {} already up to date, {} failed",
             output::plural(rep.chosen.len(), "directory", "directories"),
             ctx.goos,
             ctx.goarch,
             rep.written.len(),
-            rep.unchanged.len()
+            rep.unchanged.len(),
+            rep.failed.len()
         ));
     }
     if rep.chosen.is_empty() && rep.refused.is_empty() {
@@ -74,10 +75,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "point instrument at the module holding your commands (the directories with `package main`), or check --tags, GOOS and GOARCH",
         );
     }
-    for e in &rep.refused {
+    for e in rep.refused.iter().chain(&rep.failed) {
         output::error(e);
     }
-    Ok(if rep.refused.is_empty() {
+    Ok(if rep.refused.is_empty() && rep.failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -102,13 +103,22 @@ fn undo(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         "removed"
     };
+    for e in &rep.failed {
+        output::error(e);
+    }
     output::status(format_args!(
-        "{verb} {}",
+        "{verb} {} ({} undone, {} failed)",
         output::plural(
             rep.removed.len(),
             "coverage server file",
             "coverage server files"
-        )
+        ),
+        output::plural(rep.removed.len(), "directory", "directories"),
+        rep.failed.len()
     ));
-    Ok(ExitCode::SUCCESS)
+    Ok(if rep.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
