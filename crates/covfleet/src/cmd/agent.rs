@@ -130,6 +130,10 @@ pub fn run(args: Args, shared: &crate::Shared) -> anyhow::Result<ExitCode> {
         cfg.kube_grace = Duration::from_secs(10);
     }
     shared.runtime.block_on(async move {
+        // Handlers first: a SIGTERM that arrives while the agent starts (or
+        // before the run loop first polls its shutdown future) must still
+        // mean "scrape once more and exit", never the default death.
+        let shutdown = shutdown_on_signal()?;
         let uploader = Arc::new(open_uploader(&args)?);
         let metrics = Arc::new(Metrics::default());
         let listener = agent::metrics::bind(args.listen)
@@ -149,9 +153,25 @@ pub fn run(args: Args, shared: &crate::Shared) -> anyhow::Result<ExitCode> {
         }
         tracing::info!(sink = %args.sink, listen = %args.listen, "covfleet agent started");
         let a = agent::Agent::new(cfg, uploader, index, metrics);
-        a.run(rx, super::collect::shutdown_signal()).await;
+        a.run(rx, shutdown).await;
         tracing::info!("covfleet agent stopped");
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Registers the SIGTERM and SIGINT handlers now and returns the future that
+/// completes on the first of them.
+fn shutdown_on_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| UsageError::caused_by("cannot handle SIGTERM", e))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| UsageError::caused_by("cannot handle SIGINT", e))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
