@@ -117,14 +117,20 @@ ensure_s3s_fs() {
 BOTO3_VERSION=1.44.5
 ensure_boto3() {
     local venv="$COVFLEET_CACHE/boto3-$BOTO3_VERSION"
-    if [ ! -e "$venv/.ok" ]; then
-        need_apt python3 python3
-        rm -rf "$venv"
-        python3 -m venv "$venv" >&2 || { need_apt_force python3-venv; python3 -m venv "$venv" >&2; }
-        "$venv/bin/pip" install -q "boto3==$BOTO3_VERSION" >&2
-        touch "$venv/.ok"
-    fi
+    py_venv "$venv" "boto3==$BOTO3_VERSION"
     export COVFLEET_BOTO3_PYTHON="$venv/bin/python"
+}
+
+# py_venv DIR REQUIREMENT: a cached Python venv at DIR with REQUIREMENT
+# installed from PyPI (made once; DIR/.ok marks a finished install).
+py_venv() {
+    local venv=$1 req=$2
+    [ -e "$venv/.ok" ] && return 0
+    need_apt python3 python3
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2 || { need_apt_force python3-venv; python3 -m venv "$venv" >&2; }
+    "$venv/bin/pip" install -q "$req" >&2
+    touch "$venv/.ok"
 }
 
 # ensure_moto: moto's AWS API emulator (server mode, from PyPI, in a cached venv)
@@ -133,13 +139,7 @@ ensure_boto3() {
 MOTO_VERSION=5.1.18
 ensure_moto() {
     local venv="$COVFLEET_CACHE/moto-$MOTO_VERSION"
-    if [ ! -e "$venv/.ok" ]; then
-        need_apt python3 python3
-        rm -rf "$venv"
-        python3 -m venv "$venv" >&2 || { need_apt_force python3-venv; python3 -m venv "$venv" >&2; }
-        "$venv/bin/pip" install -q "moto[server,s3,iam,cloudformation]==$MOTO_VERSION" >&2
-        touch "$venv/.ok"
-    fi
+    py_venv "$venv" "moto[server,s3,iam,cloudformation]==$MOTO_VERSION"
     export COVFLEET_MOTO_SERVER="$venv/bin/moto_server"
 }
 
