@@ -25,6 +25,9 @@ use crate::output::{ContainerMeta, EntryWriter, Placement, Source, is_continuati
 use crate::protocol::{self, ClientOptions, Endpoint, Identity, Probe};
 use crate::transport::Direct;
 
+/// Least number of snapshots written at once (see `Collector::writes_in_flight`).
+const WRITES_IN_FLIGHT: usize = 64;
+
 /// How often `--watch` probes again a target that was skipped or failed.
 pub const RECHECK: Duration = Duration::from_secs(30);
 
@@ -507,7 +510,30 @@ impl Collector {
     /// instead of `GET /health` then `GET /coverage`, which halves the
     /// requests the API server relays. A hostNetwork pod's ports are probed
     /// with `/health` first: most servers there belong to other pods.
-    async fn probe(&self, f: &Found, first_fetch: bool) -> ProbeOutcome {
+    ///
+    /// Returns the outcome and, when the probe fetched it, the first
+    /// snapshot (not written yet: [`Collector::probe_all`] writes it in its
+    /// own stage).
+    async fn probe(
+        &self,
+        f: &Found,
+        first_fetch: bool,
+    ) -> (ProbeOutcome, Option<Result<protocol::Snapshot, Error>>) {
+        let mut first = None;
+        let outcome = self.identify(f, first_fetch, &mut first).await;
+        match outcome {
+            ProbeOutcome::Coverage(..) => (outcome, first),
+            other => (other, None),
+        }
+    }
+
+    /// [`Collector::probe`]; `first` receives the snapshot fetched, if any.
+    async fn identify(
+        &self,
+        f: &Found,
+        first_fetch: bool,
+        first: &mut Option<Result<protocol::Snapshot, Error>>,
+    ) -> ProbeOutcome {
         let label = f.endpoint.label.clone();
         let mut opts = self.settings.client.clone();
         if f.quiet_if_absent {
@@ -524,19 +550,18 @@ impl Collector {
                 reason: e.to_string(),
             }),
         };
-        let mut first = None;
         if first_fetch && matches!(&f.context, Context::Kube { pod, .. } if !pod.host_network) {
             match protocol::fetch(&f.endpoint, &opts, true).await {
-                Ok(snap) => first = Some(Ok(snap)),
+                Ok(snap) => *first = Some(Ok(snap)),
                 // Nothing answered, or not in time: asking again would not help.
                 Err(e @ (Error::Transport { .. } | Error::Timeout { .. })) => {
                     return absent_or_failed(e);
                 }
                 // An answer that is no snapshot: who sent it decides.
-                Err(e) => first = Some(Err(e)),
+                Err(e) => *first = Some(Err(e)),
             }
         }
-        let known = match &first {
+        let known = match first {
             Some(Ok(snap)) => snap.identity.clone(),
             _ => None,
         };
@@ -559,14 +584,7 @@ impl Collector {
             Ok(p) => p,
             Err(outcome) => return outcome,
         };
-        let st = self.new_state(f, placement, id);
-        match first {
-            None => ProbeOutcome::Coverage(Box::new(st), None),
-            Some(first) => {
-                let (st, err) = self.settle(st, &self.settings.client, Some(first)).await;
-                ProbeOutcome::Coverage(Box::new(st), Some(err))
-            }
-        }
+        ProbeOutcome::Coverage(Box::new(self.new_state(f, placement, id)), None)
     }
 
     /// Where the data of the process `id` found at `f` goes; a skip when
@@ -669,15 +687,15 @@ impl Collector {
         Ok(p)
     }
 
-    /// One fetch for one process (or the probe's first snapshot), written;
-    /// updates when the process is due next and its last error.
+    /// Writes one fetched snapshot (or reports its fetch's error); updates
+    /// when the process is due next and its last error.
     async fn settle(
         &self,
         st: ProcState,
         opts: &ClientOptions,
-        first: Option<Result<protocol::Snapshot, Error>>,
+        snap: Result<protocol::Snapshot, Error>,
     ) -> (ProcState, Option<Error>) {
-        let (mut st, res) = self.fetch_one(st, opts, first).await;
+        let (mut st, res) = self.store_one(st, opts, snap).await;
         let now = Instant::now();
         st.next_due = now + crate::schedule::interval(now.duration_since(st.first_seen));
         match res {
@@ -692,21 +710,16 @@ impl Collector {
         }
     }
 
-    /// One fetch for one process; writes on success. The network work stays
-    /// on the runtime; checking and writing the snapshot runs on a blocking
-    /// thread ([`Store::write`]), so a file being synced to disk never holds
-    /// up other targets' requests. At most `concurrency` fetches are in
-    /// flight, so at most that many writes are queued or running.
-    async fn fetch_one(
+    /// Checks and writes one fetched snapshot on a blocking thread
+    /// ([`Store::write`]), so a file being synced to disk never holds up
+    /// the runtime's requests; fetches the meta-data when the entry lacks
+    /// them.
+    async fn store_one(
         &self,
         mut st: ProcState,
         opts: &ClientOptions,
-        first: Option<Result<protocol::Snapshot, Error>>,
+        snap: Result<protocol::Snapshot, Error>,
     ) -> (ProcState, Result<(), Error>) {
-        let snap = match first {
-            Some(first) => first,
-            None => self.fetch_snapshot(&st, opts).await,
-        };
         let mut snap = match snap {
             Ok(snap) => snap,
             Err(e) => return (st, Err(e)),
@@ -839,6 +852,17 @@ impl Collector {
                 (f, o)
             })
             .buffer_unordered(self.settings.concurrency.max(1))
+            .map(|(f, o)| async move {
+                let o = match o {
+                    (ProbeOutcome::Coverage(st, _), Some(first)) => {
+                        let (st, err) = self.settle(*st, &self.settings.client, first).await;
+                        ProbeOutcome::Coverage(Box::new(st), Some(err))
+                    }
+                    (o, _) => o,
+                };
+                (f, o)
+            })
+            .buffer_unordered(self.writes_in_flight())
             .collect()
             .await;
         let mut out = Vec::new();
@@ -973,12 +997,27 @@ impl Collector {
     ) -> Vec<(String, ProcState, Option<Error>)> {
         futures::stream::iter(states)
             .map(|(k, st)| async move {
-                let (st, err) = self.settle(st, opts, None).await;
-                (k, st, err)
+                let snap = self.fetch_snapshot(&st, opts).await;
+                (k, st, snap)
             })
             .buffer_unordered(self.settings.concurrency.max(1))
+            .map(|(k, st, snap)| async move {
+                let (st, err) = self.settle(st, opts, snap).await;
+                (k, st, err)
+            })
+            .buffer_unordered(self.writes_in_flight())
             .collect()
             .await
+    }
+
+    /// Snapshots being checked and written at once, on blocking threads.
+    /// Writing is a stage of its own after the requests (`--concurrency`):
+    /// while files are synced to disk, the next requests go on, and many
+    /// entries' syncs in flight share the file system's journal commits.
+    /// Each snapshot waiting or being written holds its share of the
+    /// memory budget.
+    fn writes_in_flight(&self) -> usize {
+        self.settings.concurrency.max(WRITES_IN_FLIGHT)
     }
 
     /// Probes and fetches every target once.
@@ -1284,22 +1323,22 @@ impl Store {
             writer = self.open_entry(job, &mut instance)?;
         }
         job.instance = instance;
-        if let Some(meta) = &snap.meta {
-            writer.write_meta(&snap.hash, meta)?;
-        }
-        if !writer.has_meta(&snap.hash) {
+        if snap.meta.is_none() && !writer.has_meta(&snap.hash) {
             job.writer = Some(writer);
             return Ok(Written::NeedMeta);
         }
-        writer.write_snapshot(&job.placement, &job.identity, &snap.hash, &snap.counters)?;
-        if !job.info_written {
-            writer.write_info(
-                &job.placement,
-                snap.identity.as_ref().unwrap_or(&job.identity),
-            )?;
-            job.info_written = true;
-        }
+        let info = (!job.info_written).then(|| snap.identity.as_ref().unwrap_or(&job.identity));
+        let written = writer.write_all(
+            &job.placement,
+            &job.identity,
+            &snap.hash,
+            snap.meta.as_deref(),
+            &snap.counters,
+            info,
+        );
         job.writer = Some(writer);
+        written?;
+        job.info_written = true;
         Ok(Written::Done)
     }
 
