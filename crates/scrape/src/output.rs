@@ -240,9 +240,8 @@ pub struct EntryWriter {
 }
 
 /// Files replaced together, each atomically: every file is written whole to
-/// a temporary name beside its final one, all are synced to disk (in
-/// parallel, so that one journal commit of the file system usually covers
-/// them all), then renamed into place in the order they were added. A crash
+/// a temporary name beside its final one, all are synced to disk, then
+/// renamed into place in the order they were added. A crash
 /// at any point leaves each final name holding either its previous content
 /// or the new one, complete: never a torn file (the data is on disk before
 /// a rename can be). The renames themselves are not synced: after a power
@@ -275,24 +274,10 @@ impl Batch {
 
     /// Syncs every file, then renames each into place.
     pub fn commit(self) -> Result<(), Error> {
-        let synced: Vec<std::io::Result<()>> = if self.files.len() == 1 {
-            vec![self.files[0].2.sync_data()]
-        } else {
-            std::thread::scope(|s| {
-                let syncs: Vec<_> = self
-                    .files
-                    .iter()
-                    .map(|(_, _, f)| s.spawn(move || f.sync_data()))
-                    .collect();
-                syncs
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(std::io::Error::other("sync thread panicked")))
-                    })
-                    .collect()
-            })
-        };
+        // All files are written before the first sync, so its journal
+        // commit usually covers the others' blocks too.
+        let synced: Vec<std::io::Result<()>> =
+            self.files.iter().map(|(_, _, f)| f.sync_data()).collect();
         let mut failed = None;
         for ((tmp, path, file), sync) in self.files.into_iter().zip(synced) {
             drop(file);
