@@ -28,7 +28,7 @@ use crate::entry::{self, EntryResult, MetaCache};
 use crate::error::{Error, SqlCtx};
 use crate::inspect::ImageInspector;
 use crate::layout::{Layout, pct};
-use crate::merge::{self, MergeMode};
+use crate::merge::{self, ReplicaMerge};
 use crate::schema::{self, PIPELINE_VERSION};
 
 /// A field `--update` can select entries by.
@@ -131,7 +131,7 @@ pub struct CompileOptions {
     /// The collection directory (holds `coverage/`; gets `coverage.db`).
     pub collection: PathBuf,
     /// How replicas of one owner merge.
-    pub merge: MergeMode,
+    pub merge: ReplicaMerge,
     /// Entries to recompute although unchanged (all must match).
     pub updates: Vec<UpdateFilter>,
     /// Entries per write transaction.
@@ -169,7 +169,7 @@ impl CompileOptions {
     pub fn new(collection: impl Into<PathBuf>) -> Self {
         CompileOptions {
             collection: collection.into(),
-            merge: MergeMode::Max,
+            merge: ReplicaMerge::Max,
             updates: Vec::new(),
             batch: 64,
             inspect_images: None,
@@ -287,7 +287,7 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
 /// the new ones, atomically.
 fn dirty_all_on_new_settings(
     conn: &mut Connection,
-    merge: MergeMode,
+    merge: ReplicaMerge,
     p: &Path,
 ) -> Result<(), Error> {
     let tx = conn.transaction().db(p)?;
@@ -835,7 +835,7 @@ fn compute_owner(
     key: GroupKey,
     members: Vec<MemberReport>,
     layout: &Layout,
-    merge_mode: MergeMode,
+    merge_mode: ReplicaMerge,
     image_sources: &HashMap<String, (Option<String>, Option<String>)>,
 ) -> Result<OwnerRow, (String, codec::BlobError)> {
     let mode = layout.mode;
@@ -934,7 +934,7 @@ fn compute_owner(
 
 fn recompute_owners(
     conn: &mut Connection,
-    merge_mode: MergeMode,
+    merge_mode: ReplicaMerge,
     p: &Path,
     s: &mut CompileSummary,
 ) -> Result<(), Error> {

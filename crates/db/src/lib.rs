@@ -27,5 +27,5 @@ pub use compile::{CompileOptions, CompileSummary, DB_FILE, ProgressFn, UpdateFil
 pub use error::Error;
 pub use inspect::{ImageInspector, ImageLabels};
 pub use layout::{INJECTED_PREFIX, is_injected_file};
-pub use merge::MergeMode;
+pub use merge::ReplicaMerge;
 pub use read::{Block, Database, FileStat, ImageSource, LineCoverage, Owner, Report};

@@ -90,23 +90,16 @@ pub struct FileStat {
     pub coverage_pct: f64,
 }
 
-/// One coverable block (Go's unit) with its merged count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Block {
-    pub st_line: u32,
-    pub st_col: u32,
-    pub en_line: u32,
-    pub en_col: u32,
-    pub stmts: u32,
-    pub count: u32,
-}
+/// One coverable block (Go's unit) with its merged count: the shared
+/// [`covdata::Block`].
+pub use covdata::Block;
 
 /// Coverage of one source line (only lines some block touches appear).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineCoverage {
     pub line: u32,
     /// Highest count of any block touching the line.
-    pub count: u32,
+    pub count: u64,
     /// Blocks touching the line with a non-zero count.
     pub covered_blocks: u32,
     /// Blocks touching the line never executed.
@@ -481,7 +474,7 @@ impl Database {
                 en_line: u.en_line,
                 en_col: u.en_col,
                 stmts: u.stmts,
-                count,
+                count: u64::from(count),
             })
             .collect();
         out.sort_by_key(|b| (b.st_line, b.st_col, b.en_line, b.en_col));
