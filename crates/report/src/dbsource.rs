@@ -111,13 +111,13 @@ impl SiteSource for DbSource {
             let covered = u64::try_from(o.covered_stmts).unwrap_or(0);
             let mut images = o.images.clone();
             if images.is_empty() {
-                images = distinct(reports.iter().map(|r| r.image.clone()));
+                images = distinct(reports.iter().map(|r| r.labels.image.clone()));
             }
             out.push(OwnerRow {
                 id: o.id.to_string(),
-                pods: distinct(reports.iter().map(|r| r.pod_name.clone())),
-                hosts: distinct(reports.iter().map(|r| r.hostname.clone())),
-                containers: distinct(reports.iter().map(|r| r.container_name.clone())),
+                pods: distinct(reports.iter().map(|r| r.labels.pod_name.clone())),
+                hosts: distinct(reports.iter().map(|r| r.labels.hostname.clone())),
+                containers: distinct(reports.iter().map(|r| r.labels.container_name.clone())),
                 images,
                 total_stmts: total,
                 covered_stmts: covered,
