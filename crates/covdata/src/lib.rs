@@ -21,6 +21,7 @@ pub mod gostr;
 pub mod hash;
 pub mod merge;
 pub mod meta;
+pub mod names;
 pub mod pods;
 mod reader;
 pub mod report;
