@@ -63,6 +63,8 @@ pub struct Config {
     pub kube_grace: Duration,
     /// Bearer token for coverage servers that want one.
     pub token: Option<String>,
+    /// Directories of exit-time data to ship (`--watch-dir`).
+    pub watch: Option<crate::exits::WatchConfig>,
 }
 
 impl Config {
@@ -82,6 +84,7 @@ impl Config {
             crictl: None,
             kube_grace: Duration::ZERO,
             token: None,
+            watch: None,
         }
     }
 }
@@ -518,6 +521,14 @@ impl Agent {
         let mut refused: HashMap<TargetKey, (Instant, Refused)> = HashMap::new();
         let mut next_scan = Instant::now();
         let mut next_drain = Instant::now();
+        let mut exits = self.cfg.watch.clone().and_then(|w| {
+            let state = w.state_dir.clone();
+            crate::exits::ExitWatch::new(w, self.pods.clone(), self.metrics.clone())
+                .map_err(|e| {
+                    tracing::error!(dir = %state.display(), error = %e, "cannot watch exit-time data");
+                })
+                .ok()
+        });
         tokio::pin!(shutdown);
         loop {
             let now = Instant::now();
@@ -600,6 +611,10 @@ impl Agent {
                         Err(None) => {}
                     }
                 }
+                if let Some(x) = &mut exits {
+                    let taken = targets.values().map(|t| t.loc.dir()).collect();
+                    x.round(self.uploader.sink(), &taken).await;
+                }
                 next_scan = Instant::now() + self.cfg.scan_every;
             }
             let now = Instant::now();
@@ -642,6 +657,9 @@ impl Agent {
         // Last scrape of everything, and a last try at the spool.
         let batch: Vec<Target> = targets.drain().map(|(_, t)| t).collect();
         self.poll_batch(batch, &mut targets, &mut refused).await;
+        if let Some(x) = &mut exits {
+            x.round(self.uploader.sink(), &Default::default()).await;
+        }
         let _ = self.uploader.drain().await;
         self.publish(&targets, &refused);
     }

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub upload_failures: AtomicU64,
     pub spool_depth: AtomicU64,
     pub spool_bytes: AtomicU64,
+    /// Exit-time counter files (`--watch-dir`) stored.
+    pub exit_files: AtomicU64,
     /// Targets by state (`active`, `failing`, `not_covered`, `rejected`).
     pub targets: Mutex<BTreeMap<String, u64>>,
     /// Scrape failures by reason (`connect`, `timeout`, `status`, …).
@@ -127,6 +129,12 @@ impl Metrics {
             "covfleet_agent_upload_failures_total",
             "Failed sink writes.",
             self.upload_failures.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut o,
+            "covfleet_agent_exit_files_total",
+            "Exit-time counter files from watched directories stored.",
+            self.exit_files.load(Ordering::Relaxed),
         );
         gauge(
             &mut o,

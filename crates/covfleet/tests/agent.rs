@@ -374,7 +374,7 @@ mod s3 {
     use super::*;
     use testkit::S3Server;
 
-    fn free_port() -> u16 {
+    pub(super) fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -517,6 +517,330 @@ mod s3 {
         assert!(via_agent.iter().all(|(_, _, covered)| *covered > 0));
         assert_eq!(via_agent, compile_owners(&direct));
     }
+}
+
+/// A short-lived program built with `go build -cover`: counts to its
+/// argument, prints a word, exits.
+const EXIT_PROGRAM: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+)
+
+func classify(i int) string {
+	if i%3 == 0 {
+		return "fizz"
+	}
+	if i%5 == 0 {
+		return "buzz"
+	}
+	return ""
+}
+
+func main() {
+	n, err := strconv.Atoi(os.Args[1])
+	if err != nil {
+		os.Exit(2)
+	}
+	c := 0
+	for i := 0; i < n; i++ {
+		if classify(i) != "" {
+			c++
+		}
+	}
+	if n > 10 {
+		fmt.Println("big", c)
+	} else {
+		fmt.Println("small", c)
+	}
+}
+"#;
+
+/// Builds the short-lived program as `DIR/agt-exit`.
+fn build_exit_program(dir: &Path) -> PathBuf {
+    let src = dir.join("exitsrc");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("go.mod"),
+        "module covfleet.invalid/exitprog\n\ngo 1.22\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("main.go"), EXIT_PROGRAM).unwrap();
+    let bin = dir.join("agt-exit");
+    let out = Command::new("go")
+        .args(["build", "-cover", "-covermode=atomic", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .current_dir(&src)
+        .env("GOFLAGS", "")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+/// Runs the program once with GOCOVERDIR=`dir`.
+fn run_exit_program(bin: &Path, arg: u32, dir: &Path) {
+    let st = Command::new(bin)
+        .arg(arg.to_string())
+        .env("GOCOVERDIR", dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn counter_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("covcounters."))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Copies the coverage files of `from` into `to`.
+fn copy_coverage(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().to_string();
+        if (n.starts_with("covcounters.") || n.starts_with("covmeta."))
+            && e.file_type().unwrap().is_file()
+        {
+            std::fs::copy(e.path(), to.join(&n)).unwrap();
+        }
+    }
+}
+
+/// `go tool covdata textfmt` of a directory.
+fn textfmt(dir: &Path) -> String {
+    let out = dir.with_extension("textfmt");
+    let o = Command::new("go")
+        .args(["tool", "covdata", "textfmt", "-i"])
+        .arg(dir)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read_to_string(out).unwrap()
+}
+
+/// Short-lived programs writing GOCOVERDIR into a watched directory (on
+/// the host and in a pod's subdirectory), many runs of ~ms each, some
+/// before the agent starts, some while it runs, some while the S3 server
+/// is down and the agent is SIGKILLed: every run arrives in the real S3
+/// bucket once, `download` + `compile` + `export` give exactly what
+/// `go tool covdata textfmt` gives over copies of the same runs, the
+/// watched directory is emptied of counter files only after they are
+/// stored, and links, half-written files and linked directories are left
+/// alone.
+#[test]
+fn exit_time_coverage_of_short_lived_programs_reaches_s3_and_compiles() {
+    use testkit::S3Server;
+    let Some(mut s3) = S3Server::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = build_exit_program(tmp.path());
+    let watch = tmp.path().join("watch");
+    let pod_dir = watch.join("shop/cli-7d9f/tool");
+    std::fs::create_dir_all(&pod_dir).unwrap();
+    let oracle_host = tmp.path().join("oracle-host");
+    let oracle_pod = tmp.path().join("oracle-pod");
+    std::fs::create_dir_all(&oracle_host).unwrap();
+    std::fs::create_dir_all(&oracle_pod).unwrap();
+    let mut arg = 0u32;
+    let mut next_arg = || {
+        arg = (arg * 7 + 5) % 31;
+        arg
+    };
+    // Phase 1, before the agent runs: the oracle is a copy of the files.
+    for _ in 0..12 {
+        run_exit_program(&bin, next_arg(), &watch);
+        run_exit_program(&bin, next_arg(), &pod_dir);
+    }
+    copy_coverage(&watch, &oracle_host);
+    copy_coverage(&pod_dir, &oracle_pod);
+    assert_eq!(counter_files(&watch).len(), 12);
+    // Hostile and unfinished files: a link to a host file under a counter
+    // file name, a half-written temporary file, a linked directory.
+    let hash = counter_files(&watch)[0]
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "not coverage").unwrap();
+    let link = watch.join(format!("covcounters.{hash}.4242.1"));
+    std::os::unix::fs::symlink(&secret, &link).unwrap();
+    let half = watch.join(format!("tmp.covcounters.{hash}.4243.17"));
+    let some = std::fs::read(watch.join(&counter_files(&watch)[0])).unwrap();
+    std::fs::write(&half, &some[..some.len() / 2]).unwrap();
+    let outside = tmp.path().join("outside");
+    copy_coverage(&oracle_host, &outside);
+    std::os::unix::fs::symlink(&outside, watch.join("linked")).unwrap();
+    std::fs::create_dir_all(watch.join("ns2/pod2")).unwrap();
+    std::os::unix::fs::symlink(&outside, watch.join("ns2/pod2/ctr")).unwrap();
+    let outside_files = counter_files(&outside);
+
+    let prefix = format!("exits-{}", std::process::id());
+    let url = format!("s3://{}/{prefix}", s3.bucket);
+    let spool = tmp.path().join("spool");
+    let start_agent = |log: &str, s3: &S3Server| {
+        let log = std::fs::File::create(tmp.path().join(log)).unwrap();
+        AgentRun {
+            child: Some(
+                Command::new(covfleet())
+                    .args(["agent", "--sink", &url, "--endpoint", &s3.endpoint])
+                    .args(["--spool", spool.to_str().unwrap()])
+                    .args(["--listen", &format!("127.0.0.1:{}", s3::free_port())])
+                    .args(["--no-kube", "--hostname", "node-x"])
+                    .args(["--scan-interval", "200ms", "--ports", "53790-53791"])
+                    .args(["--watch-dir", watch.to_str().unwrap()])
+                    .envs(s3.env())
+                    .env_remove("AWS_ENDPOINT_URL")
+                    .env("COVFLEET_LOG", "agent=debug,store=debug")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap(),
+            ),
+        }
+    };
+    let shipped = || {
+        counter_files(&watch) == [link.file_name().unwrap().to_string_lossy()]
+            && counter_files(&pod_dir).is_empty()
+    };
+    let mut agent = start_agent("agent1.log", &s3);
+    // Phase 2, while the agent runs: the oracle is the same run again.
+    for _ in 0..20 {
+        let (a, b) = (next_arg(), next_arg());
+        run_exit_program(&bin, a, &watch);
+        run_exit_program(&bin, b, &pod_dir);
+        run_exit_program(&bin, a, &oracle_host);
+        run_exit_program(&bin, b, &oracle_pod);
+    }
+    wait_for("every counter file stored and removed", shipped);
+    // Phase 3: the bucket goes away; nothing is removed while it is gone;
+    // the agent dies without warning; the next one stores the rest.
+    s3.stop();
+    for _ in 0..8 {
+        let (a, b) = (next_arg(), next_arg());
+        run_exit_program(&bin, a, &watch);
+        run_exit_program(&bin, b, &pod_dir);
+        run_exit_program(&bin, a, &oracle_host);
+        run_exit_program(&bin, b, &oracle_pod);
+    }
+    let journal = PathBuf::from(format!("{}-exits", spool.display()));
+    wait_for("a batch journaled while the bucket is down", || {
+        std::fs::read_dir(&journal).is_ok_and(|d| d.count() > 0)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(counter_files(&watch).len(), 9, "removed before stored");
+    assert_eq!(counter_files(&pod_dir).len(), 8, "removed before stored");
+    agent.kill();
+    s3.restart();
+    let mut agent = start_agent("agent2.log", &s3);
+    wait_for("the rest stored after the restart", shipped);
+    agent.stop();
+    assert!(std::fs::read_dir(&journal).unwrap().next().is_none());
+    // Left alone: the link, the half-written file, the linked directory.
+    assert!(std::fs::symlink_metadata(&link).is_ok());
+    assert!(half.exists());
+    assert_eq!(counter_files(&outside), outside_files);
+
+    let col = tmp.path().join("col");
+    let out = Command::new(covfleet())
+        .args([
+            "download",
+            "--collection",
+            col.to_str().unwrap(),
+            "--url",
+            &url,
+        ])
+        .args(["--endpoint", &s3.endpoint])
+        .envs(s3.env())
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Nothing of the link's target or the linked directory got there.
+    let bucket = s3.bucket_dir().join(&prefix);
+    for (d, md) in stored(&bucket) {
+        assert_eq!(md["source"], "gocoverdir");
+        assert!(!d.to_string_lossy().contains("ns2"), "{d:?}");
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            assert_ne!(std::fs::read(e.path()).unwrap(), b"not coverage");
+        }
+    }
+    let pods: Vec<_> = stored(&bucket)
+        .into_iter()
+        .filter(|(_, md)| md["namespace"] == "shop")
+        .collect();
+    assert!(!pods.is_empty());
+    for (d, md) in &pods {
+        let rel = d.strip_prefix(&bucket).unwrap();
+        assert!(rel.starts_with("node-x/shop/cli-7d9f/tool"), "{rel:?}");
+        assert_eq!(md["container"]["name"], "tool");
+        assert_eq!(md["binary_name"], "agt-exit");
+    }
+    let out = Command::new(covfleet())
+        .args(["compile", "--collection", col.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (owner, oracle, runs) in [("_host_/*", &oracle_host, 40), ("shop/*", &oracle_pod, 40)] {
+        assert_eq!(counter_files(oracle).len(), runs, "{owner}");
+        let prof = tmp.path().join("export.out");
+        let out = Command::new(covfleet())
+            .args(["export", "--collection", col.to_str().unwrap()])
+            .args([
+                "--format",
+                "go",
+                "--owner",
+                owner,
+                "-o",
+                prof.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(&prof).unwrap(),
+            textfmt(oracle),
+            "{owner}: compiled counts differ from go tool covdata over the same runs"
+        );
+    }
+    let db = db::Database::open_collection(&col).unwrap();
+    let procs: i64 = db
+        .owners()
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.binary_name == "agt-exit")
+        .map(|o| o.process_count)
+        .sum();
+    assert_eq!(procs, 80);
 }
 
 /// A cgroup directory this test made; on drop its processes go back to the
