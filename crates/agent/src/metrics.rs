@@ -28,7 +28,8 @@ pub struct Metrics {
     pub spool_bytes: AtomicU64,
     /// Exit-time counter files (`--watch-dir`) stored.
     pub exit_files: AtomicU64,
-    /// Targets by state (`active`, `failing`, `not_covered`, `rejected`).
+    /// Targets by state (`active`, `failing`, `not_covered`, `rejected`,
+    /// `unresponsive`).
     pub targets: Mutex<BTreeMap<String, u64>>,
     /// Scrape failures by reason (`connect`, `timeout`, `status`, …).
     pub failures: Mutex<BTreeMap<String, u64>>,
@@ -80,7 +81,13 @@ impl Metrics {
             "# HELP covfleet_agent_targets Coverage servers by state.\n# TYPE covfleet_agent_targets gauge"
         );
         if let Ok(t) = self.targets.lock() {
-            for state in ["active", "failing", "not_covered", "rejected"] {
+            for state in [
+                "active",
+                "failing",
+                "not_covered",
+                "rejected",
+                "unresponsive",
+            ] {
                 let _ = writeln!(
                     o,
                     "covfleet_agent_targets{{state=\"{state}\"}} {}",

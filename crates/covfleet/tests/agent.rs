@@ -328,6 +328,123 @@ fn identity_mismatch_is_refused() {
     assert_eq!(found[0].1["port"], 53700);
 }
 
+/// A hostile coverage server in `ns`: it answers the identity probe, then
+/// either never answers `GET /coverage` ("stall") or streams a body that
+/// never ends ("flood").
+fn spawn_hostile(ns: &Netns, mode: &str, port: u16, name: &str) -> Proc {
+    let script = format!(
+        r#"
+import os, socket, threading, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", {port})); s.listen(64)
+print("ready", flush=True)
+hdr = "X-Art-Coverage-Server: 1\r\nX-Art-Coverage-Pid: %d\r\nX-Art-Coverage-Binary: {name}\r\n" % os.getpid()
+def handle(c):
+    try:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(4096)
+            if not d:
+                return
+            data += d
+        if data.startswith(b"HEAD") or data.startswith(b"GET /health"):
+            c.sendall(("HTTP/1.1 200 OK\r\n" + hdr + "Content-Length: 0\r\n\r\n").encode())
+            c.close()
+            return
+        if "{mode}" == "stall":
+            time.sleep(3600)
+        c.sendall(("HTTP/1.1 200 OK\r\n" + hdr + "Content-Type: application/json\r\nConnection: close\r\n\r\n").encode())
+        chunk = b'{{"counters_data":"' + b"A" * 65536
+        while True:
+            c.sendall(chunk)
+    except Exception:
+        pass
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
+"#
+    );
+    ns.spawn_ready(Path::new("python3"), &["-c", &script], &[])
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// Targets that hang: a listener that accepts and never answers (probed,
+/// timed out, left alone for a while), a server that answers the probe and
+/// then never answers a fetch, one whose body never ends. The real server
+/// next to them is still scraped on its own schedule — a stalled fetch
+/// holds one request slot until its timeout, never the others' rounds —
+/// and the agent's memory stays bounded.
+#[test]
+fn hanging_targets_do_not_hold_up_the_others() {
+    let f = fixtures();
+    let node = Netns::new();
+    let _good = node.spawn_ready(&f.named("agt-hang-ok"), &["3"], &[]);
+    let _silent = node.spawn_hang(53701);
+    let _stall = spawn_hostile(&node, "stall", 53702, "agt-stall");
+    let _flood = spawn_hostile(&node, "flood", 53703, "agt-flood");
+    let sink = tempfile::tempdir().unwrap();
+    let mut agent = AgentRun::start(
+        &node,
+        sink.path(),
+        &["--no-kube", "--timeout", "4s", "--max-target-mib", "1"],
+    );
+    // `ip netns exec` execs covfleet: the child is the agent.
+    let agent_pid = agent.child.as_ref().unwrap().id();
+    let good = || {
+        of_binary(sink.path(), "agt-hang-ok")
+            .first()
+            .map_or(0, |(_, md)| snapshots(md))
+    };
+    let timeouts = || {
+        metric(
+            &http_get(&node, "/metrics"),
+            "covfleet_agent_scrape_failures_total{reason=\"timeout\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    wait_for("the stalled fetch timed out", || timeouts() >= 2.0);
+    wait_for("the flood refused as too large", || {
+        metric(
+            &http_get(&node, "/metrics"),
+            "covfleet_agent_scrape_failures_total{reason=\"too-large\"}",
+        )
+        .is_some_and(|v| v >= 2.0)
+    });
+    // While one stalled fetch waits out its 4 s timeout, the real server
+    // (every 500 ms at steady state) is scraped again and again.
+    let (t0, s0) = (timeouts(), good());
+    wait_for("the real server scraped 5 more times", || good() >= s0 + 5);
+    let t1 = timeouts();
+    assert!(
+        t1 <= t0 + 2.0,
+        "5 scrapes of the real server took {} stalled-fetch timeouts",
+        t1 - t0
+    );
+    let m = http_get(&node, "/metrics");
+    assert!(
+        metric(&m, "covfleet_agent_targets{state=\"unresponsive\"}").unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "covfleet_agent_targets{state=\"failing\"}").unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+    let rss = rss_kib(agent_pid);
+    assert!(rss < 150 * 1024, "agent RSS {rss} KiB under a flood");
+    agent.stop();
+    assert!(of_binary(sink.path(), "agt-stall").is_empty());
+    assert!(of_binary(sink.path(), "agt-flood").is_empty());
+    assert!(good() >= s0 + 5);
+}
+
 /// SIGKILL mid-run: every stored file stays whole (the previous snapshot
 /// intact), and a restarted agent carries on in a new directory.
 #[test]
