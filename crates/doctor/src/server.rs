@@ -28,10 +28,10 @@ pub fn options(timeout: Duration, token: Option<String>) -> ClientOptions {
 
 /// Probes `url` and fetches one counters-only snapshot.
 pub async fn check(url: &str, opts: &ClientOptions) -> ServerCheck {
-    let mut out = ServerCheck::default();
     let transport = match Direct::new(url, opts.timeout) {
         Ok(t) => t,
         Err(e) => {
+            let mut out = ServerCheck::default();
             out.findings.push(
                 Finding::new("bad-url", Severity::Problem, e.to_string())
                     .fix("give the server's base URL, e.g. http://10.0.0.5:53700"),
@@ -39,7 +39,14 @@ pub async fn check(url: &str, opts: &ClientOptions) -> ServerCheck {
             return out;
         }
     };
-    let ep = Endpoint::new(Arc::new(transport));
+    check_endpoint(&Endpoint::new(Arc::new(transport)), url, opts).await
+}
+
+/// Probes a server reached through any transport (`url` names it in the
+/// findings) and fetches one counters-only snapshot.
+pub async fn check_endpoint(ep: &Endpoint, url: &str, opts: &ClientOptions) -> ServerCheck {
+    let mut out = ServerCheck::default();
+    let ep = ep.clone();
     match protocol::probe(&ep, opts).await {
         Err(e) => out.findings.push(
             Finding::new(
