@@ -724,7 +724,7 @@ impl Agent {
                         while st.targets.values().any(|o| o.loc == t.loc) {
                             t.discovered += Duration::from_secs(1);
                             t.loc = location(
-                                &self.cfg.hostname,
+                                &t.md.hostname,
                                 t.place.as_ref(),
                                 t.discovered,
                                 &t.md.binary_name,

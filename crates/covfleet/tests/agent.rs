@@ -636,6 +636,290 @@ mod s3 {
     }
 }
 
+/// A cgroup directory this test made; on drop its processes go back to the
+/// root and the directories are removed (leaf first).
+struct Cgroup {
+    dirs: Vec<PathBuf>,
+    root: PathBuf,
+}
+
+impl Cgroup {
+    fn new(root: &str, rel: &str) -> Cgroup {
+        let root = PathBuf::from(root);
+        let mut dirs = Vec::new();
+        let mut cur = root.clone();
+        for part in rel.split('/') {
+            cur = cur.join(part);
+            dirs.push(cur.clone());
+        }
+        std::fs::create_dir_all(&cur).unwrap_or_else(|e| panic!("{}: {e}", cur.display()));
+        Cgroup { dirs, root }
+    }
+
+    fn add(&self, pid: u32) {
+        let leaf = self.dirs.last().unwrap();
+        std::fs::write(leaf.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for d in self.dirs.iter().rev() {
+            if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                for p in procs.split_whitespace() {
+                    let _ = std::fs::write(self.root.join("cgroup.procs"), p);
+                }
+            }
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// Processes placed in real cgroups named like a CRI-O scope (cgroup v2,
+/// systemd driver) and a containerd scope (the v1 `name=systemd`
+/// hierarchy), attributed through `crictl inspect` (a stand-in script
+/// answering with the runtime's labels) and stored in the pod layout.
+#[test]
+fn cgroup_scopes_are_attributed_to_pods() {
+    if !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists()
+        || !Path::new("/sys/fs/cgroup/systemd/cgroup.procs").exists()
+    {
+        panic!(
+            "this test needs cgroup v2 at /sys/fs/cgroup/unified and v1 name=systemd at /sys/fs/cgroup/systemd"
+        );
+    }
+    let f = fixtures();
+    let me = std::process::id();
+    let uid = format!("0b9f5f2e-6c1d-4d8a-9e3b-{me:012x}");
+    let id1 = format!("{:064x}", u64::from(me) * 7 + 1);
+    let id2 = format!("{:064x}", u64::from(me) * 7 + 2);
+    let slice = format!("cfk{me}.slice/kubepods-pod{}.slice", uid.replace('-', "_"));
+    let crio = Cgroup::new(
+        "/sys/fs/cgroup/unified",
+        &format!("{slice}/crio-{id1}.scope"),
+    );
+    let containerd = Cgroup::new(
+        "/sys/fs/cgroup/systemd",
+        &format!("{slice}/cri-containerd-{id2}.scope"),
+    );
+    let pod = Netns::new();
+    let web = pod.spawn_ready(&f.named("agt-cg-web"), &["3"], &[]);
+    let side = pod.spawn_ready(&f.named("agt-cg-side"), &["4"], &[]);
+    crio.add(web.pid);
+    containerd.add(side.pid);
+    let tmp = tempfile::tempdir().unwrap();
+    let crictl = tmp.path().join("crictl");
+    let label = |container: &str, restarts: u32, image: &str| {
+        format!(
+            r#"{{"status":{{"labels":{{"io.kubernetes.pod.name":"shop-7d9f","io.kubernetes.pod.namespace":"shop","io.kubernetes.container.name":"{container}","io.kubernetes.pod.uid":"{uid}"}},"annotations":{{"io.kubernetes.container.restartCount":"{restarts}"}},"image":{{"image":"{image}"}}}}}}"#
+        )
+    };
+    std::fs::write(
+        &crictl,
+        format!(
+            "#!/bin/sh\ncase \"$4\" in\n{id1}) echo '{}';;\n{id2}) echo '{}';;\n*) exit 1;;\nesac\n",
+            label("web", 2, "quay.io/shop/web:v1"),
+            label("sidecar", 0, "quay.io/shop/side:v3"),
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&crictl)
+        .status()
+        .unwrap();
+    let node = Netns::new();
+    let sink = tmp.path().join("sink");
+    let mut agent = AgentRun::start(
+        &node,
+        &sink,
+        &["--no-kube", "--crictl", crictl.to_str().unwrap()],
+    );
+    wait_for("both containers stored", || {
+        ["agt-cg-web", "agt-cg-side"]
+            .iter()
+            .all(|n| of_binary(&sink, n).iter().any(|(_, md)| snapshots(md) >= 1))
+    });
+    agent.stop();
+    let (dir, md) = &of_binary(&sink, "agt-cg-web")[0];
+    let rel: Vec<String> = dir
+        .strip_prefix(&sink)
+        .unwrap()
+        .iter()
+        .map(|p| p.to_string_lossy().to_string())
+        .collect();
+    assert_eq!(rel.len(), 7, "{rel:?}");
+    assert_eq!(&rel[..4], ["node-a", "shop", "shop-7d9f", "web"]);
+    assert_eq!(&rel[5..], ["quay.io_shop_web_v1", "agt-cg-web"]);
+    assert_eq!(md["namespace"], "shop");
+    assert_eq!(md["pod_name"], "shop-7d9f");
+    assert_eq!(md["container"]["name"], "web");
+    assert_eq!(md["host_process"], false);
+    assert_eq!(md["process"]["pod_uid"], uid);
+    assert_eq!(md["process"]["restart_count"], "2");
+    assert_eq!(md["process"]["container_id"], id1);
+    let (dir, md) = &of_binary(&sink, "agt-cg-side")[0];
+    assert!(
+        dir.strip_prefix(&sink)
+            .unwrap()
+            .starts_with("node-a/shop/shop-7d9f/sidecar")
+    );
+    assert_eq!(md["process"]["container_id"], id2);
+    assert_eq!(md["container"]["image"], "quay.io/shop/side:v3");
+}
+
+/// A child killed and reaped on drop (also when the test fails).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Bootstrap mode: started with `--kubeconfig PATH` before PATH exists, the
+/// agent follows the node's processes as host processes; once a kubeconfig
+/// appears there (pointing at an API server — the recorded-API server, in
+/// the node's namespace — that lists this node's pods), it is picked up
+/// and a container's process (in a real cgroup named like a CRI-O scope)
+/// is attributed to the pod the API server names.
+#[test]
+fn bootstrap_mode_picks_up_a_kubeconfig_that_appears_later() {
+    use std::io::BufRead;
+    if !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+        panic!("this test needs cgroup v2 at /sys/fs/cgroup/unified");
+    }
+    let f = fixtures();
+    let me = std::process::id();
+    let uid = format!("6d1e2c3b-0a4f-4b5e-8c7d-{me:012x}");
+    let id = format!("{:064x}", u64::from(me) * 11 + 3);
+    let scope_rel = format!(
+        "cfb{me}.slice/kubepods-pod{}.slice/crio-{id}.scope",
+        uid.replace('-', "_")
+    );
+    let _scope = Cgroup::new("/sys/fs/cgroup/unified", &scope_rel);
+    let scope_dir = Path::new("/sys/fs/cgroup/unified").join(&scope_rel);
+    let node = Netns::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = tmp.path().join("kubeconfig");
+    let sink = tmp.path().join("sink");
+    let log = std::env::temp_dir().join(format!("agent-{}.log", node.name));
+    let mut agent = AgentRun::start(
+        &node,
+        &sink,
+        &[
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--node-name",
+            "node-b",
+        ],
+    );
+    let _host = node.spawn_ready(&f.named("agt-boot-host"), &["3"], &[]);
+    wait_for("the host process stored in bootstrap mode", || {
+        of_binary(&sink, "agt-boot-host")
+            .iter()
+            .any(|(_, md)| snapshots(md) >= 1)
+    });
+    let logged = |what: &str| std::fs::read_to_string(&log).is_ok_and(|l| l.contains(what));
+    assert!(logged("bootstrap mode"));
+    assert!(!logged("Kubernetes credentials found"));
+
+    // The API server comes up and the kubeconfig appears.
+    let pods = serde_json::json!({"items": [{
+        "metadata": {"name": "web-5f6b", "namespace": "shop", "uid": uid,
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                          "name": "web-7c9d8", "uid": "rs-1", "controller": true}]},
+        "spec": {"nodeName": "node-b", "containers": [{"name": "web", "image": "quay.io/shop/web:v2"}]},
+        "status": {"phase": "Running", "podIP": "10.0.0.9", "containerStatuses": [{
+            "name": "web", "image": "quay.io/shop/web:v2", "imageID": "", "ready": true,
+            "restartCount": 1, "containerID": format!("cri-o://{id}"),
+            "state": {"running": {}}}]}
+    }]});
+    let pods_file = tmp.path().join("pods.json");
+    std::fs::write(&pods_file, pods.to_string()).unwrap();
+    let mut api = Reaped(
+        Command::new("ip")
+            .args(["netns", "exec", &node.name])
+            .arg(&f.fakeapi)
+            .arg("-pods")
+            .arg(&pods_file)
+            .args(["-token", "boot"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(api.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://{addr}\n\
+         contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n\
+         current-context: c\nusers:\n- name: u\n  user:\n    token: boot\n"
+    );
+    let part = tmp.path().join("kubeconfig.part");
+    std::fs::write(&part, text).unwrap();
+    std::fs::rename(&part, &kubeconfig).unwrap();
+    wait_for("the kubeconfig picked up and the pods listed", || {
+        logged("Kubernetes credentials found") && logged("pods listed")
+    });
+    // The container's process: in its CRI-O scope from its first
+    // instruction (the shell joins the scope, then becomes the program in
+    // the pod's network namespace; `ip netns exec` hides /sys/fs/cgroup,
+    // so the scope is joined before it).
+    let pod = Netns::new();
+    let prog = f.named("agt-boot-pod");
+    let mut in_pod = Reaped(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec ip netns exec {} {} 4",
+                scope_dir.display(),
+                pod.name,
+                prog.display()
+            ))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(in_pod.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("ready"), "{line:?}");
+    wait_for("the pod's process stored", || {
+        of_binary(&sink, "agt-boot-pod")
+            .iter()
+            .any(|(_, md)| snapshots(md) >= 1)
+    });
+    agent.stop();
+    drop(in_pod);
+    drop(api);
+    let (dir, md) = &of_binary(&sink, "agt-boot-pod")[0];
+    let rel: Vec<String> = dir
+        .strip_prefix(&sink)
+        .unwrap()
+        .iter()
+        .map(|p| p.to_string_lossy().to_string())
+        .collect();
+    assert_eq!(&rel[..4], ["node-a", "shop", "web-5f6b", "web"], "{rel:?}");
+    assert_eq!(&rel[5..], ["quay.io_shop_web_v2", "agt-boot-pod"]);
+    assert_eq!(md["host_process"], false);
+    assert_eq!(md["process"]["pod_uid"], uid);
+    assert_eq!(md["process"]["restart_count"], "1");
+    assert_eq!(md["owner_references"][0]["name"], "web-7c9d8");
+    // The host process stays where bootstrap mode put it.
+    let (_, h) = &of_binary(&sink, "agt-boot-host")[0];
+    assert_eq!(h["namespace"], "_host_");
+}
+
 /// A short-lived program built with `go build -cover`: counts to its
 /// argument, prints a word, exits.
 const EXIT_PROGRAM: &str = r#"package main
@@ -958,289 +1242,4 @@ fn exit_time_coverage_of_short_lived_programs_reaches_s3_and_compiles() {
         .map(|o| o.process_count)
         .sum();
     assert_eq!(procs, 80);
-}
-
-/// A cgroup directory this test made; on drop its processes go back to the
-/// root and the directories are removed (leaf first).
-struct Cgroup {
-    dirs: Vec<PathBuf>,
-    root: PathBuf,
-}
-
-impl Cgroup {
-    fn new(root: &str, rel: &str) -> Cgroup {
-        let root = PathBuf::from(root);
-        let mut dirs = Vec::new();
-        let mut cur = root.clone();
-        for part in rel.split('/') {
-            cur = cur.join(part);
-            dirs.push(cur.clone());
-        }
-        std::fs::create_dir_all(&cur).unwrap_or_else(|e| panic!("{}: {e}", cur.display()));
-        Cgroup { dirs, root }
-    }
-
-    fn add(&self, pid: u32) {
-        let leaf = self.dirs.last().unwrap();
-        std::fs::write(leaf.join("cgroup.procs"), pid.to_string()).unwrap();
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        for d in self.dirs.iter().rev() {
-            if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
-                for p in procs.split_whitespace() {
-                    let _ = std::fs::write(self.root.join("cgroup.procs"), p);
-                }
-            }
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
-
-/// Processes placed in real cgroups named like a CRI-O scope (cgroup v2,
-/// systemd driver) and a containerd scope (the v1 `name=systemd`
-/// hierarchy), attributed through `crictl inspect` (a stand-in script
-/// answering with the runtime's labels) and stored in the pod layout.
-#[test]
-fn cgroup_scopes_are_attributed_to_pods() {
-    if !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists()
-        || !Path::new("/sys/fs/cgroup/systemd/cgroup.procs").exists()
-    {
-        panic!(
-            "this test needs cgroup v2 at /sys/fs/cgroup/unified and v1 name=systemd at /sys/fs/cgroup/systemd"
-        );
-    }
-    let f = fixtures();
-    let me = std::process::id();
-    let uid = format!("0b9f5f2e-6c1d-4d8a-9e3b-{me:012x}");
-    let id1 = format!("{:064x}", u64::from(me) * 7 + 1);
-    let id2 = format!("{:064x}", u64::from(me) * 7 + 2);
-    let slice = format!("cfk{me}.slice/kubepods-pod{}.slice", uid.replace('-', "_"));
-    let crio = Cgroup::new(
-        "/sys/fs/cgroup/unified",
-        &format!("{slice}/crio-{id1}.scope"),
-    );
-    let containerd = Cgroup::new(
-        "/sys/fs/cgroup/systemd",
-        &format!("{slice}/cri-containerd-{id2}.scope"),
-    );
-    let pod = Netns::new();
-    let web = pod.spawn_ready(&f.named("agt-cg-web"), &["3"], &[]);
-    let side = pod.spawn_ready(&f.named("agt-cg-side"), &["4"], &[]);
-    crio.add(web.pid);
-    containerd.add(side.pid);
-    let tmp = tempfile::tempdir().unwrap();
-    let crictl = tmp.path().join("crictl");
-    let label = |container: &str, restarts: u32, image: &str| {
-        format!(
-            r#"{{"status":{{"labels":{{"io.kubernetes.pod.name":"shop-7d9f","io.kubernetes.pod.namespace":"shop","io.kubernetes.container.name":"{container}","io.kubernetes.pod.uid":"{uid}"}},"annotations":{{"io.kubernetes.container.restartCount":"{restarts}"}},"image":{{"image":"{image}"}}}}}}"#
-        )
-    };
-    std::fs::write(
-        &crictl,
-        format!(
-            "#!/bin/sh\ncase \"$4\" in\n{id1}) echo '{}';;\n{id2}) echo '{}';;\n*) exit 1;;\nesac\n",
-            label("web", 2, "quay.io/shop/web:v1"),
-            label("sidecar", 0, "quay.io/shop/side:v3"),
-        ),
-    )
-    .unwrap();
-    Command::new("chmod")
-        .arg("755")
-        .arg(&crictl)
-        .status()
-        .unwrap();
-    let node = Netns::new();
-    let sink = tmp.path().join("sink");
-    let mut agent = AgentRun::start(
-        &node,
-        &sink,
-        &["--no-kube", "--crictl", crictl.to_str().unwrap()],
-    );
-    wait_for("both containers stored", || {
-        ["agt-cg-web", "agt-cg-side"]
-            .iter()
-            .all(|n| of_binary(&sink, n).iter().any(|(_, md)| snapshots(md) >= 1))
-    });
-    agent.stop();
-    let (dir, md) = &of_binary(&sink, "agt-cg-web")[0];
-    let rel: Vec<String> = dir
-        .strip_prefix(&sink)
-        .unwrap()
-        .iter()
-        .map(|p| p.to_string_lossy().to_string())
-        .collect();
-    assert_eq!(rel.len(), 7, "{rel:?}");
-    assert_eq!(&rel[..4], ["node-a", "shop", "shop-7d9f", "web"]);
-    assert_eq!(&rel[5..], ["quay.io_shop_web_v1", "agt-cg-web"]);
-    assert_eq!(md["namespace"], "shop");
-    assert_eq!(md["pod_name"], "shop-7d9f");
-    assert_eq!(md["container"]["name"], "web");
-    assert_eq!(md["host_process"], false);
-    assert_eq!(md["process"]["pod_uid"], uid);
-    assert_eq!(md["process"]["restart_count"], "2");
-    assert_eq!(md["process"]["container_id"], id1);
-    let (dir, md) = &of_binary(&sink, "agt-cg-side")[0];
-    assert!(
-        dir.strip_prefix(&sink)
-            .unwrap()
-            .starts_with("node-a/shop/shop-7d9f/sidecar")
-    );
-    assert_eq!(md["process"]["container_id"], id2);
-    assert_eq!(md["container"]["image"], "quay.io/shop/side:v3");
-}
-
-/// A child killed and reaped on drop (also when the test fails).
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Bootstrap mode: started with `--kubeconfig PATH` before PATH exists, the
-/// agent follows the node's processes as host processes; once a kubeconfig
-/// appears there (pointing at an API server — the recorded-API server, in
-/// the node's namespace — that lists this node's pods), it is picked up
-/// and a container's process (in a real cgroup named like a CRI-O scope)
-/// is attributed to the pod the API server names.
-#[test]
-fn bootstrap_mode_picks_up_a_kubeconfig_that_appears_later() {
-    use std::io::BufRead;
-    if !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
-        panic!("this test needs cgroup v2 at /sys/fs/cgroup/unified");
-    }
-    let f = fixtures();
-    let me = std::process::id();
-    let uid = format!("6d1e2c3b-0a4f-4b5e-8c7d-{me:012x}");
-    let id = format!("{:064x}", u64::from(me) * 11 + 3);
-    let scope = Cgroup::new(
-        "/sys/fs/cgroup/unified",
-        &format!(
-            "cfb{me}.slice/kubepods-pod{}.slice/crio-{id}.scope",
-            uid.replace('-', "_")
-        ),
-    );
-    let node = Netns::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let kubeconfig = tmp.path().join("kubeconfig");
-    let sink = tmp.path().join("sink");
-    let log = std::env::temp_dir().join(format!("agent-{}.log", node.name));
-    let mut agent = AgentRun::start(
-        &node,
-        &sink,
-        &[
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            "--node-name",
-            "node-b",
-        ],
-    );
-    let _host = node.spawn_ready(&f.named("agt-boot-host"), &["3"], &[]);
-    wait_for("the host process stored in bootstrap mode", || {
-        of_binary(&sink, "agt-boot-host")
-            .iter()
-            .any(|(_, md)| snapshots(md) >= 1)
-    });
-    let logged = |what: &str| std::fs::read_to_string(&log).is_ok_and(|l| l.contains(what));
-    assert!(logged("bootstrap mode"));
-    assert!(!logged("Kubernetes credentials found"));
-
-    // The API server comes up and the kubeconfig appears.
-    let pods = serde_json::json!({"items": [{
-        "metadata": {"name": "web-5f6b", "namespace": "shop", "uid": uid,
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                                          "name": "web-7c9d8", "uid": "rs-1", "controller": true}]},
-        "spec": {"nodeName": "node-b", "containers": [{"name": "web", "image": "quay.io/shop/web:v2"}]},
-        "status": {"phase": "Running", "podIP": "10.0.0.9", "containerStatuses": [{
-            "name": "web", "image": "quay.io/shop/web:v2", "imageID": "", "ready": true,
-            "restartCount": 1, "containerID": format!("cri-o://{id}"),
-            "state": {"running": {}}}]}
-    }]});
-    let pods_file = tmp.path().join("pods.json");
-    std::fs::write(&pods_file, pods.to_string()).unwrap();
-    let mut api = Reaped(
-        Command::new("ip")
-            .args(["netns", "exec", &node.name])
-            .arg(&f.fakeapi)
-            .arg("-pods")
-            .arg(&pods_file)
-            .args(["-token", "boot"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    std::io::BufReader::new(api.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://{addr}\n\
-         contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n\
-         current-context: c\nusers:\n- name: u\n  user:\n    token: boot\n"
-    );
-    let part = tmp.path().join("kubeconfig.part");
-    std::fs::write(&part, text).unwrap();
-    std::fs::rename(&part, &kubeconfig).unwrap();
-    wait_for("the kubeconfig picked up and the pods listed", || {
-        logged("Kubernetes credentials found") && logged("pods listed")
-    });
-    // The container's process: in its CRI-O scope from its first
-    // instruction (the shell joins the scope, then becomes the program in
-    // the pod's network namespace; `ip netns exec` hides /sys/fs/cgroup,
-    // so the scope is joined before it).
-    let pod = Netns::new();
-    let prog = f.named("agt-boot-pod");
-    let mut in_pod = Reaped(
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "echo $$ > {}/cgroup.procs && exec ip netns exec {} {} 4",
-                scope.dirs.last().unwrap().display(),
-                pod.name,
-                prog.display()
-            ))
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    std::io::BufReader::new(in_pod.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("ready"), "{line:?}");
-    wait_for("the pod's process stored", || {
-        of_binary(&sink, "agt-boot-pod")
-            .iter()
-            .any(|(_, md)| snapshots(md) >= 1)
-    });
-    agent.stop();
-    drop(in_pod);
-    drop(api);
-    let (dir, md) = &of_binary(&sink, "agt-boot-pod")[0];
-    let rel: Vec<String> = dir
-        .strip_prefix(&sink)
-        .unwrap()
-        .iter()
-        .map(|p| p.to_string_lossy().to_string())
-        .collect();
-    assert_eq!(&rel[..4], ["node-a", "shop", "web-5f6b", "web"], "{rel:?}");
-    assert_eq!(&rel[5..], ["quay.io_shop_web_v2", "agt-boot-pod"]);
-    assert_eq!(md["host_process"], false);
-    assert_eq!(md["process"]["pod_uid"], uid);
-    assert_eq!(md["process"]["restart_count"], "1");
-    assert_eq!(md["owner_references"][0]["name"], "web-7c9d8");
-    // The host process stays where bootstrap mode put it.
-    let (_, h) = &of_binary(&sink, "agt-boot-host")[0];
-    assert_eq!(h["namespace"], "_host_");
 }

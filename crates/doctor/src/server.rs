@@ -28,10 +28,10 @@ pub fn options(timeout: Duration, token: Option<String>) -> ClientOptions {
 
 /// Probes `url` and fetches one counters-only snapshot.
 pub async fn check(url: &str, opts: &ClientOptions) -> ServerCheck {
+    let mut out = ServerCheck::default();
     let transport = match Direct::new(url, opts.timeout) {
         Ok(t) => t,
         Err(e) => {
-            let mut out = ServerCheck::default();
             out.findings.push(
                 Finding::new("bad-url", Severity::Problem, e.to_string())
                     .fix("give the server's base URL, e.g. http://10.0.0.5:53700"),
@@ -42,12 +42,12 @@ pub async fn check(url: &str, opts: &ClientOptions) -> ServerCheck {
     check_endpoint(&Endpoint::new(Arc::new(transport)), url, opts).await
 }
 
-/// Probes a server reached through any transport (`url` names it in the
-/// findings) and fetches one counters-only snapshot.
-pub async fn check_endpoint(ep: &Endpoint, url: &str, opts: &ClientOptions) -> ServerCheck {
+/// Probes a coverage server reached through `ep` (described as `at` in
+/// the findings) and fetches one counters-only snapshot.
+pub async fn check_endpoint(ep: &Endpoint, at: &str, opts: &ClientOptions) -> ServerCheck {
     let mut out = ServerCheck::default();
-    let ep = ep.clone();
-    match protocol::probe(&ep, opts).await {
+    let url = at;
+    match protocol::probe(ep, opts).await {
         Err(e) => out.findings.push(
             Finding::new(
                 "server-unreachable",
@@ -73,7 +73,7 @@ pub async fn check_endpoint(ep: &Endpoint, url: &str, opts: &ClientOptions) -> S
                     id.binary, id.pid
                 ),
             ));
-            match protocol::fetch(&ep, opts, false).await {
+            match protocol::fetch(ep, opts, false).await {
                 Ok(snap) => out.findings.push(Finding::new(
                     "server-serves-counters",
                     Severity::Ok,
