@@ -443,22 +443,35 @@ impl ExitWatch {
     ) -> Option<Journal> {
         let mut metas = BTreeMap::new();
         let mut counters = Vec::new();
+        // Each meta-data file is checked once per batch (it must hash to
+        // its name); counter files without a good one stay where they are.
+        let mut checked: BTreeMap<PathBuf, bool> = BTreeMap::new();
         for f in batch {
             let meta = f
                 .path
                 .parent()
                 .map(|d| d.join(meta_name(&f.hash)))
                 .unwrap_or_default();
-            if std::fs::symlink_metadata(&meta).is_ok_and(|m| m.is_file()) {
+            let good = *checked.entry(meta.clone()).or_insert_with(|| {
+                match read_meta(&meta, &f.hash, self.cfg.max_file_bytes) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        if self.warned.insert(meta.clone()) {
+                            tracing::warn!(error = %e, "no usable covmeta file; its counter files are left alone");
+                        }
+                        false
+                    }
+                }
+            });
+            if good {
                 metas.insert(f.hash.clone(), meta);
                 counters.push(JournalFile {
                     path: f.path,
                     hash: f.hash,
                     pid: f.pid,
                 });
-            } else if self.warned.insert(f.path.clone()) {
+            } else {
                 self.metrics.failure("exit-no-meta");
-                tracing::warn!(file = %f.path.display(), "no covmeta file for this counter file; left alone");
             }
         }
         if counters.is_empty() {
@@ -651,6 +664,10 @@ impl ExitWatch {
                 Ok(None) => {}
                 Err(()) => return None,
             }
+        }
+        if stored.is_empty() {
+            // Nothing of this batch could be read: no directory for it.
+            return Some(stored);
         }
         for (name, body) in [("info.json", &j.info), ("metadata.json", &j.metadata)] {
             if let Err(e) = sink.put(&loc.key(name), Bytes::from(body.clone())).await {

@@ -1092,6 +1092,12 @@ fn exit_time_coverage_of_short_lived_programs_reaches_s3_and_compiles() {
     std::fs::create_dir_all(watch.join("ns2/pod2")).unwrap();
     std::os::unix::fs::symlink(&outside, watch.join("ns2/pod2/ctr")).unwrap();
     let outside_files = counter_files(&outside);
+    // A counter file next to a covmeta file that is not what its name says.
+    let bad = watch.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let one = counter_files(&oracle_host)[0].clone();
+    std::fs::copy(oracle_host.join(&one), bad.join(&one)).unwrap();
+    std::fs::write(bad.join(format!("covmeta.{hash}")), "not meta-data").unwrap();
 
     let prefix = format!("exits-{}", std::process::id());
     let url = format!("s3://{}/{prefix}", s3.bucket);
@@ -1158,6 +1164,7 @@ fn exit_time_coverage_of_short_lived_programs_reaches_s3_and_compiles() {
     assert!(std::fs::symlink_metadata(&link).is_ok());
     assert!(half.exists());
     assert_eq!(counter_files(&outside), outside_files);
+    assert_eq!(counter_files(&bad), [one]);
 
     let col = tmp.path().join("col");
     let out = Command::new(covfleet())
@@ -1183,6 +1190,10 @@ fn exit_time_coverage_of_short_lived_programs_reaches_s3_and_compiles() {
     for (d, md) in stored(&bucket) {
         assert_eq!(md["source"], "gocoverdir");
         assert!(!d.to_string_lossy().contains("ns2"), "{d:?}");
+        assert!(
+            !counter_files(&d).is_empty(),
+            "a directory without counters: {d:?}"
+        );
         for e in std::fs::read_dir(&d).unwrap().flatten() {
             assert_ne!(std::fs::read(e.path()).unwrap(), b"not coverage");
         }
