@@ -394,7 +394,7 @@ fn hanging_targets_do_not_hold_up_the_others() {
     let mut agent = AgentRun::start(
         &node,
         sink.path(),
-        &["--no-kube", "--timeout", "4s", "--max-target-mib", "1"],
+        &["--no-kube", "--timeout", "6s", "--max-target-mib", "1"],
     );
     // `ip netns exec` execs covfleet: the child is the agent.
     let agent_pid = agent.child.as_ref().unwrap().id();
@@ -418,7 +418,7 @@ fn hanging_targets_do_not_hold_up_the_others() {
         )
         .is_some_and(|v| v >= 2.0)
     });
-    // While one stalled fetch waits out its 4 s timeout, the real server
+    // While one stalled fetch waits out its 6 s timeout, the real server
     // (every 500 ms at steady state) is scraped again and again.
     let (t0, s0) = (timeouts(), good());
     wait_for("the real server scraped 5 more times", || good() >= s0 + 5);
