@@ -78,7 +78,7 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     pub listen: SocketAddr,
     /// A directory whose exit-time coverage (what programs run with
-    /// GOCOVERDIR=DIR, or DIR/<namespace>/<pod>/<container> for a pod's
+    /// GOCOVERDIR=DIR, or `DIR/<namespace>/<pod>/<container>` for a pod's
     /// own subdirectory, write when they exit) is stored in the sink like
     /// scraped coverage, then removed; repeatable. See docs/agent.md.
     #[arg(long = "watch-dir", value_name = "DIR")]
