@@ -173,15 +173,15 @@ ensure_go_oracles() {
 
 # build_image: the DaemonSet's image from the Containerfile, daemonless
 # (buildah, vfs storage, chroot isolation), target `prebuilt` (docker.io is
-# not reachable in CI): a static covfleet (dev profile without debug info:
-# quick to build, cached in $CARGO_TARGET_DIR/x86_64-unknown-linux-gnu) on
+# not reachable in CI): a static covfleet (dev profile without debug info,
+# no default features: quick to build, cached in $CARGO_TARGET_DIR/x86_64-unknown-linux-gnu) on
 # an empty base. Then checks what deploy/daemonset.yaml relies on (the
 # entrypoint, root, the directories it mounts over) and runs the binary
 # inside the image.
 build_image() {
     local triple=x86_64-unknown-linux-gnu
     RUSTFLAGS="-C target-feature=+crt-static -C debuginfo=0 -C strip=symbols" \
-        cargo build --locked --quiet -p covfleet --bin covfleet --target "$triple"
+        cargo build --locked --quiet -p covfleet --bin covfleet --no-default-features --target "$triple"
     local bin="$CARGO_TARGET_DIR/$triple/debug/covfleet"
     if ldd "$bin" 2>&1 | grep -q '=>'; then
         log "image: $bin is not statically linked"; return 1
