@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+use crate::cov::FuncCov;
+
 /// One row of the index: a (namespace, owner type, owner, binary) group.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OwnerRow {
@@ -92,12 +94,21 @@ pub trait SiteSource {
     fn rows(&self) -> Result<Vec<OwnerRow>, Self::Error>;
     /// The files of one row, with their blocks.
     fn files(&self, row: &OwnerRow) -> Result<Vec<FileCoverage>, Self::Error>;
+    /// The functions of one row with their units' counts (from the binary's
+    /// meta-data). A source without function data returns none, and the
+    /// row's page then has no function list.
+    fn functions(&self, row: &OwnerRow) -> Result<Vec<FuncCov>, Self::Error> {
+        let _ = row;
+        Ok(Vec::new())
+    }
 }
 
 /// An in-memory source: rows with their files.
 #[derive(Debug, Clone, Default)]
 pub struct MemorySource {
     pub rows: Vec<(OwnerRow, Vec<FileCoverage>)>,
+    /// Functions per row id (rows not listed have none).
+    pub functions: std::collections::HashMap<String, Vec<FuncCov>>,
 }
 
 impl SiteSource for MemorySource {
@@ -112,6 +123,9 @@ impl SiteSource for MemorySource {
             .find(|(r, _)| r.id == row.id)
             .map(|(_, f)| f.clone())
             .unwrap_or_default())
+    }
+    fn functions(&self, row: &OwnerRow) -> Result<Vec<FuncCov>, Self::Error> {
+        Ok(self.functions.get(&row.id).cloned().unwrap_or_default())
     }
 }
 

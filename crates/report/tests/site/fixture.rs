@@ -312,7 +312,10 @@ pub fn fixture() -> Fixture {
     ];
     Fixture {
         dir,
-        source: MemorySource { rows },
+        source: MemorySource {
+            rows,
+            ..MemorySource::default()
+        },
     }
 }
 
