@@ -42,8 +42,10 @@
     return pre ? pre + '/' : '';
   })();
   // A path as text that wraps only after a '/'; the directory muted.
-  function pathCell(p, cls) {
-    var td = el('td', cls || 'path'), rest = p.indexOf(prefix) === 0 ? p.slice(prefix.length) : p;
+  function pathCell(p, cls) { return pathInto(el('td', cls || 'path'), p); }
+  function pathInto(td, p) {
+    var rest = p.indexOf(prefix) === 0 ? p.slice(prefix.length) : p;
+    td.textContent = '';
     td.title = p;
     // The shared prefix stays in the text (copy, find) but is not shown.
     if (rest !== p) td.appendChild(el('span', 'pre', prefix));
@@ -195,8 +197,7 @@
   function open(i, line) {
     var f = files[i];
     state.cur = i; state.line = line || 0;
-    $('vname').textContent = f.p;
-    $('vname').title = f.p;
+    pathInto($('vname'), f.p);
     $('vstats').textContent = fmtPct(f.pct) + ' · ' + fmtNum(f.c) + ' / ' + fmtNum(f.t) + ' statements';
     fileFuncsButton();
     if (state.tab === 'funcs' && state.fnCur) drawFuncs();
@@ -424,8 +425,7 @@
       loc.title = x.loc;
       tr.appendChild(loc);
       tr.appendChild(el('td', 'num miss', fmtNum(x.miss)));
-      var tdp = el('td', 'num'), b = el('span', 'bar'), bi = el('i', 'tier-' + x.tier);
-      bi.style.width = x.pct.toFixed(1) + '%'; b.appendChild(bi); tdp.appendChild(b);
+      var tdp = el('td', 'num');
       tdp.appendChild(el('span', 'pct tier-' + x.tier, fmtPct(x.pct)));
       tr.appendChild(tdp);
       tr.appendChild(el('td', 'num', fmtNum(x.c) + ' / ' + fmtNum(x.t)));
