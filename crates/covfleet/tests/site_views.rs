@@ -266,7 +266,7 @@ fn chromium(st: &Site, data: &Value) {
     );
     let cell = page.eval(
         "(() => { const td = Array.from(document.querySelectorAll('#files td.path')).find(td => td.title.endsWith('/shop/cart.go'));\
-         return [td.title, td.innerText]; })()",
+         return [td.title, td.innerText.replace(/\\s+/g, '')]; })()",
     );
     assert_eq!(cell[0], format!("{MODULE}/shop/cart.go").as_str());
     assert_eq!(cell[1], "shop/cart.go");

@@ -41,26 +41,24 @@
     });
     return pre ? pre + '/' : '';
   })();
-  // A path as text that wraps only after a '/'; the directory muted.
+  // A path in two lines: its directory (muted, one line, cut at the start
+  // when too long so the deepest directories stay visible) above its name.
   function pathCell(p, cls) { return pathInto(el('td', cls || 'path'), p); }
-  function pathInto(td, p) {
+  function pathInto(box, p) {
     var rest = p.indexOf(prefix) === 0 ? p.slice(prefix.length) : p;
-    td.textContent = '';
-    td.title = p;
+    box.textContent = '';
+    box.title = p;
     // The shared prefix stays in the text (copy, find) but is not shown.
-    if (rest !== p) td.appendChild(el('span', 'pre', prefix));
-    var k = rest.lastIndexOf('/'), dir = k < 0 ? '' : rest.slice(0, k + 1), base = rest.slice(k + 1);
+    if (rest !== p) box.appendChild(el('span', 'pre', prefix));
+    var k = rest.lastIndexOf('/'), dir = k < 0 ? '' : rest.slice(0, k + 1);
+    var two = el('span', dir ? 'pth two' : 'pth');
     if (dir) {
-      var d = el('span', 'dir');
-      dir.split('/').forEach(function (seg, j, all) {
-        if (j === all.length - 1) return;
-        d.appendChild(document.createTextNode(seg + '/'));
-        d.appendChild(document.createElement('wbr'));
-      });
-      td.appendChild(d);
+      var d = el('span', 'dir'), b = el('bdi', null, dir);
+      b.dir = 'ltr'; d.appendChild(b); two.appendChild(d);
     }
-    td.appendChild(el('span', 'base', base));
-    return td;
+    two.appendChild(el('span', 'base', rest.slice(k + 1)));
+    box.appendChild(two);
+    return box;
   }
   function inPkg(f) { return state.pkg === null || f.dir === state.pkg || f.dir.indexOf(state.pkg + '/') === 0; }
 
@@ -421,7 +419,7 @@
       var tr = el('tr', 'frow fnrow tier-' + x.tier);
       tr.appendChild(el('td', 'fname', x.name));
       var loc = pathCell(x.f.p, 'path loc');
-      loc.appendChild(el('span', 'lno', ':' + x.line));
+      loc.querySelector('.base').appendChild(el('span', 'lno', ':' + x.line));
       loc.title = x.loc;
       tr.appendChild(loc);
       tr.appendChild(el('td', 'num miss', fmtNum(x.miss)));

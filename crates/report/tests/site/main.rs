@@ -4,6 +4,7 @@
 mod cdp;
 mod diff_page;
 mod fixture;
+mod long_paths;
 
 use std::path::{Path, PathBuf};
 
