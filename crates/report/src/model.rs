@@ -96,7 +96,10 @@ pub trait SiteSource {
     fn files(&self, row: &OwnerRow) -> Result<Vec<FileCoverage>, Self::Error>;
     /// The functions of one row with their units' counts (from the binary's
     /// meta-data). A source without function data returns none, and the
-    /// row's page then has no function list.
+    /// row's page then has no function list. Asked only for pages that are
+    /// written: functions are not part of a page's input hash, so they may
+    /// change only with the row's `binary_key` or `input_hash` (as they do
+    /// in the database: the key carries the meta-data hash).
     fn functions(&self, row: &OwnerRow) -> Result<Vec<FuncCov>, Self::Error> {
         let _ = row;
         Ok(Vec::new())

@@ -25,7 +25,7 @@ use crate::model::{FileCoverage, OwnerRow, SiteSource, line_states};
 use crate::source::{self, SourceIndex};
 
 /// Bump when the generated HTML/JSON changes shape: forces a rewrite.
-const FORMAT_VERSION: &str = "covfleet-site-1";
+const FORMAT_VERSION: &str = "covfleet-site-2";
 
 const CSS: &str = include_str!("../assets/covfleet.css");
 const INDEX_JS: &str = include_str!("../assets/index.js");
@@ -121,25 +121,39 @@ pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> 
     for chunk in work.chunks(CHUNK) {
         let fetched: Vec<_> = chunk
             .iter()
-            .map(|(row, _)| {
-                let files = src.files(row).map_err(|e| RowError::Files(Box::new(e)))?;
-                let funcs = src
-                    .functions(row)
-                    .map_err(|e| RowError::Functions(Box::new(e)))?;
-                Ok::<_, RowError>((files, funcs))
-            })
+            .map(|(row, _)| src.files(row).map_err(|e| RowError::Files(Box::new(e))))
             .collect();
-        for ((row, _), fetched) in chunk.iter().zip(&fetched) {
-            if let Ok((files, _)) = fetched {
+        for ((row, _), files) in chunk.iter().zip(&fetched) {
+            if let Ok(files) = files {
                 unions.add(row, files);
             }
         }
-        let outcomes: Vec<Result<RowOutcome, RowError>> = chunk
+        let prepared: Vec<Result<PreparedRow, RowError>> = chunk
             .par_iter()
             .zip(fetched)
-            .map(|((row, slug), fetched)| {
-                let (files, funcs) = fetched?;
-                render_row(&index, opts, row, slug, files, &funcs)
+            .map(|((row, slug), files)| Ok(prepare_row(&index, opts, row, slug, files?)))
+            .collect();
+        // Functions only for the pages that are written.
+        let funcs: Vec<Result<Vec<FuncCov>, RowError>> = chunk
+            .iter()
+            .zip(&prepared)
+            .map(|((row, _), p)| match p {
+                Ok(p) if p.unchanged.is_none() => src
+                    .functions(row)
+                    .map_err(|e| RowError::Functions(Box::new(e))),
+                _ => Ok(Vec::new()),
+            })
+            .collect();
+        let outcomes: Vec<Result<RowOutcome, RowError>> = chunk
+            .par_iter()
+            .zip(prepared)
+            .zip(funcs)
+            .map(|(((row, slug), p), funcs)| {
+                let p = p?;
+                match p.unchanged {
+                    Some(outcome) => Ok(outcome),
+                    None => write_row(opts, row, slug, p, &funcs?),
+                }
             })
             .collect();
         for ((row, slug), outcome) in chunk.iter().zip(outcomes) {
@@ -454,27 +468,65 @@ const SOURCES_MANIFEST: &str = "sources.txt";
 /// (size and modification time count in the page's input hash).
 type Located = Option<(PathBuf, std::fs::Metadata)>;
 
-/// Writes one binary's page (unless its inputs are unchanged): finds the
-/// sources, hashes the inputs, writes the shared source bundles, the page's
-/// data scripts, then the page itself.
-fn render_row(
+/// A row's page before it is written: its files and their sources found,
+/// its input hash, and whether the page on disk already has it.
+struct PreparedRow {
+    files: Vec<FileCoverage>,
+    resolved: Option<source::Resolved>,
+    located: Vec<Located>,
+    input_hash: String,
+    page_path: PathBuf,
+    data_dir: PathBuf,
+    /// `Some`: the page is up to date and not written again.
+    unchanged: Option<RowOutcome>,
+}
+
+/// Finds a row's sources and hashes its inputs (the functions are not among
+/// them: they come from the binary's meta-data, which the row's binary key
+/// names).
+fn prepare_row(
     index: &SourceIndex,
     opts: &Options,
     row: &OwnerRow,
     slug: &str,
     mut files: Vec<FileCoverage>,
-    funcs: &[FuncCov],
-) -> Result<RowOutcome, RowError> {
+) -> PreparedRow {
     files.sort_by(|a, b| a.path.cmp(&b.path));
     let resolved = index.resolve(row, &files);
     let located = locate_sources(resolved.as_ref(), &files);
-    let input_hash = page_input_hash(opts, row, &files, &located, funcs);
+    let input_hash = page_input_hash(opts, row, &files, &located);
     let page_path = opts.out_dir.join("b").join(format!("{slug}.html"));
     let data_dir = opts.out_dir.join("b").join(slug);
-    if let Some(unchanged) = unchanged_page(&page_path, &data_dir, &input_hash, &located) {
-        return Ok(unchanged);
+    let unchanged = unchanged_page(&page_path, &data_dir, &input_hash, &located);
+    PreparedRow {
+        files,
+        resolved,
+        located,
+        input_hash,
+        page_path,
+        data_dir,
+        unchanged,
     }
+}
 
+/// Writes one binary's page: the shared source bundles, the page's data
+/// scripts and function list, then the page itself.
+fn write_row(
+    opts: &Options,
+    row: &OwnerRow,
+    slug: &str,
+    p: PreparedRow,
+    funcs: &[FuncCov],
+) -> Result<RowOutcome, RowError> {
+    let PreparedRow {
+        files,
+        resolved,
+        located,
+        input_hash,
+        page_path,
+        data_dir,
+        unchanged: _,
+    } = p;
     create_dir(&data_dir)?;
     let texts: Vec<Option<String>> = located
         .iter()
@@ -562,16 +614,8 @@ fn page_input_hash(
     row: &OwnerRow,
     files: &[FileCoverage],
     located: &[Located],
-    funcs: &[FuncCov],
 ) -> String {
     let mut h = Fnv128::new();
-    h.write(&(funcs.len() as u64).to_le_bytes());
-    for f in funcs {
-        hash_str(&mut h, &f.file);
-        hash_str(&mut h, &f.name);
-        h.write(&[u8::from(f.literal)]);
-        h.write(&f.first_line().to_le_bytes());
-    }
     for part in [FORMAT_VERSION, CSS, BINARY_JS, BINARY_TEMPLATE, &opts.title] {
         hash_str(&mut h, part);
     }
