@@ -96,7 +96,7 @@ fn site() -> Site {
 
     // The diff page where the docs say to put it; a second render links it
     // and rewrites nothing else.
-    covfleet_ok(&[
+    let (code, _, err) = covfleet(&[
         "diff",
         s(&base),
         s(&head),
@@ -105,6 +105,8 @@ fn site() -> Site {
         "--source",
         s(&fx.src),
     ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("`covfleet render` links it from"), "{err}");
     let (code, _, err) = covfleet(&["render", "--collection", s(&head), "--source", s(&fx.src)]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("0 pages written"), "{err}");
