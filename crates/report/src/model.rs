@@ -90,10 +90,6 @@ impl FileCoverage {
 /// Where the rows and their files come from.
 pub trait SiteSource {
     type Error: std::error::Error + Send + Sync + 'static;
-    /// All index rows.
-    fn rows(&self) -> Result<Vec<OwnerRow>, Self::Error>;
-    /// The files of one row, with their blocks.
-    fn files(&self, row: &OwnerRow) -> Result<Vec<FileCoverage>, Self::Error>;
     /// The functions of one row with their units' counts (from the binary's
     /// meta-data). A source without function data returns none, and the
     /// row's page then has no function list. Asked only for pages that are
@@ -104,6 +100,10 @@ pub trait SiteSource {
         let _ = row;
         Ok(Vec::new())
     }
+    /// All index rows.
+    fn rows(&self) -> Result<Vec<OwnerRow>, Self::Error>;
+    /// The files of one row, with their blocks.
+    fn files(&self, row: &OwnerRow) -> Result<Vec<FileCoverage>, Self::Error>;
 }
 
 /// An in-memory source: rows with their files.

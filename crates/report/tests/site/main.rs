@@ -3,8 +3,8 @@
 
 mod cdp;
 mod diff_page;
+mod file_paths;
 mod fixture;
-mod long_paths;
 
 use std::path::{Path, PathBuf};
 
