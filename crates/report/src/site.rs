@@ -1142,10 +1142,10 @@ mod tests {
 
     fn file(path: &str, covered: u32, total: u32) -> FileCoverage {
         let b = |stmts, count| Block {
-            start_line: 1,
-            start_col: 1,
-            end_line: 2,
-            end_col: 1,
+            st_line: 1,
+            st_col: 1,
+            en_line: 2,
+            en_col: 1,
             stmts,
             count,
         };

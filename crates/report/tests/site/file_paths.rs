@@ -12,10 +12,10 @@ const MODULE: &str =
 
 fn file(path: &str, covered: u64) -> FileCoverage {
     let b = |count| Block {
-        start_line: 1,
-        start_col: 1,
-        end_line: 2,
-        end_col: 1,
+        st_line: 1,
+        st_col: 1,
+        en_line: 2,
+        en_col: 1,
         stmts: 2,
         count,
     };
