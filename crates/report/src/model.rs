@@ -103,8 +103,6 @@ pub trait SiteSource {
 #[derive(Debug, Clone, Default)]
 pub struct MemorySource {
     pub rows: Vec<(OwnerRow, Vec<FileCoverage>)>,
-    /// Functions per row id (rows not listed have none).
-    pub functions: std::collections::HashMap<String, Vec<FuncCov>>,
 }
 
 impl SiteSource for MemorySource {
@@ -119,9 +117,6 @@ impl SiteSource for MemorySource {
             .find(|(r, _)| r.id == row.id)
             .map(|(_, f)| f.clone())
             .unwrap_or_default())
-    }
-    fn functions(&self, row: &OwnerRow) -> Result<Vec<FuncCov>, Self::Error> {
-        Ok(self.functions.get(&row.id).cloned().unwrap_or_default())
     }
 }
 

@@ -47,7 +47,6 @@ fn long_paths_show_in_two_lines_without_the_shared_prefix() {
     };
     let src = MemorySource {
         rows: vec![(row, files)],
-        ..MemorySource::default()
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("html");

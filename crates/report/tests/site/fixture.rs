@@ -312,10 +312,7 @@ pub fn fixture() -> Fixture {
     ];
     Fixture {
         dir,
-        source: MemorySource {
-            rows,
-            ..MemorySource::default()
-        },
+        source: MemorySource { rows },
     }
 }
 
