@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 
+use crate::cov::FuncCov;
 use crate::model::{Block, FileCoverage, OwnerRow, SiteSource};
 
 /// Errors reading the database for the site.
@@ -29,6 +30,14 @@ pub enum Error {
         #[source]
         source: db::codec::BlobError,
     },
+    /// A binary's stored meta-data does not decode.
+    #[error("{path}: owner {owner}: corrupt meta-data file {meta_id}: {why}")]
+    CorruptMeta {
+        path: String,
+        owner: i64,
+        meta_id: i64,
+        why: String,
+    },
     /// A row id that is not a database id.
     #[error("owner id {0:?} is not a number")]
     BadId(String),
@@ -44,6 +53,7 @@ pub enum Error {
 pub struct DbSource {
     db: db::Database,
     layouts: RefCell<HashMap<i64, Rc<db::layout::Layout>>>,
+    metas: RefCell<HashMap<i64, Rc<covdata::MetaFile>>>,
 }
 
 impl DbSource {
@@ -51,7 +61,65 @@ impl DbSource {
         DbSource {
             db,
             layouts: RefCell::new(HashMap::new()),
+            metas: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// An owner's meta-data id and decoded counters (`units` of them).
+    fn counters(
+        &self,
+        id: i64,
+        units: impl FnOnce(i64) -> Result<usize, Error>,
+    ) -> Result<(i64, Vec<u32>), Error> {
+        let (meta_id, blob): (i64, Vec<u8>) = self
+            .db
+            .connection()
+            .query_row(
+                "SELECT meta_id, counters FROM owners WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|source| self.sql(id, source))?;
+        let n = units(meta_id)?;
+        let counters =
+            db::codec::decode_counters_for(&blob, n).map_err(|source| Error::Corrupt {
+                path: self.db.path().display().to_string(),
+                owner: id,
+                what: "counters".into(),
+                source,
+            })?;
+        Ok((meta_id, counters))
+    }
+
+    /// The decoded meta-data of a binary (functions and their units).
+    fn meta(&self, owner: i64, meta_id: i64) -> Result<Rc<covdata::MetaFile>, Error> {
+        if let Some(m) = self.metas.borrow().get(&meta_id) {
+            return Ok(m.clone());
+        }
+        let data: Vec<u8> = self
+            .db
+            .connection()
+            .query_row(
+                "SELECT data FROM meta_files WHERE id = ?1",
+                [meta_id],
+                |r| r.get(0),
+            )
+            .map_err(|source| self.sql(owner, source))?;
+        let corrupt = |why: String| Error::CorruptMeta {
+            path: self.db.path().display().to_string(),
+            owner,
+            meta_id,
+            why,
+        };
+        let raw = db::codec::inflate(&data).map_err(|e| corrupt(e.to_string()))?;
+        let meta = covdata::MetaFile::decode(&raw).map_err(|e| corrupt(e.to_string()))?;
+        let meta = Rc::new(meta);
+        let mut cache = self.metas.borrow_mut();
+        if cache.len() >= 16 {
+            cache.clear();
+        }
+        cache.insert(meta_id, meta.clone());
+        Ok(meta)
     }
 
     fn layout(&self, owner: i64, meta_id: i64) -> Result<Rc<db::layout::Layout>, Error> {
@@ -137,25 +205,16 @@ impl SiteSource for DbSource {
 
     fn files(&self, row: &OwnerRow) -> Result<Vec<FileCoverage>, Error> {
         let id: i64 = row.id.parse().map_err(|_| Error::BadId(row.id.clone()))?;
-        let (meta_id, blob): (i64, Vec<u8>) = self
-            .db
-            .connection()
-            .query_row(
-                "SELECT meta_id, counters FROM owners WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(|source| self.sql(id, source))?;
-        let layout = self.layout(id, meta_id)?;
-        let counters =
-            db::codec::decode_counters_for(&blob, layout.units.len()).map_err(|source| {
-                Error::Corrupt {
-                    path: self.db.path().display().to_string(),
-                    owner: id,
-                    what: "counters".into(),
-                    source,
-                }
-            })?;
+        let mut layout = None;
+        let (_, counters) = self.counters(id, |meta_id| {
+            let l = self.layout(id, meta_id)?;
+            let n = l.units.len();
+            layout = Some(l);
+            Ok(n)
+        })?;
+        let Some(layout) = layout else {
+            return Ok(Vec::new());
+        };
         let mut blocks: Vec<Vec<Block>> = vec![Vec::new(); layout.files.len()];
         for (u, &count) in layout.units.iter().zip(&counters) {
             if let Some(list) = blocks.get_mut(u.file as usize) {
@@ -179,5 +238,22 @@ impl SiteSource for DbSource {
                 FileCoverage::from_blocks(f.path.clone(), b)
             })
             .collect())
+    }
+
+    fn functions(&self, row: &OwnerRow) -> Result<Vec<FuncCov>, Error> {
+        let id: i64 = row.id.parse().map_err(|_| Error::BadId(row.id.clone()))?;
+        let mut meta = None;
+        let (_, counters) = self.counters(id, |meta_id| {
+            let m = self.meta(id, meta_id)?;
+            let n = m
+                .packages
+                .iter()
+                .flat_map(|p| &p.funcs)
+                .map(|f| f.units.len())
+                .sum();
+            meta = Some(m);
+            Ok(n)
+        })?;
+        Ok(meta.map_or_else(Vec::new, |m| crate::cov::funcs_of(&m, &counters)))
     }
 }

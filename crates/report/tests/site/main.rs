@@ -3,6 +3,7 @@
 
 mod cdp;
 mod diff_page;
+mod file_paths;
 mod fixture;
 
 use std::path::{Path, PathBuf};
