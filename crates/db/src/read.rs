@@ -441,7 +441,7 @@ impl Database {
         Ok((layout, counters))
     }
 
-    fn layout(&self, meta_id: i64) -> Result<Rc<Layout>, Error> {
+    pub(crate) fn layout(&self, meta_id: i64) -> Result<Rc<Layout>, Error> {
         if let Some(l) = self.layouts.borrow().get(&meta_id) {
             return Ok(l.clone());
         }

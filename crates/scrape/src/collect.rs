@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use serde::Serialize;
 use crate::error::{Error, TransportErrorKind};
 use crate::kube::{PodInfo, Selection, Via};
 use crate::local::Candidate;
+use crate::marks::{Mark, MarkRequest, Marks};
 use crate::output::{ContainerMeta, EntryWriter, Placement, Source, is_continuation};
 use crate::protocol::{self, ClientOptions, Endpoint, Identity, Probe};
 use crate::transport::Direct;
@@ -112,6 +114,9 @@ pub struct Summary {
     pub skipped: Vec<TargetReport>,
     pub failed: Vec<TargetReport>,
     pub entries: Vec<EntryReport>,
+    /// Phase marks taken in this run (`--phase-start`/`--phase-end`, signals).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<Mark>,
 }
 
 /// Progress notifications (for a progress bar).
@@ -129,6 +134,10 @@ pub enum Event {
     Lost { target: String, reason: String },
     /// `--watch`: a target failed (or failed again after recovering).
     Failed { target: String, reason: String },
+    /// `--watch`: a phase mark was taken (every live process snapshot).
+    Marked { mark: Mark },
+    /// `--watch`: a phase mark could not be taken.
+    MarkFailed { reason: String },
     /// `--watch`: the periodic summary.
     Status {
         live: usize,
@@ -263,6 +272,9 @@ pub struct Collector {
     hostname: String,
     /// Entry names opened by this run: two targets never share an entry.
     claimed: Mutex<HashSet<String>>,
+    /// Phase marks the collection holds (`marks.json`), recorded with every
+    /// snapshot written.
+    marks_seen: AtomicU32,
 }
 
 impl std::fmt::Debug for Collector {
@@ -303,12 +315,18 @@ impl Collector {
             Some((sel, via)) => Some((crate::kube::client(sel).await?, sel.clone(), *via)),
             None => None,
         };
+        let marks = match Marks::read(&settings.output) {
+            Ok(m) => m.count(),
+            // Reported by whoever takes a mark; plain collection goes on.
+            Err(_) => 0,
+        };
         Ok(Collector {
             settings,
             kube,
             progress,
             hostname: crate::local::hostname(),
             claimed: Mutex::new(HashSet::new()),
+            marks_seen: AtomicU32::new(marks),
         })
     }
 
@@ -561,12 +579,20 @@ impl Collector {
         &self,
         mut st: ProcState,
         opts: &ClientOptions,
+        marks: &[u32],
     ) -> (ProcState, Result<(), Error>) {
-        let res = self.fetch_inner(&mut st, opts).await;
+        let res = self.fetch_inner(&mut st, opts, marks).await;
         (st, res)
     }
 
-    async fn fetch_inner(&self, st: &mut ProcState, opts: &ClientOptions) -> Result<(), Error> {
+    /// One fetch; the snapshot is also kept as the one taken at each of
+    /// the phase `marks` (their sequence numbers).
+    async fn fetch_inner(
+        &self,
+        st: &mut ProcState,
+        opts: &ClientOptions,
+        marks: &[u32],
+    ) -> Result<(), Error> {
         let have_meta = match (&st.hash, &st.writer) {
             (Some(h), Some(w)) => w.has_meta(h),
             _ => false,
@@ -642,6 +668,10 @@ impl Collector {
                 _ => return Err(bad("the meta-data hash changed between two answers".into())),
             }
         }
+        for &seq in marks {
+            writer.write_mark(seq, &snap.hash, st.identity.pid, &snap.counters)?;
+        }
+        writer.set_marks_seen(self.marks_seen.load(Ordering::SeqCst));
         writer.write_snapshot(&st.placement, &st.identity, &snap.hash, &snap.counters)?;
         if !st.info_written {
             writer.write_info(
@@ -847,10 +877,11 @@ impl Collector {
         &self,
         states: Vec<(String, ProcState)>,
         opts: &ClientOptions,
+        marks: &[u32],
     ) -> Vec<(String, ProcState, Option<Error>)> {
         futures::stream::iter(states)
             .map(|(k, st)| async move {
-                let (mut st, res) = self.fetch_one(st, opts).await;
+                let (mut st, res) = self.fetch_one(st, opts, marks).await;
                 let now = Instant::now();
                 st.next_due = now + crate::schedule::interval(now.duration_since(st.first_seen));
                 let err = match res {
@@ -872,11 +903,57 @@ impl Collector {
 
     /// Probes and fetches every target once.
     pub async fn collect_once(&self) -> Summary {
+        // Without marks nothing can fail.
+        self.collect_once_marked(&[]).await.unwrap_or_default()
+    }
+
+    /// Registers phase marks about to be taken: checked against
+    /// `marks.json` (a phase starts once, an end needs an open start), and
+    /// counted so that snapshots written from now on record them. Returns
+    /// their sequence numbers and the marks file to append them to.
+    fn begin_marks(&self, reqs: &[MarkRequest]) -> Result<(Vec<u32>, Marks), Error> {
+        let marks = Marks::read(&self.settings.output)?;
+        marks.check(reqs)?;
+        let first = marks.count() + 1;
+        let seqs: Vec<u32> = (first..first + reqs.len() as u32).collect();
+        if let Some(&last) = seqs.last() {
+            self.marks_seen.store(last, Ordering::SeqCst);
+        }
+        Ok((seqs, marks))
+    }
+
+    /// Records marks once their snapshots are written.
+    fn end_marks(
+        &self,
+        mut marks: Marks,
+        reqs: &[MarkRequest],
+        processes: usize,
+    ) -> Result<Vec<Mark>, Error> {
+        let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let added = marks.push(reqs, &at, processes);
+        marks.write(&self.settings.output)?;
+        Ok(added)
+    }
+
+    /// Probes and fetches every target once; the snapshots are also kept as
+    /// the phase boundaries `reqs` (`--phase-start` / `--phase-end`), which
+    /// are then appended to `marks.json`. Fails before collecting anything
+    /// when a mark is not possible (see [`Marks::check`]).
+    pub async fn collect_once_marked(&self, reqs: &[MarkRequest]) -> Result<Summary, Error> {
+        let (seqs, marks) = if reqs.is_empty() {
+            (Vec::new(), Marks::default())
+        } else {
+            self.begin_marks(reqs)?
+        };
         let mut report = RunReport::default();
         let d = self.discover().await;
         report.absorb_discovery(&d);
         let states = self.probe_all(d.found, &mut report).await;
-        for (k, st, err) in self.fetch_all(states, &self.settings.client).await {
+        let mut kept = 0;
+        for (k, st, err) in self.fetch_all(states, &self.settings.client, &seqs).await {
+            if err.is_none() {
+                kept += 1;
+            }
             if let Some(e) = err {
                 let not_covered = protocol::not_covered_reason(&e);
                 let r = TargetReport {
@@ -894,11 +971,28 @@ impl Collector {
             }
             report.procs.push(st);
         }
-        report.finish()
+        let mut summary = report.finish();
+        if !reqs.is_empty() {
+            summary.marks = self.end_marks(marks, reqs, kept)?;
+        }
+        Ok(summary)
     }
 
     /// Collects until `shutdown` resolves, then scrapes once more.
     pub async fn watch(&self, shutdown: impl Future<Output = ()>) -> Summary {
+        self.watch_marked(shutdown, None).await
+    }
+
+    /// [`watch`](Self::watch), taking phase marks as they arrive on `marks`
+    /// (e.g. from signals): each batch snapshots every live process at once
+    /// and is then appended to `marks.json`. A batch that is not possible
+    /// (see [`Marks::check`]) is reported as an [`Event::MarkFailed`].
+    pub async fn watch_marked(
+        &self,
+        shutdown: impl Future<Output = ()>,
+        mut marks: Option<tokio::sync::mpsc::UnboundedReceiver<Vec<MarkRequest>>>,
+    ) -> Summary {
+        let mut taken: Vec<Mark> = Vec::new();
         let mut report = RunReport::default();
         let mut live: HashMap<String, ProcState> = HashMap::new();
         let mut last_discovery: Option<Instant> = None;
@@ -943,7 +1037,7 @@ impl Collector {
             let batch: Vec<(String, ProcState)> =
                 due.iter().filter_map(|k| live.remove_entry(k)).collect();
             let fetched = batch.len();
-            for (k, st, err) in self.fetch_all(batch, &poll_opts).await {
+            for (k, st, err) in self.fetch_all(batch, &poll_opts, &[]).await {
                 self.fold_watch_result(&mut report, &mut live, k, st, err);
             }
             if fetched > 0 {
@@ -977,14 +1071,28 @@ impl Collector {
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             let wake = wake.max(Instant::now() + Duration::from_millis(50));
+            let next_mark = async {
+                match marks.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep_until(wake.into()) => {}
+                req = next_mark => match req {
+                    Some(reqs) => {
+                        if let Some(added) = self.mark_live(&mut report, &mut live, &reqs).await {
+                            taken.extend(added);
+                        }
+                    }
+                    None => marks = None,
+                },
             }
         }
         // Final scrape of everything still alive.
         let batch: Vec<(String, ProcState)> = live.drain().collect();
-        for (k, st, err) in self.fetch_all(batch, &self.settings.client).await {
+        for (k, st, err) in self.fetch_all(batch, &self.settings.client, &[]).await {
             let mut after = HashMap::new();
             self.fold_watch_result(&mut report, &mut after, k, st, err);
             // Still alive after the last scrape: report it as collected.
@@ -992,7 +1100,45 @@ impl Collector {
                 .procs
                 .extend(after.into_values().filter(|s| s.snapshots > 0));
         }
-        report.finish()
+        let mut summary = report.finish();
+        summary.marks = taken;
+        summary
+    }
+
+    /// `--watch`: snapshots every live process now as the marks `reqs`.
+    async fn mark_live(
+        &self,
+        report: &mut RunReport,
+        live: &mut HashMap<String, ProcState>,
+        reqs: &[MarkRequest],
+    ) -> Option<Vec<Mark>> {
+        let fail = |e: Error| {
+            self.emit(Event::MarkFailed {
+                reason: e.to_string(),
+            });
+            None
+        };
+        let (seqs, marks) = match self.begin_marks(reqs) {
+            Ok(x) => x,
+            Err(e) => return fail(e),
+        };
+        let batch: Vec<(String, ProcState)> = live.drain().collect();
+        let mut kept = 0;
+        for (k, st, err) in self.fetch_all(batch, &self.settings.client, &seqs).await {
+            if err.is_none() {
+                kept += 1;
+            }
+            self.fold_watch_result(report, live, k, st, err);
+        }
+        match self.end_marks(marks, reqs, kept) {
+            Ok(added) => {
+                for m in &added {
+                    self.emit(Event::Marked { mark: m.clone() });
+                }
+                Some(added)
+            }
+            Err(e) => fail(e),
+        }
     }
 
     fn fold_watch_result(
@@ -1165,6 +1311,7 @@ impl RunReport {
             skipped,
             failed,
             entries,
+            marks: Vec::new(),
         }
     }
 }

@@ -122,6 +122,13 @@ pub struct Metadata {
     pub latest_counters: String,
     /// Snapshots written into this directory so far.
     pub snapshots: u64,
+    /// Phase marks the collection held (`marks.json`) when this entry got
+    /// its first snapshot; absent in collections without marks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marks_first: Option<u32>,
+    /// … and when it got its latest one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marks_latest: Option<u32>,
 }
 
 /// How a target was found; decides the shape of its entry name.
@@ -237,6 +244,8 @@ pub struct EntryWriter {
     dir: PathBuf,
     name: String,
     metadata: Option<Metadata>,
+    /// Marks in the collection's `marks.json` (see [`crate::marks`]).
+    marks_seen: u32,
 }
 
 /// Atomically replaces `path` with `data` (write a temporary file, then rename).
@@ -284,6 +293,7 @@ impl EntryWriter {
             dir,
             name: name.to_string(),
             metadata,
+            marks_seen: 0,
         })
     }
 
@@ -316,6 +326,25 @@ impl EntryWriter {
         write_atomic(&path, data)
     }
 
+    /// How many phase marks the collection holds now: recorded with the
+    /// next snapshot (`marks_first` / `marks_latest` in metadata.json).
+    pub fn set_marks_seen(&mut self, n: u32) {
+        self.marks_seen = n;
+    }
+
+    /// Keeps a copy of a snapshot as the one taken at phase mark `seq`
+    /// (`phasemark.<seq>.<hash>.<pid>`, ignored by `go tool covdata`).
+    pub fn write_mark(
+        &self,
+        seq: u32,
+        hash: &covdata::Hash,
+        pid: u32,
+        counters: &[u8],
+    ) -> Result<(), Error> {
+        let name = crate::marks::mark_file_name(seq, &covdata::hex(hash), pid);
+        write_atomic(&self.dir.join(name), counters)
+    }
+
     /// The newest counter file written here, if any.
     pub fn latest_counters(&self) -> Option<(String, Vec<u8>)> {
         let name = self
@@ -346,6 +375,12 @@ impl EntryWriter {
         let path = self.dir.join(&name);
         write_atomic(&path, counters)?;
         let snapshots = self.metadata.as_ref().map_or(0, |m| m.snapshots) + 1;
+        let seen = (self.marks_seen > 0).then_some(self.marks_seen);
+        let marks_first = match &self.metadata {
+            Some(m) => m.marks_first.or(seen.map(|_| 0)),
+            None => seen,
+        };
+        let marks_latest = seen.or(self.metadata.as_ref().and_then(|m| m.marks_latest));
         let md = Metadata {
             pod_name: placement.pod.clone(),
             namespace: placement.namespace.clone(),
@@ -365,6 +400,8 @@ impl EntryWriter {
             meta_hash: hex,
             latest_counters: name,
             snapshots,
+            marks_first,
+            marks_latest,
         };
         let json = serde_json::to_vec_pretty(&md)
             .map_err(|e| Error::io(self.dir.join("metadata.json"), e.into()))?;
