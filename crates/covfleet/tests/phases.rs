@@ -336,6 +336,25 @@ fn marked_phases_equal_separate_runs() {
     // The text table works on phases too; an unknown phase is a usage error.
     let out = run(&["diff", &b, &h]);
     assert!(out.status.success(), "{}", s(&out));
+    // render: the index carries both phases (each with the owner's phase
+    // numbers) and the collection times, for its phase switch and strip.
+    let out = run(&["render", "--collection", &o]);
+    assert!(out.status.success(), "{}", s(&out));
+    let html = std::fs::read_to_string(out_dir.path().join("html/index.html")).unwrap();
+    let start = html.find("id=\"covfleet-data\">").unwrap() + 19;
+    let end = start + html[start..].find("</script>").unwrap();
+    let data: serde_json::Value = serde_json::from_str(&html[start..end]).unwrap();
+    let phases = data["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["baseline", "e2e"]);
+    let db = db::Database::open_collection(out_dir.path()).unwrap();
+    let e2e = db.phase("e2e").unwrap().unwrap();
+    assert_eq!(
+        phases[1]["rows"]["0"],
+        serde_json::json!([e2e.total_stmts, e2e.covered_stmts])
+    );
+    assert!(e2e.covered_stmts > 0 && e2e.covered_stmts < db.owners().unwrap()[0].covered_stmts);
+    assert!(!data["times"].as_array().unwrap().is_empty());
     let nope = format!("{o}@nope");
     let out = run(&["diff", &b, &nope]);
     assert_eq!(out.status.code(), Some(2), "{}", s(&out));

@@ -83,6 +83,13 @@ impl DbSource {
         Ok(layout)
     }
 
+    fn history_sql(&self, source: rusqlite::Error) -> Error {
+        Error::Db(db::Error::Sqlite {
+            path: self.db.path().to_path_buf(),
+            source,
+        })
+    }
+
     fn sql(&self, owner: i64, source: rusqlite::Error) -> Error {
         Error::Sql {
             path: self.db.path().display().to_string(),
@@ -133,6 +140,46 @@ impl SiteSource for DbSource {
             });
         }
         Ok(out)
+    }
+
+    fn history(&self) -> Result<crate::history::History, Error> {
+        let mut h = crate::history::History::default();
+        for ph in self.db.phases()? {
+            let rows = self
+                .db
+                .phase_owners(ph.id)?
+                .into_iter()
+                .map(|o| {
+                    (
+                        o.owner_id.to_string(),
+                        (
+                            u64::try_from(o.total_stmts).unwrap_or(0),
+                            u64::try_from(o.covered_stmts).unwrap_or(0),
+                        ),
+                    )
+                })
+                .collect();
+            h.phases.push(crate::history::PhaseCoverage {
+                name: ph.name,
+                started_at: ph.started_at,
+                ended_at: ph.ended_at,
+                rows,
+            });
+        }
+        let conn = self.db.connection();
+        let mut st = conn
+            .prepare(
+                "SELECT substr(collected_at, 1, 16) AS m, count(*) FROM report_sources \
+                 WHERE collected_at != '' GROUP BY m ORDER BY m",
+            )
+            .map_err(|source| self.history_sql(source))?;
+        h.times = st
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|source| self.history_sql(source))?;
+        Ok(h)
     }
 
     fn files(&self, row: &OwnerRow) -> Result<Vec<FileCoverage>, Error> {

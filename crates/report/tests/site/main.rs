@@ -4,6 +4,7 @@
 mod cdp;
 mod diff_page;
 mod fixture;
+mod phases_page;
 
 use std::path::{Path, PathBuf};
 
