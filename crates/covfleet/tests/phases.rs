@@ -453,3 +453,35 @@ fn watch_signals_and_a_restart_inside_a_phase() {
     let baseline = db.phase("baseline").unwrap().unwrap();
     assert_eq!(baseline.process_count, 1, "{baseline:?}");
 }
+
+/// A phase that starts before anything runs (a fresh install): the start
+/// mark finds no process and still succeeds; the process started during the
+/// phase counts from its start.
+#[test]
+fn a_phase_can_start_before_any_process() {
+    let ns = Netns::new();
+    let out_dir = tempfile::tempdir().unwrap();
+    let o = out_dir.path().to_str().unwrap().to_string();
+    let out = ns.covfleet(&["collect", "--local", "-o", &o, "--phase-start", "install"]);
+    assert!(out.status.success(), "{}", s(&out));
+    assert!(s(&out).contains("phase marks are recorded"), "{}", s(&out));
+    assert_eq!(mark_count(out_dir.path()), 1);
+    // Without a mark, finding nothing stays a failure.
+    let plain = tempfile::tempdir().unwrap();
+    let out = ns.covfleet(&["collect", "--local", "-o", plain.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", s(&out));
+
+    let mut svc = Service::start(&ns, None);
+    svc.send(BASELINE);
+    let out = ns.covfleet(&["collect", "--local", "-o", &o, "--phase-end", "install"]);
+    assert!(out.status.success(), "{}", s(&out));
+    svc.send(AFTER);
+    let out = run(&["compile", "--collection", &o]);
+    assert!(out.status.success(), "{}", s(&out));
+    svc.stop();
+    let md = read_json(&support::entries(out_dir.path())[0].join("metadata.json"));
+    assert_eq!(md["marks_first"], 2, "first written at the end mark");
+    // Started inside the phase: all of its requests until the end mark.
+    let install = phase_lines(out_dir.path(), "install");
+    assert_eq!(install, oracle(&ns, &[BASELINE]));
+}

@@ -543,6 +543,13 @@ pub fn report(summary: &Summary, targets: &TargetArgs, verb: Verb) -> ExitCode {
         Verb::Reset => ("reset", summary.reset),
         Verb::Collect => ("collected", summary.collected),
     };
+    if done == 0 && !summary.marks.is_empty() && summary.found == 0 {
+        // A phase boundary with no process running yet (e.g. the start of
+        // "install"): the mark is what was asked for; processes that start
+        // later count in the phase from their start.
+        output::status("no coverage server found yet: the phase marks are recorded");
+        return ExitCode::SUCCESS;
+    }
     if done == 0 {
         // Nothing of what the run was pointed at was collected: a failure,
         // with the reason in plain words (also under --json and --quiet).
