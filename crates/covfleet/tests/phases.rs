@@ -297,6 +297,25 @@ fn marked_phases_equal_separate_runs() {
         oracle(&ns, &[E2E_1, E2E_2]),
         "e2e phase vs a run of the e2e requests alone"
     );
+    // The phase's file statistics agree with its blocks.
+    let (stmts, ran) = e2e.iter().fold((0, 0), |(t, c), l| {
+        let mut it = l.rsplit(' ');
+        let count: u64 = it.next().unwrap().parse().unwrap();
+        let n: i64 = it.next().unwrap().parse().unwrap();
+        (t + n, c + if count > 0 { n } else { 0 })
+    });
+    {
+        let db = db::Database::open_collection(out_dir.path()).unwrap();
+        let ph = db.phase("e2e").unwrap().unwrap();
+        let owner = db.owners().unwrap()[0].id;
+        let fs = db.phase_file_stats(ph.id, owner).unwrap();
+        let h = fs
+            .iter()
+            .find(|f| f.file_path.ends_with("/handlers.go"))
+            .unwrap();
+        assert_eq!((h.total_stmts, h.covered_stmts), (stmts, ran));
+        assert!(ran > 0 && ran < stmts);
+    }
     let base = phase_lines(out_dir.path(), "baseline");
     assert_eq!(
         base,
@@ -385,7 +404,9 @@ fn watch_signals_and_a_restart_inside_a_phase() {
     let snapshots = |pid: u32| {
         support::entries(out_dir.path())
             .iter()
-            .map(|e| read_json(&e.join("metadata.json")))
+            // An entry's directory exists a moment before its metadata.json.
+            .filter_map(|e| std::fs::read(e.join("metadata.json")).ok())
+            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .find(|m| m["pid"] == pid)
             .and_then(|m| m["snapshots"].as_u64())
             .unwrap_or(0)

@@ -617,18 +617,10 @@ impl crate::read::Database {
                  WHERE phase_id = ?1 AND owner_id = ?2 ORDER BY file_path",
             )
             .db(p)?;
-        st.query_map([phase_id, owner_id], |r| {
-            Ok(crate::read::FileStat {
-                file_path: r.get(0)?,
-                package_path: r.get(1)?,
-                total_stmts: r.get(2)?,
-                covered_stmts: r.get(3)?,
-                coverage_pct: r.get(4)?,
-            })
-        })
-        .db(p)?
-        .collect::<Result<_, _>>()
-        .db(p)
+        st.query_map([phase_id, owner_id], crate::read::FileStat::from_row)
+            .db(p)?
+            .collect::<Result<_, _>>()
+            .db(p)
     }
 
     /// An owner's counters during a phase (dense, meta-data order), `None`
@@ -673,16 +665,6 @@ impl crate::read::Database {
             )
             .db(self.path())?;
         let layout = self.layout(meta_id)?;
-        let mut out = format!("mode: {}\n", layout.mode);
-        for (u, c) in layout.units.iter().zip(&counters) {
-            let f = &layout.files[u.file as usize];
-            if !f.injected {
-                out.push_str(&format!(
-                    "{}:{}.{},{}.{} {} {}\n",
-                    f.path, u.st_line, u.st_col, u.en_line, u.en_col, u.stmts, c
-                ));
-            }
-        }
-        Ok(Some(out))
+        Ok(Some(crate::read::profile_text(&layout, &counters)))
     }
 }
