@@ -435,6 +435,16 @@ fn watch_signals_and_a_restart_inside_a_phase() {
     signal(wpid, "TERM");
     let st = watch.0.wait().unwrap();
     assert!(st.success(), "collect --watch exited with {st}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(watch.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    for line in [
+        "phase baseline started (mark 1, 1 processes)",
+        "phase baseline ended (mark 2, 1 processes)",
+        "phase e2e started (mark 3, 1 processes)",
+        "phase e2e ended (mark 4, 1 processes)",
+    ] {
+        assert!(log.contains(line), "no {line:?} in:\n{log}");
+    }
 
     let marks = read_json(&out_dir.path().join("marks.json"));
     let kinds: Vec<String> = marks["marks"]
