@@ -352,6 +352,12 @@ fn marked_phases_equal_separate_runs() {
     assert!(func("create")["new"].as_u64().unwrap() > 0, "{file}");
     // create's "exists" branch ran only in the baseline.
     assert!(func("create")["lost"].as_u64().unwrap() > 0, "{file}");
+    // A database path takes a phase too.
+    let db_side = format!("{o}/coverage.db@baseline");
+    let out = run(&["diff", &db_side, &h, "--json"]);
+    assert!(out.status.success(), "{}", s(&out));
+    let d2: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d2["total"], d["total"]);
     // The text table works on phases too; an unknown phase is a usage error.
     let out = run(&["diff", &b, &h]);
     assert!(out.status.success(), "{}", s(&out));
