@@ -668,10 +668,7 @@ impl Collector {
                 _ => return Err(bad("the meta-data hash changed between two answers".into())),
             }
         }
-        for &seq in marks {
-            writer.write_mark(seq, &snap.hash, st.identity.pid, &snap.counters)?;
-        }
-        writer.set_marks_seen(self.marks_seen.load(Ordering::SeqCst));
+        writer.set_marks(self.marks_seen.load(Ordering::SeqCst), marks);
         writer.write_snapshot(&st.placement, &st.identity, &snap.hash, &snap.counters)?;
         if !st.info_written {
             writer.write_info(

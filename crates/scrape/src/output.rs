@@ -246,6 +246,8 @@ pub struct EntryWriter {
     metadata: Option<Metadata>,
     /// Marks in the collection's `marks.json` (see [`crate::marks`]).
     marks_seen: u32,
+    /// Marks the next snapshot is also kept as (taken by it).
+    marks_pending: Vec<u32>,
 }
 
 /// Atomically replaces `path` with `data` (write a temporary file, then rename).
@@ -294,6 +296,7 @@ impl EntryWriter {
             name: name.to_string(),
             metadata,
             marks_seen: 0,
+            marks_pending: Vec::new(),
         })
     }
 
@@ -326,23 +329,14 @@ impl EntryWriter {
         write_atomic(&path, data)
     }
 
-    /// How many phase marks the collection holds now: recorded with the
-    /// next snapshot (`marks_first` / `marks_latest` in metadata.json).
-    pub fn set_marks_seen(&mut self, n: u32) {
-        self.marks_seen = n;
-    }
-
-    /// Keeps a copy of a snapshot as the one taken at phase mark `seq`
-    /// (`phasemark.<seq>.<hash>.<pid>`, ignored by `go tool covdata`).
-    pub fn write_mark(
-        &self,
-        seq: u32,
-        hash: &covdata::Hash,
-        pid: u32,
-        counters: &[u8],
-    ) -> Result<(), Error> {
-        let name = crate::marks::mark_file_name(seq, &covdata::hex(hash), pid);
-        write_atomic(&self.dir.join(name), counters)
+    /// Phase marks for the next [`write_snapshot`](Self::write_snapshot):
+    /// `seen`, how many marks the collection holds now (recorded as
+    /// `marks_first` / `marks_latest` in metadata.json), and `at`, the marks
+    /// (sequence numbers) that snapshot is taken for: it is also kept as
+    /// `phasemark.<seq>.<hash>.<pid>` (ignored by `go tool covdata`).
+    pub fn set_marks(&mut self, seen: u32, at: &[u32]) {
+        self.marks_seen = seen;
+        self.marks_pending = at.to_vec();
     }
 
     /// The newest counter file written here, if any.
@@ -373,6 +367,10 @@ impl EntryWriter {
         };
         let name = format!("{prefix}{slot}");
         let path = self.dir.join(&name);
+        for seq in std::mem::take(&mut self.marks_pending) {
+            let mark = crate::marks::mark_file_name(seq, &hex, identity.pid);
+            write_atomic(&self.dir.join(mark), counters)?;
+        }
         write_atomic(&path, counters)?;
         let snapshots = self.metadata.as_ref().map_or(0, |m| m.snapshots) + 1;
         let seen = (self.marks_seen > 0).then_some(self.marks_seen);
