@@ -275,6 +275,9 @@ pub struct Collector {
     /// Phase marks the collection holds (`marks.json`), recorded with every
     /// snapshot written.
     marks_seen: AtomicU32,
+    /// The marks (sequence numbers) being taken: snapshots written while
+    /// this is set are also kept as those marks' boundary snapshots.
+    marks_taking: Mutex<Vec<u32>>,
 }
 
 impl std::fmt::Debug for Collector {
@@ -327,6 +330,7 @@ impl Collector {
             hostname: crate::local::hostname(),
             claimed: Mutex::new(HashSet::new()),
             marks_seen: AtomicU32::new(marks),
+            marks_taking: Mutex::new(Vec::new()),
         })
     }
 
@@ -579,20 +583,12 @@ impl Collector {
         &self,
         mut st: ProcState,
         opts: &ClientOptions,
-        marks: &[u32],
     ) -> (ProcState, Result<(), Error>) {
-        let res = self.fetch_inner(&mut st, opts, marks).await;
+        let res = self.fetch_inner(&mut st, opts).await;
         (st, res)
     }
 
-    /// One fetch; the snapshot is also kept as the one taken at each of
-    /// the phase `marks` (their sequence numbers).
-    async fn fetch_inner(
-        &self,
-        st: &mut ProcState,
-        opts: &ClientOptions,
-        marks: &[u32],
-    ) -> Result<(), Error> {
+    async fn fetch_inner(&self, st: &mut ProcState, opts: &ClientOptions) -> Result<(), Error> {
         let have_meta = match (&st.hash, &st.writer) {
             (Some(h), Some(w)) => w.has_meta(h),
             _ => false,
@@ -668,7 +664,8 @@ impl Collector {
                 _ => return Err(bad("the meta-data hash changed between two answers".into())),
             }
         }
-        writer.set_marks(self.marks_seen.load(Ordering::SeqCst), marks);
+        let (seen, now) = self.marks_now();
+        writer.set_marks(seen, &now);
         writer.write_snapshot(&st.placement, &st.identity, &snap.hash, &snap.counters)?;
         if !st.info_written {
             writer.write_info(
@@ -874,11 +871,10 @@ impl Collector {
         &self,
         states: Vec<(String, ProcState)>,
         opts: &ClientOptions,
-        marks: &[u32],
     ) -> Vec<(String, ProcState, Option<Error>)> {
         futures::stream::iter(states)
             .map(|(k, st)| async move {
-                let (mut st, res) = self.fetch_one(st, opts, marks).await;
+                let (mut st, res) = self.fetch_one(st, opts).await;
                 let now = Instant::now();
                 st.next_due = now + crate::schedule::interval(now.duration_since(st.first_seen));
                 let err = match res {
@@ -900,57 +896,11 @@ impl Collector {
 
     /// Probes and fetches every target once.
     pub async fn collect_once(&self) -> Summary {
-        // Without marks nothing can fail.
-        self.collect_once_marked(&[]).await.unwrap_or_default()
-    }
-
-    /// Registers phase marks about to be taken: checked against
-    /// `marks.json` (a phase starts once, an end needs an open start), and
-    /// counted so that snapshots written from now on record them. Returns
-    /// their sequence numbers and the marks file to append them to.
-    fn begin_marks(&self, reqs: &[MarkRequest]) -> Result<(Vec<u32>, Marks), Error> {
-        let marks = Marks::read(&self.settings.output)?;
-        marks.check(reqs)?;
-        let first = marks.count() + 1;
-        let seqs: Vec<u32> = (first..first + reqs.len() as u32).collect();
-        if let Some(&last) = seqs.last() {
-            self.marks_seen.store(last, Ordering::SeqCst);
-        }
-        Ok((seqs, marks))
-    }
-
-    /// Records marks once their snapshots are written.
-    fn end_marks(
-        &self,
-        mut marks: Marks,
-        reqs: &[MarkRequest],
-        processes: usize,
-    ) -> Result<Vec<Mark>, Error> {
-        let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        let added = marks.push(reqs, &at, processes);
-        marks.write(&self.settings.output)?;
-        Ok(added)
-    }
-
-    /// Probes and fetches every target once; the snapshots are also kept as
-    /// the phase boundaries `reqs` (`--phase-start` / `--phase-end`), which
-    /// are then appended to `marks.json`. Fails before collecting anything
-    /// when a mark is not possible (see [`Marks::check`]).
-    pub async fn collect_once_marked(&self, reqs: &[MarkRequest]) -> Result<Summary, Error> {
-        let (seqs, marks) = if reqs.is_empty() {
-            (Vec::new(), Marks::default())
-        } else {
-            self.begin_marks(reqs)?
-        };
         let mut report = RunReport::default();
         let d = self.discover().await;
         report.absorb_discovery(&d);
         let states = self.probe_all(d.found, &mut report).await;
-        let mut kept = 0;
-        for (k, st, err) in self.fetch_all(states, &self.settings.client, &seqs).await {
-            if err.is_none() {
-                kept += 1;
-            }
+        for (k, st, err) in self.fetch_all(states, &self.settings.client).await {
             if let Some(e) = err {
                 let not_covered = protocol::not_covered_reason(&e);
                 let r = TargetReport {
@@ -968,11 +918,63 @@ impl Collector {
             }
             report.procs.push(st);
         }
-        let mut summary = report.finish();
-        if !reqs.is_empty() {
-            summary.marks = self.end_marks(marks, reqs, kept)?;
-        }
+        report.finish()
+    }
+
+    /// [`collect_once`](Self::collect_once), its snapshots also kept as the
+    /// phase boundaries `reqs` (`--phase-start` / `--phase-end`), which are
+    /// then appended to `marks.json`. Fails before collecting anything when
+    /// a mark is not possible (see [`Marks::check`]).
+    pub async fn collect_once_marked(&self, reqs: &[MarkRequest]) -> Result<Summary, Error> {
+        let marks = self.begin_marks(reqs)?;
+        let mut summary = self.collect_once().await;
+        summary.marks = self.end_marks(marks, reqs, summary.collected)?;
         Ok(summary)
+    }
+
+    /// Registers phase marks about to be taken: checked against
+    /// `marks.json` (a phase starts once, an end needs an open start), and
+    /// counted so that snapshots written from now on record them and are
+    /// kept as their boundary snapshots, until [`end_marks`](Self::end_marks).
+    /// Returns the marks file to append them to.
+    fn begin_marks(&self, reqs: &[MarkRequest]) -> Result<Marks, Error> {
+        let marks = Marks::read(&self.settings.output)?;
+        marks.check(reqs)?;
+        let first = marks.count() + 1;
+        let seqs: Vec<u32> = (first..first + reqs.len() as u32).collect();
+        if let Some(&last) = seqs.last() {
+            self.marks_seen.store(last, Ordering::SeqCst);
+        }
+        *self.marks_taking.lock().unwrap_or_else(|p| p.into_inner()) = seqs;
+        Ok(marks)
+    }
+
+    /// (marks the collection holds, marks being taken now) for the next
+    /// snapshot written (see [`EntryWriter::set_marks`]).
+    fn marks_now(&self) -> (u32, Vec<u32>) {
+        let taking = self
+            .marks_taking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        (self.marks_seen.load(Ordering::SeqCst), taking)
+    }
+
+    /// Records marks once their snapshots are written.
+    fn end_marks(
+        &self,
+        mut marks: Marks,
+        reqs: &[MarkRequest],
+        processes: usize,
+    ) -> Result<Vec<Mark>, Error> {
+        self.marks_taking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let added = marks.push(reqs, &at, processes);
+        marks.write(&self.settings.output)?;
+        Ok(added)
     }
 
     /// Collects until `shutdown` resolves, then scrapes once more.
@@ -1034,7 +1036,7 @@ impl Collector {
             let batch: Vec<(String, ProcState)> =
                 due.iter().filter_map(|k| live.remove_entry(k)).collect();
             let fetched = batch.len();
-            for (k, st, err) in self.fetch_all(batch, &poll_opts, &[]).await {
+            for (k, st, err) in self.fetch_all(batch, &poll_opts).await {
                 self.fold_watch_result(&mut report, &mut live, k, st, err);
             }
             if fetched > 0 {
@@ -1089,7 +1091,7 @@ impl Collector {
         }
         // Final scrape of everything still alive.
         let batch: Vec<(String, ProcState)> = live.drain().collect();
-        for (k, st, err) in self.fetch_all(batch, &self.settings.client, &[]).await {
+        for (k, st, err) in self.fetch_all(batch, &self.settings.client).await {
             let mut after = HashMap::new();
             self.fold_watch_result(&mut report, &mut after, k, st, err);
             // Still alive after the last scrape: report it as collected.
@@ -1115,13 +1117,13 @@ impl Collector {
             });
             None
         };
-        let (seqs, marks) = match self.begin_marks(reqs) {
+        let marks = match self.begin_marks(reqs) {
             Ok(x) => x,
             Err(e) => return fail(e),
         };
         let batch: Vec<(String, ProcState)> = live.drain().collect();
         let mut kept = 0;
-        for (k, st, err) in self.fetch_all(batch, &self.settings.client, &seqs).await {
+        for (k, st, err) in self.fetch_all(batch, &self.settings.client).await {
             if err.is_none() {
                 kept += 1;
             }
