@@ -36,7 +36,7 @@ use crate::compile::{CompileSummary, layout_from_stored};
 use crate::entry::EntryInfo;
 use crate::error::{Error, SqlCtx};
 use crate::layout::{Layout, pct};
-use crate::merge::{self, MergeMode};
+use crate::merge::{self, ReplicaMerge};
 
 /// The collection's marks file (written by `covfleet collect`).
 pub const MARKS_FILE: &str = "marks.json";
@@ -251,7 +251,7 @@ fn load_members(
 pub(crate) fn recompute(
     conn: &mut Connection,
     collection: &Path,
-    merge_mode: MergeMode,
+    merge_mode: ReplicaMerge,
     changed: bool,
     p: &Path,
     summary: &mut CompileSummary,

@@ -33,18 +33,18 @@ impl SiteSource for Phased {
 fn row(id: &str, owner: &str, total: u64, covered: u64) -> (OwnerRow, Vec<FileCoverage>) {
     let blocks = vec![
         Block {
-            start_line: 1,
-            start_col: 1,
-            end_line: 1,
-            end_col: 10,
+            st_line: 1,
+            st_col: 1,
+            en_line: 1,
+            en_col: 10,
             stmts: covered as u32,
             count: 1,
         },
         Block {
-            start_line: 2,
-            start_col: 1,
-            end_line: 2,
-            end_col: 10,
+            st_line: 2,
+            st_col: 1,
+            en_line: 2,
+            en_col: 10,
             stmts: (total - covered) as u32,
             count: 0,
         },
