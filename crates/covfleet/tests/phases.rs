@@ -155,6 +155,26 @@ fn handler_lines(profile: &str) -> Vec<String> {
     v
 }
 
+/// `go tool covdata textfmt` of a directory.
+fn textfmt(dir: &Path) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_file = tmp.path().join("profile.txt");
+    let out = Command::new("go")
+        .args(["tool", "covdata", "textfmt", "-i"])
+        .arg(dir)
+        .arg("-o")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "textfmt -i {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(out_file).unwrap()
+}
+
 /// What a fresh process counts for `reqs` alone (handlers.go), by Go's tool.
 fn oracle(ns: &Netns, reqs: &[&[(&str, i32)]]) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
@@ -163,20 +183,7 @@ fn oracle(ns: &Netns, reqs: &[&[(&str, i32)]]) -> Vec<String> {
         s.send(r);
     }
     s.finish();
-    let out_file = dir.path().join("profile.txt");
-    let out = Command::new("go")
-        .args(["tool", "covdata", "textfmt", "-i"])
-        .arg(dir.path())
-        .arg("-o")
-        .arg(&out_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines = handler_lines(&std::fs::read_to_string(out_file).unwrap());
+    let lines = handler_lines(&textfmt(dir.path()));
     assert!(
         lines.iter().any(|l| !l.ends_with(" 0")),
         "the oracle ran nothing"
@@ -271,19 +278,7 @@ fn marked_phases_equal_separate_runs() {
         .filter(|n| n.starts_with("phasemark."))
         .collect();
     assert_eq!(marks.len(), 4, "{marks:?}");
-    let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new("go")
-        .args(["tool", "covdata", "textfmt", "-i"])
-        .arg(&entries[0])
-        .arg("-o")
-        .arg(tmp.path().join("p.txt"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(!handler_lines(&textfmt(&entries[0])).is_empty());
 
     let out = run(&["compile", "--collection", &o, "--json"]);
     assert!(out.status.success(), "{}", s(&out));
