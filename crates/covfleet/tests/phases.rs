@@ -375,6 +375,31 @@ fn marked_phases_equal_separate_runs() {
     );
     assert!(e2e.covered_stmts > 0 && e2e.covered_stmts < db.owners().unwrap()[0].covered_stmts);
     assert!(!data["times"].as_array().unwrap().is_empty());
+    // Each phase has its own site, where the owner's page shows what ran
+    // during the phase; the index's phase links point there.
+    let page = phases[1]["pages"]["0"].as_str().unwrap();
+    assert!(page.starts_with("phase/e2e/b/"), "{page}");
+    let phase_html = std::fs::read_to_string(out_dir.path().join("html").join(page)).unwrap();
+    assert!(
+        phase_html.contains("phase e2e"),
+        "the page's title names the phase"
+    );
+    let sub = std::fs::read_to_string(out_dir.path().join("html/phase/e2e/index.html")).unwrap();
+    let start = sub.find("id=\"covfleet-data\">").unwrap() + 19;
+    let end = start + sub[start..].find("</script>").unwrap();
+    let sub: serde_json::Value = serde_json::from_str(&sub[start..end]).unwrap();
+    assert_eq!(sub["rows"][0]["c"], e2e.covered_stmts);
+    assert_eq!(sub["rows"][0]["t"], e2e.total_stmts);
+    assert!(
+        sub.get("phases").is_none(),
+        "a phase's site has no phase switch"
+    );
+    assert!(
+        out_dir
+            .path()
+            .join("html/phase/baseline/index.html")
+            .is_file()
+    );
     let nope = format!("{o}@nope");
     let out = run(&["diff", &b, &nope]);
     assert_eq!(out.status.code(), Some(2), "{}", s(&out));

@@ -20,6 +20,9 @@
     data.phases.forEach(function (p) { if (p.name === name) ph = p; });
     rows.forEach(function (r) {
       var v = ph ? ph.rows[r.i] : null;
+      if (r.page0 === undefined) r.page0 = r.page;
+      // A phase's rows open their page in the phase's own site.
+      r.page = ph ? ((ph.pages || {})[r.i] || null) : r.page0;
       r.t = ph ? (v ? v[0] : r.t0) : r.t0;
       r.c = ph ? (v ? v[1] : 0) : r.c0;
       r.pct = r.t ? (100 * r.c) / r.t : 0;
@@ -232,7 +235,7 @@
       tr.appendChild(el('td', null, r.ty));
       var tdo = el('td');
       if (r.page) { var a = el('a', 'open', r.ow); a.href = r.page; tdo.appendChild(a); }
-      else { tdo.appendChild(el('span', 'nopage', r.ow)); tdo.title = 'page could not be rendered'; }
+      else { tdo.appendChild(el('span', 'nopage', r.ow)); tdo.title = state.phase ? 'did not run during phase ' + state.phase : 'page could not be rendered'; }
       tr.appendChild(tdo);
       tr.appendChild(el('td', null, r.bin));
       var tdn = el('td', 'num', r.pods.length || r.hosts.length);

@@ -44,6 +44,8 @@ pub enum Error {
 pub struct DbSource {
     db: db::Database,
     layouts: RefCell<HashMap<i64, Rc<db::layout::Layout>>>,
+    /// A phase's site: the owners that ran in it, with what they ran then.
+    phase: Option<i64>,
 }
 
 impl DbSource {
@@ -51,6 +53,16 @@ impl DbSource {
         DbSource {
             db,
             layouts: RefCell::new(HashMap::new()),
+            phase: None,
+        }
+    }
+
+    /// The site of one phase (`db::Phase::id`): rows are the owners that ran
+    /// during it, their numbers and blocks what they ran then.
+    pub fn for_phase(db: db::Database, phase: i64) -> DbSource {
+        DbSource {
+            phase: Some(phase),
+            ..DbSource::new(db)
         }
     }
 
@@ -112,7 +124,31 @@ impl SiteSource for DbSource {
 
     fn rows(&self) -> Result<Vec<OwnerRow>, Error> {
         let mut out = Vec::new();
-        for o in self.db.owners()? {
+        let in_phase: Option<HashMap<i64, db::PhaseOwner>> = match self.phase {
+            Some(ph) => Some(
+                self.db
+                    .phase_owners(ph)?
+                    .into_iter()
+                    .map(|p| (p.owner_id, p))
+                    .collect(),
+            ),
+            None => None,
+        };
+        for mut o in self.db.owners()? {
+            if let Some(m) = &in_phase {
+                let Some(p) = m.get(&o.id) else { continue };
+                o.total_stmts = p.total_stmts;
+                o.covered_stmts = p.covered_stmts;
+                // Pages follow the phase's numbers (its counters change
+                // only with its covered statements or the owner's inputs).
+                o.merge_input_hash = format!(
+                    "{}:phase{}:{}:{}",
+                    o.merge_input_hash,
+                    self.phase.unwrap_or(0),
+                    p.covered_stmts,
+                    p.report_count
+                );
+            }
             let reports = self.db.owner_reports(o.id)?;
             let total = u64::try_from(o.total_stmts).unwrap_or(0);
             let covered = u64::try_from(o.covered_stmts).unwrap_or(0);
@@ -144,6 +180,9 @@ impl SiteSource for DbSource {
 
     fn history(&self) -> Result<crate::history::History, Error> {
         let mut h = crate::history::History::default();
+        if self.phase.is_some() {
+            return Ok(h);
+        }
         for ph in self.db.phases()? {
             let rows = self
                 .db
@@ -184,15 +223,22 @@ impl SiteSource for DbSource {
 
     fn files(&self, row: &OwnerRow) -> Result<Vec<FileCoverage>, Error> {
         let id: i64 = row.id.parse().map_err(|_| Error::BadId(row.id.clone()))?;
-        let (meta_id, blob): (i64, Vec<u8>) = self
-            .db
-            .connection()
-            .query_row(
+        let conn = self.db.connection();
+        let pick = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+        let (meta_id, blob): (i64, Vec<u8>) = match self.phase {
+            None => conn.query_row(
                 "SELECT meta_id, counters FROM owners WHERE id = ?1",
                 [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(|source| self.sql(id, source))?;
+                pick,
+            ),
+            Some(ph) => conn.query_row(
+                "SELECT o.meta_id, p.counters FROM phase_owners p JOIN owners o ON o.id = p.owner_id \
+                 WHERE p.owner_id = ?1 AND p.phase_id = ?2",
+                [id, ph],
+                pick,
+            ),
+        }
+        .map_err(|source| self.sql(id, source))?;
         let layout = self.layout(id, meta_id)?;
         let counters =
             db::codec::decode_counters_for(&blob, layout.units.len()).map_err(|source| {

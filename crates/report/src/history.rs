@@ -37,23 +37,56 @@ pub(crate) struct PhaseJson {
     pub to: Option<String>,
     /// Row index → [statements, covered].
     pub rows: BTreeMap<usize, [u64; 2]>,
+    /// Row index → the row's page in the phase's own site
+    /// ([`phase_dir`]`/b/<slug>.html`, relative to the index).
+    pub pages: BTreeMap<usize, String>,
+}
+
+/// Where a phase's own site goes, relative to the main site: `phase/<name>`
+/// (`covfleet render` writes one per phase; names are `[A-Za-z0-9._-]`).
+pub fn phase_dir(name: &str) -> String {
+    format!("phase/{name}")
 }
 
 /// The index's history JSON: phases and collection times.
-pub(crate) fn to_json(h: &History, row_ids: &[&str]) -> (Vec<PhaseJson>, Vec<(String, usize)>) {
-    let pos: BTreeMap<&str, usize> = row_ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+pub(crate) fn to_json(
+    h: &History,
+    rows: &[crate::model::OwnerRow],
+) -> (Vec<PhaseJson>, Vec<(String, usize)>) {
+    let pos: BTreeMap<&str, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.as_str(), i))
+        .collect();
     let phases = h
         .phases
         .iter()
-        .map(|p| PhaseJson {
-            name: p.name.clone(),
-            from: p.started_at.clone(),
-            to: p.ended_at.clone(),
-            rows: p
-                .rows
-                .iter()
-                .filter_map(|(id, (t, c))| Some((*pos.get(id.as_str())?, [*t, *c])))
-                .collect(),
+        .map(|p| {
+            // The phase's site names its pages as render names any site's:
+            // the same rows in the same order, only those that ran.
+            let mut used = std::collections::HashSet::new();
+            let mut pages = BTreeMap::new();
+            for (i, r) in rows.iter().enumerate() {
+                if !p.rows.contains_key(&r.id) {
+                    continue;
+                }
+                let mut slug = crate::site::page_slug(r);
+                while !used.insert(slug.clone()) {
+                    slug.push('_');
+                }
+                pages.insert(i, format!("{}/b/{slug}.html", phase_dir(&p.name)));
+            }
+            PhaseJson {
+                name: p.name.clone(),
+                from: p.started_at.clone(),
+                to: p.ended_at.clone(),
+                rows: p
+                    .rows
+                    .iter()
+                    .filter_map(|(id, (t, c))| Some((*pos.get(id.as_str())?, [*t, *c])))
+                    .collect(),
+                pages,
+            }
         })
         .collect();
     (phases, h.times.clone())

@@ -160,8 +160,7 @@ pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> 
     }
 
     let history = src.history().map_err(|e| Error::Rows(Box::new(e)))?;
-    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    let (phases, times) = crate::history::to_json(&history, &ids);
+    let (phases, times) = crate::history::to_json(&history, &rows);
     let data = IndexData {
         title: &opts.title,
         rows: index_rows,

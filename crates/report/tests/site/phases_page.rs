@@ -151,6 +151,15 @@ fn phase_switch_and_history_strip_in_headless_chromium() {
     page.eval("document.querySelector('#history [data-phase=e2e]').click(), true");
     page.wait_for("location.hash.indexOf('phase=e2e') >= 0");
     assert_eq!(covered(&mut page), "api=45 worker=0");
+    // Rows open their page in the phase's own site; the worker did not run.
+    let links = page.eval(
+        "Array.from(document.querySelectorAll('#rows tbody tr.row a.open')).map(a => a.getAttribute('href')).join(' ')",
+    );
+    assert!(
+        links.as_str().unwrap().starts_with("phase/e2e/b/")
+            && !links.as_str().unwrap().contains(' '),
+        "{links}"
+    );
     let card = page.eval("document.querySelectorAll('#cards .card .l')[0].textContent");
     assert_eq!(card, "coverage in phase e2e");
     assert_eq!(
