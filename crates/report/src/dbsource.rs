@@ -102,6 +102,27 @@ impl DbSource {
         })
     }
 
+    /// An owner's meta-data id and stored counters: merged, or during the
+    /// phase of a phase's site.
+    fn owner_blob(&self, id: i64) -> Result<(i64, Vec<u8>), Error> {
+        let conn = self.db.connection();
+        let pick = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+        match self.phase {
+            None => conn.query_row(
+                "SELECT meta_id, counters FROM owners WHERE id = ?1",
+                [id],
+                pick,
+            ),
+            Some(ph) => conn.query_row(
+                "SELECT o.meta_id, p.counters FROM phase_owners p JOIN owners o ON o.id = p.owner_id \
+                 WHERE p.owner_id = ?1 AND p.phase_id = ?2",
+                [id, ph],
+                pick,
+            ),
+        }
+        .map_err(|source| self.sql(id, source))
+    }
+
     fn sql(&self, owner: i64, source: rusqlite::Error) -> Error {
         Error::Sql {
             path: self.db.path().display().to_string(),
@@ -223,22 +244,7 @@ impl SiteSource for DbSource {
 
     fn files(&self, row: &OwnerRow) -> Result<Vec<FileCoverage>, Error> {
         let id: i64 = row.id.parse().map_err(|_| Error::BadId(row.id.clone()))?;
-        let conn = self.db.connection();
-        let pick = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
-        let (meta_id, blob): (i64, Vec<u8>) = match self.phase {
-            None => conn.query_row(
-                "SELECT meta_id, counters FROM owners WHERE id = ?1",
-                [id],
-                pick,
-            ),
-            Some(ph) => conn.query_row(
-                "SELECT o.meta_id, p.counters FROM phase_owners p JOIN owners o ON o.id = p.owner_id \
-                 WHERE p.owner_id = ?1 AND p.phase_id = ?2",
-                [id, ph],
-                pick,
-            ),
-        }
-        .map_err(|source| self.sql(id, source))?;
+        let (meta_id, blob) = self.owner_blob(id)?;
         let layout = self.layout(id, meta_id)?;
         let counters =
             db::codec::decode_counters_for(&blob, layout.units.len()).map_err(|source| {
