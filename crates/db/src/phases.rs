@@ -96,6 +96,22 @@ fn spans(marks: &[MarkRow]) -> Vec<PhaseSpan> {
     out
 }
 
+/// The flattened meta-data file `meta_id` of the database at `p`.
+fn stored_layout(conn: &Connection, meta_id: i64, p: &Path) -> Result<Layout, Error> {
+    let data: Vec<u8> = conn
+        .query_row(
+            "SELECT data FROM meta_files WHERE id = ?1",
+            [meta_id],
+            |r| r.get(0),
+        )
+        .db(p)?;
+    layout_from_stored(&data).map_err(|source| Error::Corrupt {
+        path: p.to_path_buf(),
+        what: format!("meta-data file {meta_id}"),
+        source,
+    })
+}
+
 /// Stores a report's boundary snapshots and mark span (compile, per entry).
 pub(crate) fn write_report_marks(
     tx: &Transaction<'_>,
@@ -318,19 +334,7 @@ pub(crate) fn recompute(
     if !phases.is_empty() {
         for o in &owners {
             if let std::collections::hash_map::Entry::Vacant(slot) = layouts.entry(o.meta_id) {
-                let data: Vec<u8> = tx
-                    .query_row(
-                        "SELECT data FROM meta_files WHERE id = ?1",
-                        [o.meta_id],
-                        |r| r.get(0),
-                    )
-                    .db(p)?;
-                let l = layout_from_stored(&data).map_err(|source| Error::Corrupt {
-                    path: p.to_path_buf(),
-                    what: format!("meta-data file {}", o.meta_id),
-                    source,
-                })?;
-                slot.insert(Arc::new(l));
+                slot.insert(Arc::new(stored_layout(&tx, o.meta_id, p)?));
             }
             members.insert(o.id, load_members(&tx, o.id, &layouts[&o.meta_id], p)?);
         }
@@ -640,7 +644,7 @@ impl crate::read::Database {
         let Some((meta_id, blob)) = row else {
             return Ok(None);
         };
-        let layout = self.layout(meta_id)?;
+        let layout = stored_layout(self.connection(), meta_id, self.path())?;
         codec::decode_counters_for(&blob, layout.len())
             .map(Some)
             .map_err(|source| Error::Corrupt {
@@ -664,7 +668,7 @@ impl crate::read::Database {
                 |r| r.get(0),
             )
             .db(self.path())?;
-        let layout = self.layout(meta_id)?;
+        let layout = stored_layout(self.connection(), meta_id, self.path())?;
         Ok(Some(crate::read::profile_text(&layout, &counters)))
     }
 }

@@ -451,7 +451,7 @@ impl Database {
         Ok((layout, counters))
     }
 
-    pub(crate) fn layout(&self, meta_id: i64) -> Result<Rc<Layout>, Error> {
+    fn layout(&self, meta_id: i64) -> Result<Rc<Layout>, Error> {
         if let Some(l) = self.layouts.borrow().get(&meta_id) {
             return Ok(l.clone());
         }
