@@ -284,15 +284,15 @@ pub struct Collector {
     settings: Settings,
     kube: Option<(::kube::Client, Selection, Via)>,
     progress: Option<Progress>,
-    hostname: String,
-    /// Entry names opened by this run: two targets never share an entry.
-    claimed: Mutex<HashSet<String>>,
     /// Phase marks the collection holds (`marks.json`), recorded with every
     /// snapshot written.
     marks_seen: AtomicU32,
     /// The marks (sequence numbers) being taken: snapshots written while
     /// this is set are also kept as those marks' boundary snapshots.
     marks_taking: Mutex<Vec<u32>>,
+    hostname: String,
+    /// Entry names opened by this run: two targets never share an entry.
+    claimed: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Collector {
@@ -342,10 +342,10 @@ impl Collector {
             settings,
             kube,
             progress,
-            hostname: crate::local::hostname(),
-            claimed: Mutex::new(HashSet::new()),
             marks_seen: AtomicU32::new(marks),
             marks_taking: Mutex::new(Vec::new()),
+            hostname: crate::local::hostname(),
+            claimed: Mutex::new(HashSet::new()),
         })
     }
 
