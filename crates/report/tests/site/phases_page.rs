@@ -174,8 +174,9 @@ fn phase_switch_and_history_strip_in_headless_chromium() {
     // The select does the same; the choice survives a reload.
     page.eval("(s => { s.value = 'baseline'; s.dispatchEvent(new Event('change')); })(document.getElementById('f-phase')), true");
     assert_eq!(covered(&mut page), "api=20 worker=10");
-    page.eval("location.reload(), true");
-    page.wait_for("document.readyState === 'complete' && document.querySelectorAll('#rows tbody tr.row').length === 2 && document.getElementById('f-phase').value === 'baseline'");
+    // The marker tells the reloaded page from the old one.
+    page.eval("window.beforeReload = true, location.reload(), true");
+    page.wait_for("!window.beforeReload && document.readyState === 'complete' && document.querySelectorAll('#rows tbody tr.row').length === 2 && document.getElementById('f-phase').value === 'baseline'");
     assert_eq!(covered(&mut page), "api=20 worker=10");
     // "All time" goes back to the cumulative numbers.
     page.eval("document.querySelector('#history .chip.all').click(), true");
