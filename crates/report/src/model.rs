@@ -97,6 +97,11 @@ pub trait SiteSource {
     fn rows(&self) -> Result<Vec<OwnerRow>, Self::Error>;
     /// The files of one row, with their blocks.
     fn files(&self, row: &OwnerRow) -> Result<Vec<FileCoverage>, Self::Error>;
+    /// Phases and collection times, for the index's phase switch and run
+    /// history (none by default).
+    fn history(&self) -> Result<crate::history::History, Self::Error> {
+        Ok(crate::history::History::default())
+    }
 }
 
 /// An in-memory source: rows with their files.

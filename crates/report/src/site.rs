@@ -184,10 +184,14 @@ pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> 
         }
     }
 
+    let history = src.history().map_err(|e| Error::Rows(Box::new(e)))?;
+    let (phases, times) = crate::history::to_json(&history, &rows);
     let data = IndexData {
         title: &opts.title,
         rows: index_rows,
         bins: unions.covered(),
+        phases,
+        times,
     };
     let page = IndexPage {
         title: &opts.title,
@@ -910,6 +914,12 @@ struct IndexData<'a> {
     rows: Vec<IndexRow>,
     /// Per binary key: statements run by any of its rows together.
     bins: BTreeMap<String, u64>,
+    /// Phases (the index's phase switch and run history strip).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    phases: Vec<crate::history::PhaseJson>,
+    /// Collection times (to the minute) and reports collected then.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    times: Vec<(String, usize)>,
 }
 
 /// What all rows of one binary ran together: a block counts once, as run

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use serde::Serialize;
 use crate::error::{Error, TransportErrorKind};
 use crate::kube::{PodInfo, Selection, Via};
 use crate::local::Candidate;
+use crate::marks::{Mark, MarkRequest, Marks};
 use crate::output::{ContainerMeta, EntryWriter, Placement, Source, is_continuation};
 use crate::protocol::{self, ClientOptions, Endpoint, Identity, Probe};
 use crate::transport::Direct;
@@ -130,6 +132,9 @@ pub struct Summary {
     pub skipped: Vec<TargetReport>,
     pub failed: Vec<TargetReport>,
     pub entries: Vec<EntryReport>,
+    /// Phase marks taken in this run (`--phase-start`/`--phase-end`, signals).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<Mark>,
 }
 
 /// Progress notifications (for a progress bar).
@@ -147,6 +152,10 @@ pub enum Event {
     Lost { target: String, reason: String },
     /// `--watch`: a target failed (or failed again after recovering).
     Failed { target: String, reason: String },
+    /// `--watch`: a phase mark was taken (every live process snapshot).
+    Marked { mark: Mark },
+    /// `--watch`: a phase mark could not be taken.
+    MarkFailed { reason: String },
     /// `--watch`: the periodic summary.
     Status {
         live: usize,
@@ -288,6 +297,12 @@ pub struct Collector {
     settings: Settings,
     kube: Option<(::kube::Client, Selection, Via)>,
     progress: Option<Progress>,
+    /// Phase marks the collection holds (`marks.json`), recorded with every
+    /// snapshot written.
+    marks_seen: AtomicU32,
+    /// The marks (sequence numbers) being taken: snapshots written while
+    /// this is set are also kept as those marks' boundary snapshots.
+    marks_taking: Mutex<Vec<u32>>,
     hostname: String,
     /// Opens entries and writes snapshots, on blocking threads.
     store: Store,
@@ -313,6 +328,9 @@ struct WriteJob {
     info_written: bool,
     entries_opened: u32,
     shape: Option<Arc<MetaShape>>,
+    /// (marks the collection holds, marks being taken): see
+    /// [`EntryWriter::set_marks`].
+    marks: (u32, Vec<u32>),
 }
 
 impl WriteJob {
@@ -326,6 +344,7 @@ impl WriteJob {
             info_written: st.info_written,
             entries_opened: st.entries_opened,
             shape: st.shape.take(),
+            marks: (0, Vec::new()),
         }
     }
 
@@ -386,9 +405,16 @@ impl Collector {
             }
             None => None,
         };
+        let marks = match Marks::read(&settings.output) {
+            Ok(m) => m.count(),
+            // Reported by whoever takes a mark; plain collection goes on.
+            Err(_) => 0,
+        };
         Ok(Collector {
             kube,
             progress,
+            marks_seen: AtomicU32::new(marks),
+            marks_taking: Mutex::new(Vec::new()),
             hostname: crate::local::hostname(),
             store: Store {
                 root: settings.output.join("coverage"),
@@ -818,6 +844,7 @@ impl Collector {
     ) -> Result<(covdata::Hash, Written), Error> {
         let hash = snap.hash;
         let mut job = WriteJob::take(st);
+        job.marks = self.marks_now();
         let store = self.store.clone();
         let root = store.root.clone();
         let joined = tokio::task::spawn_blocking(move || {
@@ -1077,8 +1104,77 @@ impl Collector {
         report.finish()
     }
 
+    /// [`collect_once`](Self::collect_once), its snapshots also kept as the
+    /// phase boundaries `reqs` (`--phase-start` / `--phase-end`), which are
+    /// then appended to `marks.json`. Fails before collecting anything when
+    /// a mark is not possible (see [`Marks::check`]).
+    pub async fn collect_once_marked(&self, reqs: &[MarkRequest]) -> Result<Summary, Error> {
+        let marks = self.begin_marks(reqs)?;
+        let mut summary = self.collect_once().await;
+        summary.marks = self.end_marks(marks, reqs, summary.collected)?;
+        Ok(summary)
+    }
+
+    /// Registers phase marks about to be taken: checked against
+    /// `marks.json` (a phase starts once, an end needs an open start), and
+    /// counted so that snapshots written from now on record them and are
+    /// kept as their boundary snapshots, until [`end_marks`](Self::end_marks).
+    /// Returns the marks file to append them to.
+    fn begin_marks(&self, reqs: &[MarkRequest]) -> Result<Marks, Error> {
+        let marks = Marks::read(&self.settings.output)?;
+        marks.check(reqs)?;
+        let first = marks.count() + 1;
+        let seqs: Vec<u32> = (first..first + reqs.len() as u32).collect();
+        if let Some(&last) = seqs.last() {
+            self.marks_seen.store(last, Ordering::SeqCst);
+        }
+        *self.marks_taking.lock().unwrap_or_else(|p| p.into_inner()) = seqs;
+        Ok(marks)
+    }
+
+    /// (marks the collection holds, marks being taken now) for the next
+    /// snapshot written (see [`EntryWriter::set_marks`]).
+    fn marks_now(&self) -> (u32, Vec<u32>) {
+        let taking = self
+            .marks_taking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        (self.marks_seen.load(Ordering::SeqCst), taking)
+    }
+
+    /// Records marks once their snapshots are written.
+    fn end_marks(
+        &self,
+        mut marks: Marks,
+        reqs: &[MarkRequest],
+        processes: usize,
+    ) -> Result<Vec<Mark>, Error> {
+        self.marks_taking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let added = marks.push(reqs, &at, processes);
+        marks.write(&self.settings.output)?;
+        Ok(added)
+    }
+
     /// Collects until `shutdown` resolves, then scrapes once more.
     pub async fn watch(&self, shutdown: impl Future<Output = ()>) -> Summary {
+        self.watch_marked(shutdown, None).await
+    }
+
+    /// [`watch`](Self::watch), taking phase marks as they arrive on `marks`
+    /// (e.g. from signals): each batch snapshots every live process at once
+    /// and is then appended to `marks.json`. A batch that is not possible
+    /// (see [`Marks::check`]) is reported as an [`Event::MarkFailed`].
+    pub async fn watch_marked(
+        &self,
+        shutdown: impl Future<Output = ()>,
+        mut marks: Option<tokio::sync::mpsc::UnboundedReceiver<Vec<MarkRequest>>>,
+    ) -> Summary {
+        let mut taken: Vec<Mark> = Vec::new();
         let mut report = RunReport::default();
         let mut live: HashMap<String, ProcState> = HashMap::new();
         let mut last_discovery: Option<Instant> = None;
@@ -1164,9 +1260,23 @@ impl Collector {
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             let wake = wake.max(Instant::now() + Duration::from_millis(50));
+            let next_mark = async {
+                match marks.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep_until(wake.into()) => {}
+                req = next_mark => match req {
+                    Some(reqs) => {
+                        if let Some(added) = self.mark_live(&mut report, &mut live, &reqs).await {
+                            taken.extend(added);
+                        }
+                    }
+                    None => marks = None,
+                },
             }
         }
         // Final scrape of everything still alive.
@@ -1179,7 +1289,45 @@ impl Collector {
                 .procs
                 .extend(after.into_values().filter(|s| s.snapshots > 0));
         }
-        report.finish()
+        let mut summary = report.finish();
+        summary.marks = taken;
+        summary
+    }
+
+    /// `--watch`: snapshots every live process now as the marks `reqs`.
+    async fn mark_live(
+        &self,
+        report: &mut RunReport,
+        live: &mut HashMap<String, ProcState>,
+        reqs: &[MarkRequest],
+    ) -> Option<Vec<Mark>> {
+        let fail = |e: Error| {
+            self.emit(Event::MarkFailed {
+                reason: e.to_string(),
+            });
+            None
+        };
+        let marks = match self.begin_marks(reqs) {
+            Ok(x) => x,
+            Err(e) => return fail(e),
+        };
+        let batch: Vec<(String, ProcState)> = live.drain().collect();
+        let mut kept = 0;
+        for (k, st, err) in self.fetch_all(batch, &self.settings.client).await {
+            if err.is_none() {
+                kept += 1;
+            }
+            self.fold_watch_result(report, live, k, st, err);
+        }
+        match self.end_marks(marks, reqs, kept) {
+            Ok(added) => {
+                for m in &added {
+                    self.emit(Event::Marked { mark: m.clone() });
+                }
+                Some(added)
+            }
+            Err(e) => fail(e),
+        }
     }
 
     fn fold_watch_result(
@@ -1350,6 +1498,7 @@ impl Store {
             return Ok(Written::NeedMeta);
         }
         let info = (!job.info_written).then(|| snap.identity.as_ref().unwrap_or(&job.identity));
+        writer.set_marks(job.marks.0, &job.marks.1);
         let written = writer.write_all(
             &job.placement,
             &job.identity,
@@ -1451,6 +1600,7 @@ impl RunReport {
             skipped,
             failed,
             entries,
+            marks: Vec::new(),
         }
     }
 }

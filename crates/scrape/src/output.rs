@@ -91,6 +91,13 @@ pub struct Metadata {
     pub latest_counters: String,
     /// Snapshots written into this directory so far.
     pub snapshots: u64,
+    /// Phase marks the collection held (`marks.json`) when this entry got
+    /// its first snapshot; absent in collections without marks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marks_first: Option<u32>,
+    /// … and when it got its latest one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marks_latest: Option<u32>,
 }
 
 /// How a target was found; decides the shape of its entry name.
@@ -205,6 +212,10 @@ pub struct EntryWriter {
     dir: PathBuf,
     name: String,
     metadata: Option<Metadata>,
+    /// Marks in the collection's `marks.json` (see [`crate::marks`]).
+    marks_seen: u32,
+    /// Marks the next snapshot is also kept as (taken by it).
+    marks_pending: Vec<u32>,
 }
 
 /// Files replaced together, each atomically: every file is written whole to
@@ -293,6 +304,8 @@ impl EntryWriter {
             dir,
             name: name.to_string(),
             metadata,
+            marks_seen: 0,
+            marks_pending: Vec::new(),
         })
     }
 
@@ -359,7 +372,18 @@ impl EntryWriter {
         let (path, md) = self.stage_snapshot(&mut batch, placement, identity, hash, counters)?;
         batch.commit()?;
         self.metadata = Some(md);
+        self.marks_pending.clear();
         Ok(path)
+    }
+
+    /// Phase marks for the next [`write_snapshot`](Self::write_snapshot):
+    /// `seen`, how many marks the collection holds now (recorded as
+    /// `marks_first` / `marks_latest` in metadata.json), and `at`, the marks
+    /// (sequence numbers) that snapshot is taken for: it is also kept as
+    /// `phasemark.<seq>.<hash>.<pid>` (ignored by `go tool covdata`).
+    pub fn set_marks(&mut self, seen: u32, at: &[u32]) {
+        self.marks_seen = seen;
+        self.marks_pending = at.to_vec();
     }
 
     /// The newest counter file written here, if any.
@@ -386,6 +410,7 @@ impl EntryWriter {
         let (path, md) = self.stage_snapshot(&mut batch, placement, identity, hash, counters)?;
         batch.commit()?;
         self.metadata = Some(md);
+        self.marks_pending.clear();
         Ok(path)
     }
 
@@ -407,8 +432,18 @@ impl EntryWriter {
         };
         let name = format!("{prefix}{slot}");
         let path = self.dir.join(&name);
+        for seq in &self.marks_pending {
+            let mark = crate::marks::mark_file_name(*seq, &hex, identity.pid);
+            batch.add(&self.dir.join(mark), counters)?;
+        }
         batch.add(&path, counters)?;
         let snapshots = self.metadata.as_ref().map_or(0, |m| m.snapshots) + 1;
+        let seen = (self.marks_seen > 0).then_some(self.marks_seen);
+        let marks_first = match &self.metadata {
+            Some(m) => m.marks_first.or(seen.map(|_| 0)),
+            None => seen,
+        };
+        let marks_latest = seen.or(self.metadata.as_ref().and_then(|m| m.marks_latest));
         let md = Metadata {
             pod_name: placement.pod.clone(),
             namespace: placement.namespace.clone(),
@@ -428,6 +463,8 @@ impl EntryWriter {
             meta_hash: hex,
             latest_counters: name,
             snapshots,
+            marks_first,
+            marks_latest,
         };
         let json = serde_json::to_vec_pretty(&md)
             .map_err(|e| Error::io(self.dir.join("metadata.json"), e.into()))?;
