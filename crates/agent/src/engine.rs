@@ -61,6 +61,12 @@ pub struct Config {
     /// Whether pod metadata is expected (wait for the first pod list
     /// before attributing containers, up to `kube_grace`).
     pub kube_grace: Duration,
+    /// With pod metadata: how long a process in a container the pod index
+    /// does not know yet waits for it (the kubelet writes the container ID
+    /// into the pod's status only after the container started; the pod
+    /// watch brings it a moment later) before it is stored as a host
+    /// process.
+    pub unknown_container_grace: Duration,
     /// Bearer token for coverage servers that want one.
     pub token: Option<String>,
 }
@@ -81,6 +87,7 @@ impl Config {
             recheck: Duration::from_secs(60),
             crictl: None,
             kube_grace: Duration::ZERO,
+            unknown_container_grace: Duration::from_secs(30),
             token: None,
         }
     }
@@ -157,6 +164,9 @@ pub struct Agent {
     pods: Arc<RwLock<PodIndex>>,
     metrics: Arc<Metrics>,
     started: Instant,
+    /// Container IDs seen in a cgroup but not (yet) in the pod index, and
+    /// since when.
+    unknown_containers: std::sync::Mutex<HashMap<String, Instant>>,
     /// One answer at most `max_target_bytes`; all answers in memory at once
     /// at most that times the concurrency (one budget for the whole agent).
     limits: scrape::budget::Limits,
@@ -201,6 +211,7 @@ impl Agent {
             pods,
             metrics,
             started: Instant::now(),
+            unknown_containers: Default::default(),
             limits,
         }
     }
@@ -233,6 +244,7 @@ impl Agent {
             Err(_) => (None, false),
         };
         if let Some(a) = found {
+            self.lock_unknown().remove(&cref.id);
             return Ok(Some((a, cref.id)));
         }
         if let Some(crictl) = &self.cfg.crictl
@@ -244,7 +256,30 @@ impl Agent {
             // Pod metadata is on its way: look again at the next scan.
             return Err(());
         }
+        if synced && self.waits_for_pod(&cref.id) {
+            // A container the node's pods do not name yet: its pod's status
+            // is about to (look again at the next scan).
+            return Err(());
+        }
         Ok(None)
+    }
+
+    fn lock_unknown(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.unknown_containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a container unknown to the pod index is still within
+    /// [`Config::unknown_container_grace`] of its first sighting.
+    fn waits_for_pod(&self, id: &str) -> bool {
+        let grace = self.cfg.unknown_container_grace;
+        let mut unknown = self.lock_unknown();
+        if unknown.len() >= 4096 {
+            unknown.retain(|_, t| t.elapsed() < grace.saturating_mul(4));
+        }
+        let first = *unknown.entry(id.to_string()).or_insert_with(Instant::now);
+        first.elapsed() < grace
     }
 
     /// Transports to try for a candidate, preferred first.

@@ -519,45 +519,6 @@ mod s3 {
     }
 }
 
-/// A cgroup directory this test made; on drop its processes go back to the
-/// root and the directories are removed (leaf first).
-struct Cgroup {
-    dirs: Vec<PathBuf>,
-    root: PathBuf,
-}
-
-impl Cgroup {
-    fn new(root: &str, rel: &str) -> Cgroup {
-        let root = PathBuf::from(root);
-        let mut dirs = Vec::new();
-        let mut cur = root.clone();
-        for part in rel.split('/') {
-            cur = cur.join(part);
-            dirs.push(cur.clone());
-        }
-        std::fs::create_dir_all(&cur).unwrap_or_else(|e| panic!("{}: {e}", cur.display()));
-        Cgroup { dirs, root }
-    }
-
-    fn add(&self, pid: u32) {
-        let leaf = self.dirs.last().unwrap();
-        std::fs::write(leaf.join("cgroup.procs"), pid.to_string()).unwrap();
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        for d in self.dirs.iter().rev() {
-            if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
-                for p in procs.split_whitespace() {
-                    let _ = std::fs::write(self.root.join("cgroup.procs"), p);
-                }
-            }
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
-
 /// Processes placed in real cgroups named like a CRI-O scope (cgroup v2,
 /// systemd driver) and a containerd scope (the v1 `name=systemd`
 /// hierarchy), attributed through `crictl inspect` (a stand-in script
