@@ -276,3 +276,213 @@ fn agent_with_node_credentials() {
     assert_eq!(md["process"]["restart_count"], "1", "{md}");
     assert_eq!(md["process"]["container_id"], json!(cid), "{md}");
 }
+
+/// A Node object (as a kubelet registers it) whose InternalIP is `ip`.
+fn add_node(cp: &ControlPlane, name: &str, ip: &str, ready: bool) {
+    cp.must(
+        "POST",
+        "/api/v1/nodes",
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name,
+            "labels": {"kubernetes.io/hostname": name}}}),
+    );
+    cp.must(
+        "PATCH",
+        &format!("/api/v1/nodes/{name}/status"),
+        json!({"status": {
+            "addresses": [{"type": "InternalIP", "address": ip}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "Unknown" },
+                "reason": "KubeletReady", "lastHeartbeatTime": "2026-11-30T08:00:00Z",
+                "lastTransitionTime": "2026-11-30T08:00:00Z"}]}}),
+    );
+}
+
+/// RBAC as docs/collect.md documents it, bound to the token user `user`.
+fn grant(cp: &ControlPlane, user: &str, nodes: bool) {
+    let mut rules = vec![
+        json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "get"]}),
+        json!({"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get", "create"]}),
+    ];
+    if nodes {
+        rules.push(json!({"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}));
+        rules.push(
+            json!({"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get", "create"]}),
+        );
+    }
+    let role = format!("covfleet-collect-{user}");
+    cp.must(
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": role}, "rules": rules}),
+    );
+    cp.must(
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}),
+    );
+}
+
+/// `collect --kube --nodes`: host daemons of every node through the real
+/// API server's node proxy. Node objects' InternalIPs point into network
+/// namespaces of this test (reached over veth pairs), where real Go
+/// programs listen: node-1 has an uninstrumented "kubelet" on 53700 (it
+/// answers "not built with -cover"), an instrumented `crio` on 53701 and a
+/// DaemonSet-like hostNetwork pod's `ds-agent` on 53702; node-2 an
+/// instrumented `kubelet`; node-3 is not Ready. The user has exactly the
+/// RBAC docs/collect.md lists (RBAC authorization, no AlwaysAllow).
+#[test]
+fn collect_host_daemons_through_the_node_proxy() {
+    let bin = match k8s_bin() {
+        Ok(b) => b,
+        Err(why) => {
+            eprintln!("SKIPPED collect_host_daemons_through_the_node_proxy: {why}");
+            return;
+        }
+    };
+    let f = fixtures();
+    let node1 = Netns::with_veth();
+    node1.spawn_ready(&f.plain, &[], &[]);
+    node1.spawn_ready(&f.named("crio"), &["3"], &[]);
+    node1.spawn_ready(&f.named("ds-agent"), &["2"], &[]);
+    let node2 = Netns::with_veth();
+    node2.spawn_ready(&f.named("kubelet"), &["4"], &[]);
+    let node3 = Netns::with_veth();
+    node3.spawn_ready(&f.named("kubelet"), &["1"], &[]);
+    let cp = ControlPlane::start_with(
+        &bin,
+        &Options {
+            authorization: "RBAC".into(),
+            tokens: vec![
+                ("collector-t0ken".into(), "collector".into(), "".into()),
+                ("podsonly-t0ken".into(), "podsonly".into(), "".into()),
+            ],
+            ..Default::default()
+        },
+    );
+    let ip1 = node1.ip.clone().unwrap();
+    add_node(&cp, "node-1", &ip1, true);
+    add_node(&cp, "node-2", node2.ip.as_deref().unwrap(), true);
+    add_node(&cp, "node-3", node3.ip.as_deref().unwrap(), false);
+    grant(&cp, "collector", true);
+    grant(&cp, "podsonly", false);
+    let ns = "infra";
+    setup_namespace(&cp, ns);
+    cp.must(
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/pods"),
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ds-agent-x1"},
+            "spec": {"nodeName": "node-1", "hostNetwork": true,
+                "containers": [{"name": "agent", "image": "quay.invalid/ds-agent:1",
+                    "command": ["/usr/bin/ds-agent"]}]}}),
+    );
+    cp.must(
+        "PATCH",
+        &format!("/api/v1/namespaces/{ns}/pods/ds-agent-x1/status"),
+        json!({"status": {"phase": "Running", "hostIP": ip1, "podIP": ip1,
+            "containerStatuses": [{"name": "agent", "image": "quay.invalid/ds-agent:1",
+                "imageID": "", "containerID": "cri-o://0123", "ready": true, "restartCount": 0,
+                "state": {"running": {"startedAt": "2026-11-30T08:00:00Z"}}}]}}),
+    );
+
+    let out_dir = cp.dir.path().join("out");
+    let kc = cp.kubeconfig("collector-t0ken", ns);
+    let out = Command::new(covfleet())
+        .args(["collect", "--kube", "--nodes", "--kubeconfig"])
+        .arg(&kc)
+        .args(["--json", "-o"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", s(&out), cp.apiserver.tail());
+    let summary = stdout_json(&out);
+    assert_eq!(summary["collected"], 3, "{summary}");
+    assert!(
+        summary["failed"].as_array().unwrap().is_empty(),
+        "{summary}"
+    );
+    let skipped = summary["skipped"].as_array().unwrap();
+    // The uninstrumented kubelet: once, for its node.
+    let plain: Vec<&Value> = skipped
+        .iter()
+        .filter(|r| r["target"].as_str().unwrap().contains("port 53700"))
+        .collect();
+    assert_eq!(plain.len(), 1, "{summary}");
+    assert!(
+        plain[0]["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("node node-1 port 53700")
+            && plain[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("not built with -cover"),
+        "{summary}"
+    );
+    assert!(
+        skipped
+            .iter()
+            .any(|r| r["target"] == "node node-3" && r["reason"] == "node is not Ready"),
+        "{summary}"
+    );
+    let mut got = Vec::new();
+    for d in entries(&out_dir) {
+        let m = read_json(&d.join("metadata.json"));
+        assert!(total_count(&work_profile(&d)) > 0, "{}", d.display());
+        let name = d.file_name().unwrap().to_string_lossy().to_string();
+        got.push((
+            m["binary_name"].as_str().unwrap().to_string(),
+            m["hostname"].as_str().unwrap().to_string(),
+            m["namespace"].as_str().unwrap().to_string(),
+            m["host_process"].as_bool().unwrap(),
+            m["source"].as_str().unwrap().to_string(),
+        ));
+        if m["host_process"] == true {
+            let node = m["hostname"].as_str().unwrap();
+            assert!(
+                name.starts_with(&format!(
+                    "host_{node}_{}_p",
+                    m["binary_name"].as_str().unwrap()
+                )),
+                "{name}"
+            );
+            assert_eq!(m["process"]["node"], node, "{m}");
+        } else {
+            assert_eq!(m["pod_name"], "ds-agent-x1", "{m}");
+            assert_eq!(m["container"]["name"], "agent", "{m}");
+        }
+    }
+    got.sort();
+    let want = [
+        ("crio", "node-1", "_host_", true, "kube-node"),
+        ("ds-agent", "node-1", ns, false, "kube"),
+        ("kubelet", "node-2", "_host_", true, "kube-node"),
+    ];
+    let want: Vec<(String, String, String, bool, String)> = want
+        .iter()
+        .map(|w| (w.0.into(), w.1.into(), w.2.into(), w.3, w.4.into()))
+        .collect();
+    assert_eq!(got, want);
+
+    // Without `nodes` / `nodes/proxy`: the pods are still collected, the
+    // nodes part fails with the API server's refusal.
+    let kc = cp.kubeconfig("podsonly-t0ken", ns);
+    let out = Command::new(covfleet())
+        .args(["collect", "--kube", "--nodes", "--kubeconfig"])
+        .arg(&kc)
+        .args(["--json", "-o"])
+        .arg(cp.dir.path().join("podsonly"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", s(&out));
+    let summary = stdout_json(&out);
+    assert_eq!(summary["collected"], 1, "{summary}");
+    let failed = summary["failed"].to_string();
+    assert!(
+        failed.contains("--nodes") && failed.contains("list nodes") && failed.contains("forbidden"),
+        "{summary}"
+    );
+}

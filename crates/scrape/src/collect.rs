@@ -37,6 +37,9 @@ pub struct Sources {
     pub local: bool,
     /// `--kube`: pods, and how to reach them.
     pub kube: Option<(Selection, Via)>,
+    /// `--kube --nodes`: also every node's port range through the API
+    /// server's node proxy (host daemons).
+    pub nodes: bool,
 }
 
 /// What the engine does, fully resolved from flags, environment and defaults.
@@ -159,6 +162,11 @@ enum Context {
     },
     /// A port of a `--kube` pod.
     Kube { pod: Arc<PodInfo>, port: u16 },
+    /// A port of a node (`--nodes`), through the API server's node proxy.
+    Node {
+        node: Arc<crate::nodes::NodeInfo>,
+        port: u16,
+    },
 }
 
 /// A discovered target, before probing.
@@ -286,6 +294,12 @@ fn url_context(url: &str) -> Context {
         port: uri.port_u16(),
         route: (!path.is_empty()).then(|| path.to_string()),
     }
+}
+
+/// The key of a port on a node's own network, shared by hostNetwork pods
+/// and `--nodes` targets (one server, reported and collected once).
+fn host_port_key(node: &str, port: u16) -> String {
+    format!("node:{node}:{port}")
 }
 
 /// Whether a URL host is this machine's loopback.
@@ -426,8 +440,46 @@ impl Collector {
                     reason: e.to_string(),
                 }),
             }
+            if self.settings.sources.nodes {
+                self.discover_nodes(client, &mut d).await;
+            }
         }
         d
+    }
+
+    /// `--nodes`: every port of the range on every Ready node.
+    async fn discover_nodes(&self, client: &::kube::Client, d: &mut Discovery) {
+        let nodes = match crate::nodes::list_nodes(client).await {
+            Ok(n) => n,
+            Err(e) => {
+                d.failed.push(TargetReport {
+                    target: "--nodes".into(),
+                    reason: e.to_string(),
+                });
+                return;
+            }
+        };
+        for node in nodes {
+            if node.ready == Some(false) {
+                d.skipped.push(TargetReport {
+                    target: format!("node {}", node.name),
+                    reason: "node is not Ready".into(),
+                });
+                continue;
+            }
+            let node = Arc::new(node);
+            for port in self.settings.ports.clone() {
+                d.found.push(Found {
+                    key: host_port_key(&node.name, port),
+                    endpoint: Endpoint::new(crate::nodes::transport(client, &node.name, port)),
+                    context: Context::Node {
+                        node: node.clone(),
+                        port,
+                    },
+                    quiet_if_absent: true,
+                });
+            }
+        }
     }
 
     async fn probe(&self, f: &Found) -> ProbeOutcome {
@@ -509,6 +561,17 @@ impl Collector {
                     if p.binary.is_empty() {
                         p.binary = owner.comm.clone();
                     }
+                }
+            }
+            Context::Node { node, port } => {
+                p.source = Source::Node;
+                p.namespace = "_host_".into();
+                p.hostname = node.name.clone();
+                p.host_process = true;
+                p.port = Some(*port);
+                p.process.insert("node".into(), node.name.clone());
+                if let Some(a) = &node.address {
+                    p.process.insert("node_address".into(), a.clone());
                 }
             }
             Context::Kube { pod, port } => {
@@ -714,7 +777,7 @@ impl Collector {
         summary: &mut RunReport,
     ) -> Vec<(String, ProcState)> {
         self.emit(Event::Discovered(found.len()));
-        let results: Vec<(Found, ProbeOutcome)> = futures::stream::iter(found)
+        let mut results: Vec<(Found, ProbeOutcome)> = futures::stream::iter(found)
             .map(|f| async move {
                 let o = self.probe(&f).await;
                 (f, o)
@@ -722,6 +785,9 @@ impl Collector {
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect()
             .await;
+        // A node's server that a hostNetwork pod's container claims is that
+        // pod's: node targets are folded in last.
+        results.sort_by_key(|(f, _)| matches!(f.context, Context::Node { .. }));
         let mut out = Vec::new();
         // Every hostNetwork pod of a node sees every server on that node:
         // report a server no pod claims once per node, not once per pod.
@@ -757,24 +823,31 @@ impl Collector {
                     .insert(f.key.clone(), Instant::now());
             }
             let host_key = match &f.context {
-                Context::Kube { pod, port } if pod.host_network => {
-                    Some((format!("node:{}:{port}", pod.node), pod.clone(), *port))
-                }
+                Context::Kube { pod, port } if pod.host_network => Some((
+                    host_port_key(&pod.node, *port),
+                    format!(
+                        "node {} port {port} (seen from hostNetwork pod {}/{})",
+                        pod.node, pod.namespace, pod.name
+                    ),
+                )),
+                Context::Node { node, port } => Some((
+                    host_port_key(&node.name, *port),
+                    format!("node {} port {port}", node.name),
+                )),
                 _ => None,
             };
+            let node_target = matches!(f.context, Context::Node { .. });
             match (outcome, host_key) {
                 (ProbeOutcome::Absent, _) => {}
-                (ProbeOutcome::Skipped(r) | ProbeOutcome::Failed(r), Some((hk, pod, port)))
+                (ProbeOutcome::Coverage(..), Some((hk, _)))
+                    if node_target && summary.claimed_host_ports.contains(&hk) => {}
+                (ProbeOutcome::Skipped(r) | ProbeOutcome::Failed(r), Some((hk, target)))
                     if !summary.claimed_host_ports.contains(&hk) =>
                 {
                     let reason = r.reason.replace(&format!("{}: ", r.target), "");
-                    unclaimed.entry(hk).or_insert(TargetReport {
-                        target: format!(
-                            "node {} port {port} (seen from hostNetwork pod {}/{})",
-                            pod.node, pod.namespace, pod.name
-                        ),
-                        reason,
-                    });
+                    unclaimed
+                        .entry(hk)
+                        .or_insert(TargetReport { target, reason });
                 }
                 (ProbeOutcome::Skipped(_) | ProbeOutcome::Failed(_), Some(_)) => {}
                 (ProbeOutcome::Skipped(r), None) => {
@@ -791,7 +864,7 @@ impl Collector {
                         summary.pods_collected.insert(pk.clone());
                     }
                     summary.last_probe_failed.remove(&f.key);
-                    if let Some((hk, _, _)) = hk {
+                    if let Some((hk, _)) = hk {
                         summary.skipped.remove(&hk);
                         summary.claimed_host_ports.insert(hk);
                     }
