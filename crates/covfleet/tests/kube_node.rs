@@ -486,3 +486,196 @@ fn collect_host_daemons_through_the_node_proxy() {
         "{summary}"
     );
 }
+
+/// `covfleet doctor --kube POD --json`: exit code and findings by id.
+fn doctor_kube(kc: &Path, args: &[&str]) -> (Option<i32>, Value) {
+    let out = Command::new(covfleet())
+        .args(["doctor", "--kubeconfig"])
+        .arg(kc)
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", s(&out)));
+    (out.status.code(), v)
+}
+
+fn finding<'a>(report: &'a Value, id: &str) -> Option<&'a Value> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+}
+
+/// `covfleet doctor --kube POD` against the real apiserver: a pod whose
+/// status points into a network namespace where a real instrumented
+/// program serves coverage (found through the pod proxy, with its binary
+/// and PID, GOCOVERDIR on a volume), a running pod whose server does not
+/// answer (restarted, last run ended with Go's PID-1 exit code 2 after
+/// SIGTERM, GOCOVERDIR on the container's own filesystem), a Pending pod, a
+/// pod that does not exist and a container that does not exist.
+#[test]
+fn doctor_explains_a_pod_through_the_api() {
+    let bin = match k8s_bin() {
+        Ok(b) => b,
+        Err(why) => {
+            eprintln!("SKIPPED doctor_explains_a_pod_through_the_api: {why}");
+            return;
+        }
+    };
+    let f = fixtures();
+    let ok_ns = Netns::with_veth();
+    let web = ok_ns.spawn_ready(&f.named("web"), &["3"], &[]);
+    let silent_ns = Netns::with_veth();
+    let cp = ControlPlane::start(&bin);
+    let ns = "shop";
+    setup_namespace(&cp, ns);
+    let running = |netns: &Netns, name: &str, restarts: i32, last: Value| {
+        let ip = netns.ip.clone().unwrap();
+        json!({"status": {"phase": "Running", "hostIP": "198.18.0.9", "podIP": ip,
+            "containerStatuses": [{"name": name, "image": format!("quay.invalid/shop/{name}:1"),
+                "imageID": "", "containerID": "cri-o://0abc", "ready": true,
+                "restartCount": restarts, "lastState": last,
+                "state": {"running": {"startedAt": "2026-11-30T08:00:00Z"}}}]}})
+    };
+    cp.must(
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/pods"),
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-ok"},
+            "spec": {"nodeName": "node-1",
+                "volumes": [{"name": "cov", "emptyDir": {}}],
+                "containers": [{"name": "web", "image": "quay.invalid/shop/web:1",
+                    "command": ["/app/web"],
+                    "env": [{"name": "GOCOVERDIR", "value": "/cov/web"}],
+                    "volumeMounts": [{"name": "cov", "mountPath": "/cov"}]}]}}),
+    );
+    cp.must(
+        "PATCH",
+        &format!("/api/v1/namespaces/{ns}/pods/web-ok/status"),
+        running(&ok_ns, "web", 0, json!({})),
+    );
+    cp.must(
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/pods"),
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "api-silent"},
+            "spec": {"nodeName": "node-1",
+                "containers": [{"name": "api", "image": "quay.invalid/shop/api:1",
+                    "command": ["/app/api"],
+                    "env": [{"name": "GOCOVERDIR", "value": "/tmp/cov"}]}]}}),
+    );
+    cp.must(
+        "PATCH",
+        &format!("/api/v1/namespaces/{ns}/pods/api-silent/status"),
+        running(
+            &silent_ns,
+            "api",
+            3,
+            json!({"terminated": {"exitCode": 2, "reason": "Error",
+                "startedAt": "2026-11-30T07:00:00Z", "finishedAt": "2026-11-30T07:59:00Z"}}),
+        ),
+    );
+    cp.must(
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/pods"),
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "batch-pending"},
+            "spec": {"containers": [{"name": "batch", "image": "quay.invalid/shop/batch:1"}]}}),
+    );
+    let kc = cp.kubeconfig(TOKEN, "default");
+
+    // The healthy pod: its server, through the real pod proxy.
+    let (code, r) = doctor_kube(&kc, &["--kube", "web-ok", "-n", ns]);
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["target"], "pod shop/web-ok", "{r}");
+    assert_eq!(finding(&r, "pod-running").unwrap()["severity"], "ok", "{r}");
+    let answers = finding(&r, "server-answers").expect("server-answers");
+    let text = answers["summary"].as_str().unwrap();
+    assert!(
+        text.starts_with("container web:")
+            && text.contains("coverage server of web")
+            && text.contains(&format!("pid {}", web.pid))
+            && text.contains("port 53700"),
+        "{r}"
+    );
+    assert!(finding(&r, "server-serves-counters").is_some(), "{r}");
+    assert!(finding(&r, "gocoverdir-volume").is_some(), "{r}");
+    assert!(finding(&r, "no-coverage-server").is_none(), "{r}");
+
+    // The pod whose server does not answer.
+    let (code, r) = doctor_kube(&kc, &["--kube", "api-silent", "-n", ns]);
+    assert_eq!(code, Some(1), "{r}");
+    let none = finding(&r, "no-coverage-server").expect("no-coverage-server");
+    assert_eq!(none["severity"], "problem", "{r}");
+    assert!(
+        none["fix"]
+            .as_str()
+            .unwrap()
+            .contains("covfleet instrument"),
+        "{r}"
+    );
+    assert!(
+        finding(&r, "ports-silent").unwrap()["summary"]
+            .as_str()
+            .unwrap()
+            .contains("53700")
+    );
+    assert!(
+        finding(&r, "container-restarts").unwrap()["summary"]
+            .as_str()
+            .unwrap()
+            .contains("restarted 3 times")
+    );
+    let exit = finding(&r, "exit-path").expect("exit-path");
+    assert!(
+        exit["summary"].as_str().unwrap().contains("exit code 2")
+            && exit["fix"].as_str().unwrap().contains("SIGTERM"),
+        "{r}"
+    );
+    assert_eq!(
+        finding(&r, "gocoverdir-not-mounted").unwrap()["severity"],
+        "warning",
+        "{r}"
+    );
+    // Text output: each problem with its fix.
+    let out = Command::new(covfleet())
+        .args(["doctor", "--kubeconfig"])
+        .arg(&kc)
+        .args(["--kube", "api-silent", "-n", ns])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("pod shop/api-silent")
+            && text.contains("[PROBLEM] container api: no coverage server")
+            && text.contains("fix: ")
+            && text.contains("problems found"),
+        "{text}"
+    );
+
+    let (code, r) = doctor_kube(&kc, &["--kube", "batch-pending", "-n", ns]);
+    assert_eq!(code, Some(1), "{r}");
+    assert!(
+        finding(&r, "pod-not-running").unwrap()["summary"]
+            .as_str()
+            .unwrap()
+            .contains("Pending")
+    );
+    assert!(finding(&r, "no-coverage-server").is_none(), "{r}");
+
+    let (code, r) = doctor_kube(&kc, &["--kube", "no-such-pod", "-n", ns]);
+    assert_eq!(code, Some(1), "{r}");
+    assert!(finding(&r, "pod-not-found").is_some(), "{r}");
+
+    let (code, r) = doctor_kube(
+        &kc,
+        &["--kube", "web-ok", "-n", ns, "--container", "sidecar"],
+    );
+    assert_eq!(code, Some(1), "{r}");
+    assert!(
+        finding(&r, "container-not-found").unwrap()["summary"]
+            .as_str()
+            .unwrap()
+            .contains("web")
+    );
+}
