@@ -19,30 +19,6 @@ use std::process::{Child, Command};
 use serde_json::Value;
 use support::*;
 
-/// Directories holding metadata.json under the sink root, with their metadata.
-fn stored(root: &Path) -> Vec<(PathBuf, Value)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == "metadata.json")
-                && let Ok(b) = std::fs::read(&p)
-                && let Ok(v) = serde_json::from_slice::<Value>(&b)
-            {
-                out.push((d.clone(), v));
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 fn of_binary(root: &Path, binary: &str) -> Vec<(PathBuf, Value)> {
     stored(root)
         .into_iter()

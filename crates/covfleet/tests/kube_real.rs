@@ -60,12 +60,8 @@ fn running_status(ns: &Netns, host_ip: &str, containers: &[(&str, &str, i32)]) -
 
 #[test]
 fn collect_through_a_real_apiserver_pod_proxy() {
-    let bin = match k8s_bin() {
-        Ok(b) => b,
-        Err(why) => {
-            eprintln!("SKIPPED collect_through_a_real_apiserver_pod_proxy: {why}");
-            return;
-        }
+    let Some(bin) = bin_or_skip("collect_through_a_real_apiserver_pod_proxy") else {
+        return;
     };
     let f = fixtures();
     // Two replicas, each a pod network namespace with two instrumented
@@ -88,18 +84,7 @@ fn collect_through_a_real_apiserver_pod_proxy() {
 
     let cp = ControlPlane::start(&bin);
     let ns = "shop";
-    cp.must(
-        "POST",
-        "/api/v1/namespaces",
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-    );
-    // No controller-manager makes the default service account: the
-    // ServiceAccount admission plugin wants it before it admits pods.
-    cp.must(
-        "POST",
-        &format!("/api/v1/namespaces/{ns}/serviceaccounts"),
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
-    );
+    cp.add_namespace(ns);
     let containers = json!([
         container("web", "quay.invalid/shop/web:1.4", "/app/web"),
         container(
@@ -410,12 +395,8 @@ fn collect_through_a_real_apiserver_pod_proxy() {
 /// a final scrape.
 #[test]
 fn watch_picks_up_a_pod_created_later() {
-    let bin = match k8s_bin() {
-        Ok(b) => b,
-        Err(why) => {
-            eprintln!("SKIPPED watch_picks_up_a_pod_created_later: {why}");
-            return;
-        }
+    let Some(bin) = bin_or_skip("watch_picks_up_a_pod_created_later") else {
+        return;
     };
     let f = fixtures();
     let first = Netns::with_veth();
@@ -424,16 +405,7 @@ fn watch_picks_up_a_pod_created_later() {
     second.spawn_ready(&f.named("worker"), &["4"], &[]);
     let cp = ControlPlane::start(&bin);
     let ns = "prod";
-    cp.must(
-        "POST",
-        "/api/v1/namespaces",
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-    );
-    cp.must(
-        "POST",
-        &format!("/api/v1/namespaces/{ns}/serviceaccounts"),
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
-    );
+    cp.add_namespace(ns);
     let add_pod = |name: &str, netns: &Netns, command: &str| {
         cp.must(
             "POST",

@@ -51,6 +51,18 @@ pub fn k8s_bin() -> Result<PathBuf, String> {
     })
 }
 
+/// The binaries, or `None` after printing why `test` is skipped (they are
+/// not built; once they are, every failure is a test failure).
+pub fn bin_or_skip(test: &str) -> Option<PathBuf> {
+    match k8s_bin() {
+        Ok(b) => Some(b),
+        Err(why) => {
+            eprintln!("SKIPPED {test}: {why}");
+            None
+        }
+    }
+}
+
 /// `n` distinct free loopback ports (all held open while choosing).
 pub fn free_ports<const N: usize>() -> [u16; N] {
     let held: Vec<TcpListener> = (0..N)
@@ -416,6 +428,22 @@ impl ControlPlane {
         });
         let v = serde_json::from_str(json_text).unwrap_or(Value::String(json_text.into()));
         (code, v)
+    }
+
+    /// A namespace and its default service account (no controller-manager
+    /// makes it, and the ServiceAccount admission plugin wants it before it
+    /// admits pods).
+    pub fn add_namespace(&self, ns: &str) {
+        self.must(
+            "POST",
+            "/api/v1/namespaces",
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        );
+        self.must(
+            "POST",
+            &format!("/api/v1/namespaces/{ns}/serviceaccounts"),
+            serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
+        );
     }
 
     /// POST/PATCH that must succeed; returns the stored object.

@@ -638,3 +638,27 @@ impl Drop for Cgroup {
         }
     }
 }
+
+/// Directories holding metadata.json under `root` (a sink), with their metadata.
+pub fn stored(root: &Path) -> Vec<(PathBuf, serde_json::Value)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "metadata.json")
+                && let Ok(b) = std::fs::read(&p)
+                && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b)
+            {
+                out.push((d.clone(), v));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
