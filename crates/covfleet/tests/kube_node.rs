@@ -321,6 +321,8 @@ fn collect_host_daemons_through_the_node_proxy() {
     node1.spawn_ready(&f.named("ds-agent"), &["2"], &[]);
     let node2 = Netns::with_veth();
     node2.spawn_ready(&f.named("kubelet"), &["4"], &[]);
+    // A listener that accepts and never answers: bounded by --timeout.
+    node2.spawn_hang(53710);
     let node3 = Netns::with_veth();
     node3.spawn_ready(&f.named("kubelet"), &["1"], &[]);
     let cp = ControlPlane::start_with(
@@ -364,7 +366,7 @@ fn collect_host_daemons_through_the_node_proxy() {
     let out = Command::new(covfleet())
         .args(["collect", "--kube", "--nodes", "--kubeconfig"])
         .arg(&kc)
-        .args(["--json", "-o"])
+        .args(["--timeout", "3s", "--json", "-o"])
         .arg(&out_dir)
         .output()
         .unwrap();
@@ -397,6 +399,18 @@ fn collect_host_daemons_through_the_node_proxy() {
         skipped
             .iter()
             .any(|r| r["target"] == "node node-3" && r["reason"] == "node is not Ready"),
+        "{summary}"
+    );
+    // The hanging port: given up after --timeout, reported for its node
+    // (not necessarily a coverage server, so not a failure of the run).
+    assert!(
+        skipped
+            .iter()
+            .any(|r| r["target"] == "node node-2 port 53710"
+                && r["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no answer within 3s")),
         "{summary}"
     );
     let mut got = Vec::new();
