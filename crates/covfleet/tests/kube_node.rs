@@ -272,12 +272,17 @@ fn add_node(cp: &ControlPlane, name: &str, ip: &str, ready: bool) {
     );
 }
 
-/// RBAC as docs/collect.md documents it, bound to the token user `user`.
-fn grant(cp: &ControlPlane, user: &str, nodes: bool) {
-    let mut rules = vec![
-        json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "get"]}),
-        json!({"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get", "create"]}),
-    ];
+/// RBAC as docs/collect.md documents it, bound to the token user `user`:
+/// pods (list, get), with `proxy` pods/proxy too, with `nodes` nodes (list)
+/// and nodes/proxy.
+fn grant(cp: &ControlPlane, user: &str, proxy: bool, nodes: bool) {
+    let mut rules =
+        vec![json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "get"]})];
+    if proxy {
+        rules.push(
+            json!({"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get", "create"]}),
+        );
+    }
     if nodes {
         rules.push(json!({"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}));
         rules.push(
@@ -340,8 +345,8 @@ fn collect_host_daemons_through_the_node_proxy() {
     add_node(&cp, "node-1", &ip1, true);
     add_node(&cp, "node-2", node2.ip.as_deref().unwrap(), true);
     add_node(&cp, "node-3", node3.ip.as_deref().unwrap(), false);
-    grant(&cp, "collector", true);
-    grant(&cp, "podsonly", false);
+    grant(&cp, "collector", true, true);
+    grant(&cp, "podsonly", true, false);
     let ns = "infra";
     cp.add_namespace(ns);
     cp.must(
@@ -510,7 +515,15 @@ fn doctor_explains_a_pod_through_the_api() {
     let ok_ns = Netns::with_veth();
     let web = ok_ns.spawn_ready(&f.named("web"), &["3"], &[]);
     let silent_ns = Netns::with_veth();
-    let cp = ControlPlane::start(&bin);
+    let cp = ControlPlane::start_with(
+        &bin,
+        &Options {
+            authorization: "RBAC".into(),
+            tokens: vec![("viewer-t0ken".into(), "viewer".into(), "".into())],
+            ..Default::default()
+        },
+    );
+    grant(&cp, "viewer", false, false);
     let ns = "shop";
     cp.add_namespace(ns);
     let running = |netns: &Netns, name: &str, restarts: i32, last: Value| {
@@ -647,6 +660,34 @@ fn doctor_explains_a_pod_through_the_api() {
     let (code, r) = doctor_kube(&kc, &["--kube", "no-such-pod", "-n", ns]);
     assert_eq!(code, Some(1), "{r}");
     assert!(finding(&r, "pod-not-found").is_some(), "{r}");
+
+    // A user who may read pods but not use their proxy: said so, with the
+    // RBAC fix, instead of "no coverage server".
+    let viewer = cp.kubeconfig("viewer-t0ken", ns);
+    let (code, r) = doctor_kube(&viewer, &["--kube", "web-ok"]);
+    assert_eq!(code, Some(1), "{r}");
+    let refused = finding(&r, "proxy-forbidden").expect("proxy-forbidden");
+    assert!(
+        refused["summary"].as_str().unwrap().contains("HTTP 403")
+            && refused["fix"].as_str().unwrap().contains("pods/proxy"),
+        "{r}"
+    );
+    assert!(finding(&r, "no-coverage-server").is_none(), "{r}");
+    assert!(finding(&r, "server-answers").is_none(), "{r}");
+    // Unknown credentials: the question itself is refused (exit 2).
+    let nobody = cp.kubeconfig("not-a-known-t0ken", ns);
+    let out = Command::new(covfleet())
+        .args(["doctor", "--kubeconfig"])
+        .arg(&nobody)
+        .args(["--kube", "web-ok"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", s(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("shop/web-ok"),
+        "{}",
+        s(&out)
+    );
 
     let (code, r) = doctor_kube(
         &kc,

@@ -123,8 +123,9 @@ pub async fn diagnose(
     ));
     pod_phase(&mut report, &pod, &info);
 
-    // Coverage servers, through the API server's pod proxy.
-    let mut found = Vec::new();
+    // Coverage servers, through the API server's pod proxy (`None`: the
+    // API server does not let these credentials use it).
+    let mut found = Some(Vec::new());
     if info.phase == "Running" {
         found = probe_servers(client, &info, target, opts, &mut report).await;
     }
@@ -134,9 +135,10 @@ pub async fn diagnose(
         container_state(&mut report, &c.name, st);
         let mine: Vec<&Found> = found
             .iter()
+            .flatten()
             .filter(|f| f.container.as_deref() == Some(c.name.as_str()))
             .collect();
-        if info.phase == "Running" && mine.is_empty() {
+        if info.phase == "Running" && found.is_some() && mine.is_empty() {
             report.push(
                 Finding::new(
                     "no-coverage-server",
@@ -152,7 +154,7 @@ pub async fn diagnose(
                 )),
             );
         }
-        gocoverdir(&mut report, c, !mine.is_empty());
+        gocoverdir(&mut report, c, !mine.is_empty() || found.is_none());
     }
     Ok(report)
 }
@@ -403,14 +405,15 @@ fn gocoverdir(report: &mut Report, c: &Container, server_answers: bool) {
     }
 }
 
-/// Probes the pod's coverage ports through the pod proxy.
+/// Probes the pod's coverage ports through the pod proxy; `None` when the
+/// API server refuses these credentials the proxy (a finding says so).
 async fn probe_servers(
     client: &Client,
     info: &PodInfo,
     target: &Target,
     opts: &ClientOptions,
     report: &mut Report,
-) -> Vec<Found> {
+) -> Option<Vec<Found>> {
     let ports = scrape::kube::ports_to_probe(info, &target.ports);
     let probe_opts = ClientOptions {
         retries: 0,
@@ -427,6 +430,23 @@ async fn probe_servers(
             {
                 silent.push(port);
                 continue;
+            }
+            Ok(Probe::NotCoverage {
+                status: status @ (401 | 403),
+                ..
+            }) => {
+                report.push(
+                    Finding::new(
+                        "proxy-forbidden",
+                        Severity::Problem,
+                        format!(
+                            "the API server refuses the pod proxy (HTTP {status}): these credentials may not `get` pods/proxy in namespace {}, so no coverage server could be checked (nor collected with `collect --kube`)",
+                            info.namespace
+                        ),
+                    )
+                    .fix("grant `get` (and `create`, for reset) on pods/proxy — deploy/collect-rbac.yaml, docs/collect.md — or run `covfleet doctor --pid PID` on the node"),
+                );
+                return None;
             }
             Ok(Probe::NotCoverage { .. }) if info.host_network => continue,
             Ok(Probe::Coverage(id)) => {
@@ -474,5 +494,5 @@ async fn probe_servers(
             ),
         ));
     }
-    found
+    Some(found)
 }
