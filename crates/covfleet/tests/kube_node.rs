@@ -457,6 +457,27 @@ fn collect_host_daemons_through_the_node_proxy() {
         .collect();
     assert_eq!(got, want);
 
+    // `reset --nodes` POSTs through the node proxy (`create` on
+    // nodes/proxy): every coverage server found is reset; only the
+    // uninstrumented kubelet's refuses.
+    let out = Command::new(covfleet())
+        .args(["reset", "--kube", "--nodes", "--kubeconfig"])
+        .arg(&kc)
+        .args(["--timeout", "3s", "--json"])
+        .output()
+        .unwrap();
+    let summary = stdout_json(&out);
+    assert_eq!(summary["reset"], 3, "{}", s(&out));
+    for failed in summary["failed"].as_array().unwrap() {
+        assert!(
+            failed["target"]
+                .as_str()
+                .unwrap()
+                .starts_with("node node-1 port 53700"),
+            "{summary}"
+        );
+    }
+
     // Without `nodes` / `nodes/proxy`: the pods are still collected, the
     // nodes part fails with the API server's refusal.
     let kc = cp.kubeconfig("podsonly-t0ken", ns);
