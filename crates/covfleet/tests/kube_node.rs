@@ -228,6 +228,14 @@ fn agent_with_node_credentials() {
             .iter()
             .any(|(_, md)| md["binary_name"] == "agt-nd-web" && md["snapshots"].as_u64() >= Some(1))
     });
+    // Delivered by the watch itself: never refused, never relisted.
+    let text = log_text();
+    assert!(
+        !text.contains("relisting")
+            && !text.contains("pod watch stream failed")
+            && !text.contains("listing this node's pods failed"),
+        "{text}"
+    );
     let child = agent.0.take().unwrap();
     signal(child.id(), "TERM");
     let mut child = child;
