@@ -53,6 +53,10 @@ pub struct Config {
     pub max_targets: usize,
     /// This node's name in the layout.
     pub hostname: String,
+    /// Name the layout after the node name the pod metadata loop learns
+    /// (a SelfSubjectReview, see [`PodIndex::node`]) once it is known, as
+    /// `collect --kube` names a pod's node; `hostname` until then.
+    pub hostname_from_node: bool,
     /// How long a candidate that was refused (not a coverage server,
     /// identity mismatch, not built with -cover) is left alone.
     pub recheck: Duration,
@@ -84,6 +88,7 @@ impl Config {
             max_target_bytes: 64 << 20,
             max_targets: 1024,
             hostname,
+            hostname_from_node: false,
             recheck: Duration::from_secs(60),
             crictl: None,
             kube_grace: Duration::ZERO,
@@ -224,6 +229,17 @@ impl Agent {
             token: self.cfg.token.clone(),
             limits: self.limits.clone(),
         }
+    }
+
+    /// This node's name in the layout (see [`Config::hostname_from_node`]).
+    fn hostname(&self) -> String {
+        if self.cfg.hostname_from_node
+            && let Ok(idx) = self.pods.read()
+            && let Some(node) = &idx.node
+        {
+            return node.clone();
+        }
+        self.cfg.hostname.clone()
     }
 
     /// The pod and container of a process, when it is in one.
@@ -390,7 +406,8 @@ impl Agent {
             None => (None, None, Vec::new()),
         };
         let discovered = SystemTime::now();
-        let loc = location(&self.cfg.hostname, place.as_ref(), discovered, &binary);
+        let hostname = self.hostname();
+        let loc = location(&hostname, place.as_ref(), discovered, &binary);
         let md = Metadata {
             pod_name: place.as_ref().map(|p| p.pod.clone()).unwrap_or_default(),
             namespace: place
@@ -404,7 +421,7 @@ impl Agent {
                 image: place.as_ref().map(|p| p.image.clone()).unwrap_or_default(),
             },
             binary_name: binary,
-            hostname: self.cfg.hostname.clone(),
+            hostname,
             host_process: place.is_none(),
             source: "agent".into(),
             target: endpoint.label.clone(),
@@ -615,7 +632,7 @@ impl Agent {
                             while targets.values().any(|o| o.loc == t.loc) {
                                 t.discovered += Duration::from_secs(1);
                                 t.loc = location(
-                                    &self.cfg.hostname,
+                                    &t.md.hostname,
                                     t.place.as_ref(),
                                     t.discovered,
                                     &t.md.binary_name,

@@ -180,14 +180,7 @@ fn agent_with_node_credentials() {
         .arg(tmp.path().join("spool"))
         .arg("--kubeconfig")
         .arg(&kc)
-        .args([
-            "--scan-interval",
-            "300ms",
-            "--schedule",
-            "200ms:3s,500ms",
-            "--hostname",
-            "node-a",
-        ])
+        .args(["--scan-interval", "300ms", "--schedule", "200ms:3s,500ms"])
         .env("COVFLEET_LOG", "debug")
         .env_remove("NODE_NAME")
         .stdout(Stdio::null())
@@ -252,7 +245,9 @@ fn agent_with_node_credentials() {
         .iter()
         .map(|p| p.to_string_lossy().to_string())
         .collect();
+    // No --hostname, no NODE_NAME: the layout names the node the API named.
     assert_eq!(&rel[..4], ["node-a", ns, pod_name, "web"], "{rel:?}");
+    assert_eq!(md["hostname"], "node-a", "{md}");
     assert_eq!(md["pod_name"], pod_name, "{md}");
     assert_eq!(md["host_process"], false, "{md}");
     assert_eq!(md["process"]["pod_uid"], json!(uid), "{md}");
