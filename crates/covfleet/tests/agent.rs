@@ -562,12 +562,7 @@ fn cgroup_scopes_are_attributed_to_pods() {
     });
     agent.stop();
     let (dir, md) = &of_binary(&sink, "agt-cg-web")[0];
-    let rel: Vec<String> = dir
-        .strip_prefix(&sink)
-        .unwrap()
-        .iter()
-        .map(|p| p.to_string_lossy().to_string())
-        .collect();
+    let rel = rel_parts(dir, &sink);
     assert_eq!(rel.len(), 7, "{rel:?}");
     assert_eq!(&rel[..4], ["node-a", "shop", "shop-7d9f", "web"]);
     assert_eq!(&rel[5..], ["quay.io_shop_web_v1", "agt-cg-web"]);

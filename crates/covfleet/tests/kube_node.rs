@@ -28,7 +28,7 @@ mod k8s_support;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_support::*;
@@ -58,18 +58,6 @@ fn api_status(e: &kube::Error) -> Option<u16> {
     match e {
         kube::Error::Api(s) => Some(s.code),
         _ => None,
-    }
-}
-
-/// A child process killed on drop.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -239,12 +227,7 @@ fn agent_with_node_credentials() {
         .collect();
     assert_eq!(mine.len(), 1, "{mine:?}");
     let (dir, md) = &mine[0];
-    let rel: Vec<String> = dir
-        .strip_prefix(&sink)
-        .unwrap()
-        .iter()
-        .map(|p| p.to_string_lossy().to_string())
-        .collect();
+    let rel = rel_parts(dir, &sink);
     // No --hostname, no NODE_NAME: the layout names the node the API named.
     assert_eq!(&rel[..4], ["node-a", ns, pod_name, "web"], "{rel:?}");
     assert_eq!(md["hostname"], "node-a", "{md}");

@@ -23,7 +23,7 @@
 mod k8s_support;
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use k8s_support::*;
 use serde_json::{Value, json};
@@ -443,16 +443,7 @@ fn watch_picks_up_a_pod_created_later() {
         })
     };
     // Killed if the test fails before it is signalled.
-    struct Watch(Option<Child>);
-    impl Drop for Watch {
-        fn drop(&mut self) {
-            if let Some(c) = self.0.as_mut() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-    let mut watch = Watch(Some(child));
+    let mut watch = Running(Some(child));
     wait_for("the first pod", || has_pod("api-6c9d-aaaaa"));
     add_pod("worker-7f8e-bbbbb", &second, "/worker");
     wait_for("the pod created later", || has_pod("worker-7f8e-bbbbb"));

@@ -662,3 +662,24 @@ pub fn stored(root: &Path) -> Vec<(PathBuf, serde_json::Value)> {
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
+
+/// The path components of `dir` below `root`.
+pub fn rel_parts(dir: &Path, root: &Path) -> Vec<String> {
+    dir.strip_prefix(root)
+        .unwrap_or(dir)
+        .iter()
+        .map(|p| p.to_string_lossy().to_string())
+        .collect()
+}
+
+/// A child process killed on drop (unless taken out first).
+pub struct Running(pub Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
