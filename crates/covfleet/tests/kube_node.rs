@@ -522,6 +522,11 @@ fn doctor_explains_a_pod_through_the_api() {
     let ok_ns = Netns::with_veth();
     let web = ok_ns.spawn_ready(&f.named("web"), &["3"], &[]);
     let silent_ns = Netns::with_veth();
+    // A node's network for a hostNetwork pod: another host process's server
+    // on 53700, the pod's own on 53701.
+    let node_ns = Netns::with_veth();
+    let other = node_ns.spawn_ready(&f.named("crio"), &["1"], &[]);
+    let exporter = node_ns.spawn_ready(&f.named("node-exporter"), &["2"], &[]);
     let cp = ControlPlane::start_with(
         &bin,
         &Options {
@@ -583,7 +588,49 @@ fn doctor_explains_a_pod_through_the_api() {
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "batch-pending"},
             "spec": {"containers": [{"name": "batch", "image": "quay.invalid/shop/batch:1"}]}}),
     );
+    let node_ip = node_ns.ip.clone().unwrap();
+    cp.must(
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/pods"),
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "exporter-x1"},
+            "spec": {"nodeName": "node-1", "hostNetwork": true,
+                "containers": [{"name": "exporter", "image": "quay.invalid/node-exporter:1",
+                    "command": ["/bin/node-exporter"]}]}}),
+    );
+    cp.must(
+        "PATCH",
+        &format!("/api/v1/namespaces/{ns}/pods/exporter-x1/status"),
+        running(&node_ns, "exporter", 0, json!({})),
+    );
     let kc = cp.kubeconfig(TOKEN, "default");
+
+    // A hostNetwork pod: its container's server is told apart from the
+    // node's other servers.
+    let (code, r) = doctor_kube(&kc, &["--kube", "exporter-x1", "-n", ns]);
+    assert_eq!(code, Some(0), "{r}");
+    assert!(
+        finding(&r, "containers").unwrap()["summary"]
+            .as_str()
+            .unwrap()
+            .contains("hostNetwork"),
+        "{r}"
+    );
+    let answers = finding(&r, "server-answers").expect("server-answers");
+    let text = answers["summary"].as_str().unwrap();
+    assert!(
+        text.starts_with("container exporter:")
+            && text.contains(&format!("pid {}", exporter.pid))
+            && text.contains("port 53701"),
+        "{r} ({node_ip})"
+    );
+    let others = finding(&r, "other-server").expect("other-server");
+    assert!(
+        others["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("crio (pid {})", other.pid)),
+        "{r}"
+    );
 
     // The healthy pod: its server, through the real pod proxy.
     let (code, r) = doctor_kube(&kc, &["--kube", "web-ok", "-n", ns]);
