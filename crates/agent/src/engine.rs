@@ -54,6 +54,10 @@ pub struct Config {
     pub max_targets: usize,
     /// This node's name in the layout.
     pub hostname: String,
+    /// Name the layout after the node name the pod metadata loop learns
+    /// (a SelfSubjectReview, see [`PodIndex::node`]) once it is known, as
+    /// `collect --kube` names a pod's node; `hostname` until then.
+    pub hostname_from_node: bool,
     /// How long a candidate that was refused (not a coverage server,
     /// identity mismatch, not built with -cover) is left alone.
     pub recheck: Duration,
@@ -62,6 +66,12 @@ pub struct Config {
     /// Whether pod metadata is expected (wait for the first pod list
     /// before attributing containers, up to `kube_grace`).
     pub kube_grace: Duration,
+    /// With pod metadata: how long a process in a container the pod index
+    /// does not know yet waits for it (the kubelet writes the container ID
+    /// into the pod's status only after the container started; the pod
+    /// watch brings it a moment later) before it is stored as a host
+    /// process.
+    pub unknown_container_grace: Duration,
     /// Bearer token for coverage servers that want one.
     pub token: Option<String>,
     /// Directories of exit-time data to ship (`--watch-dir`).
@@ -81,9 +91,11 @@ impl Config {
             max_target_bytes: 64 << 20,
             max_targets: 1024,
             hostname,
+            hostname_from_node: false,
             recheck: Duration::from_secs(60),
             crictl: None,
             kube_grace: Duration::ZERO,
+            unknown_container_grace: Duration::from_secs(30),
             token: None,
             watch: None,
         }
@@ -184,6 +196,9 @@ pub struct Agent {
     pods: Arc<RwLock<PodIndex>>,
     metrics: Arc<Metrics>,
     started: Instant,
+    /// Container IDs seen in a cgroup but not (yet) in the pod index, and
+    /// since when.
+    unknown_containers: std::sync::Mutex<HashMap<String, Instant>>,
     /// One answer at most `max_target_bytes`; all answers in memory at once
     /// at most that times the concurrency (one budget for the whole agent).
     limits: scrape::budget::Limits,
@@ -229,6 +244,7 @@ impl Agent {
             pods,
             metrics,
             started: Instant::now(),
+            unknown_containers: Default::default(),
             limits,
         }
     }
@@ -241,6 +257,17 @@ impl Agent {
             token: self.cfg.token.clone(),
             limits: self.limits.clone(),
         }
+    }
+
+    /// This node's name in the layout (see [`Config::hostname_from_node`]).
+    fn hostname(&self) -> String {
+        if self.cfg.hostname_from_node
+            && let Ok(idx) = self.pods.read()
+            && let Some(node) = &idx.node
+        {
+            return node.clone();
+        }
+        self.cfg.hostname.clone()
     }
 
     /// The pod and container of a process, when it is in one.
@@ -261,6 +288,7 @@ impl Agent {
             Err(_) => (None, false),
         };
         if let Some(a) = found {
+            self.lock_unknown().remove(&cref.id);
             return Ok(Some((a, cref.id)));
         }
         if let Some(crictl) = &self.cfg.crictl
@@ -272,7 +300,30 @@ impl Agent {
             // Pod metadata is on its way: look again at the next scan.
             return Err(());
         }
+        if synced && self.waits_for_pod(&cref.id) {
+            // A container the node's pods do not name yet: its pod's status
+            // is about to (look again at the next scan).
+            return Err(());
+        }
         Ok(None)
+    }
+
+    fn lock_unknown(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.unknown_containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a container unknown to the pod index is still within
+    /// [`Config::unknown_container_grace`] of its first sighting.
+    fn waits_for_pod(&self, id: &str) -> bool {
+        let grace = self.cfg.unknown_container_grace;
+        let mut unknown = self.lock_unknown();
+        if unknown.len() >= 4096 {
+            unknown.retain(|_, t| t.elapsed() < grace.saturating_mul(4));
+        }
+        let first = *unknown.entry(id.to_string()).or_insert_with(Instant::now);
+        first.elapsed() < grace
     }
 
     /// Transports to try for a candidate, preferred first.
@@ -385,7 +436,8 @@ impl Agent {
             None => (None, None, Vec::new()),
         };
         let discovered = SystemTime::now();
-        let loc = location(&self.cfg.hostname, place.as_ref(), discovered, &binary);
+        let hostname = self.hostname();
+        let loc = location(&hostname, place.as_ref(), discovered, &binary);
         let md = Metadata {
             pod_name: place.as_ref().map(|p| p.pod.clone()).unwrap_or_default(),
             namespace: place
@@ -399,7 +451,7 @@ impl Agent {
                 image: place.as_ref().map(|p| p.image.clone()).unwrap_or_default(),
             },
             binary_name: binary,
-            hostname: self.cfg.hostname.clone(),
+            hostname,
             host_process: place.is_none(),
             source: "agent".into(),
             target: endpoint.label.clone(),

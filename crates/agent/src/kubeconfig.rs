@@ -145,6 +145,9 @@ pub async fn pod_metadata_loop(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(30));
     };
+    if let Ok(mut idx) = index.write() {
+        idx.node = Some(node.clone());
+    }
     tracing::info!(node = %node, "watching this node's pods");
     watch_pods(client, node, index, terminating).await;
 }

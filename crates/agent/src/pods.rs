@@ -71,6 +71,8 @@ pub struct PodIndex {
     by_container: HashMap<String, String>,
     /// Whether a list ever succeeded.
     pub synced: bool,
+    /// This node's name, once known (`NODE_NAME` or a SelfSubjectReview).
+    pub node: Option<String>,
 }
 
 /// The ID part of `cri-o://<id>`.

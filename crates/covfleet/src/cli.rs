@@ -48,7 +48,7 @@ pub enum Command {
     Render(cmd::render::Args),
     /// Build the bundled demo service with coverage, run it, and render its report.
     Demo(cmd::demo::Args),
-    /// Why coverage is missing from a binary, a process or a coverage server; each finding with its fix.
+    /// Why coverage is missing from a binary, a process, a coverage server or a pod (`--kube POD`); each finding with its fix.
     Doctor(cmd::doctor::Args),
     /// Write Go profile, lcov, Cobertura or Codecov reports of a compiled collection.
     Export(cmd::export::Args),

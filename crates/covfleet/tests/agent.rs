@@ -19,30 +19,6 @@ use std::process::{Child, Command};
 use serde_json::Value;
 use support::*;
 
-/// Directories holding metadata.json under the sink root, with their metadata.
-fn stored(root: &Path) -> Vec<(PathBuf, Value)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == "metadata.json")
-                && let Ok(b) = std::fs::read(&p)
-                && let Ok(v) = serde_json::from_slice::<Value>(&b)
-            {
-                out.push((d.clone(), v));
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 fn of_binary(root: &Path, binary: &str) -> Vec<(PathBuf, Value)> {
     stored(root)
         .into_iter()
@@ -636,45 +612,6 @@ mod s3 {
     }
 }
 
-/// A cgroup directory this test made; on drop its processes go back to the
-/// root and the directories are removed (leaf first).
-struct Cgroup {
-    dirs: Vec<PathBuf>,
-    root: PathBuf,
-}
-
-impl Cgroup {
-    fn new(root: &str, rel: &str) -> Cgroup {
-        let root = PathBuf::from(root);
-        let mut dirs = Vec::new();
-        let mut cur = root.clone();
-        for part in rel.split('/') {
-            cur = cur.join(part);
-            dirs.push(cur.clone());
-        }
-        std::fs::create_dir_all(&cur).unwrap_or_else(|e| panic!("{}: {e}", cur.display()));
-        Cgroup { dirs, root }
-    }
-
-    fn add(&self, pid: u32) {
-        let leaf = self.dirs.last().unwrap();
-        std::fs::write(leaf.join("cgroup.procs"), pid.to_string()).unwrap();
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        for d in self.dirs.iter().rev() {
-            if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
-                for p in procs.split_whitespace() {
-                    let _ = std::fs::write(self.root.join("cgroup.procs"), p);
-                }
-            }
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
-
 /// Processes placed in real cgroups named like a CRI-O scope (cgroup v2,
 /// systemd driver) and a containerd scope (the v1 `name=systemd`
 /// hierarchy), attributed through `crictl inspect` (a stand-in script
@@ -742,12 +679,7 @@ fn cgroup_scopes_are_attributed_to_pods() {
     });
     agent.stop();
     let (dir, md) = &of_binary(&sink, "agt-cg-web")[0];
-    let rel: Vec<String> = dir
-        .strip_prefix(&sink)
-        .unwrap()
-        .iter()
-        .map(|p| p.to_string_lossy().to_string())
-        .collect();
+    let rel = rel_parts(dir, &sink);
     assert_eq!(rel.len(), 7, "{rel:?}");
     assert_eq!(&rel[..4], ["node-a", "shop", "shop-7d9f", "web"]);
     assert_eq!(&rel[5..], ["quay.io_shop_web_v1", "agt-cg-web"]);

@@ -23,7 +23,7 @@
 mod k8s_support;
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use k8s_support::*;
 use serde_json::{Value, json};
@@ -31,12 +31,8 @@ use support::*;
 
 #[test]
 fn collect_through_a_real_apiserver_pod_proxy() {
-    let bin = match k8s_bin() {
-        Ok(b) => b,
-        Err(why) => {
-            eprintln!("SKIPPED collect_through_a_real_apiserver_pod_proxy: {why}");
-            return;
-        }
+    let Some(bin) = bin_or_skip("collect_through_a_real_apiserver_pod_proxy") else {
+        return;
     };
     let f = fixtures();
     // Two replicas, each a pod network namespace with two instrumented
@@ -59,18 +55,7 @@ fn collect_through_a_real_apiserver_pod_proxy() {
 
     let cp = ControlPlane::start(&bin);
     let ns = "shop";
-    cp.must(
-        "POST",
-        "/api/v1/namespaces",
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-    );
-    // No controller-manager makes the default service account: the
-    // ServiceAccount admission plugin wants it before it admits pods.
-    cp.must(
-        "POST",
-        &format!("/api/v1/namespaces/{ns}/serviceaccounts"),
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
-    );
+    cp.add_namespace(ns);
     let containers = json!([
         container("web", "quay.invalid/shop/web:1.4", "/app/web"),
         container(
@@ -381,12 +366,8 @@ fn collect_through_a_real_apiserver_pod_proxy() {
 /// a final scrape.
 #[test]
 fn watch_picks_up_a_pod_created_later() {
-    let bin = match k8s_bin() {
-        Ok(b) => b,
-        Err(why) => {
-            eprintln!("SKIPPED watch_picks_up_a_pod_created_later: {why}");
-            return;
-        }
+    let Some(bin) = bin_or_skip("watch_picks_up_a_pod_created_later") else {
+        return;
     };
     let f = fixtures();
     let first = Netns::with_veth();
@@ -395,16 +376,7 @@ fn watch_picks_up_a_pod_created_later() {
     second.spawn_ready(&f.named("worker"), &["4"], &[]);
     let cp = ControlPlane::start(&bin);
     let ns = "prod";
-    cp.must(
-        "POST",
-        "/api/v1/namespaces",
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-    );
-    cp.must(
-        "POST",
-        &format!("/api/v1/namespaces/{ns}/serviceaccounts"),
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
-    );
+    cp.add_namespace(ns);
     let add_pod = |name: &str, netns: &Netns, command: &str| {
         cp.must(
             "POST",
@@ -446,16 +418,7 @@ fn watch_picks_up_a_pod_created_later() {
         })
     };
     // Killed if the test fails before it is signalled.
-    struct Watch(Option<Child>);
-    impl Drop for Watch {
-        fn drop(&mut self) {
-            if let Some(c) = self.0.as_mut() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-    let mut watch = Watch(Some(child));
+    let mut watch = Running(Some(child));
     wait_for("the first pod", || has_pod("api-6c9d-aaaaa"));
     add_pod("worker-7f8e-bbbbb", &second, "/worker");
     wait_for("the pod created later", || has_pod("worker-7f8e-bbbbb"));

@@ -18,6 +18,9 @@ pub enum Error {
     /// No such process, or its /proc entry cannot be read.
     #[error("process {pid}: {reason}")]
     Process { pid: u32, reason: String },
+    /// The Kubernetes API could not be asked about a pod (`NS/NAME`).
+    #[error("pod {pod}: {reason}")]
+    Kube { pod: String, reason: String },
     /// Running a copy of the program for `--try-exit` failed.
     #[error("--try-exit with {program}: {reason}")]
     TryExit { program: PathBuf, reason: String },

@@ -11,6 +11,9 @@
 //!   `GOCOVERDIR` as the process sees it (its mount namespace, its uid),
 //!   PID 1 of a container, coverage servers it listens with;
 //! - [`server`]: a coverage server's URL (identity, a counters fetch);
+//! - [`kube`]: a pod through the Kubernetes API (phase, containers,
+//!   restarts and exit codes, `GOCOVERDIR` and its volume, coverage
+//!   servers through the pod proxy);
 //! - [`tryexit`]: a copy of the program run with a fresh `GOCOVERDIR` and
 //!   stopped with SIGTERM, to see whether Go writes its data on that path.
 //!
@@ -24,6 +27,7 @@
 pub mod binary;
 pub mod error;
 pub mod gobin;
+pub mod kube;
 pub mod process;
 pub mod server;
 pub mod tryexit;

@@ -42,6 +42,9 @@ pub struct Sources {
     pub local: bool,
     /// `--kube`: pods, and how to reach them.
     pub kube: Option<(Selection, Via)>,
+    /// `--kube --nodes`: also every node's port range through the API
+    /// server's node proxy (host daemons).
+    pub nodes: bool,
 }
 
 /// What the engine does, fully resolved from flags, environment and defaults.
@@ -186,6 +189,11 @@ enum Context {
     },
     /// A port of a `--kube` pod.
     Kube { pod: Arc<PodInfo>, port: u16 },
+    /// A port of a node (`--nodes`), through the API server's node proxy.
+    Node {
+        node: Arc<crate::nodes::NodeInfo>,
+        port: u16,
+    },
 }
 
 /// A discovered target, before probing.
@@ -388,6 +396,12 @@ fn url_context(url: &str) -> Context {
     }
 }
 
+/// The key of a port on a node's own network, shared by hostNetwork pods
+/// and `--nodes` targets (one server, reported and collected once).
+fn host_port_key(node: &str, port: u16) -> String {
+    format!("node:{node}:{port}")
+}
+
 /// Whether a URL host is this machine's loopback.
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
@@ -539,8 +553,46 @@ impl Collector {
                     reason: e.to_string(),
                 }),
             }
+            if self.settings.sources.nodes {
+                self.discover_nodes(client, &mut d).await;
+            }
         }
         d
+    }
+
+    /// `--nodes`: every port of the range on every Ready node.
+    async fn discover_nodes(&self, client: &::kube::Client, d: &mut Discovery) {
+        let nodes = match crate::nodes::list_nodes(client).await {
+            Ok(n) => n,
+            Err(e) => {
+                d.failed.push(TargetReport {
+                    target: "--nodes".into(),
+                    reason: e.to_string(),
+                });
+                return;
+            }
+        };
+        for node in nodes {
+            if node.ready == Some(false) {
+                d.skipped.push(TargetReport {
+                    target: format!("node {}", node.name),
+                    reason: "node is not Ready".into(),
+                });
+                continue;
+            }
+            let node = Arc::new(node);
+            for port in self.settings.ports.clone() {
+                d.found.push(Found {
+                    key: host_port_key(&node.name, port),
+                    endpoint: Endpoint::new(crate::nodes::transport(client, &node.name, port)),
+                    context: Context::Node {
+                        node: node.clone(),
+                        port,
+                    },
+                    quiet_if_absent: true,
+                });
+            }
+        }
     }
 
     /// Who answers at `f`, as a process state ready to fetch.
@@ -692,6 +744,17 @@ impl Collector {
                     if p.binary.is_empty() {
                         p.binary = owner.comm.clone();
                     }
+                }
+            }
+            Context::Node { node, port } => {
+                p.source = Source::Node;
+                p.namespace = "_host_".into();
+                p.hostname = node.name.clone();
+                p.host_process = true;
+                p.port = Some(*port);
+                p.process.insert("node".into(), node.name.clone());
+                if let Some(a) = &node.address {
+                    p.process.insert("node_address".into(), a.clone());
                 }
             }
             Context::Kube { pod, port } => {
@@ -895,7 +958,7 @@ impl Collector {
         first_fetch: bool,
     ) -> Vec<Probed> {
         self.emit(Event::Discovered(found.len()));
-        let results: Vec<(Found, ProbeOutcome)> = futures::stream::iter(found)
+        let mut results: Vec<(Found, ProbeOutcome)> = futures::stream::iter(found)
             .map(|f| async move {
                 let o = self.probe(&f, first_fetch).await;
                 (f, o)
@@ -914,6 +977,9 @@ impl Collector {
             .buffer_unordered(self.writes_in_flight())
             .collect()
             .await;
+        // A node's server that a hostNetwork pod's container claims is that
+        // pod's: node targets are folded in last.
+        results.sort_by_key(|(f, _)| matches!(f.context, Context::Node { .. }));
         let mut out = Vec::new();
         // Every hostNetwork pod of a node sees every server on that node:
         // report a server no pod claims once per node, not once per pod.
@@ -949,24 +1015,31 @@ impl Collector {
                     .insert(f.key.clone(), Instant::now());
             }
             let host_key = match &f.context {
-                Context::Kube { pod, port } if pod.host_network => {
-                    Some((format!("node:{}:{port}", pod.node), pod.clone(), *port))
-                }
+                Context::Kube { pod, port } if pod.host_network => Some((
+                    host_port_key(&pod.node, *port),
+                    format!(
+                        "node {} port {port} (seen from hostNetwork pod {}/{})",
+                        pod.node, pod.namespace, pod.name
+                    ),
+                )),
+                Context::Node { node, port } => Some((
+                    host_port_key(&node.name, *port),
+                    format!("node {} port {port}", node.name),
+                )),
                 _ => None,
             };
+            let node_target = matches!(f.context, Context::Node { .. });
             match (outcome, host_key) {
                 (ProbeOutcome::Absent, _) => {}
-                (ProbeOutcome::Skipped(r) | ProbeOutcome::Failed(r), Some((hk, pod, port)))
+                (ProbeOutcome::Coverage(..), Some((hk, _)))
+                    if node_target && summary.claimed_host_ports.contains(&hk) => {}
+                (ProbeOutcome::Skipped(r) | ProbeOutcome::Failed(r), Some((hk, target)))
                     if !summary.claimed_host_ports.contains(&hk) =>
                 {
                     let reason = r.reason.replace(&format!("{}: ", r.target), "");
-                    unclaimed.entry(hk).or_insert(TargetReport {
-                        target: format!(
-                            "node {} port {port} (seen from hostNetwork pod {}/{})",
-                            pod.node, pod.namespace, pod.name
-                        ),
-                        reason,
-                    });
+                    unclaimed
+                        .entry(hk)
+                        .or_insert(TargetReport { target, reason });
                 }
                 (ProbeOutcome::Skipped(_) | ProbeOutcome::Failed(_), Some(_)) => {}
                 (ProbeOutcome::Skipped(r), None) => {
@@ -983,7 +1056,7 @@ impl Collector {
                         summary.pods_collected.insert(pk.clone());
                     }
                     summary.last_probe_failed.remove(&f.key);
-                    if let Some((hk, _, _)) = hk {
+                    if let Some((hk, _)) = hk {
                         summary.skipped.remove(&hk);
                         summary.claimed_host_ports.insert(hk);
                     }

@@ -2,8 +2,8 @@
 //!
 //! A program built with `-cover -covermode=atomic` and the injected coverage
 //! server answers on a port in `53700..=53749` (see [`protocol`]). This crate
-//! finds such servers ([`local`] sockets on this host, [`kube`] pods, plain
-//! URLs), talks to them through a [`transport::Transport`] (direct TCP, the
+//! finds such servers ([`local`] sockets on this host, [`kube`] pods, host
+//! daemons through the node proxy ([`nodes`]), plain URLs), talks to them through a [`transport::Transport`] (direct TCP, the
 //! Kubernetes API server's pod `proxy` subresource, a port-forward, or from
 //! inside a network namespace, [`netns`]),
 //! checks their identity, fetches snapshots with timeouts, retries and
@@ -20,6 +20,7 @@ pub mod kube;
 pub mod local;
 pub mod marks;
 pub mod netns;
+pub mod nodes;
 pub mod output;
 pub mod protocol;
 pub mod schedule;

@@ -110,6 +110,9 @@ pub enum Source {
     Local,
     /// `--kube`: `<namespace>_<pod>_<container>_…`.
     Kube,
+    /// `--kube --nodes`: a node's host process through the API server's
+    /// node proxy (`host_<node>_…`, like `Local`).
+    Node,
     /// `covfleet demo`: local processes named like the pods of a cluster
     /// (entry names as for `Kube`).
     Demo,
@@ -122,6 +125,7 @@ impl Source {
             Source::Url => "url",
             Source::Local => "local",
             Source::Kube => "kube",
+            Source::Node => "kube-node",
             Source::Demo => "demo",
         }
     }
@@ -161,7 +165,7 @@ impl Placement {
                 parts.push(sanitize(&self.pod));
                 parts.push(sanitize(&self.container.name));
             }
-            Source::Local => {
+            Source::Local | Source::Node => {
                 parts.push("host".into());
                 parts.push(sanitize(&self.hostname));
             }

@@ -317,7 +317,7 @@ impl fmt::Debug for KubeProxy {
 
 /// Percent-encodes one path segment (pod and namespace names are DNS labels,
 /// but a hostile name must not change the API path).
-fn segment(s: &str) -> String {
+pub(crate) fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -361,41 +361,52 @@ impl Transport for KubeProxy {
     }
 
     fn send(&self, req: RawRequest) -> BoxFuture<'_, Result<RawResponse, TransportError>> {
-        Box::pin(async move {
-            let uri = format!(
-                "/api/v1/namespaces/{}/pods/{}:{}/proxy{}",
-                segment(&self.namespace),
-                segment(&self.pod),
-                self.port,
-                req.path
-            );
-            let mut builder = Request::builder().method(req.method).uri(uri);
-            if let Some(h) = builder.headers_mut() {
-                h.extend(req.headers);
-            }
-            let request = builder
-                .body(::kube::client::Body::empty())
-                .map_err(|e| TransportError::other(format!("building the request: {e}")))?;
-            let resp = self.client.send(request).await.map_err(|e| match &e {
-                ::kube::Error::HyperError(h) if h.is_timeout() => TransportError {
-                    kind: crate::error::TransportErrorKind::Timeout,
-                    message: chain(&e),
-                },
-                _ => TransportError::other(chain(&e)),
-            })?;
-            let (parts, body) = resp.into_parts();
-            let body = read_body(body, &req.limit).await?;
-            let raw = RawResponse {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            };
-            match proxy_refused(&raw) {
-                Some(err) => Err(err),
-                None => Ok(raw),
-            }
-        })
+        let uri = format!(
+            "/api/v1/namespaces/{}/pods/{}:{}/proxy{}",
+            segment(&self.namespace),
+            segment(&self.pod),
+            self.port,
+            req.path
+        );
+        Box::pin(send_through_api(&self.client, uri, req))
     }
+}
+
+/// Sends `req` to `uri`, a `proxy` subresource of the API server (pods or
+/// nodes); the API server's own "nothing listens there" answers become
+/// connection errors.
+pub(crate) fn send_through_api(
+    client: &::kube::Client,
+    uri: String,
+    req: RawRequest,
+) -> BoxFuture<'_, Result<RawResponse, TransportError>> {
+    Box::pin(async move {
+        let mut builder = Request::builder().method(req.method).uri(uri);
+        if let Some(h) = builder.headers_mut() {
+            h.extend(req.headers);
+        }
+        let request = builder
+            .body(::kube::client::Body::empty())
+            .map_err(|e| TransportError::other(format!("building the request: {e}")))?;
+        let resp = client.send(request).await.map_err(|e| match &e {
+            ::kube::Error::HyperError(h) if h.is_timeout() => TransportError {
+                kind: crate::error::TransportErrorKind::Timeout,
+                message: chain(&e),
+            },
+            _ => TransportError::other(chain(&e)),
+        })?;
+        let (parts, body) = resp.into_parts();
+        let body = read_body(body, &req.limit).await?;
+        let raw = RawResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        };
+        match proxy_refused(&raw) {
+            Some(err) => Err(err),
+            None => Ok(raw),
+        }
+    })
 }
 
 /// Through a port-forward stream opened by the API server (one per request).

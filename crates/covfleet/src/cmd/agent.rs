@@ -44,7 +44,8 @@ pub struct Args {
     /// This node's name (default: a SelfSubjectReview of the credentials).
     #[arg(long, env = "NODE_NAME", value_name = "NAME")]
     pub node_name: Option<String>,
-    /// The node's name in the layout (default: the node name, else the host name).
+    /// The node's name in the layout (default: the node name — --node-name,
+    /// NODE_NAME, else learned from the API once known — else the host name).
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
     /// The host's /proc.
@@ -135,6 +136,7 @@ pub fn run(args: Args, shared: &crate::Shared) -> anyhow::Result<ExitCode> {
     cfg.max_target_bytes = args.max_target_mib.max(1) << 20;
     cfg.max_targets = args.max_targets;
     cfg.crictl = args.crictl.clone();
+    cfg.hostname_from_node = args.hostname.is_none() && args.node_name.is_none() && !args.no_kube;
     cfg.token = args.token.clone();
     if !args.no_kube {
         cfg.kube_grace = Duration::from_secs(10);

@@ -49,6 +49,11 @@ pub struct TargetArgs {
     /// Only this pod (repeatable; in --namespace).
     #[arg(long = "pod", value_name = "NAME", requires = "kube", conflicts_with_all = ["all_namespaces", "selector"])]
     pub pods: Vec<String>,
+    /// Also host daemons (kubelet, CRI-O, …): every node's port range
+    /// through the API server's node proxy (needs `list` nodes and `get`
+    /// nodes/proxy; entries go under `_host_` as `host_<node>_…`).
+    #[arg(long, requires = "kube")]
+    pub nodes: bool,
     /// How to reach pods: through the API server's pod proxy, or port-forward.
     #[arg(long, value_enum, default_value = "proxy", requires = "kube")]
     pub via: ViaArg,
@@ -137,6 +142,7 @@ impl TargetArgs {
             urls: self.urls.clone(),
             local: self.local,
             kube,
+            nodes: self.nodes,
         };
         let mut s = Settings::new(sources, output);
         s.ports = self.ports.clone();

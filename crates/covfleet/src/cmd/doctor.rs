@@ -13,7 +13,7 @@ use crate::output;
 
 /// Arguments of `covfleet doctor`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["binary", "pid", "url"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["binary", "pid", "url", "kube"])))]
 pub struct Args {
     /// A Go executable to examine (stripped binaries work).
     #[arg(value_name = "BINARY")]
@@ -25,10 +25,31 @@ pub struct Args {
     /// A coverage server's base URL: does it answer, for which binary and PID.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
+    /// A pod, through the Kubernetes API: phase, containers, restarts and
+    /// how the last run ended, GOCOVERDIR in the spec and its volume, and
+    /// which coverage server answers on which port (through the pod proxy).
+    #[arg(long, value_name = "POD")]
+    pub kube: Option<String>,
+    /// With --kube: the pod's namespace (default: the context's).
+    #[arg(short = 'n', long, value_name = "NS", requires = "kube")]
+    pub namespace: Option<String>,
+    /// With --kube: only this container.
+    #[arg(long, value_name = "NAME", requires = "kube")]
+    pub container: Option<String>,
+    /// With --kube: kubeconfig file (default: $KUBECONFIG, ~/.kube/config,
+    /// then in-cluster).
+    #[arg(long, value_name = "FILE", requires = "kube")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --kube: kubeconfig context (default: the current context).
+    #[arg(long, value_name = "NAME", requires = "kube")]
+    pub context: Option<String>,
+    /// With --kube: the coverage port range.
+    #[arg(long, value_name = "FIRST-LAST", default_value = "53700-53749", value_parser = super::collect::parse_ports)]
+    pub ports: std::ops::RangeInclusive<u16>,
     /// Also run a copy with a fresh GOCOVERDIR, send it SIGTERM and see
     /// whether Go writes coverage on that exit path (as the process's uid,
     /// as PID 1 of a new PID namespace when the process is one).
-    #[arg(long, conflicts_with = "url")]
+    #[arg(long, conflicts_with_all = ["url", "kube"])]
     pub try_exit: bool,
     /// With --try-exit: how long the copy runs before the SIGTERM.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
@@ -98,8 +119,10 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
         let mut report = Report::new(format!("url {url}"));
         report.findings = check.findings;
         report
+    } else if let Some(pod) = &args.kube {
+        shared.runtime.block_on(diagnose_pod(pod, &args, &client))?
     } else {
-        return Err(UsageError::new("give BINARY, --pid PID or --url URL").into());
+        return Err(UsageError::new("give BINARY, --pid PID, --url URL or --kube POD").into());
     };
     print(&report, args.json);
     Ok(if report.has_problems() {
@@ -107,6 +130,35 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `--kube POD`: the pod through the API (configuration problems and API
+/// errors other than "not found" are setup errors, exit 2).
+async fn diagnose_pod(
+    pod: &str,
+    args: &Args,
+    client: &scrape::protocol::ClientOptions,
+) -> anyhow::Result<Report> {
+    let sel = scrape::kube::Selection {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let kube = scrape::kube::client(&sel)
+        .await
+        .map_err(|e| UsageError::caused_by("cannot load the Kubernetes client configuration", e))?;
+    let target = doctor::kube::Target {
+        namespace: args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| kube.default_namespace().to_string()),
+        pod: pod.to_string(),
+        container: args.container.clone(),
+        ports: args.ports.clone(),
+    };
+    Ok(doctor::kube::diagnose(&kube, &target, client)
+        .await
+        .map_err(|e| UsageError::caused_by("cannot examine the pod", e))?)
 }
 
 /// A copy of process `pid`: its executable, arguments, full environment,

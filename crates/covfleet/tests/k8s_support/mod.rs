@@ -51,6 +51,18 @@ pub fn k8s_bin() -> Result<PathBuf, String> {
     })
 }
 
+/// The binaries, or `None` after printing why `test` is skipped (they are
+/// not built; once they are, every failure is a test failure).
+pub fn bin_or_skip(test: &str) -> Option<PathBuf> {
+    match k8s_bin() {
+        Ok(b) => Some(b),
+        Err(why) => {
+            eprintln!("SKIPPED {test}: {why}");
+            None
+        }
+    }
+}
+
 /// `n` distinct free loopback ports (all held open while choosing).
 pub fn free_ports<const N: usize>() -> [u16; N] {
     let held: Vec<TcpListener> = (0..N)
@@ -135,10 +147,81 @@ pub struct ControlPlane {
     pub _etcd: Daemon,
     pub url: String,
     pub dir: tempfile::TempDir,
+    /// The CA kubeconfigs trust: the test's own CA with [`Options::pki`],
+    /// else the apiserver's self-signed bundle.
+    pub ca: PathBuf,
+}
+
+/// How the apiserver runs (see [`ControlPlane::start_with`]).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The address it listens on (127.0.0.1, or a host-side veth address
+    /// that a test's network namespace reaches).
+    pub bind: String,
+    /// `--authorization-mode`.
+    pub authorization: String,
+    /// `--enable-admission-plugins`, when set.
+    pub admission: Option<String>,
+    /// A CA made by the test signs the serving certificate (valid for
+    /// 127.0.0.1 and `bind`) and the client certificates of
+    /// [`ControlPlane::client_cert`] (`--client-ca-file`).
+    pub pki: bool,
+    /// More static tokens: (token, user, groups comma-separated).
+    pub tokens: Vec<(String, String, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            bind: "127.0.0.1".into(),
+            authorization: "AlwaysAllow".into(),
+            admission: None,
+            pki: false,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// `openssl x509 -req` signing `csr` with the test CA in `d`.
+fn sign(d: &Path, csr: &Path, out: &Path, ext: &str) {
+    let extfile = out.with_extension("ext");
+    std::fs::write(&extfile, ext).unwrap();
+    run_ok(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-in"])
+            .arg(csr)
+            .arg("-CA")
+            .arg(d.join("ca.crt"))
+            .arg("-CAkey")
+            .arg(d.join("ca.key"))
+            .args(["-CAcreateserial", "-out"])
+            .arg(out)
+            .arg("-extfile")
+            .arg(&extfile),
+    );
+}
+
+/// A key and a certificate request for `subject`.
+fn key_and_csr(d: &Path, stem: &str, subject: &str) -> (PathBuf, PathBuf) {
+    let key = d.join(format!("{stem}.key"));
+    let csr = d.join(format!("{stem}.csr"));
+    run_ok(
+        Command::new("openssl")
+            .args(["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr)
+            .args(["-subj", subject]),
+    );
+    (key, csr)
 }
 
 impl ControlPlane {
     pub fn start(bin: &Path) -> ControlPlane {
+        ControlPlane::start_with(bin, &Options::default())
+    }
+
+    pub fn start_with(bin: &Path, opts: &Options) -> ControlPlane {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
 
@@ -180,22 +263,54 @@ impl ControlPlane {
                 .arg(&pubkey),
         );
         let tokens = d.join("tokens.csv");
-        std::fs::write(
-            &tokens,
-            format!("{TOKEN},covfleet-tester,1001,system:masters\n"),
-        )
-        .unwrap();
+        let mut token_lines = format!("{TOKEN},covfleet-tester,1001,system:masters\n");
+        for (i, (token, user, groups)) in opts.tokens.iter().enumerate() {
+            token_lines.push_str(&format!("{token},{user},{},\"{groups}\"\n", 2000 + i));
+        }
+        std::fs::write(&tokens, token_lines).unwrap();
+        let mut tls = Vec::new();
+        let ca = if opts.pki {
+            run_ok(
+                Command::new("openssl")
+                    .args([
+                        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    ])
+                    .arg("-keyout")
+                    .arg(d.join("ca.key"))
+                    .arg("-out")
+                    .arg(d.join("ca.crt"))
+                    .args(["-subj", "/CN=covfleet-test-ca"]),
+            );
+            let (key, csr) = key_and_csr(d, "serving", "/CN=kube-apiserver");
+            let crt = d.join("serving.crt");
+            sign(
+                d,
+                &csr,
+                &crt,
+                &format!(
+                    "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
+                     extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:{},DNS:localhost\n",
+                    opts.bind
+                ),
+            );
+            tls.push(format!("--tls-cert-file={}", crt.display()));
+            tls.push(format!("--tls-private-key-file={}", key.display()));
+            tls.push(format!("--client-ca-file={}", d.join("ca.crt").display()));
+            d.join("ca.crt")
+        } else {
+            d.join("certs").join("apiserver.crt")
+        };
 
         let mut apiserver = Daemon::start(
             "kube-apiserver",
             &bin.join("kube-apiserver"),
             &[
                 format!("--etcd-servers=http://127.0.0.1:{client}"),
-                "--bind-address=127.0.0.1".into(),
+                format!("--bind-address={}", opts.bind),
                 format!("--secure-port={port}"),
                 format!("--cert-dir={}", d.join("certs").display()),
                 format!("--token-auth-file={}", tokens.display()),
-                "--authorization-mode=AlwaysAllow".into(),
+                format!("--authorization-mode={}", opts.authorization),
                 "--anonymous-auth=false".into(),
                 "--service-cluster-ip-range=10.96.0.0/24".into(),
                 "--service-account-issuer=https://kubernetes.default.svc".into(),
@@ -205,10 +320,18 @@ impl ControlPlane {
                 // advertise a loopback address, which validation refuses).
                 "--endpoint-reconciler-type=none".into(),
                 "--v=1".into(),
-            ],
+            ]
+            .into_iter()
+            .chain(tls)
+            .chain(
+                opts.admission
+                    .iter()
+                    .map(|a| format!("--enable-admission-plugins={a}")),
+            )
+            .collect::<Vec<String>>(),
             d,
         );
-        let url = format!("https://127.0.0.1:{port}");
+        let url = format!("https://{}:{port}", opts.bind);
         let readyz = format!("{url}/readyz");
         apiserver.wait("kube-apiserver /readyz", || {
             curl(&[
@@ -227,7 +350,51 @@ impl ControlPlane {
             _etcd: etcd,
             url,
             dir,
+            ca,
         }
+    }
+
+    /// A client certificate and key signed by the test CA (needs
+    /// [`Options::pki`]): the user is `cn`, its groups `orgs`.
+    pub fn client_cert(&self, cn: &str, orgs: &[&str]) -> (PathBuf, PathBuf) {
+        let d = self.dir.path();
+        let stem: String = cn
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let subject: String = orgs
+            .iter()
+            .map(|o| format!("/O={o}"))
+            .chain([format!("/CN={cn}")])
+            .collect();
+        let (key, csr) = key_and_csr(d, &stem, &subject);
+        let crt = d.join(format!("{stem}.crt"));
+        sign(
+            d,
+            &csr,
+            &crt,
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+        );
+        (crt, key)
+    }
+
+    /// A kubeconfig authenticating with a client certificate.
+    pub fn kubeconfig_cert(&self, cert: &Path, key: &Path, namespace: &str) -> PathBuf {
+        let path = self.dir.path().join(format!(
+            "kubeconfig-{}",
+            cert.file_stem().unwrap().to_string_lossy()
+        ));
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: real\n  cluster:\n    server: {}\n    certificate-authority: {}\n\
+             contexts:\n- name: real\n  context:\n    cluster: real\n    user: node\n    namespace: {namespace}\n\
+             current-context: real\nusers:\n- name: node\n  user:\n    client-certificate: {}\n    client-key: {}\n",
+            self.url,
+            self.ca.display(),
+            cert.display(),
+            key.display()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
     }
 
     /// A request to the API; returns the HTTP status and the JSON answer.
@@ -261,6 +428,22 @@ impl ControlPlane {
         });
         let v = serde_json::from_str(json_text).unwrap_or(Value::String(json_text.into()));
         (code, v)
+    }
+
+    /// A namespace and its default service account (no controller-manager
+    /// makes it, and the ServiceAccount admission plugin wants it before it
+    /// admits pods).
+    pub fn add_namespace(&self, ns: &str) {
+        self.must(
+            "POST",
+            "/api/v1/namespaces",
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        );
+        self.must(
+            "POST",
+            &format!("/api/v1/namespaces/{ns}/serviceaccounts"),
+            serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
+        );
     }
 
     /// POST/PATCH that must succeed; returns the stored object.
@@ -303,7 +486,7 @@ impl ControlPlane {
     pub fn kubeconfig_at(&self, server: &str, token: &str, namespace: &str) -> PathBuf {
         // The apiserver's self-signed bundle (serving cert + its CA) is the
         // trust anchor: TLS is verified like against a real cluster.
-        let ca = self.dir.path().join("certs").join("apiserver.crt");
+        let ca = &self.ca;
         assert!(ca.is_file(), "{} missing", ca.display());
         let port = server.rsplit(':').next().unwrap_or_default();
         let path = self.dir.path().join(format!("kubeconfig-{token}-{port}"));

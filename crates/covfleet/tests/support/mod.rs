@@ -220,6 +220,13 @@ impl Netns {
         ns
     }
 
+    /// The host side's address of a [`Netns::with_veth`] link (the
+    /// namespace reaches this host there).
+    pub fn host_ip(&self) -> Option<String> {
+        let ip: std::net::Ipv4Addr = self.ip.as_deref()?.parse().ok()?;
+        Some(std::net::Ipv4Addr::from(u32::from(ip) - 1).to_string())
+    }
+
     fn command(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.name])
@@ -591,4 +598,88 @@ pub fn listening_port(pid: u32) -> Option<u16> {
         }
     }
     None
+}
+
+/// A cgroup directory this test made; on drop its processes go back to the
+/// root and the directories are removed (leaf first).
+pub struct Cgroup {
+    dirs: Vec<PathBuf>,
+    root: PathBuf,
+}
+
+impl Cgroup {
+    pub fn new(root: &str, rel: &str) -> Cgroup {
+        let root = PathBuf::from(root);
+        let mut dirs = Vec::new();
+        let mut cur = root.clone();
+        for part in rel.split('/') {
+            cur = cur.join(part);
+            dirs.push(cur.clone());
+        }
+        std::fs::create_dir_all(&cur).unwrap_or_else(|e| panic!("{}: {e}", cur.display()));
+        Cgroup { dirs, root }
+    }
+
+    pub fn add(&self, pid: u32) {
+        let leaf = self.dirs.last().unwrap();
+        std::fs::write(leaf.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for d in self.dirs.iter().rev() {
+            if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                for p in procs.split_whitespace() {
+                    let _ = std::fs::write(self.root.join("cgroup.procs"), p);
+                }
+            }
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// Directories holding metadata.json under `root` (a sink), with their metadata.
+pub fn stored(root: &Path) -> Vec<(PathBuf, serde_json::Value)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "metadata.json")
+                && let Ok(b) = std::fs::read(&p)
+                && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b)
+            {
+                out.push((d.clone(), v));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The path components of `dir` below `root`.
+pub fn rel_parts(dir: &Path, root: &Path) -> Vec<String> {
+    dir.strip_prefix(root)
+        .unwrap_or(dir)
+        .iter()
+        .map(|p| p.to_string_lossy().to_string())
+        .collect()
+}
+
+/// A child process killed on drop (unless taken out first).
+pub struct Running(pub Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
