@@ -39,8 +39,11 @@ CLUSTERS=(east west north)
 DBS=()
 for k in 0 1 2; do
     col="$WORK/history-$N-$k"
-    if [ ! -f "$col/coverage.db" ]; then
+    if [ ! -f "$col/.made" ]; then
         make_collection "$col" "$N" "2026-11-01T06:00:00Z" "$((k * 5))"
+        touch "$col/.made"
+    fi
+    if [ ! -f "$col/coverage.db" ]; then
         "$COVFLEET" compile --collection "$col" --quiet
         sqlite3 "$col/coverage.db" 'PRAGMA wal_checkpoint(TRUNCATE)' >/dev/null
     fi

@@ -27,10 +27,12 @@ def main():
     docs, dataset, question = sys.argv[1:4]
     sql = blocks(open(docs, encoding="utf-8").read())
     con = duckdb.connect()
-    for stmt in sql["views"].replace("DATASET", dataset).split(";"):
-        if stmt.strip() and not all(l.strip().startswith("--") or not l.strip() for l in stmt.splitlines()):
+    views = sql["views"].replace("DATASET", dataset)
+    code = "\n".join(l for l in views.splitlines() if not l.strip().startswith("--"))
+    for stmt in code.split(";"):
+        if stmt.strip():
             con.execute(stmt)
-    table = con.execute(sql[question]).fetch_arrow_table()
+    table = con.execute(sql[question]).to_arrow_table()
     print(json.dumps(table.to_pylist(), default=str))
 
 

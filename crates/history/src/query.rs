@@ -227,8 +227,6 @@ impl Cols<'_> {
     }
 }
 
-const OWNER_KEY: &str = "namespace, owner_type, owner_name, binary_name";
-
 /// The never-ran query over `functions` (or `files`, with `function` empty).
 /// Kept in step with the DuckDB query in docs/history.md.
 fn never_ran_sql(table: &str, kind: &str) -> String {
@@ -237,31 +235,35 @@ fn never_ran_sql(table: &str, kind: &str) -> String {
     } else {
         ("''", "")
     };
+    // A candidate is in every run of its owner: its clusters and first and
+    // last runs are its owner's, taken from the small owners table (no join
+    // of the big table with runs).
     format!(
         "WITH owner_runs AS (
-            SELECT {OWNER_KEY}, count(DISTINCT run_key) AS runs FROM owners GROUP BY {OWNER_KEY}
+            SELECT o.namespace, o.owner_type, o.owner_name, o.binary_name,
+                   count(DISTINCT o.run_key) AS runs, count(DISTINCT o.cluster) AS clusters,
+                   min(r.run_time) AS first_seen, max(r.run_time) AS last_seen
+            FROM owners o JOIN runs r ON o.run_key = r.run_key
+            GROUP BY o.namespace, o.owner_type, o.owner_name, o.binary_name
          ),
          seen AS (
             SELECT t.namespace, t.owner_type, t.owner_name, t.binary_name,
                    t.module, t.package, t.file{func_key},
                    max(t.repository) AS repository,
                    max(t.total_stmts) AS stmts,
-                   sum(t.covered_stmts) AS covered,
-                   count(DISTINCT t.run_key) AS runs,
-                   count(DISTINCT t.cluster) AS clusters,
-                   min(r.run_time) AS first_seen,
-                   max(r.run_time) AS last_seen
-            FROM {table} t JOIN runs r ON t.run_key = r.run_key
+                   count(DISTINCT t.run_key) AS runs
+            FROM {table} t
             GROUP BY t.namespace, t.owner_type, t.owner_name, t.binary_name,
                      t.module, t.package, t.file{func_key}
+            HAVING sum(t.covered_stmts) = 0
          )
          SELECT '{kind}' AS kind, s.repository, s.namespace, s.owner_type, s.owner_name, s.binary_name,
-                s.module, s.package, s.file, {func} AS function, s.stmts, s.runs, s.clusters,
-                s.first_seen, s.last_seen
+                s.module, s.package, s.file, {func} AS function, s.stmts, s.runs, o.clusters,
+                o.first_seen, o.last_seen
          FROM seen s JOIN owner_runs o
            ON s.namespace = o.namespace AND s.owner_type = o.owner_type
           AND s.owner_name = o.owner_name AND s.binary_name = o.binary_name
-         WHERE s.covered = 0 AND s.runs = o.runs",
+         WHERE s.runs = o.runs",
         func = func_col.replace("t.", "s."),
     )
 }
