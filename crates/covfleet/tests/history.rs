@@ -3,6 +3,8 @@
 //! in the middle): the answers equal the model's, and equal what DuckDB (from
 //! PyPI, not covfleet's engine) answers with the SQL of docs/history.md.
 
+#![cfg(feature = "history")]
+
 #[path = "../../history/tests/fleet/mod.rs"]
 mod fleet;
 

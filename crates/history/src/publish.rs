@@ -330,7 +330,7 @@ pub fn encode_run(database: &db::Database, spec: &RunSpec) -> Result<RunFiles, E
         for (pkg, file, nf, nb, total, covered) in files {
             fk.push(pid, o);
             f_repo.append_value(&repository);
-            f_module.append_value(&meta_module(&meta, pkg));
+            f_module.append_value(meta_module(&meta, pkg));
             f_pkg.append_value(pkg);
             f_file.append_value(file);
             for (b, v) in f_nums.iter_mut().zip([nf, nb, total, covered]) {

@@ -420,14 +420,12 @@ pub async fn trend(sink: &Sink, window: &Window) -> Result<Answer<TrendPoint>, E
         owners,
         crate::read::loaded_schema(Table::Owners, Some(&cols)),
     )?;
-    let text = format!(
-        "SELECT o.namespace, o.owner_type, o.owner_name, o.binary_name, r.cluster, r.run, r.run_time,
+    let text =         "SELECT o.namespace, o.owner_type, o.owner_name, o.binary_name, r.cluster, r.run, r.run_time,
                 sum(o.total_stmts) AS total_stmts, sum(o.covered_stmts) AS covered_stmts
          FROM owners o JOIN runs r ON o.run_key = r.run_key
-         GROUP BY o.namespace, o.owner_type, o.owner_name, o.binary_name, r.cluster, r.run, r.run_time"
-    );
+         GROUP BY o.namespace, o.owner_type, o.owner_name, o.binary_name, r.cluster, r.run, r.run_time";
     let mut rows = Vec::new();
-    for b in sql(&ctx, "trend", &text).await? {
+    for b in sql(&ctx, "trend", text).await? {
         let c = Cols {
             b: &b,
             query: "trend",

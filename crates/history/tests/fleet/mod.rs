@@ -44,7 +44,7 @@ impl Runs {
         match self {
             Runs::Always => true,
             Runs::Never => false,
-            Runs::Alternate => (cluster + run) % 2 == 0,
+            Runs::Alternate => (cluster + run).is_multiple_of(2),
             Runs::OnlyIn(c) => cluster == c,
             Runs::Before(r) => run < r,
         }
@@ -190,8 +190,8 @@ impl Fleet {
             .map(|f| {
                 (0..f.stmts.len())
                     .map(|j| {
-                        let on =
-                            f.runs.at(cluster, run) && (j == 0 || (run + j + cluster) % 3 != 0);
+                        let on = f.runs.at(cluster, run)
+                            && (j == 0 || !(run + j + cluster).is_multiple_of(3));
                         if on { (run + j + 1) as u32 } else { 0 }
                     })
                     .collect()
