@@ -7,7 +7,7 @@
 //! engines.
 //!
 //! - [`schema`]: the layout version, table schemas and object keys.
-//! - [`publish`]: a database → one run's Parquet files → the dataset
+//! - [`mod@publish`]: a database → one run's Parquet files → the dataset
 //!   (data first, then the manifest; a republished run replaces the old).
 //! - [`read`]: the committed runs and their tables, older files conformed.
 //! - [`query`]: the questions.
