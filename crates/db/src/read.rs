@@ -419,10 +419,9 @@ impl Database {
         rows.collect::<Result<Vec<_>, _>>().db(&self.path)
     }
 
-    /// The flattened meta-data of an owner's binary, and its merged counters.
-    fn owner_data(&self, owner_id: i64) -> Result<(Rc<Layout>, Vec<u32>), Error> {
-        let (meta_id, blob): (i64, Vec<u8>) = self
-            .conn
+    /// An owner's meta-data file id and its stored (encoded) merged counters.
+    fn owner_meta_and_counters(&self, owner_id: i64) -> Result<(i64, Vec<u8>), Error> {
+        self.conn
             .query_row(
                 "SELECT meta_id, counters FROM owners WHERE id = ?1",
                 [owner_id],
@@ -430,7 +429,12 @@ impl Database {
             )
             .optional()
             .db(&self.path)?
-            .ok_or(Error::NoOwner(owner_id))?;
+            .ok_or(Error::NoOwner(owner_id))
+    }
+
+    /// The flattened meta-data of an owner's binary, and its merged counters.
+    fn owner_data(&self, owner_id: i64) -> Result<(Rc<Layout>, Vec<u32>), Error> {
+        let (meta_id, blob) = self.owner_meta_and_counters(owner_id)?;
         let layout = self.layout(meta_id)?;
         let counters =
             codec::decode_counters_for(&blob, layout.len()).map_err(|source| Error::Corrupt {
@@ -445,16 +449,7 @@ impl Database {
     /// counters, dense in meta-data order (package, function, unit): the
     /// function names and block positions behind [`Database::file_blocks`].
     pub fn owner_meta(&self, owner_id: i64) -> Result<(covdata::MetaFile, Vec<u32>), Error> {
-        let (meta_id, blob): (i64, Vec<u8>) = self
-            .conn
-            .query_row(
-                "SELECT meta_id, counters FROM owners WHERE id = ?1",
-                [owner_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .db(&self.path)?
-            .ok_or(Error::NoOwner(owner_id))?;
+        let (meta_id, blob) = self.owner_meta_and_counters(owner_id)?;
         let data: Vec<u8> = self
             .conn
             .query_row(
