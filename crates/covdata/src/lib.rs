@@ -14,12 +14,14 @@
 //! [`Error`] naming the offset (and, through [`Error::with_path`], the file)
 //! instead of panicking on malformed input.
 
+pub mod block;
 pub mod counters;
 pub mod error;
 pub mod gostr;
 pub mod hash;
 pub mod merge;
 pub mod meta;
+pub mod names;
 pub mod pods;
 mod reader;
 pub mod report;
@@ -28,6 +30,7 @@ pub mod textprofile;
 pub mod tool;
 pub mod uleb;
 
+pub use block::Block;
 pub use counters::{CounterFile, CounterFlavor, FuncCounters};
 pub use error::{BlobField, Error, ErrorKind};
 
@@ -59,5 +62,5 @@ pub fn parse_hex(s: &str) -> Option<Hash> {
     }
     Some(out)
 }
-pub use merge::{MergeMode, Merger};
+pub use merge::{Merger, ModeMergePolicy};
 pub use pods::{Pod, collect_pods};

@@ -2,9 +2,11 @@
 
 use crate::meta::{CounterGranularity, CounterMode};
 
-/// What to do when pods disagree on the counter mode.
+/// What a merge does when its inputs disagree on the counter mode (Go's
+/// `cmerge.ModeMergePolicy`). Not to be confused with `db::ReplicaMerge`,
+/// which says how the counts of an owner's replicas combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MergeMode {
+pub enum ModeMergePolicy {
     /// Different modes are an error (`textfmt`, `subtract`, `intersect`).
     #[default]
     Strict,
@@ -49,11 +51,11 @@ pub enum MergeError {
 pub struct Merger {
     mode: CounterMode,
     granularity: CounterGranularity,
-    policy: MergeMode,
+    policy: ModeMergePolicy,
 }
 
 impl Merger {
-    pub fn new(policy: MergeMode) -> Self {
+    pub fn new(policy: ModeMergePolicy) -> Self {
         Merger {
             policy,
             ..Default::default()
@@ -88,7 +90,7 @@ impl Merger {
             });
         }
         if self.mode != mode {
-            if self.policy == MergeMode::Strict {
+            if self.policy == ModeMergePolicy::Strict {
                 return Err(MergeError::Mode {
                     file: file.into(),
                     prev: self.mode,

@@ -12,16 +12,7 @@ use std::fmt::Write as _;
 
 use crate::meta::CounterMode;
 
-/// One block of a text profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Block {
-    pub st_line: u32,
-    pub st_col: u32,
-    pub en_line: u32,
-    pub en_col: u32,
-    pub stmts: u32,
-    pub count: u64,
-}
+pub use crate::block::Block;
 
 /// A parsed text profile.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

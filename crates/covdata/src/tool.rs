@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::counters::CounterFile;
 use crate::gostr::{from_go_bytes, to_go_bytes};
 use crate::hash::{Fnv128, HashWriter, fnv128};
-use crate::merge::{MergeMode, Merger};
+use crate::merge::{Merger, ModeMergePolicy};
 use crate::meta::{BlobSpan, MetaFile, MetaView, PackageMeta};
 use crate::pods::{Pod, collect_pods, go_errno_text, go_join};
 use crate::report::Formatter;
@@ -353,8 +353,8 @@ struct DumpRun<'f> {
 impl<'f> DumpRun<'f> {
     fn new(kind: DumpKind, filter: Option<&'f PkgFilter>) -> Self {
         let policy = match kind {
-            DumpKind::Percent | DumpKind::Func | DumpKind::Pkglist => MergeMode::Relaxed,
-            _ => MergeMode::Strict,
+            DumpKind::Percent | DumpKind::Func | DumpKind::Pkglist => ModeMergePolicy::Relaxed,
+            _ => ModeMergePolicy::Strict,
         };
         DumpRun {
             kind,
@@ -767,9 +767,9 @@ type FuncMap = HashMap<(u32, u32), Vec<u32>>;
 impl MetaMerge {
     fn new(kind: MergeKind, outdir: &str) -> Self {
         let policy = if matches!(kind, MergeKind::Merge { .. }) {
-            MergeMode::Relaxed
+            ModeMergePolicy::Relaxed
         } else {
-            MergeMode::Strict
+            ModeMergePolicy::Strict
         };
         MetaMerge {
             merger: Merger::new(policy),

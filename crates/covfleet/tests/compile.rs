@@ -129,7 +129,7 @@ fn owners_are_inferred_and_grouped() {
     assert_eq!(
         reports
             .iter()
-            .map(|r| r.pod_name.as_str())
+            .map(|r| r.labels.pod_name.as_str())
             .collect::<Vec<_>>(),
         ["api-7d9f8b6c54-x2kqz", "api-7d9f8b6c54-zz7wq"]
     );

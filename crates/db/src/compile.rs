@@ -27,8 +27,9 @@ use crate::codec;
 use crate::entry::{self, EntryResult, MetaCache};
 use crate::error::{Error, SqlCtx};
 use crate::inspect::ImageInspector;
+use crate::labels::Labels;
 use crate::layout::{Layout, pct};
-use crate::merge::{self, MergeMode};
+use crate::merge::{self, ReplicaMerge};
 use crate::schema::{self, PIPELINE_VERSION};
 
 /// A field `--update` can select entries by.
@@ -111,7 +112,7 @@ impl UpdateFilter {
         })
     }
 
-    fn matches(&self, i: &entry::EntryInfo) -> bool {
+    fn matches(&self, i: &Labels) -> bool {
         let v = match self.field {
             None => return true,
             Some(UpdateField::Namespace) => &i.namespace,
@@ -131,7 +132,7 @@ pub struct CompileOptions {
     /// The collection directory (holds `coverage/`; gets `coverage.db`).
     pub collection: PathBuf,
     /// How replicas of one owner merge.
-    pub merge: MergeMode,
+    pub merge: ReplicaMerge,
     /// Entries to recompute although unchanged (all must match).
     pub updates: Vec<UpdateFilter>,
     /// Entries per write transaction.
@@ -169,7 +170,7 @@ impl CompileOptions {
     pub fn new(collection: impl Into<PathBuf>) -> Self {
         CompileOptions {
             collection: collection.into(),
-            merge: MergeMode::Max,
+            merge: ReplicaMerge::Max,
             updates: Vec::new(),
             batch: 64,
             inspect_images: None,
@@ -287,7 +288,7 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
 /// the new ones, atomically.
 fn dirty_all_on_new_settings(
     conn: &mut Connection,
-    merge: MergeMode,
+    merge: ReplicaMerge,
     p: &Path,
 ) -> Result<(), Error> {
     let tx = conn.transaction().db(p)?;
@@ -424,10 +425,10 @@ fn entries_to_compile(
         let forced = !opts.updates.is_empty() && !changed && {
             let mut w = Vec::new();
             let mut info = entry::read_info(path, &mut w);
-            if info.binary_name.is_empty() {
-                info.binary_name = stored_binary(conn, name, p)?.unwrap_or_default();
+            if info.labels.binary_name.is_empty() {
+                info.labels.binary_name = stored_binary(conn, name, p)?.unwrap_or_default();
             }
-            opts.updates.iter().all(|u| u.matches(&info))
+            opts.updates.iter().all(|u| u.matches(&info.labels))
         };
         if changed || forced {
             todo.push((name.clone(), path.clone(), fp));
@@ -648,6 +649,7 @@ fn write_entry(
     s.warnings.extend(r.warnings.iter().cloned());
     for rep in &r.reports {
         let i = rep.info.as_ref().unwrap_or(&r.info);
+        let lab = &i.labels;
         let owner = i.owner.clone().unwrap_or_default_owner();
         let hex = covdata::hex(&rep.meta.hash);
         let meta_id = match meta_ids.get(&hex) {
@@ -688,20 +690,20 @@ fn write_entry(
                 meta_id,
                 hex,
                 rep.format,
-                i.namespace,
-                i.pod_name,
-                i.container_name,
-                i.image,
-                i.binary_name,
-                i.hostname,
-                i.host_process,
-                i.collected_at,
+                lab.namespace,
+                lab.pod_name,
+                lab.container_name,
+                lab.image,
+                lab.binary_name,
+                lab.hostname,
+                lab.host_process,
+                lab.collected_at,
                 owner.kind,
                 owner.name,
                 i.instance,
                 i.process_tag,
-                i.source_url,
-                i.source_commit,
+                lab.source_url,
+                lab.source_commit,
                 rep.processes.len() as i64,
                 i64::from(snapshots),
                 rep.total_stmts as i64,
@@ -721,12 +723,12 @@ fn write_entry(
         }
         tx.execute(
             "INSERT OR IGNORE INTO dirty_groups VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![i.namespace, owner.kind, owner.name, i.binary_name, hex],
+            params![lab.namespace, owner.kind, owner.name, lab.binary_name, hex],
         )
         .db(p)?;
         s.reports_written += 1;
     }
-    let i = &r.info;
+    let i = &r.info.labels;
     if !i.image.is_empty() && (i.source_url.is_some() || i.source_commit.is_some()) {
         tx.execute(
             "INSERT INTO image_sources (image, source_url, source_commit, origin, error, inspected_at) \
@@ -835,7 +837,7 @@ fn compute_owner(
     key: GroupKey,
     members: Vec<MemberReport>,
     layout: &Layout,
-    merge_mode: MergeMode,
+    merge_mode: ReplicaMerge,
     image_sources: &HashMap<String, (Option<String>, Option<String>)>,
 ) -> Result<OwnerRow, (String, codec::BlobError)> {
     let mode = layout.mode;
@@ -934,7 +936,7 @@ fn compute_owner(
 
 fn recompute_owners(
     conn: &mut Connection,
-    merge_mode: MergeMode,
+    merge_mode: ReplicaMerge,
     p: &Path,
     s: &mut CompileSummary,
 ) -> Result<(), Error> {

@@ -9,6 +9,7 @@ use covdata::hash::{Fnv128, HashWriter};
 use covdata::{CounterFile, CounterMode, Hash};
 use serde_json::Value;
 
+use crate::labels::Labels;
 use crate::layout::Layout;
 use crate::merge;
 use crate::owner::{self, K8sOwnerReference, OwnerRef};
@@ -108,22 +109,14 @@ enum FileError {
 /// What metadata.json / info.json say about an entry (with fallbacks).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EntryInfo {
-    pub namespace: String,
-    pub pod_name: String,
-    pub container_name: String,
-    pub image: String,
-    pub binary_name: String,
-    pub hostname: String,
-    pub host_process: bool,
-    pub collected_at: String,
+    /// The labels every report of the entry is stored with.
+    pub labels: Labels,
     pub owner: Option<OwnerRef>,
     /// Identifies the pod/container (or host) instance the processes ran in.
     pub instance: String,
     /// Identifies the process beyond its PID (metadata.json `process`: pod
     /// UID and restart count, or host start ticks), empty when unknown.
     pub process_tag: String,
-    pub source_url: Option<String>,
-    pub source_commit: Option<String>,
 }
 
 /// One process's counters (latest snapshot).
@@ -233,7 +226,7 @@ pub fn read_info(dir: &Path, warnings: &mut Vec<String>) -> EntryInfo {
     let md = read_json(&dir.join("metadata.json"), warnings).unwrap_or(Value::Null);
     let info = read_json(&dir.join("info.json"), warnings).unwrap_or(Value::Null);
     let container = md.get("container").cloned().unwrap_or(Value::Null);
-    let mut e = EntryInfo {
+    let labels = Labels {
         namespace: s(&md, "namespace"),
         pod_name: s(&md, "pod_name"),
         container_name: match s(&container, "name") {
@@ -254,6 +247,11 @@ pub fn read_info(dir: &Path, warnings: &mut Vec<String>) -> EntryInfo {
             .and_then(Value::as_bool)
             .unwrap_or(false),
         collected_at: s(&md, "collected_at"),
+        source_url: Some(s(&info, "source_url")).filter(|x| !x.is_empty()),
+        source_commit: Some(s(&info, "source_commit")).filter(|x| !x.is_empty()),
+    };
+    let mut e = EntryInfo {
+        labels,
         owner: None,
         instance: String::new(),
         process_tag: match md.get("process") {
@@ -270,8 +268,6 @@ pub fn read_info(dir: &Path, warnings: &mut Vec<String>) -> EntryInfo {
             }
             _ => String::new(),
         },
-        source_url: Some(s(&info, "source_url")).filter(|x| !x.is_empty()),
-        source_commit: Some(s(&info, "source_commit")).filter(|x| !x.is_empty()),
     };
     let refs = md
         .get("owner_references")
@@ -283,16 +279,16 @@ pub fn read_info(dir: &Path, warnings: &mut Vec<String>) -> EntryInfo {
         if let Some(o) = &mut e.owner
             && o.kind == "StaticPod"
         {
-            let by_name = owner::from_pod_name(&e.pod_name, &e.hostname);
+            let by_name = owner::from_pod_name(&e.labels.pod_name, &e.labels.hostname);
             o.name = if by_name.kind == "StaticPod" {
                 by_name.name
             } else {
-                e.pod_name.clone()
+                e.labels.pod_name.clone()
             };
         }
     }
-    if e.namespace == "_host_" || e.pod_name.is_empty() {
-        e.host_process = true;
+    if e.labels.namespace == "_host_" || e.labels.pod_name.is_empty() {
+        e.labels.host_process = true;
     }
     e
 }
@@ -350,8 +346,8 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
     } else if !listing.texts.is_empty() {
         result.reports = text_reports(&listing.texts, cache, &mut warnings);
     }
-    if info.binary_name.is_empty() {
-        info.binary_name = if argv0.is_empty() {
+    if info.labels.binary_name.is_empty() {
+        info.labels.binary_name = if argv0.is_empty() {
             dir_name.to_string()
         } else {
             program_name(&argv0)
@@ -362,10 +358,10 @@ pub fn process(dir: &Path, dir_name: &str, fingerprint: String, cache: &MetaCach
         // program whose counter files carry its meta hash.
         for rep in &mut result.reports {
             if let Some(name) = names.get(&rep.meta.hash)
-                && *name != info.binary_name
+                && *name != info.labels.binary_name
             {
                 let mut ri = info.clone();
-                ri.binary_name = name.clone();
+                ri.labels.binary_name = name.clone();
                 finish_info(&mut ri, dir_name);
                 rep.info = Some(ri);
             }
@@ -610,32 +606,35 @@ fn text_reports(
 
 /// Owner and instance identity, once the binary name is known.
 pub fn finish_info(info: &mut EntryInfo, dir_name: &str) {
-    if info.host_process {
-        if info.namespace.is_empty() {
-            info.namespace = "_host_".into();
+    if info.labels.host_process {
+        if info.labels.namespace.is_empty() {
+            info.labels.namespace = "_host_".into();
         }
         if info.owner.is_none() {
             info.owner = Some(OwnerRef {
                 kind: "Host".into(),
-                name: info.binary_name.clone(),
+                name: info.labels.binary_name.clone(),
             });
         }
         info.instance = format!(
             "host/{}/{}",
-            if info.hostname.is_empty() {
+            if info.labels.hostname.is_empty() {
                 dir_name
             } else {
-                &info.hostname
+                &info.labels.hostname
             },
-            info.binary_name
+            info.labels.binary_name
         );
     } else {
         if info.owner.is_none() {
-            info.owner = Some(owner::from_pod_name(&info.pod_name, &info.hostname));
+            info.owner = Some(owner::from_pod_name(
+                &info.labels.pod_name,
+                &info.labels.hostname,
+            ));
         }
         info.instance = format!(
             "pod/{}/{}/{}",
-            info.namespace, info.pod_name, info.container_name
+            info.labels.namespace, info.labels.pod_name, info.labels.container_name
         );
     }
 }

@@ -9,9 +9,11 @@
 
 use covdata::CounterMode;
 
-/// How instances of one owner are merged.
+/// How the counts of an owner's instances (replicas) combine: `compile
+/// --merge max|sum`. Not to be confused with `covdata::ModeMergePolicy`, which
+/// says what to do when counter modes disagree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MergeMode {
+pub enum ReplicaMerge {
     /// Per block, the highest count of any instance (the seed's choice).
     #[default]
     Max,
@@ -19,18 +21,18 @@ pub enum MergeMode {
     Sum,
 }
 
-impl MergeMode {
+impl ReplicaMerge {
     pub fn as_str(self) -> &'static str {
         match self {
-            MergeMode::Max => "max",
-            MergeMode::Sum => "sum",
+            ReplicaMerge::Max => "max",
+            ReplicaMerge::Sum => "sum",
         }
     }
 
-    pub fn parse(s: &str) -> Option<MergeMode> {
+    pub fn parse(s: &str) -> Option<ReplicaMerge> {
         match s {
-            "max" => Some(MergeMode::Max),
-            "sum" => Some(MergeMode::Sum),
+            "max" => Some(ReplicaMerge::Max),
+            "sum" => Some(ReplicaMerge::Sum),
             _ => None,
         }
     }
@@ -72,14 +74,14 @@ pub fn add_into(acc: &mut [u32], v: &[u32], mode: CounterMode) {
 }
 
 /// Merges `v` into `acc` across instances.
-pub fn merge_into(acc: &mut [u32], v: &[u32], merge: MergeMode, mode: CounterMode) {
+pub fn merge_into(acc: &mut [u32], v: &[u32], merge: ReplicaMerge, mode: CounterMode) {
     match merge {
-        MergeMode::Max => {
+        ReplicaMerge::Max => {
             for (a, &b) in acc.iter_mut().zip(v) {
                 *a = (*a).max(b);
             }
         }
-        MergeMode::Sum => add_into(acc, v, mode),
+        ReplicaMerge::Sum => add_into(acc, v, mode),
     }
 }
 
@@ -113,9 +115,9 @@ mod tests {
         add_into(&mut s, &[1, 1, 0], CounterMode::SET);
         assert_eq!(s, vec![1, 1, 0]);
         let mut m = vec![4, 1];
-        merge_into(&mut m, &[2, 7], MergeMode::Max, CounterMode::COUNT);
+        merge_into(&mut m, &[2, 7], ReplicaMerge::Max, CounterMode::COUNT);
         assert_eq!(m, vec![4, 7]);
-        merge_into(&mut m, &[2, 7], MergeMode::Sum, CounterMode::COUNT);
+        merge_into(&mut m, &[2, 7], ReplicaMerge::Sum, CounterMode::COUNT);
         assert_eq!(m, vec![6, 14]);
     }
 }

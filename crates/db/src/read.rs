@@ -12,6 +12,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use crate::codec;
 use crate::error::{Error, SqlCtx};
+use crate::labels::Labels;
 use crate::layout::{Layout, pct};
 use crate::schema::{self, SCHEMA_VERSION};
 
@@ -60,18 +61,10 @@ pub struct Report {
     /// `binary` (covmeta/covcounters) or `text` (a `mode:` text profile).
     pub format: String,
     pub meta_hash: String,
-    pub namespace: String,
-    pub pod_name: String,
-    pub container_name: String,
-    pub image: String,
-    pub binary_name: String,
-    pub hostname: String,
-    pub host_process: bool,
-    pub collected_at: String,
+    /// Where the processes ran and where their source lives.
+    pub labels: Labels,
     pub owner_type: String,
     pub owner_name: String,
-    pub source_url: Option<String>,
-    pub source_commit: Option<String>,
     pub processes: i64,
     pub snapshots: i64,
     pub total_stmts: i64,
@@ -90,23 +83,16 @@ pub struct FileStat {
     pub coverage_pct: f64,
 }
 
-/// One coverable block (Go's unit) with its merged count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Block {
-    pub st_line: u32,
-    pub st_col: u32,
-    pub en_line: u32,
-    pub en_col: u32,
-    pub stmts: u32,
-    pub count: u32,
-}
+/// One coverable block (Go's unit) with its merged count: the shared
+/// [`covdata::Block`].
+pub use covdata::Block;
 
 /// Coverage of one source line (only lines some block touches appear).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineCoverage {
     pub line: u32,
     /// Highest count of any block touching the line.
-    pub count: u32,
+    pub count: u64,
     /// Blocks touching the line with a non-zero count.
     pub covered_blocks: u32,
     /// Blocks touching the line never executed.
@@ -189,18 +175,20 @@ fn report_from_row(r: &Row<'_>) -> rusqlite::Result<Report> {
         dir_name: r.get(1)?,
         format: r.get(2)?,
         meta_hash: r.get(3)?,
-        namespace: r.get(4)?,
-        pod_name: r.get(5)?,
-        container_name: r.get(6)?,
-        image: r.get(7)?,
-        binary_name: r.get(8)?,
-        hostname: r.get(9)?,
-        host_process: r.get(10)?,
-        collected_at: r.get(11)?,
+        labels: Labels {
+            namespace: r.get(4)?,
+            pod_name: r.get(5)?,
+            container_name: r.get(6)?,
+            image: r.get(7)?,
+            binary_name: r.get(8)?,
+            hostname: r.get(9)?,
+            host_process: r.get(10)?,
+            collected_at: r.get(11)?,
+            source_url: r.get(14)?,
+            source_commit: r.get(15)?,
+        },
         owner_type: r.get(12)?,
         owner_name: r.get(13)?,
-        source_url: r.get(14)?,
-        source_commit: r.get(15)?,
         processes: r.get(16)?,
         snapshots: r.get(17)?,
         total_stmts: r.get(18)?,
@@ -519,7 +507,7 @@ impl Database {
                 en_line: u.en_line,
                 en_col: u.en_col,
                 stmts: u.stmts,
-                count,
+                count: u64::from(count),
             })
             .collect();
         out.sort_by_key(|b| (b.st_line, b.st_col, b.en_line, b.en_col));

@@ -33,10 +33,10 @@ fn main() {
             .map(|f| {
                 let blocks = (0..lines / 6)
                     .map(|k| Block {
-                        start_line: k * 6 + 1,
-                        start_col: 2,
-                        end_line: k * 6 + 4,
-                        end_col: 10,
+                        st_line: k * 6 + 1,
+                        st_col: 2,
+                        en_line: k * 6 + 4,
+                        en_col: 10,
                         stmts: 3,
                         count: u64::from((k + r + f) % 4),
                     })

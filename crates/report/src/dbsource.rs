@@ -111,13 +111,13 @@ impl SiteSource for DbSource {
             let covered = u64::try_from(o.covered_stmts).unwrap_or(0);
             let mut images = o.images.clone();
             if images.is_empty() {
-                images = distinct(reports.iter().map(|r| r.image.clone()));
+                images = distinct(reports.iter().map(|r| r.labels.image.clone()));
             }
             out.push(OwnerRow {
                 id: o.id.to_string(),
-                pods: distinct(reports.iter().map(|r| r.pod_name.clone())),
-                hosts: distinct(reports.iter().map(|r| r.hostname.clone())),
-                containers: distinct(reports.iter().map(|r| r.container_name.clone())),
+                pods: distinct(reports.iter().map(|r| r.labels.pod_name.clone())),
+                hosts: distinct(reports.iter().map(|r| r.labels.hostname.clone())),
+                containers: distinct(reports.iter().map(|r| r.labels.container_name.clone())),
                 images,
                 total_stmts: total,
                 covered_stmts: covered,
@@ -160,10 +160,10 @@ impl SiteSource for DbSource {
         for (u, &count) in layout.units.iter().zip(&counters) {
             if let Some(list) = blocks.get_mut(u.file as usize) {
                 list.push(Block {
-                    start_line: u.st_line,
-                    start_col: u.st_col,
-                    end_line: u.en_line,
-                    end_col: u.en_col,
+                    st_line: u.st_line,
+                    st_col: u.st_col,
+                    en_line: u.en_line,
+                    en_col: u.en_col,
                     stmts: u.stmts,
                     count: u64::from(count),
                 });
@@ -175,7 +175,7 @@ impl SiteSource for DbSource {
             .zip(blocks)
             .filter(|(f, b)| !f.injected && !b.is_empty())
             .map(|(f, mut b)| {
-                b.sort_by_key(|b| (b.start_line, b.start_col, b.end_line, b.end_col));
+                b.sort_by_key(|b| (b.st_line, b.st_col, b.en_line, b.en_col));
                 FileCoverage::from_blocks(f.path.clone(), b)
             })
             .collect())

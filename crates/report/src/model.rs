@@ -45,7 +45,7 @@ impl OwnerRow {
 }
 
 /// Coverage of one source file of one row.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct FileCoverage {
     /// The file as the coverage data names it (`github.com/org/repo/pkg/f.go`,
     /// `/workspace/pkg/f.go`, …).
@@ -56,16 +56,9 @@ pub struct FileCoverage {
     pub blocks: Vec<Block>,
 }
 
-/// One coverage block: a source range, its statement count and hit count.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Block {
-    pub start_line: u32,
-    pub start_col: u32,
-    pub end_line: u32,
-    pub end_col: u32,
-    pub stmts: u32,
-    pub count: u64,
-}
+/// One coverage block: a source range, its statement count and hit count
+/// (the shared [`covdata::Block`]).
+pub use covdata::Block;
 
 impl FileCoverage {
     /// Builds a file from its blocks, computing the statement totals.
@@ -167,10 +160,10 @@ pub fn files_from_profile(text: &str) -> Result<Vec<FileCoverage>, ProfileError>
         } else {
             entry.1.insert(key, entry.0.len());
             entry.0.push(Block {
-                start_line: sl,
-                start_col: sc,
-                end_line: el,
-                end_col: ec,
+                st_line: sl,
+                st_col: sc,
+                en_line: el,
+                en_col: ec,
                 stmts,
                 count,
             });
@@ -226,14 +219,14 @@ pub fn line_states(blocks: &[Block], nlines: usize) -> (Vec<LineState>, Vec<u64>
     let mut state = vec![LineState::None; nlines];
     let mut counts = vec![0u64; nlines];
     for b in blocks {
-        if b.start_line == 0 || b.end_line < b.start_line {
+        if b.st_line == 0 || b.en_line < b.st_line {
             continue;
         }
-        let first = b.start_line as usize;
-        let mut last = b.end_line as usize;
+        let first = b.st_line as usize;
+        let mut last = b.en_line as usize;
         // A block like `{` … `}` ending at column 1 of the next line does not
         // cover code on that line.
-        if b.end_col <= 1 && last > first {
+        if b.en_col <= 1 && last > first {
             last -= 1;
         }
         for line in first..=last.min(nlines) {
@@ -257,10 +250,10 @@ mod tests {
 
     fn blk(sl: u32, sc: u32, el: u32, ec: u32, count: u64) -> Block {
         Block {
-            start_line: sl,
-            start_col: sc,
-            end_line: el,
-            end_col: ec,
+            st_line: sl,
+            st_col: sc,
+            en_line: el,
+            en_col: ec,
             stmts: 1,
             count,
         }

@@ -262,7 +262,7 @@ struct FileData {
     st: String,
     /// Hit count per line (0 for lines without code).
     n: Vec<u64>,
-    /// Blocks: `[start_line, start_col, end_line, end_col, stmts, count]`.
+    /// Blocks: `[st_line, st_col, en_line, en_col, stmts, count]`.
     b: Vec<[u64; 6]>,
 }
 
@@ -385,7 +385,7 @@ fn page_input_hash(
         hash_str(&mut h, &f.path);
         h.write(&(f.blocks.len() as u64).to_le_bytes());
         for b in &f.blocks {
-            for v in [b.start_line, b.start_col, b.end_line, b.end_col, b.stmts] {
+            for v in [b.st_line, b.st_col, b.en_line, b.en_col, b.stmts] {
                 h.write(&v.to_le_bytes());
             }
             h.write(&b.count.to_le_bytes());
@@ -507,10 +507,10 @@ fn write_file_data<'a>(
                 .iter()
                 .map(|b| {
                     [
-                        u64::from(b.start_line),
-                        u64::from(b.start_col),
-                        u64::from(b.end_line),
-                        u64::from(b.end_col),
+                        u64::from(b.st_line),
+                        u64::from(b.st_col),
+                        u64::from(b.en_line),
+                        u64::from(b.en_col),
                         u64::from(b.stmts),
                         b.count,
                     ]

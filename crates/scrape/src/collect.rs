@@ -62,6 +62,20 @@ pub struct Settings {
     /// `--watch`: how often a summary line is reported (also when nothing
     /// changed), besides one line per change of state.
     pub summary_every: Duration,
+    /// `--url` targets to record as a pod's container, keyed by the URL as
+    /// in [`Sources::urls`] (`covfleet demo`: local replicas named like the
+    /// pods of a Deployment). Their entries are named and labelled as
+    /// [`Source::Demo`]. Empty for `covfleet collect`.
+    pub url_pods: BTreeMap<String, UrlPod>,
+}
+
+/// A `--url` target recorded as the container of a pod (see
+/// [`Settings::url_pods`]).
+#[derive(Debug, Clone, Default)]
+pub struct UrlPod {
+    pub namespace: String,
+    pub pod: String,
+    pub container: ContainerMeta,
 }
 
 /// Default of [`Settings::max_entries_per_target`].
@@ -79,6 +93,7 @@ impl Settings {
             rediscover_every: Duration::from_secs(if sources.kube.is_some() { 5 } else { 1 }),
             max_entries_per_target: DEFAULT_MAX_ENTRIES_PER_TARGET,
             summary_every: Duration::from_secs(60),
+            url_pods: BTreeMap::new(),
             sources,
         }
     }
@@ -475,6 +490,13 @@ impl Collector {
                 };
                 p.port = *port;
                 p.route = route.clone();
+                let url = f.key.strip_prefix("url:").unwrap_or_default();
+                if let Some(as_pod) = self.settings.url_pods.get(url) {
+                    p.source = Source::Demo;
+                    p.namespace = as_pod.namespace.clone();
+                    p.pod = as_pod.pod.clone();
+                    p.container = as_pod.container.clone();
+                }
             }
             Context::Local {
                 candidate,

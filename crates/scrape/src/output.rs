@@ -12,13 +12,18 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use covdata::names::{NameLimit, fnv64};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::protocol::Identity;
 
-/// Longest sanitized part, in bytes.
-const MAX_PART: usize = 80;
+/// Longest sanitized part (80 bytes, 8 hash digits when cut): several
+/// parts share one entry name.
+const ENTRY_PART: NameLimit = NameLimit {
+    max_len: 80,
+    hash_digits: 8,
+};
 /// Longest entry name, in bytes (file systems allow 255; room is left for
 /// the temporary names written beside entries).
 pub const MAX_ENTRY_NAME: usize = 200;
@@ -27,43 +32,7 @@ pub const MAX_ENTRY_NAME: usize = 200;
 /// maps everything else to `_`, never starts with `.`, never empty, at most
 /// 80 bytes (long names keep a hash of the original so they stay distinct).
 pub fn sanitize(name: &str) -> String {
-    let mut s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    while s.starts_with('.') {
-        s.replace_range(0..1, "_");
-    }
-    if s.is_empty() {
-        s.push('_');
-    }
-    if s.len() > MAX_PART {
-        let h = covdata::hex(&fnv128(name.as_bytes()));
-        s.truncate(MAX_PART - 9);
-        s.push('-');
-        s.push_str(&h[..8]);
-    }
-    s
-}
-
-fn fnv128(data: &[u8]) -> covdata::Hash {
-    // FNV-1a 64 twice with different offsets: only for disambiguating names.
-    let mut a: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut b: u64 = 0x6c62_272e_07bb_0142;
-    for &x in data {
-        a = (a ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3);
-        b = (b ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&a.to_be_bytes());
-    out[8..].copy_from_slice(&b.to_be_bytes());
-    out
+    covdata::names::sanitize(name, ENTRY_PART)
 }
 
 /// A container as recorded in `metadata.json`.
@@ -223,11 +192,10 @@ fn cap_name(name: String) -> String {
     if name.len() <= MAX_ENTRY_NAME {
         return name;
     }
-    let hash = covdata::hex(&fnv128(name.as_bytes()));
     // Sanitized names are ASCII: any byte index is a char boundary.
     let mut short: String = name[..MAX_ENTRY_NAME - 17].to_string();
     short.push('-');
-    short.push_str(&hash[..16]);
+    short.push_str(&format!("{:016x}", fnv64(name.as_bytes())));
     short
 }
 
@@ -431,6 +399,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn long_parts_are_capped_at_80_bytes_with_a_hash() {
+        let s = sanitize(&format!("ns/ééé{}", "x".repeat(200)));
+        assert_eq!(s.len(), 80);
+        assert_eq!(s, format!("ns____{}-77824b00", "x".repeat(65)));
+    }
+
+    #[test]
     fn hostile_names_stay_one_component() {
         for evil in [
             "../../x",
@@ -474,7 +449,7 @@ mod tests {
     fn long_names_stay_distinct() {
         let a = sanitize(&"a".repeat(200));
         let b = sanitize(&format!("{}b", "a".repeat(199)));
-        assert!(a.len() <= MAX_PART && b.len() <= MAX_PART);
+        assert!(a.len() <= ENTRY_PART.max_len && b.len() <= ENTRY_PART.max_len);
         assert_ne!(a, b);
     }
 

@@ -13,47 +13,22 @@
 
 use std::time::SystemTime;
 
+use covdata::names::{NameLimit, fnv64};
+
 /// The namespace component of host (non-pod) processes.
 pub const HOST_NAMESPACE: &str = "_host_";
 
-/// Longest sanitized component, in bytes.
-const MAX_COMPONENT: usize = 120;
+/// Longest sanitized component (120 bytes, 16 hash digits when cut).
+const KEY_COMPONENT: NameLimit = NameLimit {
+    max_len: 120,
+    hash_digits: 16,
+};
 
 /// Makes one name safe as a key component: keeps `[A-Za-z0-9._-]`, maps
 /// everything else to `_`, never starts with `.`, never empty, at most 120
 /// bytes (longer names keep a hash of the original so they stay distinct).
 pub fn sanitize(name: &str) -> String {
-    let mut s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.starts_with('.') {
-        s.replace_range(0..1, "_");
-    }
-    if s.is_empty() {
-        s.push('_');
-    }
-    if s.len() > MAX_COMPONENT {
-        s.truncate(MAX_COMPONENT - 17);
-        s.push('-');
-        s.push_str(&format!("{:016x}", fnv64(name.as_bytes())));
-    }
-    s
-}
-
-/// FNV-1a, 64 bits (only for disambiguating names).
-pub(crate) fn fnv64(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    covdata::names::sanitize(name, KEY_COMPONENT)
 }
 
 /// The discovery-time component: UTC, `YYYYMMDDTHHMMSSZ` (no `:` so keys
@@ -310,6 +285,13 @@ impl Location {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_components_are_capped_at_120_bytes_with_a_hash() {
+        let s = sanitize(&format!("ns/ééé{}", "x".repeat(200)));
+        assert_eq!(s.len(), 120);
+        assert_eq!(s, format!("ns____{}-77824b00b8e0ca83", "x".repeat(97)));
+    }
 
     fn pod() -> Location {
         Location::Pod {

@@ -47,10 +47,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use covdata::names::fnv64;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::layout::{Location, counters_name, fnv64, meta_name};
+use crate::layout::{Location, counters_name, meta_name};
 use crate::sink::Sink;
 
 /// One snapshot of one process.

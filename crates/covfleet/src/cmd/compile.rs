@@ -49,11 +49,11 @@ pub enum MergeArg {
     Sum,
 }
 
-impl From<MergeArg> for db::MergeMode {
+impl From<MergeArg> for db::ReplicaMerge {
     fn from(m: MergeArg) -> Self {
         match m {
-            MergeArg::Max => db::MergeMode::Max,
-            MergeArg::Sum => db::MergeMode::Sum,
+            MergeArg::Max => db::ReplicaMerge::Max,
+            MergeArg::Sum => db::ReplicaMerge::Sum,
         }
     }
 }

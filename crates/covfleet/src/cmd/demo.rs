@@ -10,17 +10,16 @@
 //! compile and render (`DIR/agent/html/`). A Go toolchain is the only
 //! prerequisite. Each step prints the command a user would run for it.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use scrape::output::{ContainerMeta, EntryWriter, Placement, Source};
-use scrape::protocol::{self, ClientOptions, Endpoint, Probe};
-use scrape::transport::Direct;
+use scrape::collect::{Collector, Settings, Sources, UrlPod};
+use scrape::output::ContainerMeta;
 
 use crate::cli::UsageError;
 use crate::{Shared, output};
@@ -692,53 +691,46 @@ fn drive(port: u16, mix: Option<usize>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Scrapes every replica once through the collection engine (as `collect
+/// --url` would), recording each as its pod's container.
 fn collect(replicas: &[Replica], collection: &Path, shared: &Shared) -> anyhow::Result<()> {
-    let rt = &shared.runtime;
-    let root = collection.join("coverage");
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    rt.block_on(async {
-        let opts = ClientOptions::default();
-        for r in replicas {
-            let container = if r.pod.starts_with(AGENT) {
-                "agent"
-            } else {
-                "api"
-            };
-            let url = format!("http://127.0.0.1:{}", r.coverage_port);
-            let transport = Direct::new(&url, opts.timeout)?;
-            let ep = Endpoint::new(Arc::new(transport));
-            let identity = match protocol::probe(&ep, &opts).await? {
-                Probe::Coverage(id) => id,
-                Probe::NotCoverage { status, reason } => {
-                    bail!("{url} ({}) is no coverage server: {status} {reason}", r.pod)
-                }
-            };
-            let snap = protocol::fetch(&ep, &opts, true).await?;
-            let placement = Placement {
-                source: Source::Demo,
+    let mut sources = Sources::default();
+    let mut url_pods = BTreeMap::new();
+    for r in replicas {
+        let container = if r.pod.starts_with(AGENT) {
+            "agent"
+        } else {
+            "api"
+        };
+        let url = format!("http://127.0.0.1:{}", r.coverage_port);
+        url_pods.insert(
+            url.clone(),
+            UrlPod {
                 namespace: NAMESPACE.into(),
                 pod: r.pod.clone(),
                 container: ContainerMeta {
                     name: container.into(),
                     image: "localhost/covfleet-demo:latest".into(),
                 },
-                binary: identity.binary.clone(),
-                hostname: hostname.clone(),
-                host_process: false,
-                pid: identity.pid,
-                target: url.clone(),
-                port: Some(r.coverage_port),
-                ..Default::default()
-            };
-            let mut w = EntryWriter::open(&root, &placement.entry_name(1))?;
-            if let Some(meta) = &snap.meta {
-                w.write_meta(&snap.hash, meta)?;
-            }
-            w.write_snapshot(&placement, &identity, &snap.hash, &snap.counters)?;
-            w.write_info(&placement, &identity)?;
-        }
-        Ok(())
-    })
+            },
+        );
+        sources.urls.push(url);
+    }
+    let mut settings = Settings::new(sources, collection.to_path_buf());
+    settings.url_pods = url_pods;
+    let summary = shared.runtime.block_on(async {
+        let collector = Collector::new(settings, None).await?;
+        anyhow::Ok(collector.collect_once().await)
+    })?;
+    if let Some(t) = summary.failed.iter().chain(&summary.skipped).next() {
+        bail!("collecting {}: {}", t.target, t.reason);
+    }
+    if summary.collected != replicas.len() {
+        bail!(
+            "collected {} of {} replicas",
+            summary.collected,
+            replicas.len()
+        );
+    }
+    Ok(())
 }

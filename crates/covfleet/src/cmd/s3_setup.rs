@@ -18,7 +18,9 @@ use anyhow::{Context as _, anyhow, bail};
 use base64::Engine as _;
 use md5::Digest as _;
 use object_store::aws::{AwsAuthorizer, AwsCredential};
-use object_store::client::{HttpRequest, HttpRequestBody};
+use object_store::client::{
+    ClientOptions, HttpClient, HttpConnector as _, HttpRequest, HttpRequestBody, ReqwestConnector,
+};
 use store::config::S3Config;
 
 use crate::cli::UsageError;
@@ -146,9 +148,10 @@ fn profile_credentials(text: &str, profile: &str) -> Option<AwsCredential> {
     })
 }
 
-/// A signed-request client for one region and credential.
+/// A signed-request client for one region and credential, on
+/// object_store's HTTP client (the stack `store` uses).
 struct Aws {
-    http: reqwest::Client,
+    http: HttpClient,
     cred: AwsCredential,
     region: String,
 }
@@ -171,7 +174,7 @@ impl Aws {
         let mut req: HttpRequest = http::Request::builder()
             .method(method.clone())
             .uri(url)
-            .body(HttpRequestBody::from(body.clone()))
+            .body(HttpRequestBody::from(body))
             .with_context(|| format!("bad URL {url}"))?;
         for (k, v) in headers {
             req.headers_mut().insert(
@@ -183,20 +186,18 @@ impl Aws {
             .with_sign_payload(true)
             .try_authorize(&mut req, None)
             .map_err(|e| anyhow!("cannot sign the request to {url}: {e}"))?;
-        let (parts, _) = req.into_parts();
         let resp = self
             .http
-            .request(parts.method, url)
-            .headers(parts.headers)
-            .body(body)
-            .send()
+            .execute(req)
             .await
             .with_context(|| format!("{service} request to {url}"))?;
         let status = resp.status().as_u16();
-        let body = resp
-            .text()
+        let bytes = resp
+            .into_body()
+            .bytes()
             .await
             .with_context(|| format!("reading the answer of {url}"))?;
+        let body = String::from_utf8_lossy(&bytes).into_owned();
         Ok(Answer { status, body })
     }
 }
@@ -229,9 +230,12 @@ fn aws_error(a: &Answer) -> String {
 
 async fn setup(args: &Args, cred: AwsCredential) -> anyhow::Result<ExitCode> {
     let aws = Aws {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
+        http: ReqwestConnector::default()
+            .connect(
+                &ClientOptions::new()
+                    .with_timeout(Duration::from_secs(60))
+                    .with_allow_http(true),
+            )
             .context("building the HTTP client")?,
         cred,
         region: args.region.clone(),

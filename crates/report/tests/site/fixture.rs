@@ -143,10 +143,10 @@ pub fn fixture() -> Fixture {
     std::fs::write(big.join("huge.go"), &text).unwrap();
     let big_blocks: Vec<Block> = (0..BIG_LINES / 10)
         .map(|k| Block {
-            start_line: k * 10 + 2,
-            start_col: 2,
-            end_line: k * 10 + 6,
-            end_col: 20,
+            st_line: k * 10 + 2,
+            st_col: 2,
+            en_line: k * 10 + 6,
+            en_col: 20,
             stmts: 5,
             count: if k % 3 == 0 { 0 } else { u64::from(k) },
         })
@@ -187,26 +187,26 @@ pub fn fixture() -> Fixture {
         "github.com/oldorg/widget/widget.go",
         vec![
             Block {
-                start_line: 3,
-                start_col: 20,
-                end_line: 4,
-                end_col: 11,
+                st_line: 3,
+                st_col: 20,
+                en_line: 4,
+                en_col: 11,
                 stmts: 1,
                 count: 4,
             },
             Block {
-                start_line: 4,
-                start_col: 11,
-                end_line: 6,
-                end_col: 3,
+                st_line: 4,
+                st_col: 11,
+                en_line: 6,
+                en_col: 3,
                 stmts: 1,
                 count: 0,
             },
             Block {
-                start_line: 7,
-                start_col: 2,
-                end_line: 7,
-                end_col: 10,
+                st_line: 7,
+                st_col: 2,
+                en_line: 7,
+                en_col: 10,
                 stmts: 1,
                 count: 4,
             },
@@ -215,10 +215,10 @@ pub fn fixture() -> Fixture {
     let hostile_file = FileCoverage::from_blocks(
         HOSTILE_FILE,
         vec![Block {
-            start_line: 1,
-            start_col: 1,
-            end_line: 2,
-            end_col: 2,
+            st_line: 1,
+            st_col: 1,
+            en_line: 2,
+            en_col: 2,
             stmts: 3,
             count: 0,
         }],
