@@ -142,17 +142,18 @@ pub fn encode(table: Table, batch: &RecordBatch) -> Result<Bytes, Error> {
 fn run_time(database: &db::Database) -> Result<SystemTime, Error> {
     let mut newest: Option<SystemTime> = None;
     for r in database.reports().map_err(dbe(database.path()))? {
-        if r.collected_at.is_empty() {
+        if r.labels.collected_at.is_empty() {
             continue;
         }
-        let t = humantime::parse_rfc3339_weak(&r.collected_at).map_err(|_| Error::BadTime {
-            what: format!(
-                "{}: collected_at of {}",
-                database.path().display(),
-                r.dir_name
-            ),
-            value: r.collected_at.clone(),
-        })?;
+        let t =
+            humantime::parse_rfc3339_weak(&r.labels.collected_at).map_err(|_| Error::BadTime {
+                what: format!(
+                    "{}: collected_at of {}",
+                    database.path().display(),
+                    r.dir_name
+                ),
+                value: r.labels.collected_at.clone(),
+            })?;
         newest = Some(newest.map_or(t, |n| n.max(t)));
     }
     Ok(newest.unwrap_or_else(SystemTime::now))
