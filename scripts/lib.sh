@@ -184,3 +184,52 @@ ensure_go_oracles() {
         GOBIN="$dir" GOFLAGS=-mod=mod GOTOOLCHAIN=local go install "$spec" >&2
     done
 }
+
+# build_image: the DaemonSet's image from the Containerfile, daemonless
+# (buildah, vfs storage, chroot isolation), target `prebuilt` (docker.io is
+# not reachable in CI): a static covfleet (dev profile without debug info,
+# no default features: quick to build, cached in $CARGO_TARGET_DIR/x86_64-unknown-linux-gnu) on
+# an empty base. Then checks what deploy/daemonset.yaml relies on (the
+# entrypoint, root, the directories it mounts over) and runs the binary
+# inside the image.
+build_image() {
+    local triple=x86_64-unknown-linux-gnu
+    RUSTFLAGS="-C target-feature=+crt-static -C debuginfo=0 -C strip=symbols" \
+        cargo build --locked --quiet -p covfleet --bin covfleet --no-default-features --target "$triple"
+    local bin="$CARGO_TARGET_DIR/$triple/debug/covfleet"
+    if ldd "$bin" 2>&1 | grep -q '=>'; then
+        log "image: $bin is not statically linked"; return 1
+    fi
+    local ctx bh tag c ep user help
+    ctx=$(mktemp -d)
+    mkdir -p "$ctx/rootfs/var/lib/covfleet" "$ctx/rootfs/tmp" "$ctx/rootfs/etc/ssl/certs"
+    cp "$bin" "$ctx/rootfs/covfleet"
+    cp /etc/ssl/certs/ca-certificates.crt "$ctx/rootfs/etc/ssl/certs/"
+    bh=(buildah --storage-driver vfs)
+    # Leftovers of an interrupted run.
+    "${bh[@]}" containers --format '{{.ContainerName}}' | grep '^covfleet-ci-' \
+        | xargs -r "${bh[@]}" rm >/dev/null 2>&1 || true
+    "${bh[@]}" images --format '{{.Name}}:{{.Tag}}' | grep '^localhost/covfleet:ci-' \
+        | xargs -r "${bh[@]}" rmi >/dev/null 2>&1 || true
+    tag="localhost/covfleet:ci-$$"
+    "${bh[@]}" build --quiet --isolation chroot -f Containerfile --target prebuilt -t "$tag" "$ctx" >/dev/null
+    rm -rf "$ctx"
+    ep=$("${bh[@]}" inspect --type image --format '{{.OCIv1.Config.Entrypoint}}' "$tag")
+    user=$("${bh[@]}" inspect --type image --format '{{.OCIv1.Config.User}}' "$tag")
+    c=$("${bh[@]}" from --quiet --name "covfleet-ci-$$" "$tag")
+    help=$("${bh[@]}" run --isolation chroot "$c" -- /covfleet agent --help)
+    "${bh[@]}" run --isolation chroot "$c" -- /covfleet --version >/dev/null
+    "${bh[@]}" rm "$c" >/dev/null
+    "${bh[@]}" rmi "$tag" >/dev/null
+    [ "$ep" = '[/covfleet]' ] || { log "image: entrypoint $ep, want [/covfleet]"; return 1; }
+    [ "$user" = 0 ] || { log "image: user '$user', want 0"; return 1; }
+    # deploy/daemonset.yaml: args start with the agent subcommand, and its
+    # flags exist in this binary.
+    grep -A1 '^ *args:' deploy/daemonset.yaml | grep -q -- '- agent$' \
+        || { log "image: deploy/daemonset.yaml args do not start with 'agent'"; return 1; }
+    local flag
+    for flag in $(grep -o -- '- --[a-z-]*' deploy/daemonset.yaml | sed 's/^- //' | sort -u); do
+        grep -q -- "$flag" <<<"$help" || { log "image: deploy/daemonset.yaml uses $flag, unknown to covfleet agent"; return 1; }
+    done
+    log "image: Containerfile (target prebuilt) built with buildah; /covfleet runs in it"
+}

@@ -15,7 +15,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
 source scripts/lib.sh
 
-STEPS=(setup lint rust go fuzz)
+STEPS=(setup lint rust go fuzz image)
 if [ $# -gt 0 ]; then STEPS=("$@"); fi
 
 step_setup() {
@@ -24,6 +24,7 @@ step_setup() {
     need_apt sqlite3 sqlite3
     need_apt python3 python3     # collect tests: plain-HTTP and hanging listeners
     need_apt unshare util-linux  # collect tests: processes in their own PID namespace
+    need_apt buildah buildah     # step image: the Containerfile, built without a daemon
     need_apt docker-registry docker-registry   # a real OCI registry for compile --inspect-images tests
     need_apt chromium chromium  # headless browser tests of the rendered site (crates/report, covfleet render)
     ensure_go
@@ -76,6 +77,15 @@ step_fuzz() {
     # The saved corpora are replayed by `cargo test` (crates/covdata/tests/fuzz_corpus.rs).
     # Here: a short bounded coverage-guided run per target, when a nightly toolchain is present.
     if [ -d fuzz ]; then run_fuzz_smoke; fi
+}
+
+step_image() {
+    # The DaemonSet's image (Containerfile), see build_image in scripts/lib.sh.
+    if ! command -v buildah >/dev/null 2>&1; then
+        log "SKIPPING step image: buildah is not installed (apt-get install buildah): the Containerfile was NOT built"
+        return 0
+    fi
+    build_image
 }
 
 for s in "${STEPS[@]}"; do

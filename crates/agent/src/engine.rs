@@ -9,7 +9,7 @@
 //! on-disk spool that keeps the newest snapshot of each process while the
 //! sink is down (also across agent restarts).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -17,7 +17,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use scrape::error::{Error as ScrapeError, TransportErrorKind};
 use scrape::output::{ContainerMeta, Metadata};
 use scrape::protocol::{self, ClientOptions, Endpoint, Identity, Probe};
@@ -63,6 +64,8 @@ pub struct Config {
     pub kube_grace: Duration,
     /// Bearer token for coverage servers that want one.
     pub token: Option<String>,
+    /// Directories of exit-time data to ship (`--watch-dir`).
+    pub watch: Option<crate::exits::WatchConfig>,
 }
 
 impl Config {
@@ -82,11 +85,30 @@ impl Config {
             crictl: None,
             kube_grace: Duration::ZERO,
             token: None,
+            watch: None,
         }
     }
 }
 
 type TargetKey = (ProcKey, u16);
+
+/// A probe or a poll in flight.
+type Work<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + 'a>>;
+
+/// What a probe or a poll came back with.
+enum Done {
+    Probed(TargetKey, Result<Box<Target>, Option<Refused>>),
+    Polled(Box<Target>, Option<ScrapeError>),
+}
+
+/// What the loop keeps between rounds.
+#[derive(Default)]
+struct LoopState {
+    targets: HashMap<TargetKey, Target>,
+    refused: HashMap<TargetKey, (Instant, Refused)>,
+    /// Candidates being probed.
+    probing: HashSet<TargetKey>,
+}
 
 /// Why a candidate is left alone for a while.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,10 +117,13 @@ enum Refused {
     Rejected,
     /// A coverage server in a binary built without `-cover`.
     NotCovered,
+    /// No transport answered within the timeout (a listener that accepts
+    /// and never answers): probed again after a shorter while.
+    Unresponsive,
 }
 
 /// One coverage server being followed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Target {
     key: TargetKey,
     endpoint: Endpoint,
@@ -114,6 +139,8 @@ struct Target {
     first_seen: Instant,
     next_due: Instant,
     failures: u32,
+    /// A poll is in flight.
+    busy: bool,
 }
 
 /// A pod's container, as placed in the layout.
@@ -172,6 +199,7 @@ fn reason_of(e: &ScrapeError) -> &'static str {
             TransportErrorKind::OverBudget => "over-budget",
         },
         ScrapeError::Timeout { .. } => "timeout",
+        ScrapeError::TooLarge { .. } => "too-large",
         ScrapeError::Status { .. } => "status",
         ScrapeError::Malformed { .. } => "malformed",
         ScrapeError::Identity { .. } => "identity",
@@ -294,6 +322,7 @@ impl Agent {
         };
         let opts = self.opts();
         let mut id_ep = None;
+        let mut timed_out = false;
         for ep in self.endpoints(&c, attr.as_ref().map(|(a, _)| a)) {
             match protocol::probe(&ep, &opts).await {
                 Ok(Probe::Coverage(id)) => {
@@ -306,13 +335,14 @@ impl Agent {
                 }
                 Err(e) => {
                     tracing::debug!(target = %ep.label, error = %e, "probe failed");
+                    timed_out |= reason_of(&e) == "timeout";
                     self.metrics.failure(reason_of(&e));
                     continue;
                 }
             }
         }
         let Some((id, endpoint)) = id_ep else {
-            return Err(None);
+            return Err(timed_out.then_some(Refused::Unresponsive));
         };
         let want = c.server_pid();
         if id.pid != want {
@@ -394,6 +424,7 @@ impl Agent {
             first_seen: now,
             next_due: now,
             failures: 0,
+            busy: false,
         })
     }
 
@@ -508,16 +539,31 @@ impl Agent {
 
     /// Runs until `shutdown` resolves, then scrapes and stores everything
     /// once more. `terminating` carries UIDs of pods going away.
+    ///
+    /// Probes and polls run side by side (at most `concurrency` at once),
+    /// each bounded by the per-target timeout, and the loop never waits for
+    /// one of them: a server that accepts and never answers costs one
+    /// request slot until its timeout, never a round of the others.
     pub async fn run(
         &self,
         mut terminating: tokio::sync::mpsc::UnboundedReceiver<String>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         let mut scanner = Some(Scanner::new(&self.cfg.proc_root, self.cfg.ports.clone()));
-        let mut targets: HashMap<TargetKey, Target> = HashMap::new();
-        let mut refused: HashMap<TargetKey, (Instant, Refused)> = HashMap::new();
+        let mut st = LoopState::default();
         let mut next_scan = Instant::now();
         let mut next_drain = Instant::now();
+        let mut exits = self.cfg.watch.clone().and_then(|w| {
+            let state = w.state_dir.clone();
+            crate::exits::ExitWatch::new(w, self.pods.clone(), self.metrics.clone())
+                .map_err(|e| {
+                    tracing::error!(dir = %state.display(), error = %e, "cannot watch exit-time data");
+                })
+                .ok()
+        });
+        let sem = tokio::sync::Semaphore::new(self.cfg.concurrency.max(1));
+        let sem = &sem;
+        let mut work: FuturesUnordered<Work<'_>> = FuturesUnordered::new();
         tokio::pin!(shutdown);
         loop {
             let now = Instant::now();
@@ -541,75 +587,71 @@ impl Agent {
                 };
                 scanner = Some(sc);
                 self.metrics.scans.fetch_add(1, Ordering::Relaxed);
-                let present: std::collections::HashSet<TargetKey> =
+                let present: HashSet<TargetKey> =
                     cands.iter().map(|c| (c.key, c.listener.port)).collect();
-                let gone: Vec<TargetKey> = targets
+                let gone: Vec<TargetKey> = st
+                    .targets
                     .keys()
                     .filter(|k| !present.contains(k))
                     .copied()
                     .collect();
                 for k in gone {
-                    if let Some(t) = targets.remove(&k) {
+                    if let Some(t) = st.targets.remove(&k) {
                         tracing::debug!(target = %t.endpoint.label, binary = %t.identity.binary, "process gone");
                         self.forget(&t);
                     }
                 }
-                refused.retain(|k, (t, _)| present.contains(k) && t.elapsed() < self.cfg.recheck);
+                // A listener that never answered is probed again after a
+                // while (it stays counted as unresponsive meanwhile).
+                let unresponsive = self
+                    .cfg
+                    .recheck
+                    .min((self.cfg.scan_every * 6).max(self.cfg.timeout * 2));
+                st.refused.retain(|k, (t, why)| {
+                    present.contains(k)
+                        && (*why == Refused::Unresponsive || t.elapsed() < self.cfg.recheck)
+                });
+                let room = self
+                    .cfg
+                    .max_targets
+                    .saturating_sub(st.targets.len() + st.probing.len());
                 let fresh: Vec<Candidate> = cands
                     .into_iter()
                     .filter(|c| {
                         let k = (c.key, c.listener.port);
-                        !targets.contains_key(&k) && !refused.contains_key(&k)
+                        let refused = st.refused.get(&k).is_some_and(|(t, why)| {
+                            *why != Refused::Unresponsive || t.elapsed() < unresponsive
+                        });
+                        !st.targets.contains_key(&k) && !refused && !st.probing.contains(&k)
                     })
-                    .take(self.cfg.max_targets.saturating_sub(targets.len()))
+                    .take(room)
                     .collect();
-                let probed: Vec<(TargetKey, Result<Target, Option<Refused>>)> =
-                    futures::stream::iter(fresh)
-                        .map(|c| async move {
-                            let k = (c.key, c.listener.port);
-                            (k, self.probe(c).await)
-                        })
-                        .buffer_unordered(self.cfg.concurrency.max(1))
-                        .collect()
-                        .await;
-                for (k, r) in probed {
-                    match r {
-                        Ok(mut t) => {
-                            // Two processes of one binary found in the same
-                            // second must not share a directory.
-                            while targets.values().any(|o| o.loc == t.loc) {
-                                t.discovered += Duration::from_secs(1);
-                                t.loc = location(
-                                    &self.cfg.hostname,
-                                    t.place.as_ref(),
-                                    t.discovered,
-                                    &t.md.binary_name,
-                                );
-                            }
-                            tracing::info!(
-                                target = %t.endpoint.label,
-                                binary = %t.identity.binary,
-                                dir = %t.loc.dir(),
-                                "following a coverage server"
-                            );
-                            targets.insert(k, t);
-                        }
-                        Err(Some(why)) => {
-                            refused.insert(k, (Instant::now(), why));
-                        }
-                        Err(None) => {}
-                    }
+                for c in fresh {
+                    let k = (c.key, c.listener.port);
+                    st.probing.insert(k);
+                    work.push(Box::pin(async move {
+                        let _permit = sem.acquire().await;
+                        Done::Probed(k, self.probe(c).await.map(Box::new))
+                    }));
+                }
+                if let Some(x) = &mut exits {
+                    let taken = st.targets.values().map(|t| t.loc.dir()).collect();
+                    x.round(self.uploader.sink(), &taken).await;
                 }
                 next_scan = Instant::now() + self.cfg.scan_every;
             }
             let now = Instant::now();
-            let due: Vec<TargetKey> = targets
-                .iter()
-                .filter(|(_, t)| t.next_due <= now)
-                .map(|(k, _)| *k)
-                .collect();
-            let batch: Vec<Target> = due.iter().filter_map(|k| targets.remove(k)).collect();
-            self.poll_batch(batch, &mut targets, &mut refused).await;
+            for t in st.targets.values_mut() {
+                if !t.busy && t.next_due <= now {
+                    t.busy = true;
+                    let t = t.clone();
+                    work.push(Box::pin(async move {
+                        let _permit = sem.acquire().await;
+                        let (t, e) = self.poll(t).await;
+                        Done::Polled(Box::new(t), e)
+                    }));
+                }
+            }
             if now >= next_drain {
                 // What an earlier run (or an outage) left in the spool.
                 if self.uploader.stats().spool_entries > 0 {
@@ -617,9 +659,11 @@ impl Agent {
                 }
                 next_drain = Instant::now() + self.cfg.scan_every.max(Duration::from_secs(1));
             }
-            self.publish(&targets, &refused);
-            let wake = targets
+            self.publish(&st.targets, &st.refused);
+            let wake = st
+                .targets
                 .values()
+                .filter(|t| !t.busy)
                 .map(|t| t.next_due)
                 .chain([next_scan, next_drain])
                 .min()
@@ -628,9 +672,15 @@ impl Agent {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep_until(wake.into()) => {}
+                Some(done) = work.next(), if !work.is_empty() => {
+                    self.settle(done, &mut st);
+                    while let Some(Some(done)) = work.next().now_or_never() {
+                        self.settle(done, &mut st);
+                    }
+                }
                 Some(uid) = terminating.recv() => {
                     let now = Instant::now();
-                    for t in targets.values_mut() {
+                    for t in st.targets.values_mut() {
                         if t.pod_uid.as_deref() == Some(uid.as_str()) {
                             tracing::debug!(target = %t.endpoint.label, "pod terminating: scraping now");
                             t.next_due = now;
@@ -639,44 +689,93 @@ impl Agent {
                 }
             }
         }
-        // Last scrape of everything, and a last try at the spool.
-        let batch: Vec<Target> = targets.drain().map(|(_, t)| t).collect();
-        self.poll_batch(batch, &mut targets, &mut refused).await;
-        let _ = self.uploader.drain().await;
-        self.publish(&targets, &refused);
-    }
-
-    async fn poll_batch(
-        &self,
-        batch: Vec<Target>,
-        targets: &mut HashMap<TargetKey, Target>,
-        refused: &mut HashMap<TargetKey, (Instant, Refused)>,
-    ) {
+        // What is in flight ends within its timeout; then a last scrape of
+        // everything, and a last try at the spool.
+        while let Some(done) = work.next().await {
+            self.settle(done, &mut st);
+        }
+        drop(work);
+        let batch: Vec<Target> = st.targets.drain().map(|(_, t)| t).collect();
         let results: Vec<(Target, Option<ScrapeError>)> = futures::stream::iter(batch)
             .map(|t| self.poll(t))
             .buffer_unordered(self.cfg.concurrency.max(1))
             .collect()
             .await;
-        for (t, err) in results {
-            if let Some(e) = &err
-                && (protocol::is_not_covered(e) || matches!(e, ScrapeError::Identity { .. }))
-            {
-                let why = if protocol::is_not_covered(e) {
-                    Refused::NotCovered
-                } else {
-                    Refused::Rejected
-                };
-                tracing::info!(target = %t.endpoint.label, error = %e, "no longer following");
-                refused.insert(t.key, (Instant::now(), why));
-                self.forget(&t);
-                continue;
+        for (t, e) in results {
+            self.settle(Done::Polled(Box::new(t), e), &mut st);
+        }
+        if let Some(x) = &mut exits {
+            x.round(self.uploader.sink(), &Default::default()).await;
+        }
+        let _ = self.uploader.drain().await;
+        self.publish(&st.targets, &st.refused);
+    }
+
+    /// Takes in the result of a probe or a poll.
+    fn settle(&self, done: Done, st: &mut LoopState) {
+        match done {
+            Done::Probed(k, r) => {
+                st.probing.remove(&k);
+                match r {
+                    Ok(t) => {
+                        let mut t = *t;
+                        // Two processes of one binary found in the same
+                        // second must not share a directory.
+                        while st.targets.values().any(|o| o.loc == t.loc) {
+                            t.discovered += Duration::from_secs(1);
+                            t.loc = location(
+                                &t.md.hostname,
+                                t.place.as_ref(),
+                                t.discovered,
+                                &t.md.binary_name,
+                            );
+                        }
+                        tracing::info!(
+                            target = %t.endpoint.label,
+                            binary = %t.identity.binary,
+                            dir = %t.loc.dir(),
+                            "following a coverage server"
+                        );
+                        st.refused.remove(&k);
+                        st.targets.insert(k, t);
+                    }
+                    Err(Some(why)) => {
+                        st.refused.insert(k, (Instant::now(), why));
+                    }
+                    Err(None) => {
+                        st.refused.remove(&k);
+                    }
+                }
             }
-            if let Some(e) = &err
-                && t.failures == 3
-            {
-                tracing::warn!(target = %t.endpoint.label, error = %e, "scrapes failing");
+            Done::Polled(t, err) => {
+                let mut t = *t;
+                if !st.targets.contains_key(&t.key) {
+                    // The process went away while it was being scraped.
+                    self.forget(&t);
+                    return;
+                }
+                if let Some(e) = &err
+                    && (protocol::is_not_covered(e) || matches!(e, ScrapeError::Identity { .. }))
+                {
+                    let why = if protocol::is_not_covered(e) {
+                        Refused::NotCovered
+                    } else {
+                        Refused::Rejected
+                    };
+                    tracing::info!(target = %t.endpoint.label, error = %e, "no longer following");
+                    st.targets.remove(&t.key);
+                    st.refused.insert(t.key, (Instant::now(), why));
+                    self.forget(&t);
+                    return;
+                }
+                if let Some(e) = &err
+                    && t.failures == 3
+                {
+                    tracing::warn!(target = %t.endpoint.label, error = %e, "scrapes failing");
+                }
+                t.busy = false;
+                st.targets.insert(t.key, t);
             }
-            targets.insert(t.key, t);
         }
     }
 
@@ -694,6 +793,7 @@ impl Agent {
             let s = match why {
                 Refused::Rejected => "rejected",
                 Refused::NotCovered => "not_covered",
+                Refused::Unresponsive => "unresponsive",
             };
             *by_state.entry(s.into()).or_default() += 1;
         }

@@ -14,11 +14,13 @@
 //!   schedule, pending snapshots while the sink is down;
 //! * storing: the `store` crate's uploader (seed layout, spool);
 //!   [`metrics`]: `/healthz` and `/metrics`; [`kubeconfig`]: finding
-//!   credentials, also once the node has them (bootstrap mode).
+//!   credentials, also once the node has them (bootstrap mode);
+//!   [`exits`]: exit-time data of short-lived programs (`--watch-dir`).
 
 pub mod cgroup;
 pub mod discovery;
 pub mod engine;
+pub mod exits;
 pub mod kubeconfig;
 pub mod metrics;
 pub mod pods;

@@ -26,7 +26,10 @@ pub struct Metrics {
     pub upload_failures: AtomicU64,
     pub spool_depth: AtomicU64,
     pub spool_bytes: AtomicU64,
-    /// Targets by state (`active`, `failing`, `not_covered`, `rejected`).
+    /// Exit-time counter files (`--watch-dir`) stored.
+    pub exit_files: AtomicU64,
+    /// Targets by state (`active`, `failing`, `not_covered`, `rejected`,
+    /// `unresponsive`).
     pub targets: Mutex<BTreeMap<String, u64>>,
     /// Scrape failures by reason (`connect`, `timeout`, `status`, …).
     pub failures: Mutex<BTreeMap<String, u64>>,
@@ -78,7 +81,13 @@ impl Metrics {
             "# HELP covfleet_agent_targets Coverage servers by state.\n# TYPE covfleet_agent_targets gauge"
         );
         if let Ok(t) = self.targets.lock() {
-            for state in ["active", "failing", "not_covered", "rejected"] {
+            for state in [
+                "active",
+                "failing",
+                "not_covered",
+                "rejected",
+                "unresponsive",
+            ] {
                 let _ = writeln!(
                     o,
                     "covfleet_agent_targets{{state=\"{state}\"}} {}",
@@ -127,6 +136,12 @@ impl Metrics {
             "covfleet_agent_upload_failures_total",
             "Failed sink writes.",
             self.upload_failures.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut o,
+            "covfleet_agent_exit_files_total",
+            "Exit-time counter files from watched directories stored.",
+            self.exit_files.load(Ordering::Relaxed),
         );
         gauge(
             &mut o,

@@ -162,6 +162,24 @@ impl PodIndex {
         })
     }
 
+    /// A pod's container by namespace, pod and container name (the newest
+    /// pod of that name that is not deleted, else any).
+    pub fn by_name(&self, namespace: &str, pod: &str, container: &str) -> Option<Attribution> {
+        let mut found: Vec<&(Arc<PodInfo>, Option<Instant>)> = self
+            .pods
+            .values()
+            .filter(|(p, _)| p.namespace == namespace && p.name == pod)
+            .collect();
+        found.sort_by_key(|(_, deleted)| deleted.is_some());
+        found.into_iter().find_map(|(p, _)| {
+            let c = p.containers.iter().find(|c| c.name == container)?.clone();
+            Some(Attribution {
+                pod: p.clone(),
+                container: c,
+            })
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.pods.len()
     }

@@ -54,7 +54,7 @@ pub enum Command {
     Export(cmd::export::Args),
     /// Per-function coverage of each owner (`--func`, like `go tool cover -func`).
     Report(cmd::report::Args),
-    /// Statements newly covered / no longer covered / still missed between two collections.
+    /// Statements newly covered / no longer covered / still missed between two collections or phases (DIR@PHASE).
     Diff(cmd::diff::Args),
     /// Coverage of the lines changed between two commits (exit 1 below --fail-under).
     Patch(cmd::patch::Args),

@@ -328,6 +328,123 @@ fn identity_mismatch_is_refused() {
     assert_eq!(found[0].1["port"], 53700);
 }
 
+/// A hostile coverage server in `ns`: it answers the identity probe, then
+/// either never answers `GET /coverage` ("stall") or streams a body that
+/// never ends ("flood").
+fn spawn_hostile(ns: &Netns, mode: &str, port: u16, name: &str) -> Proc {
+    let script = format!(
+        r#"
+import os, socket, threading, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", {port})); s.listen(64)
+print("ready", flush=True)
+hdr = "X-Art-Coverage-Server: 1\r\nX-Art-Coverage-Pid: %d\r\nX-Art-Coverage-Binary: {name}\r\n" % os.getpid()
+def handle(c):
+    try:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(4096)
+            if not d:
+                return
+            data += d
+        if data.startswith(b"HEAD") or data.startswith(b"GET /health"):
+            c.sendall(("HTTP/1.1 200 OK\r\n" + hdr + "Content-Length: 0\r\n\r\n").encode())
+            c.close()
+            return
+        if "{mode}" == "stall":
+            time.sleep(3600)
+        c.sendall(("HTTP/1.1 200 OK\r\n" + hdr + "Content-Type: application/json\r\nConnection: close\r\n\r\n").encode())
+        chunk = b'{{"counters_data":"' + b"A" * 65536
+        while True:
+            c.sendall(chunk)
+    except Exception:
+        pass
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
+"#
+    );
+    ns.spawn_ready(Path::new("python3"), &["-c", &script], &[])
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// Targets that hang: a listener that accepts and never answers (probed,
+/// timed out, left alone for a while), a server that answers the probe and
+/// then never answers a fetch, one whose body never ends. The real server
+/// next to them is still scraped on its own schedule — a stalled fetch
+/// holds one request slot until its timeout, never the others' rounds —
+/// and the agent's memory stays bounded.
+#[test]
+fn hanging_targets_do_not_hold_up_the_others() {
+    let f = fixtures();
+    let node = Netns::new();
+    let _good = node.spawn_ready(&f.named("agt-hang-ok"), &["3"], &[]);
+    let _silent = node.spawn_hang(53701);
+    let _stall = spawn_hostile(&node, "stall", 53702, "agt-stall");
+    let _flood = spawn_hostile(&node, "flood", 53703, "agt-flood");
+    let sink = tempfile::tempdir().unwrap();
+    let mut agent = AgentRun::start(
+        &node,
+        sink.path(),
+        &["--no-kube", "--timeout", "6s", "--max-target-mib", "1"],
+    );
+    // `ip netns exec` execs covfleet: the child is the agent.
+    let agent_pid = agent.child.as_ref().unwrap().id();
+    let good = || {
+        of_binary(sink.path(), "agt-hang-ok")
+            .first()
+            .map_or(0, |(_, md)| snapshots(md))
+    };
+    let timeouts = || {
+        metric(
+            &http_get(&node, "/metrics"),
+            "covfleet_agent_scrape_failures_total{reason=\"timeout\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    wait_for("the stalled fetch timed out", || timeouts() >= 2.0);
+    wait_for("the flood refused as too large", || {
+        metric(
+            &http_get(&node, "/metrics"),
+            "covfleet_agent_scrape_failures_total{reason=\"too-large\"}",
+        )
+        .is_some_and(|v| v >= 2.0)
+    });
+    // While one stalled fetch waits out its 6 s timeout, the real server
+    // (every 500 ms at steady state) is scraped again and again.
+    let (t0, s0) = (timeouts(), good());
+    wait_for("the real server scraped 5 more times", || good() >= s0 + 5);
+    let t1 = timeouts();
+    assert!(
+        t1 <= t0 + 2.0,
+        "5 scrapes of the real server took {} stalled-fetch timeouts",
+        t1 - t0
+    );
+    let m = http_get(&node, "/metrics");
+    assert!(
+        metric(&m, "covfleet_agent_targets{state=\"unresponsive\"}").unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "covfleet_agent_targets{state=\"failing\"}").unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+    let rss = rss_kib(agent_pid);
+    assert!(rss < 150 * 1024, "agent RSS {rss} KiB under a flood");
+    agent.stop();
+    assert!(of_binary(sink.path(), "agt-stall").is_empty());
+    assert!(of_binary(sink.path(), "agt-flood").is_empty());
+    assert!(good() >= s0 + 5);
+}
+
 /// SIGKILL mid-run: every stored file stays whole (the previous snapshot
 /// intact), and a restarted agent carries on in a new directory.
 #[test]
@@ -374,7 +491,7 @@ mod s3 {
     use super::*;
     use testkit::S3Server;
 
-    fn free_port() -> u16 {
+    pub(super) fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -649,4 +766,491 @@ fn cgroup_scopes_are_attributed_to_pods() {
     );
     assert_eq!(md["process"]["container_id"], id2);
     assert_eq!(md["container"]["image"], "quay.io/shop/side:v3");
+}
+
+/// A child killed and reaped on drop (also when the test fails).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Bootstrap mode: started with `--kubeconfig PATH` before PATH exists, the
+/// agent follows the node's processes as host processes; once a kubeconfig
+/// appears there (pointing at an API server — the recorded-API server, in
+/// the node's namespace — that lists this node's pods), it is picked up
+/// and a container's process (in a real cgroup named like a CRI-O scope)
+/// is attributed to the pod the API server names.
+#[test]
+fn bootstrap_mode_picks_up_a_kubeconfig_that_appears_later() {
+    use std::io::BufRead;
+    if !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+        panic!("this test needs cgroup v2 at /sys/fs/cgroup/unified");
+    }
+    let f = fixtures();
+    let me = std::process::id();
+    let uid = format!("6d1e2c3b-0a4f-4b5e-8c7d-{me:012x}");
+    let id = format!("{:064x}", u64::from(me) * 11 + 3);
+    let scope_rel = format!(
+        "cfb{me}.slice/kubepods-pod{}.slice/crio-{id}.scope",
+        uid.replace('-', "_")
+    );
+    let _scope = Cgroup::new("/sys/fs/cgroup/unified", &scope_rel);
+    let scope_dir = Path::new("/sys/fs/cgroup/unified").join(&scope_rel);
+    let node = Netns::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = tmp.path().join("kubeconfig");
+    let sink = tmp.path().join("sink");
+    let log = std::env::temp_dir().join(format!("agent-{}.log", node.name));
+    let mut agent = AgentRun::start(
+        &node,
+        &sink,
+        &[
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--node-name",
+            "node-b",
+        ],
+    );
+    let _host = node.spawn_ready(&f.named("agt-boot-host"), &["3"], &[]);
+    wait_for("the host process stored in bootstrap mode", || {
+        of_binary(&sink, "agt-boot-host")
+            .iter()
+            .any(|(_, md)| snapshots(md) >= 1)
+    });
+    let logged = |what: &str| std::fs::read_to_string(&log).is_ok_and(|l| l.contains(what));
+    assert!(logged("bootstrap mode"));
+    assert!(!logged("Kubernetes credentials found"));
+
+    // The API server comes up and the kubeconfig appears.
+    let pods = serde_json::json!({"items": [{
+        "metadata": {"name": "web-5f6b", "namespace": "shop", "uid": uid,
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                          "name": "web-7c9d8", "uid": "rs-1", "controller": true}]},
+        "spec": {"nodeName": "node-b", "containers": [{"name": "web", "image": "quay.io/shop/web:v2"}]},
+        "status": {"phase": "Running", "podIP": "10.0.0.9", "containerStatuses": [{
+            "name": "web", "image": "quay.io/shop/web:v2", "imageID": "", "ready": true,
+            "restartCount": 1, "containerID": format!("cri-o://{id}"),
+            "state": {"running": {}}}]}
+    }]});
+    let pods_file = tmp.path().join("pods.json");
+    std::fs::write(&pods_file, pods.to_string()).unwrap();
+    let mut api = Reaped(
+        Command::new("ip")
+            .args(["netns", "exec", &node.name])
+            .arg(&f.fakeapi)
+            .arg("-pods")
+            .arg(&pods_file)
+            .args(["-token", "boot"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(api.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://{addr}\n\
+         contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n\
+         current-context: c\nusers:\n- name: u\n  user:\n    token: boot\n"
+    );
+    let part = tmp.path().join("kubeconfig.part");
+    std::fs::write(&part, text).unwrap();
+    std::fs::rename(&part, &kubeconfig).unwrap();
+    wait_for("the kubeconfig picked up and the pods listed", || {
+        logged("Kubernetes credentials found") && logged("pods listed")
+    });
+    // The container's process: in its CRI-O scope from its first
+    // instruction (the shell joins the scope, then becomes the program in
+    // the pod's network namespace; `ip netns exec` hides /sys/fs/cgroup,
+    // so the scope is joined before it).
+    let pod = Netns::new();
+    let prog = f.named("agt-boot-pod");
+    let mut in_pod = Reaped(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec ip netns exec {} {} 4",
+                scope_dir.display(),
+                pod.name,
+                prog.display()
+            ))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(in_pod.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("ready"), "{line:?}");
+    wait_for("the pod's process stored", || {
+        of_binary(&sink, "agt-boot-pod")
+            .iter()
+            .any(|(_, md)| snapshots(md) >= 1)
+    });
+    agent.stop();
+    drop(in_pod);
+    drop(api);
+    let (dir, md) = &of_binary(&sink, "agt-boot-pod")[0];
+    let rel: Vec<String> = dir
+        .strip_prefix(&sink)
+        .unwrap()
+        .iter()
+        .map(|p| p.to_string_lossy().to_string())
+        .collect();
+    assert_eq!(&rel[..4], ["node-a", "shop", "web-5f6b", "web"], "{rel:?}");
+    assert_eq!(&rel[5..], ["quay.io_shop_web_v2", "agt-boot-pod"]);
+    assert_eq!(md["host_process"], false);
+    assert_eq!(md["process"]["pod_uid"], uid);
+    assert_eq!(md["process"]["restart_count"], "1");
+    assert_eq!(md["owner_references"][0]["name"], "web-7c9d8");
+    // The host process stays where bootstrap mode put it.
+    let (_, h) = &of_binary(&sink, "agt-boot-host")[0];
+    assert_eq!(h["namespace"], "_host_");
+}
+
+/// A short-lived program built with `go build -cover`: counts to its
+/// argument, prints a word, exits.
+const EXIT_PROGRAM: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+)
+
+func classify(i int) string {
+	if i%3 == 0 {
+		return "fizz"
+	}
+	if i%5 == 0 {
+		return "buzz"
+	}
+	return ""
+}
+
+func main() {
+	n, err := strconv.Atoi(os.Args[1])
+	if err != nil {
+		os.Exit(2)
+	}
+	c := 0
+	for i := 0; i < n; i++ {
+		if classify(i) != "" {
+			c++
+		}
+	}
+	if n > 10 {
+		fmt.Println("big", c)
+	} else {
+		fmt.Println("small", c)
+	}
+}
+"#;
+
+/// Builds the short-lived program as `DIR/agt-exit`.
+fn build_exit_program(dir: &Path) -> PathBuf {
+    let src = dir.join("exitsrc");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("go.mod"),
+        "module covfleet.invalid/exitprog\n\ngo 1.22\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("main.go"), EXIT_PROGRAM).unwrap();
+    let bin = dir.join("agt-exit");
+    let out = Command::new("go")
+        .args(["build", "-cover", "-covermode=atomic", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .current_dir(&src)
+        .env("GOFLAGS", "")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+/// Runs the program once with GOCOVERDIR=`dir`.
+fn run_exit_program(bin: &Path, arg: u32, dir: &Path) {
+    let st = Command::new(bin)
+        .arg(arg.to_string())
+        .env("GOCOVERDIR", dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn counter_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("covcounters."))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Copies the coverage files of `from` into `to`.
+fn copy_coverage(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().to_string();
+        if (n.starts_with("covcounters.") || n.starts_with("covmeta."))
+            && e.file_type().unwrap().is_file()
+        {
+            std::fs::copy(e.path(), to.join(&n)).unwrap();
+        }
+    }
+}
+
+/// `go tool covdata textfmt` of a directory.
+fn textfmt(dir: &Path) -> String {
+    let out = dir.with_extension("textfmt");
+    let o = Command::new("go")
+        .args(["tool", "covdata", "textfmt", "-i"])
+        .arg(dir)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read_to_string(out).unwrap()
+}
+
+/// Short-lived programs writing GOCOVERDIR into a watched directory (on
+/// the host and in a pod's subdirectory), many runs of ~ms each, some
+/// before the agent starts, some while it runs, some while the S3 server
+/// is down and the agent is SIGKILLed: every run arrives in the real S3
+/// bucket once, `download` + `compile` + `export` give exactly what
+/// `go tool covdata textfmt` gives over copies of the same runs, the
+/// watched directory is emptied of counter files only after they are
+/// stored, and links, half-written files and linked directories are left
+/// alone.
+#[test]
+fn exit_time_coverage_of_short_lived_programs_reaches_s3_and_compiles() {
+    use testkit::S3Server;
+    let Some(mut s3) = S3Server::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = build_exit_program(tmp.path());
+    let watch = tmp.path().join("watch");
+    let pod_dir = watch.join("shop/cli-7d9f/tool");
+    std::fs::create_dir_all(&pod_dir).unwrap();
+    let oracle_host = tmp.path().join("oracle-host");
+    let oracle_pod = tmp.path().join("oracle-pod");
+    std::fs::create_dir_all(&oracle_host).unwrap();
+    std::fs::create_dir_all(&oracle_pod).unwrap();
+    let mut arg = 0u32;
+    let mut next_arg = || {
+        arg = (arg * 7 + 5) % 31;
+        arg
+    };
+    // Phase 1, before the agent runs: the oracle is a copy of the files.
+    for _ in 0..12 {
+        run_exit_program(&bin, next_arg(), &watch);
+        run_exit_program(&bin, next_arg(), &pod_dir);
+    }
+    copy_coverage(&watch, &oracle_host);
+    copy_coverage(&pod_dir, &oracle_pod);
+    assert_eq!(counter_files(&watch).len(), 12);
+    // Hostile and unfinished files: a link to a host file under a counter
+    // file name, a half-written temporary file, a linked directory.
+    let hash = counter_files(&watch)[0]
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "not coverage").unwrap();
+    let link = watch.join(format!("covcounters.{hash}.4242.1"));
+    std::os::unix::fs::symlink(&secret, &link).unwrap();
+    let half = watch.join(format!("tmp.covcounters.{hash}.4243.17"));
+    let some = std::fs::read(watch.join(&counter_files(&watch)[0])).unwrap();
+    std::fs::write(&half, &some[..some.len() / 2]).unwrap();
+    let outside = tmp.path().join("outside");
+    copy_coverage(&oracle_host, &outside);
+    std::os::unix::fs::symlink(&outside, watch.join("linked")).unwrap();
+    std::fs::create_dir_all(watch.join("ns2/pod2")).unwrap();
+    std::os::unix::fs::symlink(&outside, watch.join("ns2/pod2/ctr")).unwrap();
+    let outside_files = counter_files(&outside);
+    // A counter file next to a covmeta file that is not what its name says.
+    let bad = watch.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let one = counter_files(&oracle_host)[0].clone();
+    std::fs::copy(oracle_host.join(&one), bad.join(&one)).unwrap();
+    std::fs::write(bad.join(format!("covmeta.{hash}")), "not meta-data").unwrap();
+
+    let prefix = format!("exits-{}", std::process::id());
+    let url = format!("s3://{}/{prefix}", s3.bucket);
+    let spool = tmp.path().join("spool");
+    let start_agent = |log: &str, s3: &S3Server| {
+        let log = std::fs::File::create(tmp.path().join(log)).unwrap();
+        AgentRun {
+            child: Some(
+                Command::new(covfleet())
+                    .args(["agent", "--sink", &url, "--endpoint", &s3.endpoint])
+                    .args(["--spool", spool.to_str().unwrap()])
+                    .args(["--listen", &format!("127.0.0.1:{}", s3::free_port())])
+                    .args(["--no-kube", "--hostname", "node-x"])
+                    .args(["--scan-interval", "200ms", "--ports", "53790-53791"])
+                    .args(["--watch-dir", watch.to_str().unwrap()])
+                    .envs(s3.env())
+                    .env_remove("AWS_ENDPOINT_URL")
+                    .env("COVFLEET_LOG", "agent=debug,store=debug")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap(),
+            ),
+        }
+    };
+    let shipped = || {
+        counter_files(&watch) == [link.file_name().unwrap().to_string_lossy()]
+            && counter_files(&pod_dir).is_empty()
+    };
+    let mut agent = start_agent("agent1.log", &s3);
+    // Phase 2, while the agent runs: the oracle is the same run again.
+    for _ in 0..20 {
+        let (a, b) = (next_arg(), next_arg());
+        run_exit_program(&bin, a, &watch);
+        run_exit_program(&bin, b, &pod_dir);
+        run_exit_program(&bin, a, &oracle_host);
+        run_exit_program(&bin, b, &oracle_pod);
+    }
+    wait_for("every counter file stored and removed", shipped);
+    // Phase 3: the bucket goes away; nothing is removed while it is gone;
+    // the agent dies without warning; the next one stores the rest.
+    s3.stop();
+    for _ in 0..8 {
+        let (a, b) = (next_arg(), next_arg());
+        run_exit_program(&bin, a, &watch);
+        run_exit_program(&bin, b, &pod_dir);
+        run_exit_program(&bin, a, &oracle_host);
+        run_exit_program(&bin, b, &oracle_pod);
+    }
+    let journal = PathBuf::from(format!("{}-exits", spool.display()));
+    wait_for("a batch journaled while the bucket is down", || {
+        std::fs::read_dir(&journal).is_ok_and(|d| d.count() > 0)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(counter_files(&watch).len(), 9, "removed before stored");
+    assert_eq!(counter_files(&pod_dir).len(), 8, "removed before stored");
+    agent.kill();
+    s3.restart();
+    let mut agent = start_agent("agent2.log", &s3);
+    wait_for("the rest stored after the restart", shipped);
+    agent.stop();
+    assert!(std::fs::read_dir(&journal).unwrap().next().is_none());
+    // Left alone: the link, the half-written file, the linked directory.
+    assert!(std::fs::symlink_metadata(&link).is_ok());
+    assert!(half.exists());
+    assert_eq!(counter_files(&outside), outside_files);
+    assert_eq!(counter_files(&bad), [one]);
+
+    let col = tmp.path().join("col");
+    let out = Command::new(covfleet())
+        .args([
+            "download",
+            "--collection",
+            col.to_str().unwrap(),
+            "--url",
+            &url,
+        ])
+        .args(["--endpoint", &s3.endpoint])
+        .envs(s3.env())
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Nothing of the link's target or the linked directory got there.
+    let bucket = s3.bucket_dir().join(&prefix);
+    for (d, md) in stored(&bucket) {
+        assert_eq!(md["source"], "gocoverdir");
+        assert!(!d.to_string_lossy().contains("ns2"), "{d:?}");
+        assert!(
+            !counter_files(&d).is_empty(),
+            "a directory without counters: {d:?}"
+        );
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            assert_ne!(std::fs::read(e.path()).unwrap(), b"not coverage");
+        }
+    }
+    let pods: Vec<_> = stored(&bucket)
+        .into_iter()
+        .filter(|(_, md)| md["namespace"] == "shop")
+        .collect();
+    assert!(!pods.is_empty());
+    for (d, md) in &pods {
+        let rel = d.strip_prefix(&bucket).unwrap();
+        assert!(rel.starts_with("node-x/shop/cli-7d9f/tool"), "{rel:?}");
+        assert_eq!(md["container"]["name"], "tool");
+        assert_eq!(md["binary_name"], "agt-exit");
+    }
+    let out = Command::new(covfleet())
+        .args(["compile", "--collection", col.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (owner, oracle, runs) in [("_host_/*", &oracle_host, 40), ("shop/*", &oracle_pod, 40)] {
+        assert_eq!(counter_files(oracle).len(), runs, "{owner}");
+        let prof = tmp.path().join("export.out");
+        let out = Command::new(covfleet())
+            .args(["export", "--collection", col.to_str().unwrap()])
+            .args([
+                "--format",
+                "go",
+                "--owner",
+                owner,
+                "-o",
+                prof.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(&prof).unwrap(),
+            textfmt(oracle),
+            "{owner}: compiled counts differ from go tool covdata over the same runs"
+        );
+    }
+    let db = db::Database::open_collection(&col).unwrap();
+    let procs: i64 = db
+        .owners()
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.binary_name == "agt-exit")
+        .map(|o| o.process_count)
+        .sum();
+    assert_eq!(procs, 80);
 }

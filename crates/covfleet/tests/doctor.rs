@@ -535,6 +535,28 @@ fn pid_and_url_find_the_coverage_server() {
         "{v:#}"
     );
 
+    // From outside its network namespace (the host here, a pod's process
+    // on a node): probed from inside the namespace, with the same result.
+    let out = Command::new(covfleet())
+        .args(["doctor", "--pid", &p.pid.to_string(), "--json"])
+        .output()
+        .unwrap();
+    let v = stdout_json(&out);
+    assert_eq!(
+        finding(&v, "server-other-netns")["severity"],
+        "info",
+        "{v:#}"
+    );
+    assert_eq!(
+        finding(&v, "server-serves-counters")["severity"],
+        "ok",
+        "{v:#}"
+    );
+    let s = finding(&v, "server-answers")["summary"].as_str().unwrap();
+    assert!(s.contains("network namespace of pid"), "{s}");
+    assert!(s.contains(&format!("pid {}", p.pid)), "{s}");
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+
     // A set-mode build: the server answers but cannot serve counters.
     let ns2 = Netns::new();
     ns2.spawn_ready(&set, &[], &[]);

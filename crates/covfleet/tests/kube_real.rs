@@ -29,35 +29,6 @@ use k8s_support::*;
 use serde_json::{Value, json};
 use support::*;
 
-fn container(name: &str, image: &str, command: &str) -> Value {
-    json!({"name": name, "image": image, "command": [command], "imagePullPolicy": "IfNotPresent"})
-}
-
-/// What a kubelet would write once the pod's containers run.
-fn running_status(ns: &Netns, host_ip: &str, containers: &[(&str, &str, i32)]) -> Value {
-    let ip = ns.ip.clone().unwrap();
-    json!({"status": {
-        "phase": "Running",
-        "hostIP": host_ip,
-        "hostIPs": [{"ip": host_ip}],
-        "podIP": ip,
-        "podIPs": [{"ip": ip}],
-        "startTime": "2026-11-21T08:15:02Z",
-        "conditions": [
-            {"type": "Initialized", "status": "True", "lastTransitionTime": "2026-11-21T08:15:02Z"},
-            {"type": "ContainersReady", "status": "True", "lastTransitionTime": "2026-11-21T08:15:09Z"},
-            {"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-21T08:15:09Z"},
-        ],
-        "containerStatuses": containers.iter().map(|(name, image, restarts)| json!({
-            "name": name, "image": image,
-            "imageID": format!("{}@sha256:{}", image.split(':').next().unwrap(), "ab".repeat(32)),
-            "containerID": format!("cri-o://{}", "cd".repeat(32)),
-            "ready": true, "started": true, "restartCount": restarts,
-            "state": {"running": {"startedAt": "2026-11-21T08:15:08Z"}}
-        })).collect::<Vec<_>>()
-    }})
-}
-
 #[test]
 fn collect_through_a_real_apiserver_pod_proxy() {
     let bin = match k8s_bin() {
@@ -140,7 +111,7 @@ fn collect_through_a_real_apiserver_pod_proxy() {
             "PATCH",
             &format!("/api/v1/namespaces/{ns}/pods/{name}/status"),
             running_status(
-                netns,
+                netns.ip.as_deref().unwrap(),
                 "198.18.0.2",
                 &[
                     ("web", "quay.invalid/shop/web:1.4", 0),
@@ -176,7 +147,7 @@ fn collect_through_a_real_apiserver_pod_proxy() {
         "PATCH",
         &format!("/api/v1/namespaces/{ns}/pods/db-0/status"),
         running_status(
-            &ns_bare,
+            ns_bare.ip.as_deref().unwrap(),
             "198.18.0.2",
             &[("postgres", "quay.invalid/postgres:16", 0)],
         ),
@@ -197,7 +168,7 @@ fn collect_through_a_real_apiserver_pod_proxy() {
     cp.must(
         "PATCH",
         &format!("/api/v1/namespaces/{ns}/pods/node-agent-x7k2p/status"),
-        running_status(&ns_node, &node_ip, &[("agent", "quay.invalid/agent:2", 0)]),
+        running_status(&node_ip, &node_ip, &[("agent", "quay.invalid/agent:2", 0)]),
     );
     // The real proxy subresource reaches a coverage server (what collect uses).
     let (code, _) = cp.call(
@@ -445,7 +416,11 @@ fn watch_picks_up_a_pod_created_later() {
         cp.must(
             "PATCH",
             &format!("/api/v1/namespaces/{ns}/pods/{name}/status"),
-            running_status(netns, "198.18.0.3", &[("main", "quay.invalid/app:1", 0)]),
+            running_status(
+                netns.ip.as_deref().unwrap(),
+                "198.18.0.3",
+                &[("main", "quay.invalid/app:1", 0)],
+            ),
         );
     };
     add_pod("api-6c9d-aaaaa", &first, "/api");

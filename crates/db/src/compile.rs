@@ -191,6 +191,8 @@ pub struct CompileSummary {
     pub reports_written: usize,
     pub owners_recomputed: usize,
     pub owners_deleted: usize,
+    /// Phases recorded (from the collection's `marks.json`).
+    pub phases: usize,
     #[serde(rename = "owners")]
     pub owners_total: usize,
     /// Images looked up in registries in this run, and how many failed.
@@ -276,7 +278,19 @@ pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, Error> {
     if let Some(inspector) = &opts.inspect_images {
         inspect_images(&mut conn, inspector.as_ref(), p, &mut summary)?;
     }
+    let owners_before = summary.owners_recomputed + summary.owners_deleted;
     recompute_owners(&mut conn, opts.merge, p, &mut summary)?;
+    let changed = summary.compiled > 0
+        || summary.removed > 0
+        || summary.owners_recomputed + summary.owners_deleted > owners_before;
+    crate::phases::recompute(
+        &mut conn,
+        &opts.collection,
+        opts.merge,
+        changed,
+        p,
+        &mut summary,
+    )?;
     summary.owners_total = conn
         .query_row("SELECT count(*) FROM owners", [], |r| r.get::<_, i64>(0))
         .db(p)? as usize;
@@ -721,6 +735,7 @@ fn write_entry(
             )
             .db(p)?;
         }
+        crate::phases::write_report_marks(tx, rid, i, &rep.marks, p)?;
         tx.execute(
             "INSERT OR IGNORE INTO dirty_groups VALUES (?1, ?2, ?3, ?4, ?5)",
             params![lab.namespace, owner.kind, owner.name, lab.binary_name, hex],

@@ -117,6 +117,10 @@ pub struct EntryInfo {
     /// Identifies the process beyond its PID (metadata.json `process`: pod
     /// UID and restart count, or host start ticks), empty when unknown.
     pub process_tag: String,
+    /// Phase marks the collection held when the entry was first / last
+    /// written (metadata.json `marks_first` / `marks_latest`; 0 if absent).
+    pub marks_first: u32,
+    pub marks_latest: u32,
 }
 
 /// One process's counters (latest snapshot).
@@ -141,6 +145,9 @@ pub struct ReportData {
     pub processes: Vec<ProcessCounters>,
     pub total_stmts: u64,
     pub covered_stmts: u64,
+    /// Snapshots kept at phase marks (`phasemark.<seq>.<hash>.<pid>`): per
+    /// mark, the processes' counters added.
+    pub marks: Vec<(u32, Vec<u32>)>,
 }
 
 /// Everything compile learns from one entry.
@@ -268,6 +275,8 @@ pub fn read_info(dir: &Path, warnings: &mut Vec<String>) -> EntryInfo {
             }
             _ => String::new(),
         },
+        marks_first: mark_count(&md, "marks_first"),
+        marks_latest: mark_count(&md, "marks_latest"),
     };
     let refs = md
         .get("owner_references")
@@ -293,6 +302,23 @@ pub fn read_info(dir: &Path, warnings: &mut Vec<String>) -> EntryInfo {
     e
 }
 
+fn mark_count(md: &Value, k: &str) -> u32 {
+    md.get(k)
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0)
+}
+
+/// Parses `phasemark.<seq>.<hash>.<pid>` (a snapshot kept at a phase mark).
+fn mark_name(name: &str) -> Option<(u32, Hash, i64)> {
+    let rest = name.strip_prefix("phasemark.")?;
+    let mut it = rest.split('.');
+    let seq = it.next()?.parse().ok()?;
+    let h = covdata::parse_hex(it.next()?)?;
+    let pid = it.next()?.parse().ok()?;
+    it.next().is_none().then_some((seq, h, pid))
+}
+
 /// Parses `covcounters.<hash>.<pid>.<n>` (None for other names).
 fn counter_name(name: &str) -> Option<(Hash, i64, u64)> {
     let rest = name.strip_prefix("covcounters.")?;
@@ -316,6 +342,8 @@ struct Listing {
     counters: BTreeMap<(Hash, i64), Vec<(u64, PathBuf)>>,
     /// Legacy text profiles (`*.out`, `*.coverprofile`).
     texts: Vec<PathBuf>,
+    /// `phasemark.<seq>.<hash>.<pid>` files by hash: (seq, file).
+    marks: BTreeMap<Hash, Vec<(u32, PathBuf)>>,
 }
 
 /// Decodes one entry directory: lists its files, decodes the binary data
@@ -401,6 +429,8 @@ fn list_files(dir: &Path, warnings: &mut Vec<String>) -> std::io::Result<Listing
                     path.display()
                 )),
             }
+        } else if let Some((seq, h, _pid)) = mark_name(&name) {
+            l.marks.entry(h).or_default().push((seq, path));
         } else if let Some((h, pid, n)) = counter_name(&name) {
             l.counters.entry((h, pid)).or_default().push((n, path));
         } else if name.starts_with("covcounters.") {
@@ -491,7 +521,11 @@ fn binary_reports(
             }
             names.insert(*hash, program_name(&program));
         }
-        reports.push(finish_report(meta, "binary", processes));
+        let mut rep = finish_report(meta, "binary", processes);
+        if let Some(files) = l.marks.get(hash) {
+            rep.marks = decode_marks(&rep.meta, files, warnings);
+        }
+        reports.push(rep);
     }
     for ((h, _), files) in &l.counters {
         if !l.metas.contains_key(h) {
@@ -503,6 +537,32 @@ fn binary_reports(
         }
     }
     reports
+}
+
+/// The snapshots kept at phase marks: per mark, the processes' counters
+/// added (an entry holds one process; a copy that does not decode is a
+/// warning and leaves the mark out).
+fn decode_marks(
+    meta: &MetaEntry,
+    files: &[(u32, PathBuf)],
+    warnings: &mut Vec<String>,
+) -> Vec<(u32, Vec<u32>)> {
+    let mut by_seq: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    let mut unused = String::new();
+    for (seq, path) in files {
+        for (c, _) in decode_snapshots(
+            meta,
+            std::slice::from_ref(&(0, path.clone())),
+            &mut unused,
+            warnings,
+        ) {
+            let acc = by_seq
+                .entry(*seq)
+                .or_insert_with(|| vec![0; meta.layout.len()]);
+            merge::add_into(acc, &c, meta.layout.mode);
+        }
+    }
+    by_seq.into_iter().collect()
 }
 
 /// The counter files of one process, each scattered into a dense vector in
@@ -657,5 +717,6 @@ fn finish_report(
         processes,
         total_stmts: total,
         covered_stmts: covered,
+        marks: Vec::new(),
     }
 }

@@ -72,6 +72,23 @@ pub struct Report {
     pub coverage_pct: f64,
 }
 
+/// A Go text profile (`mode: …`, then one line per block in meta-data
+/// order) of dense counters, the injected file left out.
+pub(crate) fn profile_text(layout: &Layout, counters: &[u32]) -> String {
+    let mut out = format!("mode: {}\n", layout.mode);
+    for (u, c) in layout.units.iter().zip(counters) {
+        let f = &layout.files[u.file as usize];
+        if f.injected {
+            continue;
+        }
+        out.push_str(&format!(
+            "{}:{}.{},{}.{} {} {}\n",
+            f.path, u.st_line, u.st_col, u.en_line, u.en_col, u.stmts, c
+        ));
+    }
+    out
+}
+
 /// Statement coverage of one source file of an owner.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileStat {
@@ -81,6 +98,19 @@ pub struct FileStat {
     pub total_stmts: i64,
     pub covered_stmts: i64,
     pub coverage_pct: f64,
+}
+
+impl FileStat {
+    /// From `file_path, package_path, total_stmts, covered_stmts, coverage_pct`.
+    pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileStat> {
+        Ok(FileStat {
+            file_path: r.get(0)?,
+            package_path: r.get(1)?,
+            total_stmts: r.get(2)?,
+            covered_stmts: r.get(3)?,
+            coverage_pct: r.get(4)?,
+        })
+    }
 }
 
 /// One coverable block (Go's unit) with its merged count: the shared
@@ -352,15 +382,7 @@ impl Database {
             )
             .db(&self.path)?;
         let rows = st
-            .query_map([owner_id], |r| {
-                Ok(FileStat {
-                    file_path: r.get(0)?,
-                    package_path: r.get(1)?,
-                    total_stmts: r.get(2)?,
-                    covered_stmts: r.get(3)?,
-                    coverage_pct: r.get(4)?,
-                })
-            })
+            .query_map([owner_id], FileStat::from_row)
             .db(&self.path)?;
         rows.collect::<Result<Vec<_>, _>>().db(&self.path)
     }
@@ -528,18 +550,7 @@ impl Database {
     /// `go tool cover -func/-html` read it.
     pub fn owner_profile(&self, owner_id: i64) -> Result<String, Error> {
         let (layout, counters) = self.owner_data(owner_id)?;
-        let mut out = format!("mode: {}\n", layout.mode);
-        for (u, c) in layout.units.iter().zip(&counters) {
-            let f = &layout.files[u.file as usize];
-            if f.injected {
-                continue;
-            }
-            out.push_str(&format!(
-                "{}:{}.{},{}.{} {} {}\n",
-                f.path, u.st_line, u.st_col, u.en_line, u.en_col, u.stmts, c
-            ));
-        }
-        Ok(out)
+        Ok(profile_text(&layout, &counters))
     }
 
     /// Recomputes an owner's statement totals from its stored counters

@@ -8,8 +8,10 @@ use crate::error::{Error, SqlCtx};
 
 /// The schema version this covfleet writes. The seed system's Go collector
 /// wrote version 2 (text per report); covfleet's compact schema started at 3
-/// (4 added `report_sources.process_tag`).
-pub const SCHEMA_VERSION: i64 = 4;
+/// (4 added `report_sources.process_tag`; 5 added the phase tables:
+/// `report_marks`, `report_mark_span`, `phases`, `phase_owners`,
+/// `phase_file_stats`).
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Bumped whenever compile would compute different owner rows from the same
 /// stored reports (e.g. a change of the injected-file filter); a database
@@ -123,6 +125,51 @@ CREATE TABLE IF NOT EXISTS image_sources (
     error TEXT,
     inspected_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS report_marks (
+    report_id INTEGER NOT NULL REFERENCES report_sources(id) ON DELETE CASCADE,
+    mark INTEGER NOT NULL,
+    counters BLOB NOT NULL,
+    PRIMARY KEY (report_id, mark)
+);
+CREATE TABLE IF NOT EXISTS report_mark_span (
+    report_id INTEGER PRIMARY KEY REFERENCES report_sources(id) ON DELETE CASCADE,
+    marks_first INTEGER NOT NULL,
+    marks_latest INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS phases (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    start_mark INTEGER NOT NULL,
+    end_mark INTEGER,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    owner_count INTEGER NOT NULL,
+    process_count INTEGER NOT NULL,
+    total_stmts INTEGER NOT NULL,
+    covered_stmts INTEGER NOT NULL,
+    coverage_pct REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS phase_owners (
+    phase_id INTEGER NOT NULL REFERENCES phases(id) ON DELETE CASCADE,
+    owner_id INTEGER NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+    report_count INTEGER NOT NULL,
+    process_count INTEGER NOT NULL,
+    total_stmts INTEGER NOT NULL,
+    covered_stmts INTEGER NOT NULL,
+    coverage_pct REAL NOT NULL,
+    counters BLOB NOT NULL,
+    PRIMARY KEY (phase_id, owner_id)
+);
+CREATE TABLE IF NOT EXISTS phase_file_stats (
+    phase_id INTEGER NOT NULL REFERENCES phases(id) ON DELETE CASCADE,
+    owner_id INTEGER NOT NULL REFERENCES owners(id) ON DELETE CASCADE,
+    file_path TEXT NOT NULL,
+    package_path TEXT NOT NULL,
+    total_stmts INTEGER NOT NULL,
+    covered_stmts INTEGER NOT NULL,
+    coverage_pct REAL NOT NULL,
+    PRIMARY KEY (phase_id, owner_id, file_path)
+);
 CREATE TABLE IF NOT EXISTS dirty_groups (
     namespace TEXT NOT NULL,
     owner_type TEXT NOT NULL,
@@ -135,6 +182,11 @@ CREATE TABLE IF NOT EXISTS dirty_groups (
 
 /// Tables dropped when an older (seed) schema is found.
 const ALL_TABLES: &[&str] = &[
+    "phase_file_stats",
+    "phase_owners",
+    "phases",
+    "report_mark_span",
+    "report_marks",
     "owner_file_stats",
     "owner_reports",
     "owners",

@@ -262,19 +262,56 @@ pub async fn diagnose(
             .fix("unset COVERAGE_DISABLE to collect live coverage"),
         );
     }
-    if !facts.same_netns && !candidates.is_empty() {
-        report.push(Finding::new(
-            "server-other-netns",
-            Severity::Info,
-            format!(
-                "listens on {} in another network namespace; not probed from here (run `nsenter -t {pid} -n covfleet doctor --url http://127.0.0.1:PORT`)",
-                join_ports(&candidates)
-            ),
-        ));
-    } else {
+    {
+        // A process in another network namespace (a pod) is probed from
+        // inside that namespace: its 127.0.0.1 is not the host's.
+        let netns = opts.proc_root.join(pid.to_string()).join("ns/net");
+        if !facts.same_netns && !candidates.is_empty() {
+            report.push(Finding::new(
+                "server-other-netns",
+                Severity::Info,
+                format!(
+                    "listens on {} in another network namespace; probed from inside it ({})",
+                    join_ports(&candidates),
+                    netns.display()
+                ),
+            ));
+        }
         for port in &candidates {
-            let url = format!("http://127.0.0.1:{port}");
-            let ServerCheck { findings, identity } = server::check(&url, &opts.client).await;
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
+            let check = if facts.same_netns {
+                server::check(&format!("http://{addr}"), &opts.client).await
+            } else {
+                let url = format!("http://{addr} in the network namespace of pid {pid}");
+                match scrape::netns::InNetns::open(
+                    &netns,
+                    format!("pid {pid}"),
+                    addr,
+                    opts.client.timeout,
+                ) {
+                    Ok(t) => {
+                        let ep = scrape::protocol::Endpoint::new(std::sync::Arc::new(t));
+                        server::check_endpoint(&ep, &url, &opts.client).await
+                    }
+                    Err(e) => {
+                        report.push(
+                            Finding::new(
+                                "netns-unreachable",
+                                Severity::Warning,
+                                format!(
+                                    "cannot enter the network namespace of pid {pid} ({}): {e}",
+                                    netns.display()
+                                ),
+                            )
+                            .fix(format!(
+                                "run as root, or `nsenter -t {pid} -n covfleet doctor --url http://127.0.0.1:{port}`"
+                            )),
+                        );
+                        continue;
+                    }
+                }
+            };
+            let ServerCheck { findings, identity } = check;
             if let Some(id) = &identity {
                 served = true;
                 let ours = facts.ns_pids.contains(&id.pid);

@@ -39,8 +39,15 @@ pub async fn check(url: &str, opts: &ClientOptions) -> ServerCheck {
             return out;
         }
     };
-    let ep = Endpoint::new(Arc::new(transport));
-    match protocol::probe(&ep, opts).await {
+    check_endpoint(&Endpoint::new(Arc::new(transport)), url, opts).await
+}
+
+/// Probes a coverage server reached through `ep` (described as `at` in
+/// the findings) and fetches one counters-only snapshot.
+pub async fn check_endpoint(ep: &Endpoint, at: &str, opts: &ClientOptions) -> ServerCheck {
+    let mut out = ServerCheck::default();
+    let url = at;
+    match protocol::probe(ep, opts).await {
         Err(e) => out.findings.push(
             Finding::new(
                 "server-unreachable",
@@ -66,7 +73,7 @@ pub async fn check(url: &str, opts: &ClientOptions) -> ServerCheck {
                     id.binary, id.pid
                 ),
             ));
-            match protocol::fetch(&ep, opts, false).await {
+            match protocol::fetch(ep, opts, false).await {
                 Ok(snap) => out.findings.push(Finding::new(
                     "server-serves-counters",
                     Severity::Ok,

@@ -10,10 +10,30 @@
     r.tier = tier(r.pct);
     r.hay = [r.ns, r.ty, r.ow, r.bin].concat(r.pods, r.hosts, r.images, r.ctrs).join('\n').toLowerCase();
   });
+  // Phases: each row's cumulative numbers are kept; a phase replaces them
+  // with what the row ran during that phase (0 when it did not run).
+  data.phases = data.phases || [];
+  data.times = data.times || [];
+  rows.forEach(function (r) { r.t0 = r.t; r.c0 = r.c; });
+  function applyPhase(name) {
+    var ph = null;
+    data.phases.forEach(function (p) { if (p.name === name) ph = p; });
+    rows.forEach(function (r) {
+      var v = ph ? ph.rows[r.i] : null;
+      if (r.page0 === undefined) r.page0 = r.page;
+      // A phase's rows open their page in the phase's own site.
+      r.page = ph ? ((ph.pages || {})[r.i] || null) : r.page0;
+      r.t = ph ? (v ? v[0] : r.t0) : r.t0;
+      r.c = ph ? (v ? v[1] : 0) : r.c0;
+      r.pct = r.t ? (100 * r.c) / r.t : 0;
+      r.tier = tier(r.pct);
+    });
+    return ph ? ph.name : '';
+  }
   var rowsOfKey = {};
   rows.forEach(function (r) { rowsOfKey[r.key] = (rowsOfKey[r.key] || 0) + 1; });
   data.bins = data.bins || {};
-  var state = { q: '', ns: '', ty: '', tier: '', key: 'pct', dir: 1, open: {} };
+  var state = { q: '', ns: '', ty: '', tier: '', phase: '', key: 'pct', dir: 1, open: {} };
   var $ = function (id) { return document.getElementById(id); };
 
   function tier(p) { return p < 25 ? 'red' : p < 50 ? 'orange' : p < 75 ? 'yellow' : 'green'; }
@@ -42,12 +62,72 @@
   }
   fillSelect($('f-ns'), uniq('ns'));
   fillSelect($('f-type'), uniq('ty'));
+  if (data.phases.length) {
+    fillSelect($('f-phase'), data.phases.map(function (p) { return p.name; }));
+    Array.prototype.forEach.call($('f-phase').options, function (o) { if (o.value) o.textContent = 'Phase: ' + o.value; });
+    $('f-phase').hidden = false;
+  }
+
+  // The run history strip: collection times and phases in time order, when
+  // there is more than one; a phase's chip switches the index to it.
+  function short(t) { return t ? String(t).replace('T', ' ').slice(0, 16) : 'open'; }
+  function phasePct(p) {
+    var bins = {};
+    Object.keys(p.rows).forEach(function (i) {
+      var r = rows[i], v = p.rows[i], b = bins[r.key];
+      if (!b) b = bins[r.key] = { t: 0, c: 0 };
+      b.t = Math.max(b.t, v[0]); b.c = Math.max(b.c, v[1]);
+    });
+    var t = 0, c = 0;
+    Object.keys(bins).forEach(function (k) { t += bins[k].t; c += bins[k].c; });
+    return t ? (100 * c) / t : 0;
+  }
+  function historyStrip() {
+    var box = $('history');
+    var items = data.times.map(function (x) { return { at: x[0], time: x }; })
+      .concat(data.phases.map(function (p) { return { at: p.from, phase: p }; }));
+    if (items.length < 2) { box.hidden = true; return; }
+    items.sort(function (a, b) { return String(a.at).localeCompare(String(b.at)); });
+    box.textContent = '';
+    box.appendChild(el('span', 'h-title', 'Run history'));
+    var all = el('button', 'chip all' + (state.phase ? '' : ' on'), 'All time');
+    all.type = 'button';
+    all.addEventListener('click', function () { setPhase(''); });
+    items.forEach(function (it) {
+      var c;
+      if (it.time) {
+        c = el('span', 'chip time', short(it.time[0]) + ' · ' + it.time[1] + (it.time[1] === 1 ? ' report' : ' reports'));
+        c.title = 'latest snapshots collected then';
+      } else {
+        var p = it.phase;
+        c = el('button', 'chip phase' + (state.phase === p.name ? ' on' : ''));
+        c.type = 'button';
+        c.dataset.phase = p.name;
+        c.appendChild(el('b', null, p.name));
+        c.appendChild(document.createTextNode(' ' + short(p.from) + ' → ' + short(p.to) + ' · '));
+        var pp = phasePct(p);
+        c.appendChild(el('span', 'pct tier-' + tier(pp), fmtPct(pp)));
+        c.title = 'Show what ran during phase ' + p.name;
+        c.addEventListener('click', function () { setPhase(p.name); });
+      }
+      box.appendChild(c);
+    });
+    box.appendChild(all);
+    box.hidden = false;
+  }
+  function setPhase(name) {
+    state.phase = applyPhase(name);
+    $('f-phase').value = state.phase;
+    draw();
+  }
 
   // Filters and sort survive reloads and can be linked: #q=…&ns=…&ty=…&tier=…&sort=key:dir
   function readHash() {
     var h = new URLSearchParams(location.hash.replace(/^#/, ''));
     state.q = h.get('q') || ''; state.ns = h.get('ns') || ''; state.ty = h.get('ty') || '';
     state.tier = h.get('tier') || '';
+    state.phase = applyPhase(h.get('phase') || '');
+    $('f-phase').value = state.phase;
     var s = (h.get('sort') || '').split(':');
     if (s[0]) { state.key = s[0]; state.dir = s[1] === 'asc' ? 1 : -1; }
     $('q').value = state.q; $('f-ns').value = state.ns; $('f-type').value = state.ty; $('f-tier').value = state.tier;
@@ -58,6 +138,7 @@
     if (state.ns) h.set('ns', state.ns);
     if (state.ty) h.set('ty', state.ty);
     if (state.tier) h.set('tier', state.tier);
+    if (state.phase) h.set('phase', state.phase);
     h.set('sort', state.key + ':' + (state.dir > 0 ? 'asc' : 'desc'));
     history.replaceState(null, '', '#' + h.toString());
   }
@@ -98,7 +179,7 @@
       b.n++;
     });
     Object.keys(bins).forEach(function (k) {
-      if (bins[k].n === rowsOfKey[k] && data.bins[k] !== undefined) bins[k].c = data.bins[k];
+      if (!state.phase && bins[k].n === rowsOfKey[k] && data.bins[k] !== undefined) bins[k].c = data.bins[k];
     });
     var t = 0, c = 0, n = 0, pods = {};
     Object.keys(bins).forEach(function (k) { t += bins[k].t; c += bins[k].c; n++; });
@@ -112,7 +193,7 @@
     var procs = !nh ? [fmtNum(np), 'pods'] : !np ? [fmtNum(nh), 'hosts'] : [fmtNum(np) + ' + ' + fmtNum(nh), 'pods + hosts'];
     var box = $('cards');
     box.textContent = '';
-    [[fmtPct(t ? (100 * c) / t : 0), 'coverage (by binary)'], [fmtNum(c) + ' / ' + fmtNum(t), 'statements run'],
+    [[fmtPct(t ? (100 * c) / t : 0), state.phase ? 'coverage in phase ' + state.phase : 'coverage (by binary)'], [fmtNum(c) + ' / ' + fmtNum(t), 'statements run'],
      [fmtNum(n), 'binaries'], [fmtNum(list.length), 'owners'], procs]
       .forEach(function (x) {
         var d = el('div', 'card'); d.appendChild(el('div', 'v', x[0])); d.appendChild(el('div', 'l', x[1])); box.appendChild(d);
@@ -154,7 +235,7 @@
       tr.appendChild(el('td', null, r.ty));
       var tdo = el('td');
       if (r.page) { var a = el('a', 'open', r.ow); a.href = r.page; tdo.appendChild(a); }
-      else { tdo.appendChild(el('span', 'nopage', r.ow)); tdo.title = 'page could not be rendered'; }
+      else { tdo.appendChild(el('span', 'nopage', r.ow)); tdo.title = state.phase ? 'did not run during phase ' + state.phase : 'page could not be rendered'; }
       tr.appendChild(tdo);
       tr.appendChild(el('td', null, r.bin));
       var tdn = el('td', 'num', r.pods.length || r.hosts.length);
@@ -177,6 +258,7 @@
       else th.removeAttribute('aria-sort');
     });
     cards(list);
+    historyStrip();
     writeHash();
   }
 
@@ -184,6 +266,7 @@
   $('f-ns').addEventListener('change', function (e) { state.ns = e.target.value; draw(); });
   $('f-type').addEventListener('change', function (e) { state.ty = e.target.value; draw(); });
   $('f-tier').addEventListener('change', function (e) { state.tier = e.target.value; draw(); });
+  $('f-phase').addEventListener('change', function (e) { setPhase(e.target.value); });
   Array.prototype.forEach.call(document.querySelectorAll('#rows th[data-key]'), function (th) {
     th.tabIndex = 0;
     th.addEventListener('keydown', function (e) { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); th.click(); } });

@@ -174,33 +174,7 @@ impl OwnerCov {
     /// Every function of the binary outside the injected server's file, in
     /// meta-data order.
     pub fn funcs(&self) -> Vec<FuncCov> {
-        let mut out = Vec::new();
-        let mut i = 0usize;
-        for p in &self.meta.packages {
-            for f in &p.funcs {
-                let n = f.units.len();
-                let counts = &self.counters[i..i + n];
-                i += n;
-                if db::is_injected_file(&f.file) {
-                    continue;
-                }
-                let mut units: Vec<(Unit, u32)> = f
-                    .units
-                    .iter()
-                    .copied()
-                    .zip(counts.iter().copied())
-                    .collect();
-                units.sort_by_key(|(u, _)| (u.st_line, u.st_col, u.en_line, u.en_col));
-                out.push(FuncCov {
-                    package: p.path.clone(),
-                    file: f.file.clone(),
-                    name: f.name.clone(),
-                    literal: f.literal,
-                    units,
-                });
-            }
-        }
-        out
+        funcs_of(&self.meta, &self.counters)
     }
 
     /// The distinct files of [`OwnerCov::funcs`], sorted.
@@ -243,6 +217,39 @@ impl OwnerCov {
         let _ = fm.emit_textual(&mut out);
         String::from_utf8_lossy(&out).into_owned()
     }
+}
+
+/// Every function of a binary's meta-data outside the injected server's
+/// file, in meta-data order, with its units' counts (`counters`: one per
+/// unit, in meta-data order; missing counters count 0).
+pub fn funcs_of(meta: &MetaFile, counters: &[u32]) -> Vec<FuncCov> {
+    let mut out = Vec::new();
+    let mut i = 0usize;
+    for p in &meta.packages {
+        for f in &p.funcs {
+            let n = f.units.len();
+            let counts = counters.get(i..i + n).unwrap_or_default();
+            i += n;
+            if db::is_injected_file(&f.file) {
+                continue;
+            }
+            let mut units: Vec<(Unit, u32)> = f
+                .units
+                .iter()
+                .enumerate()
+                .map(|(k, u)| (*u, counts.get(k).copied().unwrap_or(0)))
+                .collect();
+            units.sort_by_key(|(u, _)| (u.st_line, u.st_col, u.en_line, u.en_col));
+            out.push(FuncCov {
+                package: p.path.clone(),
+                file: f.file.clone(),
+                name: f.name.clone(),
+                literal: f.literal,
+                units,
+            });
+        }
+    }
+    out
 }
 
 /// The owners whose `namespace/owner`, `namespace/type/owner` or owner name

@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use crate::cov::{self, OwnerCov, OwnerPaths};
+use crate::cov::{self, FuncCov, OwnerCov, OwnerPaths};
 
 /// One function's line.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -21,27 +21,43 @@ pub struct FuncLine {
     /// The line of the declaration.
     pub line: u32,
     pub name: String,
+    /// The receiver type as the source writes it (`Stack[T]`), else as the
+    /// meta-data names it; `None` for plain functions. Not in `--json`
+    /// (`go tool cover -func` has no such column); the site shows it.
+    #[serde(skip)]
+    pub receiver: Option<String>,
     pub covered: u64,
     pub total: u64,
 }
 
 /// The function lines of an owner.
 pub fn func_lines(c: &OwnerCov, paths: &OwnerPaths) -> Vec<FuncLine> {
+    lines_of(&c.funcs(), |file| cov::source_lines(paths.disk(file)))
+}
+
+/// The function lines of some functions, `source(file)` giving a file's
+/// source lines when known (asked once per file); literals left out, files
+/// sorted by name, functions by line.
+pub fn lines_of(
+    funcs: &[FuncCov],
+    mut source: impl FnMut(&str) -> Option<Vec<String>>,
+) -> Vec<FuncLine> {
     let mut out = Vec::new();
-    let mut sources: std::collections::BTreeMap<String, Option<Vec<String>>> = Default::default();
-    for f in c.funcs() {
+    let mut sources: std::collections::BTreeMap<&str, Option<Vec<String>>> = Default::default();
+    for f in funcs {
         if f.literal {
             continue;
         }
         let lines = sources
-            .entry(f.file.clone())
-            .or_insert_with(|| cov::source_lines(paths.disk(&f.file)));
-        let info = cov::decl_info(&f, lines.as_deref());
+            .entry(f.file.as_str())
+            .or_insert_with(|| source(&f.file));
+        let info = cov::decl_info(f, lines.as_deref());
         let (covered, total) = f.stmts();
         out.push(FuncLine {
             file: f.file.clone(),
             line: info.line,
             name: f.short_name().to_string(),
+            receiver: info.receiver,
             covered,
             total,
         });

@@ -6,6 +6,7 @@
 //! the pages (offline, no CDN, rewritten only when their inputs change).
 
 pub mod dbsource;
+pub mod history;
 pub mod model;
 pub mod site;
 pub mod source;

@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+use crate::cov::FuncCov;
+
 /// One row of the index: a (namespace, owner type, owner, binary) group.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OwnerRow {
@@ -81,10 +83,25 @@ impl FileCoverage {
 /// Where the rows and their files come from.
 pub trait SiteSource {
     type Error: std::error::Error + Send + Sync + 'static;
+    /// The functions of one row with their units' counts (from the binary's
+    /// meta-data). A source without function data returns none, and the
+    /// row's page then has no function list. Asked only for pages that are
+    /// written: functions are not part of a page's input hash, so they may
+    /// change only with the row's `binary_key` or `input_hash` (as they do
+    /// in the database: the key carries the meta-data hash).
+    fn functions(&self, row: &OwnerRow) -> Result<Vec<FuncCov>, Self::Error> {
+        let _ = row;
+        Ok(Vec::new())
+    }
     /// All index rows.
     fn rows(&self) -> Result<Vec<OwnerRow>, Self::Error>;
     /// The files of one row, with their blocks.
     fn files(&self, row: &OwnerRow) -> Result<Vec<FileCoverage>, Self::Error>;
+    /// Phases and collection times, for the index's phase switch and run
+    /// history (none by default).
+    fn history(&self) -> Result<crate::history::History, Self::Error> {
+        Ok(crate::history::History::default())
+    }
 }
 
 /// An in-memory source: rows with their files.

@@ -19,11 +19,13 @@ use askama::Template;
 use covdata::hash::{Fnv128, HashWriter};
 use serde::Serialize;
 
+use crate::cov::FuncCov;
+use crate::funcs;
 use crate::model::{FileCoverage, OwnerRow, SiteSource, line_states};
 use crate::source::{self, SourceIndex};
 
 /// Bump when the generated HTML/JSON changes shape: forces a rewrite.
-const FORMAT_VERSION: &str = "covfleet-site-1";
+const FORMAT_VERSION: &str = "covfleet-site-2";
 
 const CSS: &str = include_str!("../assets/covfleet.css");
 const INDEX_JS: &str = include_str!("../assets/index.js");
@@ -126,10 +128,33 @@ pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> 
                 unions.add(row, files);
             }
         }
-        let outcomes: Vec<Result<RowOutcome, RowError>> = chunk
+        let prepared: Vec<Result<PreparedRow, RowError>> = chunk
             .par_iter()
             .zip(fetched)
-            .map(|((row, slug), files)| render_row(&index, opts, row, slug, files?))
+            .map(|((row, slug), files)| Ok(prepare_row(&index, opts, row, slug, files?)))
+            .collect();
+        // Functions only for the pages that are written.
+        let funcs: Vec<Result<Vec<FuncCov>, RowError>> = chunk
+            .iter()
+            .zip(&prepared)
+            .map(|((row, _), p)| match p {
+                Ok(p) if p.unchanged.is_none() => src
+                    .functions(row)
+                    .map_err(|e| RowError::Functions(Box::new(e))),
+                _ => Ok(Vec::new()),
+            })
+            .collect();
+        let outcomes: Vec<Result<RowOutcome, RowError>> = chunk
+            .par_iter()
+            .zip(prepared)
+            .zip(funcs)
+            .map(|(((row, slug), p), funcs)| {
+                let p = p?;
+                match p.unchanged {
+                    Some(outcome) => Ok(outcome),
+                    None => write_row(opts, row, slug, p, &funcs?),
+                }
+            })
             .collect();
         for ((row, slug), outcome) in chunk.iter().zip(outcomes) {
             let ok = match outcome {
@@ -159,14 +184,19 @@ pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> 
         }
     }
 
+    let history = src.history().map_err(|e| Error::Rows(Box::new(e)))?;
+    let (phases, times) = crate::history::to_json(&history, &rows);
     let data = IndexData {
         title: &opts.title,
         rows: index_rows,
         bins: unions.covered(),
+        phases,
+        times,
     };
     let page = IndexPage {
         title: &opts.title,
         data: script_json(&data),
+        diffs: diff_pages(&opts.out_dir),
     };
     let html = page.render().map_err(|source| Error::Template {
         what: "index.html".into(),
@@ -208,6 +238,8 @@ pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> 
 enum RowError {
     #[error("reading its files")]
     Files(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("reading its functions")]
+    Functions(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Site(#[from] Error),
 }
@@ -241,6 +273,10 @@ struct PageFile<'a> {
     /// `sb`: … found in the shared script `../src/<sb>.js`.
     #[serde(rename = "sb")]
     source_bundle: Option<String>,
+    /// `fn`: the file's functions in the page's function list and their
+    /// statements never run (absent without functions).
+    #[serde(rename = "fn", skip_serializing_if = "Option::is_none")]
+    functions: Option<(usize, u64)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -251,7 +287,159 @@ struct PageData<'a> {
     source_via: Option<&'static str>,
     /// The page's data scripts' directory, relative to the page.
     data_dir: &'a str,
+    /// `pk`: the package tree (see [`package_tree`]).
+    #[serde(rename = "pk")]
+    packages: Vec<PkgNode>,
+    /// `fn`: how many functions `<data_dir>/funcs.js` lists (0: none, no script).
+    #[serde(rename = "fn")]
+    functions: usize,
     files: Vec<PageFile<'a>>,
+}
+
+/// The script of a page's function list, in its data directory:
+/// `covfleetFuncs([[file, line, name, receiver, covered, total], …])`, with
+/// `file` an index into the page's files. Loaded when the list is opened.
+const FUNCS_SCRIPT: &str = "funcs.js";
+
+/// One function of a page's list: (file index, declaration line, name,
+/// receiver or "", statements covered, statements).
+type PageFunc = (usize, u32, String, String, u64, u64);
+
+/// The functions of a page as `covfleet report --func` lists them (same
+/// lines, names and statement counts: [`funcs::lines_of`]), the source
+/// texts the page shows used to find each `func` keyword. Functions of files
+/// the page does not list are left out.
+fn page_functions(
+    files: &[FileCoverage],
+    texts: &[Option<String>],
+    funcs: &[FuncCov],
+) -> Vec<PageFunc> {
+    if funcs.is_empty() {
+        return Vec::new();
+    }
+    let index: HashMap<&str, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.path.as_str(), i))
+        .collect();
+    let lines = funcs::lines_of(funcs, |file| {
+        let text = texts.get(*index.get(file)?)?.as_deref()?;
+        Some(text.lines().map(str::to_string).collect())
+    });
+    lines
+        .into_iter()
+        .filter_map(|l| {
+            let i = *index.get(l.file.as_str())?;
+            Some((
+                i,
+                l.line,
+                l.name,
+                l.receiver.unwrap_or_default(),
+                l.covered,
+                l.total,
+            ))
+        })
+        .collect()
+}
+
+/// A node of a page's package tree: a directory of the coverage paths
+/// (an import path, for module builds) with everything under it. Chains of
+/// directories holding nothing but one subdirectory are one node
+/// (`github.com/acme/api`), so the tree starts where the code does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PkgNode {
+    /// `n`: the node's name below its parent (one or more path segments).
+    #[serde(rename = "n")]
+    pub name: String,
+    /// `p`: the full directory path.
+    #[serde(rename = "p")]
+    pub path: String,
+    /// `c`: statements covered in the directory and below.
+    #[serde(rename = "c")]
+    pub covered: u64,
+    /// `t`: statements in the directory and below.
+    #[serde(rename = "t")]
+    pub total: u64,
+    /// `f`: files in the directory and below.
+    #[serde(rename = "f")]
+    pub files: usize,
+    /// `o`: files directly in the directory (0: only subdirectories).
+    #[serde(rename = "o")]
+    pub own_files: usize,
+    /// `k`: subdirectories, by name.
+    #[serde(rename = "k")]
+    pub children: Vec<PkgNode>,
+}
+
+/// The package tree of a page's files: directories nested by path segment,
+/// each with the statements of every file in and below it.
+pub fn package_tree(files: &[FileCoverage]) -> Vec<PkgNode> {
+    #[derive(Default)]
+    struct Dir<'a> {
+        own: (u64, u64, usize),
+        sub: BTreeMap<&'a str, Dir<'a>>,
+    }
+    let mut root = Dir::default();
+    for f in files {
+        let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d);
+        let mut node = &mut root;
+        if !dir.is_empty() {
+            for seg in dir.split('/') {
+                node = node.sub.entry(seg).or_default();
+            }
+        }
+        node.own.0 += f.covered_stmts;
+        node.own.1 += f.total_stmts;
+        node.own.2 += 1;
+    }
+    fn build(name: &str, path: String, d: Dir<'_>) -> PkgNode {
+        let mut children: Vec<PkgNode> = d
+            .sub
+            .into_iter()
+            .map(|(seg, sub)| build(seg, format!("{path}/{seg}"), sub))
+            .collect();
+        // A directory holding only one subdirectory merges with it.
+        if d.own.2 == 0 && children.len() == 1 {
+            let mut only = children.remove(0);
+            only.name = format!("{name}/{}", only.name);
+            return only;
+        }
+        let (mut c, mut t, mut n) = d.own;
+        for k in &children {
+            c += k.covered;
+            t += k.total;
+            n += k.files;
+        }
+        PkgNode {
+            name: name.to_string(),
+            path,
+            covered: c,
+            total: t,
+            files: n,
+            own_files: d.own.2,
+            children,
+        }
+    }
+    let top: Vec<PkgNode> = root
+        .sub
+        .into_iter()
+        .map(|(seg, sub)| build(seg, seg.to_string(), sub))
+        .collect();
+    if root.own.2 == 0 {
+        return top;
+    }
+    // Files without a directory: a top node of their own, first.
+    let mut out = vec![PkgNode {
+        name: String::new(),
+        path: String::new(),
+        covered: root.own.0,
+        total: root.own.1,
+        files: root.own.2,
+        own_files: root.own.2,
+        children: Vec::new(),
+    }];
+    out.extend(top);
+    out
 }
 
 /// Per-file coverage, loaded by the page on demand.
@@ -284,26 +472,65 @@ const SOURCES_MANIFEST: &str = "sources.txt";
 /// (size and modification time count in the page's input hash).
 type Located = Option<(PathBuf, std::fs::Metadata)>;
 
-/// Writes one binary's page (unless its inputs are unchanged): finds the
-/// sources, hashes the inputs, writes the shared source bundles, the page's
-/// data scripts, then the page itself.
-fn render_row(
+/// A row's page before it is written: its files and their sources found,
+/// its input hash, and whether the page on disk already has it.
+struct PreparedRow {
+    files: Vec<FileCoverage>,
+    resolved: Option<source::Resolved>,
+    located: Vec<Located>,
+    input_hash: String,
+    page_path: PathBuf,
+    data_dir: PathBuf,
+    /// `Some`: the page is up to date and not written again.
+    unchanged: Option<RowOutcome>,
+}
+
+/// Finds a row's sources and hashes its inputs (the functions are not among
+/// them: they come from the binary's meta-data, which the row's binary key
+/// names).
+fn prepare_row(
     index: &SourceIndex,
     opts: &Options,
     row: &OwnerRow,
     slug: &str,
     mut files: Vec<FileCoverage>,
-) -> Result<RowOutcome, RowError> {
+) -> PreparedRow {
     files.sort_by(|a, b| a.path.cmp(&b.path));
     let resolved = index.resolve(row, &files);
     let located = locate_sources(resolved.as_ref(), &files);
     let input_hash = page_input_hash(opts, row, &files, &located);
     let page_path = opts.out_dir.join("b").join(format!("{slug}.html"));
     let data_dir = opts.out_dir.join("b").join(slug);
-    if let Some(unchanged) = unchanged_page(&page_path, &data_dir, &input_hash, &located) {
-        return Ok(unchanged);
+    let unchanged = unchanged_page(&page_path, &data_dir, &input_hash, &located);
+    PreparedRow {
+        files,
+        resolved,
+        located,
+        input_hash,
+        page_path,
+        data_dir,
+        unchanged,
     }
+}
 
+/// Writes one binary's page: the shared source bundles, the page's data
+/// scripts and function list, then the page itself.
+fn write_row(
+    opts: &Options,
+    row: &OwnerRow,
+    slug: &str,
+    p: PreparedRow,
+    funcs: &[FuncCov],
+) -> Result<RowOutcome, RowError> {
+    let PreparedRow {
+        files,
+        resolved,
+        located,
+        input_hash,
+        page_path,
+        data_dir,
+        unchanged: _,
+    } = p;
     create_dir(&data_dir)?;
     let texts: Vec<Option<String>> = located
         .iter()
@@ -319,6 +546,20 @@ fn render_row(
     write_if_changed(&data_dir.join(SOURCES_MANIFEST), manifest.as_bytes())?;
     let mut written = data.scripts;
     written.insert(SOURCES_MANIFEST.to_string());
+    let functions = page_functions(&files, &texts, funcs);
+    let mut page_files = data.files;
+    for &(i, _, _, _, covered, total) in &functions {
+        if let Some(pf) = page_files.get_mut(i) {
+            let (n, missed) = pf.functions.get_or_insert((0, 0));
+            *n += 1;
+            *missed += total - covered;
+        }
+    }
+    if !functions.is_empty() {
+        let js = format!("covfleetFuncs({});\n", script_json(&functions));
+        write_if_changed(&data_dir.join(FUNCS_SCRIPT), js.as_bytes())?;
+        written.insert(FUNCS_SCRIPT.to_string());
+    }
     remove_stale_data(&data_dir, &written);
 
     let page_data = PageData {
@@ -329,7 +570,9 @@ fn render_row(
             .map(|r| r.checkout.root.to_string_lossy().into_owned()),
         source_via: resolved.as_ref().map(|r| r.strategy.as_str()),
         data_dir: slug,
-        files: data.files,
+        packages: package_tree(&files),
+        functions: functions.len(),
+        files: page_files,
     };
     let page = BinaryPage {
         title: &opts.title,
@@ -534,6 +777,7 @@ fn write_file_data<'a>(
             data_script: bundle_no,
             source_hash: text_hashes[i].clone(),
             source_bundle: bundle_of[i].clone(),
+            functions: None,
         });
     }
     flush(&mut bundle, &mut bundle_no)?;
@@ -670,6 +914,12 @@ struct IndexData<'a> {
     rows: Vec<IndexRow>,
     /// Per binary key: statements run by any of its rows together.
     bins: BTreeMap<String, u64>,
+    /// Phases (the index's phase switch and run history strip).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    phases: Vec<crate::history::PhaseJson>,
+    /// Collection times (to the minute) and reports collected then.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    times: Vec<(String, usize)>,
 }
 
 /// What all rows of one binary ran together: a block counts once, as run
@@ -738,6 +988,39 @@ struct IndexPage<'a> {
     title: &'a str,
     /// JSON made safe for a `<script>` element by [`script_json`].
     data: String,
+    /// Diff pages found in the output directory (file names), linked from
+    /// the index.
+    diffs: Vec<String>,
+}
+
+/// The diff pages of a site: `diff.html` and `diff-<name>.html` in its
+/// output directory (where `covfleet diff --html` is told to write them),
+/// sorted by name with `diff.html` first. Names are restricted to
+/// `[A-Za-z0-9._-]`, so a link never needs escaping beyond askama's.
+pub fn diff_pages(out_dir: &Path) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(out_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| is_diff_page(n))
+        .collect();
+    found.sort_by(|a, b| (a != "diff.html").cmp(&(b != "diff.html")).then(a.cmp(b)));
+    found
+}
+
+fn is_diff_page(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".html") else {
+        return false;
+    };
+    stem == "diff"
+        || stem.strip_prefix("diff-").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
 }
 
 #[derive(Template)]
@@ -859,5 +1142,107 @@ fn remove_stale_temporaries(out_dir: &Path) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Block;
+
+    fn file(path: &str, covered: u32, total: u32) -> FileCoverage {
+        let b = |stmts, count| Block {
+            st_line: 1,
+            st_col: 1,
+            en_line: 2,
+            en_col: 1,
+            stmts,
+            count,
+        };
+        FileCoverage::from_blocks(path, vec![b(covered, 1), b(total - covered, 0)])
+    }
+
+    /// Every node of a tree, depth first.
+    fn walk<'a>(nodes: &'a [PkgNode], out: &mut Vec<&'a PkgNode>) {
+        for n in nodes {
+            out.push(n);
+            walk(&n.children, out);
+        }
+    }
+
+    #[test]
+    fn package_tree_sums_every_file_below_each_node() {
+        let files = vec![
+            file("github.com/acme/api/main.go", 3, 10),
+            file("github.com/acme/api/internal/store/db.go", 5, 5),
+            file("github.com/acme/api/internal/store/cache.go", 0, 7),
+            file("github.com/acme/api/internal/http/h.go", 2, 4),
+            file("github.com/acme/api/pkg/deep/er/x.go", 1, 2),
+            file("/workspace/cmd/tool.go", 1, 1),
+            file("root.go", 0, 3),
+        ];
+        let tree = package_tree(&files);
+        let mut nodes = Vec::new();
+        walk(&tree, &mut nodes);
+        // Computed another way: filter the files by path prefix.
+        for n in &nodes {
+            let under: Vec<&FileCoverage> = files
+                .iter()
+                .filter(|f| {
+                    let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d);
+                    dir == n.path || f.path.starts_with(&format!("{}/", n.path))
+                })
+                .collect();
+            let own = files
+                .iter()
+                .filter(|f| f.path.rsplit_once('/').map_or("", |(d, _)| d) == n.path)
+                .count();
+            let c: u64 = under.iter().map(|f| f.covered_stmts).sum();
+            let t: u64 = under.iter().map(|f| f.total_stmts).sum();
+            if n.path.is_empty() {
+                assert_eq!((n.covered, n.total, n.files, n.own_files), (0, 3, 1, 1));
+                continue;
+            }
+            assert_eq!((n.covered, n.total), (c, t), "{}", n.path);
+            assert_eq!((n.files, n.own_files), (under.len(), own), "{}", n.path);
+            assert!(n.path.ends_with(&n.name), "{} / {}", n.path, n.name);
+        }
+        let names: Vec<(&str, &str)> = nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.path.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("", ""),
+                ("/workspace/cmd", "/workspace/cmd"),
+                ("github.com/acme/api", "github.com/acme/api"),
+                ("internal", "github.com/acme/api/internal"),
+                ("http", "github.com/acme/api/internal/http"),
+                ("store", "github.com/acme/api/internal/store"),
+                ("pkg/deep/er", "github.com/acme/api/pkg/deep/er"),
+            ]
+        );
+        // The tops add up to everything.
+        let t: u64 = tree.iter().map(|n| n.total).sum();
+        assert_eq!(t, files.iter().map(|f| f.total_stmts).sum::<u64>());
+    }
+
+    #[test]
+    fn diff_pages_are_found_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in [
+            "diff-e2e.html",
+            "diff.html",
+            "index.html",
+            "diff-.html",
+            "diff-a b.html",
+            "diffx.html",
+        ] {
+            std::fs::write(dir.path().join(n), "x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("diff-dir.html")).unwrap();
+        assert_eq!(diff_pages(dir.path()), ["diff.html", "diff-e2e.html"]);
+        assert!(diff_pages(&dir.path().join("missing")).is_empty());
     }
 }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,9 +22,13 @@ use serde::Serialize;
 use crate::error::{Error, TransportErrorKind};
 use crate::kube::{PodInfo, Selection, Via};
 use crate::local::Candidate;
+use crate::marks::{Mark, MarkRequest, Marks};
 use crate::output::{ContainerMeta, EntryWriter, Placement, Source, is_continuation};
 use crate::protocol::{self, ClientOptions, Endpoint, Identity, Probe};
 use crate::transport::Direct;
+
+/// Least number of snapshots written at once (see `Collector::writes_in_flight`).
+const WRITES_IN_FLIGHT: usize = 64;
 
 /// How often `--watch` probes again a target that was skipped or failed.
 pub const RECHECK: Duration = Duration::from_secs(30);
@@ -127,6 +132,9 @@ pub struct Summary {
     pub skipped: Vec<TargetReport>,
     pub failed: Vec<TargetReport>,
     pub entries: Vec<EntryReport>,
+    /// Phase marks taken in this run (`--phase-start`/`--phase-end`, signals).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<Mark>,
 }
 
 /// Progress notifications (for a progress bar).
@@ -144,6 +152,10 @@ pub enum Event {
     Lost { target: String, reason: String },
     /// `--watch`: a target failed (or failed again after recovering).
     Failed { target: String, reason: String },
+    /// `--watch`: a phase mark was taken (every live process snapshot).
+    Marked { mark: Mark },
+    /// `--watch`: a phase mark could not be taken.
+    MarkFailed { reason: String },
     /// `--watch`: the periodic summary.
     Status {
         live: usize,
@@ -190,7 +202,17 @@ enum ProbeOutcome {
     Absent,
     Skipped(TargetReport),
     Failed(TargetReport),
-    Coverage(Box<Placement>, Identity),
+    /// A coverage server, and its process state; `Some` when the probe was
+    /// the first fetch (see [`Collector::probe`]), with that fetch's result.
+    Coverage(Box<ProcState>, Option<Option<Error>>),
+}
+
+/// A process a probe found: to fetch, or already fetched by the probe.
+struct Probed {
+    key: String,
+    state: ProcState,
+    /// `Some(error or none)` when the probe's answer was the first snapshot.
+    fetched: Option<Option<Error>>,
 }
 
 /// One process being collected.
@@ -275,9 +297,72 @@ pub struct Collector {
     settings: Settings,
     kube: Option<(::kube::Client, Selection, Via)>,
     progress: Option<Progress>,
+    /// Phase marks the collection holds (`marks.json`), recorded with every
+    /// snapshot written.
+    marks_seen: AtomicU32,
+    /// The marks (sequence numbers) being taken: snapshots written while
+    /// this is set are also kept as those marks' boundary snapshots.
+    marks_taking: Mutex<Vec<u32>>,
     hostname: String,
-    /// Entry names opened by this run: two targets never share an entry.
-    claimed: Mutex<HashSet<String>>,
+    /// Opens entries and writes snapshots, on blocking threads.
+    store: Store,
+}
+
+/// Where entries go, and the entry names this run opened (two targets never
+/// share an entry). Cloned into the blocking tasks that write.
+#[derive(Debug, Clone)]
+struct Store {
+    root: PathBuf,
+    claimed: Arc<Mutex<HashSet<String>>>,
+    max_entries_per_target: u32,
+}
+
+/// What writing a snapshot needs of a process's state, moved to a blocking
+/// thread and back (see [`Store::write`]).
+struct WriteJob {
+    label: String,
+    placement: Placement,
+    identity: Identity,
+    writer: Option<EntryWriter>,
+    instance: u32,
+    info_written: bool,
+    entries_opened: u32,
+    shape: Option<Arc<MetaShape>>,
+    /// (marks the collection holds, marks being taken): see
+    /// [`EntryWriter::set_marks`].
+    marks: (u32, Vec<u32>),
+}
+
+impl WriteJob {
+    fn take(st: &mut ProcState) -> WriteJob {
+        WriteJob {
+            label: st.endpoint.label.clone(),
+            placement: st.placement.clone(),
+            identity: st.identity.clone(),
+            writer: st.writer.take(),
+            instance: st.instance,
+            info_written: st.info_written,
+            entries_opened: st.entries_opened,
+            shape: st.shape.take(),
+            marks: (0, Vec::new()),
+        }
+    }
+
+    fn put_back(self, st: &mut ProcState) {
+        st.writer = self.writer;
+        st.instance = self.instance;
+        st.info_written = self.info_written;
+        st.entries_opened = self.entries_opened;
+        st.shape = self.shape;
+    }
+}
+
+/// The outcome of [`Store::write`].
+enum Written {
+    Done,
+    /// The entry lacks the meta-data file and the snapshot carries none:
+    /// fetch it with meta-data and write again.
+    NeedMeta,
 }
 
 impl std::fmt::Debug for Collector {
@@ -315,15 +400,28 @@ impl Collector {
     /// Checks the settings and connects to Kubernetes if asked.
     pub async fn new(settings: Settings, progress: Option<Progress>) -> Result<Collector, Error> {
         let kube = match &settings.sources.kube {
-            Some((sel, via)) => Some((crate::kube::client(sel).await?, sel.clone(), *via)),
+            Some((sel, via)) => {
+                Some((crate::kube::client_for(sel, *via).await?, sel.clone(), *via))
+            }
             None => None,
         };
+        let marks = match Marks::read(&settings.output) {
+            Ok(m) => m.count(),
+            // Reported by whoever takes a mark; plain collection goes on.
+            Err(_) => 0,
+        };
         Ok(Collector {
-            settings,
             kube,
             progress,
+            marks_seen: AtomicU32::new(marks),
+            marks_taking: Mutex::new(Vec::new()),
             hostname: crate::local::hostname(),
-            claimed: Mutex::new(HashSet::new()),
+            store: Store {
+                root: settings.output.join("coverage"),
+                claimed: Arc::new(Mutex::new(HashSet::new())),
+                max_entries_per_target: settings.max_entries_per_target.max(1),
+            },
+            settings,
         })
     }
 
@@ -445,32 +543,95 @@ impl Collector {
         d
     }
 
-    async fn probe(&self, f: &Found) -> ProbeOutcome {
+    /// Who answers at `f`, as a process state ready to fetch.
+    ///
+    /// With `first_fetch`, a port of a pod with its own network is probed by
+    /// fetching its first snapshot (`GET /coverage`, whose answer carries
+    /// the identity headers too) and writing it: one request per server
+    /// instead of `GET /health` then `GET /coverage`, which halves the
+    /// requests the API server relays. A hostNetwork pod's ports are probed
+    /// with `/health` first: most servers there belong to other pods.
+    ///
+    /// Returns the outcome and, when the probe fetched it, the first
+    /// snapshot (not written yet: [`Collector::probe_all`] writes it in its
+    /// own stage).
+    async fn probe(
+        &self,
+        f: &Found,
+        first_fetch: bool,
+    ) -> (ProbeOutcome, Option<Result<protocol::Snapshot, Error>>) {
+        let mut first = None;
+        let outcome = self.identify(f, first_fetch, &mut first).await;
+        match outcome {
+            ProbeOutcome::Coverage(..) => (outcome, first),
+            other => (other, None),
+        }
+    }
+
+    /// [`Collector::probe`]; `first` receives the snapshot fetched, if any.
+    async fn identify(
+        &self,
+        f: &Found,
+        first_fetch: bool,
+        first: &mut Option<Result<protocol::Snapshot, Error>>,
+    ) -> ProbeOutcome {
         let label = f.endpoint.label.clone();
         let mut opts = self.settings.client.clone();
         if f.quiet_if_absent {
             opts.retries = 0;
         }
-        let id = match protocol::probe(&f.endpoint, &opts).await {
-            Ok(Probe::Coverage(id)) => id,
-            Ok(Probe::NotCoverage { reason, .. }) => {
-                return ProbeOutcome::Skipped(TargetReport {
-                    target: label,
-                    reason,
-                });
-            }
-            Err(Error::Transport { source, .. })
+        let absent_or_failed = |e: Error| match &e {
+            Error::Transport { source, .. }
                 if f.quiet_if_absent && source.kind == TransportErrorKind::Connect =>
             {
-                return ProbeOutcome::Absent;
+                ProbeOutcome::Absent
             }
-            Err(e) => {
-                return ProbeOutcome::Failed(TargetReport {
-                    target: label,
-                    reason: e.to_string(),
-                });
-            }
+            _ => ProbeOutcome::Failed(TargetReport {
+                target: label.clone(),
+                reason: e.to_string(),
+            }),
         };
+        if first_fetch && matches!(&f.context, Context::Kube { pod, .. } if !pod.host_network) {
+            match protocol::fetch(&f.endpoint, &opts, true).await {
+                Ok(snap) => *first = Some(Ok(snap)),
+                // Nothing answered, or not in time: asking again would not help.
+                Err(e @ (Error::Transport { .. } | Error::Timeout { .. })) => {
+                    return absent_or_failed(e);
+                }
+                // An answer that is no snapshot: who sent it decides.
+                Err(e) => *first = Some(Err(e)),
+            }
+        }
+        let known = match first {
+            Some(Ok(snap)) => snap.identity.clone(),
+            _ => None,
+        };
+        // Without the identity from the snapshot (a failed fetch, a server
+        // that sends no identity headers with snapshots): ask for it.
+        let id = match known {
+            Some(id) => id,
+            None => match protocol::probe(&f.endpoint, &opts).await {
+                Ok(Probe::Coverage(id)) => id,
+                Ok(Probe::NotCoverage { reason, .. }) => {
+                    return ProbeOutcome::Skipped(TargetReport {
+                        target: label,
+                        reason,
+                    });
+                }
+                Err(e) => return absent_or_failed(e),
+            },
+        };
+        let placement = match self.place(f, &id) {
+            Ok(p) => p,
+            Err(outcome) => return outcome,
+        };
+        ProbeOutcome::Coverage(Box::new(self.new_state(f, placement, id)), None)
+    }
+
+    /// Where the data of the process `id` found at `f` goes; a skip when
+    /// it is not the process discovery saw there.
+    fn place(&self, f: &Found, id: &Identity) -> Result<Placement, ProbeOutcome> {
+        let label = f.endpoint.label.clone();
         let mut p = Placement {
             binary: id.binary.clone(),
             pid: id.pid,
@@ -511,7 +672,7 @@ impl Collector {
                     let Some(owner) = candidate.owners.iter().find(|o| o.answers_to(id.pid)) else {
                         let pids: Vec<String> =
                             candidate.owners.iter().map(|o| o.pid.to_string()).collect();
-                        return ProbeOutcome::Skipped(TargetReport {
+                        return Err(ProbeOutcome::Skipped(TargetReport {
                             target: label,
                             reason: format!(
                                 "identity mismatch: port {} is held by pid {} but the server says pid {}",
@@ -519,7 +680,7 @@ impl Collector {
                                 pids.join(","),
                                 id.pid
                             ),
-                        });
+                        }));
                     };
                     p.process_tag = Some(format!("s{}", owner.start_ticks));
                     p.process.insert("host_pid".into(), owner.pid.to_string());
@@ -540,21 +701,21 @@ impl Collector {
                 p.pod = pod.name.clone();
                 p.hostname = pod.node.clone();
                 p.port = Some(*port);
-                let Some(c) = crate::kube::match_container(pod, &id, *port) else {
+                let Some(c) = crate::kube::match_container(pod, id, *port) else {
                     if pod.host_network {
-                        return ProbeOutcome::Skipped(TargetReport {
+                        return Err(ProbeOutcome::Skipped(TargetReport {
                             target: label,
                             reason: format!(
                                 "server of {} (pid {}) on this hostNetwork pod's node matches none of its containers",
                                 id.binary, id.pid
                             ),
-                        });
+                        }));
                     }
                     p.container = ContainerMeta {
                         name: "unknown".into(),
                         image: String::new(),
                     };
-                    return ProbeOutcome::Coverage(Box::new(p), id);
+                    return Ok(p);
                 };
                 p.container = ContainerMeta {
                     name: c.name.clone(),
@@ -571,24 +732,87 @@ impl Collector {
         if p.binary.is_empty() {
             p.binary = "unknown".into();
         }
-        ProbeOutcome::Coverage(Box::new(p), id)
+        Ok(p)
     }
 
-    fn coverage_root(&self) -> PathBuf {
-        self.settings.output.join("coverage")
+    /// Writes one fetched snapshot (or reports its fetch's error); updates
+    /// when the process is due next and its last error.
+    async fn settle(
+        &self,
+        st: ProcState,
+        opts: &ClientOptions,
+        snap: Result<protocol::Snapshot, Error>,
+    ) -> (ProcState, Option<Error>) {
+        let (mut st, res) = self.store_one(st, opts, snap).await;
+        let now = Instant::now();
+        st.next_due = now + crate::schedule::interval(now.duration_since(st.first_seen));
+        match res {
+            Ok(()) => {
+                st.last_error = None;
+                (st, None)
+            }
+            Err(e) => {
+                st.last_error = Some(e.to_string());
+                (st, Some(e))
+            }
+        }
     }
 
-    /// One fetch for one process; writes on success.
-    async fn fetch_one(
+    /// Checks and writes one fetched snapshot on a blocking thread
+    /// ([`Store::write`]), so a file being synced to disk never holds up
+    /// the runtime's requests; fetches the meta-data when the entry lacks
+    /// them.
+    async fn store_one(
         &self,
         mut st: ProcState,
         opts: &ClientOptions,
+        snap: Result<protocol::Snapshot, Error>,
     ) -> (ProcState, Result<(), Error>) {
-        let res = self.fetch_inner(&mut st, opts).await;
-        (st, res)
+        let mut snap = match snap {
+            Ok(snap) => snap,
+            Err(e) => return (st, Err(e)),
+        };
+        let mut refetched = false;
+        loop {
+            let (hash, res) = match self.write(&mut st, snap).await {
+                Ok(w) => w,
+                Err(e) => return (st, Err(e)),
+            };
+            match res {
+                Written::Done => {
+                    st.hash = Some(hash);
+                    st.snapshots += 1;
+                    return (st, Ok(()));
+                }
+                Written::NeedMeta if !refetched => {
+                    refetched = true;
+                    snap = match protocol::fetch(&st.endpoint, opts, true).await {
+                        Ok(full) if full.hash == hash => full,
+                        Ok(_) => {
+                            let target = st.endpoint.label.clone();
+                            let reason = "the meta-data hash changed between two answers".into();
+                            return (st, Err(Error::Malformed { target, reason }));
+                        }
+                        Err(e) => return (st, Err(e)),
+                    };
+                }
+                Written::NeedMeta => {
+                    let target = st.endpoint.label.clone();
+                    let reason = "meta-data missing after fetching it".into();
+                    return (st, Err(Error::Malformed { target, reason }));
+                }
+            }
+        }
     }
 
-    async fn fetch_inner(&self, st: &mut ProcState, opts: &ClientOptions) -> Result<(), Error> {
+    /// `GET /coverage` for a known process: with meta-data unless its entry
+    /// holds them for the hash last seen, and again with meta-data when the
+    /// hash changed.
+    async fn fetch_snapshot(
+        &self,
+        st: &ProcState,
+        opts: &ClientOptions,
+    ) -> Result<protocol::Snapshot, Error> {
         let have_meta = match (&st.hash, &st.writer) {
             (Some(h), Some(w)) => w.has_meta(h),
             _ => false,
@@ -609,104 +833,36 @@ impl Collector {
             // The hash changed (or was never seen): fetch the meta-data too.
             snap = protocol::fetch(&st.endpoint, opts, true).await?;
         }
-        // Decode what is stored: meta-data must hash to its hash (it is
-        // stored, shared and cached by it), counters must fit it.
-        let label = st.endpoint.label.clone();
-        let bad = |reason: String| Error::Malformed {
-            target: label.clone(),
-            reason,
-        };
-        if let Some(meta) = &snap.meta {
-            let (file, _) = covdata::hash::verify_meta(meta).map_err(|e| bad(e.to_string()))?;
-            st.shape = Some(Arc::new(MetaShape::of(&file)));
-        }
-        let counters = covdata::CounterFile::decode(&snap.counters)
-            .map_err(|e| bad(format!("counters_data does not decode: {e}")))?;
-        match &st.shape {
-            Some(shape) if shape.hash == snap.hash => shape
-                .check(&counters)
-                .map_err(|r| bad(format!("counters_data: {r}")))?,
-            // Every first fetch, and every fetch after a hash change, carries
-            // the meta-data: this cannot happen with a consistent server.
-            _ => {
-                return Err(bad(
-                    "counters without verified meta-data for their hash".into()
-                ));
-            }
-        }
-        let root = self.coverage_root();
-        let mut instance = st.instance.max(1);
-        let mut writer = match st.writer.take() {
-            Some(w) => w,
-            None => self.open_entry(st, &root, &mut instance)?,
-        };
-        // Counters of one process only grow: a drop means another process
-        // behind the same name (PID reuse, restart) or a reset.
-        while let Some((_, old)) = writer.latest_counters() {
-            if is_continuation(&old, &snap.counters) {
-                break;
-            }
-            instance += 1;
-            st.info_written = false;
-            writer = self.open_entry(st, &root, &mut instance)?;
-        }
-        st.instance = instance;
-        if let Some(meta) = &snap.meta {
-            writer.write_meta(&snap.hash, meta)?;
-        }
-        if !writer.has_meta(&snap.hash) {
-            let full = protocol::fetch(&st.endpoint, opts, true).await?;
-            match &full.meta {
-                Some(meta) if full.hash == snap.hash => {
-                    covdata::hash::verify_meta(meta).map_err(|e| bad(e.to_string()))?;
-                    writer.write_meta(&full.hash, meta)?;
-                }
-                _ => return Err(bad("the meta-data hash changed between two answers".into())),
-            }
-        }
-        writer.write_snapshot(&st.placement, &st.identity, &snap.hash, &snap.counters)?;
-        if !st.info_written {
-            writer.write_info(
-                &st.placement,
-                snap.identity.as_ref().unwrap_or(&st.identity),
-            )?;
-            st.info_written = true;
-        }
-        st.hash = Some(snap.hash);
-        st.snapshots += 1;
-        st.writer = Some(writer);
-        Ok(())
+        Ok(snap)
     }
 
-    /// Opens the entry `instance` (or the next one no other target of this
-    /// run holds), counting it against the target's entry cap.
-    fn open_entry(
+    /// Runs [`Store::write`] on a blocking thread; returns the snapshot's hash.
+    async fn write(
         &self,
         st: &mut ProcState,
-        root: &std::path::Path,
-        instance: &mut u32,
-    ) -> Result<EntryWriter, Error> {
-        let cap = self.settings.max_entries_per_target.max(1);
-        if st.entries_opened >= cap {
-            return Err(Error::Limit {
-                target: st.endpoint.label.clone(),
-                reason: format!(
-                    "needed a new entry {} times in this run (a new process, meta hash or counter reset each time); \
-                     stopped at --max-entries-per-target {cap}",
-                    st.entries_opened + 1
-                ),
-            });
+        snap: protocol::Snapshot,
+    ) -> Result<(covdata::Hash, Written), Error> {
+        let hash = snap.hash;
+        let mut job = WriteJob::take(st);
+        job.marks = self.marks_now();
+        let store = self.store.clone();
+        let root = store.root.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let res = store.write(&mut job, &snap);
+            // The memory budget share goes back once the bytes are on disk.
+            drop(snap);
+            (job, res)
+        })
+        .await;
+        match joined {
+            Ok((job, res)) => {
+                job.put_back(st);
+                res.map(|w| (hash, w))
+            }
+            // The task panicked or the runtime is shutting down: the open
+            // entry is lost to this run (a later fetch opens a new one).
+            Err(e) => Err(Error::io(&root, std::io::Error::other(e.to_string()))),
         }
-        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
-        let mut name = st.placement.entry_name(*instance);
-        while claimed.contains(&name) {
-            *instance += 1;
-            name = st.placement.entry_name(*instance);
-        }
-        let writer = EntryWriter::open(root, &name)?;
-        claimed.insert(name);
-        st.entries_opened += 1;
-        Ok(writer)
     }
 
     fn new_state(&self, f: &Found, placement: Placement, identity: Identity) -> ProcState {
@@ -730,18 +886,32 @@ impl Collector {
     }
 
     /// Probes `found` concurrently; returns new process states and reports.
+    /// With `first_fetch`, probes that can fetch the first snapshot do
+    /// (see [`Collector::probe`]).
     async fn probe_all(
         &self,
         found: Vec<Found>,
         summary: &mut RunReport,
-    ) -> Vec<(String, ProcState)> {
+        first_fetch: bool,
+    ) -> Vec<Probed> {
         self.emit(Event::Discovered(found.len()));
         let results: Vec<(Found, ProbeOutcome)> = futures::stream::iter(found)
             .map(|f| async move {
-                let o = self.probe(&f).await;
+                let o = self.probe(&f, first_fetch).await;
                 (f, o)
             })
             .buffer_unordered(self.settings.concurrency.max(1))
+            .map(|(f, o)| async move {
+                let o = match o {
+                    (ProbeOutcome::Coverage(st, _), Some(first)) => {
+                        let (st, err) = self.settle(*st, &self.settings.client, first).await;
+                        ProbeOutcome::Coverage(Box::new(st), Some(err))
+                    }
+                    (o, _) => o,
+                };
+                (f, o)
+            })
+            .buffer_unordered(self.writes_in_flight())
             .collect()
             .await;
         let mut out = Vec::new();
@@ -807,7 +977,7 @@ impl Collector {
                         summary.failed.insert(f.key.clone(), r);
                     }
                 }
-                (ProbeOutcome::Coverage(p, id), hk) => {
+                (ProbeOutcome::Coverage(st, fetched), hk) => {
                     if let Some(pk) = &pod_key {
                         summary.skipped.remove(pk);
                         summary.pods_collected.insert(pk.clone());
@@ -819,7 +989,11 @@ impl Collector {
                     }
                     summary.skipped.remove(&f.key);
                     summary.failed.remove(&f.key);
-                    out.push((f.key.clone(), self.new_state(&f, *p, id)));
+                    out.push(Probed {
+                        key: f.key.clone(),
+                        state: *st,
+                        fetched,
+                    });
                 }
             }
             self.emit(Event::Done {
@@ -872,24 +1046,27 @@ impl Collector {
     ) -> Vec<(String, ProcState, Option<Error>)> {
         futures::stream::iter(states)
             .map(|(k, st)| async move {
-                let (mut st, res) = self.fetch_one(st, opts).await;
-                let now = Instant::now();
-                st.next_due = now + crate::schedule::interval(now.duration_since(st.first_seen));
-                let err = match res {
-                    Ok(()) => {
-                        st.last_error = None;
-                        None
-                    }
-                    Err(e) => {
-                        st.last_error = Some(e.to_string());
-                        Some(e)
-                    }
-                };
-                (k, st, err)
+                let snap = self.fetch_snapshot(&st, opts).await;
+                (k, st, snap)
             })
             .buffer_unordered(self.settings.concurrency.max(1))
+            .map(|(k, st, snap)| async move {
+                let (st, err) = self.settle(st, opts, snap).await;
+                (k, st, err)
+            })
+            .buffer_unordered(self.writes_in_flight())
             .collect()
             .await
+    }
+
+    /// Snapshots being checked and written at once, on blocking threads.
+    /// Writing is a stage of its own after the requests (`--concurrency`):
+    /// while files are synced to disk, the next requests go on, and many
+    /// entries' syncs in flight share the file system's journal commits.
+    /// Each snapshot waiting or being written holds its share of the
+    /// memory budget.
+    fn writes_in_flight(&self) -> usize {
+        self.settings.concurrency.max(WRITES_IN_FLIGHT)
     }
 
     /// Probes and fetches every target once.
@@ -897,8 +1074,16 @@ impl Collector {
         let mut report = RunReport::default();
         let d = self.discover().await;
         report.absorb_discovery(&d);
-        let states = self.probe_all(d.found, &mut report).await;
-        for (k, st, err) in self.fetch_all(states, &self.settings.client).await {
+        let mut to_fetch = Vec::new();
+        let mut results = Vec::new();
+        for p in self.probe_all(d.found, &mut report, true).await {
+            match p.fetched {
+                Some(err) => results.push((p.key, p.state, err)),
+                None => to_fetch.push((p.key, p.state)),
+            }
+        }
+        results.extend(self.fetch_all(to_fetch, &self.settings.client).await);
+        for (k, st, err) in results {
             if let Some(e) = err {
                 let not_covered = protocol::not_covered_reason(&e);
                 let r = TargetReport {
@@ -919,8 +1104,77 @@ impl Collector {
         report.finish()
     }
 
+    /// [`collect_once`](Self::collect_once), its snapshots also kept as the
+    /// phase boundaries `reqs` (`--phase-start` / `--phase-end`), which are
+    /// then appended to `marks.json`. Fails before collecting anything when
+    /// a mark is not possible (see [`Marks::check`]).
+    pub async fn collect_once_marked(&self, reqs: &[MarkRequest]) -> Result<Summary, Error> {
+        let marks = self.begin_marks(reqs)?;
+        let mut summary = self.collect_once().await;
+        summary.marks = self.end_marks(marks, reqs, summary.collected)?;
+        Ok(summary)
+    }
+
+    /// Registers phase marks about to be taken: checked against
+    /// `marks.json` (a phase starts once, an end needs an open start), and
+    /// counted so that snapshots written from now on record them and are
+    /// kept as their boundary snapshots, until [`end_marks`](Self::end_marks).
+    /// Returns the marks file to append them to.
+    fn begin_marks(&self, reqs: &[MarkRequest]) -> Result<Marks, Error> {
+        let marks = Marks::read(&self.settings.output)?;
+        marks.check(reqs)?;
+        let first = marks.count() + 1;
+        let seqs: Vec<u32> = (first..first + reqs.len() as u32).collect();
+        if let Some(&last) = seqs.last() {
+            self.marks_seen.store(last, Ordering::SeqCst);
+        }
+        *self.marks_taking.lock().unwrap_or_else(|p| p.into_inner()) = seqs;
+        Ok(marks)
+    }
+
+    /// (marks the collection holds, marks being taken now) for the next
+    /// snapshot written (see [`EntryWriter::set_marks`]).
+    fn marks_now(&self) -> (u32, Vec<u32>) {
+        let taking = self
+            .marks_taking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        (self.marks_seen.load(Ordering::SeqCst), taking)
+    }
+
+    /// Records marks once their snapshots are written.
+    fn end_marks(
+        &self,
+        mut marks: Marks,
+        reqs: &[MarkRequest],
+        processes: usize,
+    ) -> Result<Vec<Mark>, Error> {
+        self.marks_taking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let added = marks.push(reqs, &at, processes);
+        marks.write(&self.settings.output)?;
+        Ok(added)
+    }
+
     /// Collects until `shutdown` resolves, then scrapes once more.
     pub async fn watch(&self, shutdown: impl Future<Output = ()>) -> Summary {
+        self.watch_marked(shutdown, None).await
+    }
+
+    /// [`watch`](Self::watch), taking phase marks as they arrive on `marks`
+    /// (e.g. from signals): each batch snapshots every live process at once
+    /// and is then appended to `marks.json`. A batch that is not possible
+    /// (see [`Marks::check`]) is reported as an [`Event::MarkFailed`].
+    pub async fn watch_marked(
+        &self,
+        shutdown: impl Future<Output = ()>,
+        mut marks: Option<tokio::sync::mpsc::UnboundedReceiver<Vec<MarkRequest>>>,
+    ) -> Summary {
+        let mut taken: Vec<Mark> = Vec::new();
         let mut report = RunReport::default();
         let mut live: HashMap<String, ProcState> = HashMap::new();
         let mut last_discovery: Option<Instant> = None;
@@ -952,8 +1206,15 @@ impl Collector {
                             .is_none_or(|t| now.duration_since(*t) >= RECHECK)
                     })
                     .collect();
-                for (k, st) in self.probe_all(fresh, &mut report).await {
-                    live.insert(k, st);
+                for p in self.probe_all(fresh, &mut report, true).await {
+                    match p.fetched {
+                        Some(err) => {
+                            self.fold_watch_result(&mut report, &mut live, p.key, p.state, err)
+                        }
+                        None => {
+                            live.insert(p.key, p.state);
+                        }
+                    }
                 }
             }
             let now = Instant::now();
@@ -999,9 +1260,23 @@ impl Collector {
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             let wake = wake.max(Instant::now() + Duration::from_millis(50));
+            let next_mark = async {
+                match marks.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep_until(wake.into()) => {}
+                req = next_mark => match req {
+                    Some(reqs) => {
+                        if let Some(added) = self.mark_live(&mut report, &mut live, &reqs).await {
+                            taken.extend(added);
+                        }
+                    }
+                    None => marks = None,
+                },
             }
         }
         // Final scrape of everything still alive.
@@ -1014,7 +1289,45 @@ impl Collector {
                 .procs
                 .extend(after.into_values().filter(|s| s.snapshots > 0));
         }
-        report.finish()
+        let mut summary = report.finish();
+        summary.marks = taken;
+        summary
+    }
+
+    /// `--watch`: snapshots every live process now as the marks `reqs`.
+    async fn mark_live(
+        &self,
+        report: &mut RunReport,
+        live: &mut HashMap<String, ProcState>,
+        reqs: &[MarkRequest],
+    ) -> Option<Vec<Mark>> {
+        let fail = |e: Error| {
+            self.emit(Event::MarkFailed {
+                reason: e.to_string(),
+            });
+            None
+        };
+        let marks = match self.begin_marks(reqs) {
+            Ok(x) => x,
+            Err(e) => return fail(e),
+        };
+        let batch: Vec<(String, ProcState)> = live.drain().collect();
+        let mut kept = 0;
+        for (k, st, err) in self.fetch_all(batch, &self.settings.client).await {
+            if err.is_none() {
+                kept += 1;
+            }
+            self.fold_watch_result(report, live, k, st, err);
+        }
+        match self.end_marks(marks, reqs, kept) {
+            Ok(added) => {
+                for m in &added {
+                    self.emit(Event::Marked { mark: m.clone() });
+                }
+                Some(added)
+            }
+            Err(e) => fail(e),
+        }
     }
 
     fn fold_watch_result(
@@ -1100,12 +1413,16 @@ impl Collector {
         let mut report = RunReport::default();
         let d = self.discover().await;
         report.absorb_discovery(&d);
-        let states = self.probe_all(d.found, &mut report).await;
+        let states = self.probe_all(d.found, &mut report, false).await;
         let results: Vec<(String, ProcState, Result<(), Error>)> = futures::stream::iter(states)
-            .map(|(k, st)| async move {
-                let r = protocol::reset(&st.endpoint, &self.settings.client).await;
-                (k, st, r)
-            })
+            .map(
+                |Probed {
+                     key: k, state: st, ..
+                 }| async move {
+                    let r = protocol::reset(&st.endpoint, &self.settings.client).await;
+                    (k, st, r)
+                },
+            )
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect()
             .await;
@@ -1124,6 +1441,102 @@ impl Collector {
             }
         }
         report.finish()
+    }
+}
+
+impl Store {
+    /// Checks a snapshot against what is known of its process and writes it
+    /// into the process's entry (opening one, or the next one when the
+    /// counters went down). Blocking: runs off the runtime.
+    ///
+    /// Every file is written whole to a temporary name, synced and renamed
+    /// into place ([`EntryWriter`]): a crash at any point leaves each file
+    /// either as it was or complete, never torn.
+    fn write(&self, job: &mut WriteJob, snap: &protocol::Snapshot) -> Result<Written, Error> {
+        // Decode what is stored: meta-data must hash to its hash (it is
+        // stored, shared and cached by it), counters must fit it.
+        let bad = |reason: String| Error::Malformed {
+            target: job.label.clone(),
+            reason,
+        };
+        if let Some(meta) = &snap.meta {
+            let (file, _) = covdata::hash::verify_meta(meta).map_err(|e| bad(e.to_string()))?;
+            job.shape = Some(Arc::new(MetaShape::of(&file)));
+        }
+        let counters = covdata::CounterFile::decode(&snap.counters)
+            .map_err(|e| bad(format!("counters_data does not decode: {e}")))?;
+        match &job.shape {
+            Some(shape) if shape.hash == snap.hash => shape
+                .check(&counters)
+                .map_err(|r| bad(format!("counters_data: {r}")))?,
+            // Every first fetch, and every fetch after a hash change, carries
+            // the meta-data: this cannot happen with a consistent server.
+            _ => {
+                return Err(bad(
+                    "counters without verified meta-data for their hash".into()
+                ));
+            }
+        }
+        let mut instance = job.instance.max(1);
+        let mut writer = match job.writer.take() {
+            Some(w) => w,
+            None => self.open_entry(job, &mut instance)?,
+        };
+        // Counters of one process only grow: a drop means another process
+        // behind the same name (PID reuse, restart) or a reset.
+        while let Some((_, old)) = writer.latest_counters() {
+            if is_continuation(&old, &snap.counters) {
+                break;
+            }
+            instance += 1;
+            job.info_written = false;
+            writer = self.open_entry(job, &mut instance)?;
+        }
+        job.instance = instance;
+        if snap.meta.is_none() && !writer.has_meta(&snap.hash) {
+            job.writer = Some(writer);
+            return Ok(Written::NeedMeta);
+        }
+        let info = (!job.info_written).then(|| snap.identity.as_ref().unwrap_or(&job.identity));
+        writer.set_marks(job.marks.0, &job.marks.1);
+        let written = writer.write_all(
+            &job.placement,
+            &job.identity,
+            &snap.hash,
+            snap.meta.as_deref(),
+            &snap.counters,
+            info,
+        );
+        job.writer = Some(writer);
+        written?;
+        job.info_written = true;
+        Ok(Written::Done)
+    }
+
+    /// Opens the entry `instance` (or the next one no other target of this
+    /// run holds), counting it against the target's entry cap.
+    fn open_entry(&self, job: &mut WriteJob, instance: &mut u32) -> Result<EntryWriter, Error> {
+        let cap = self.max_entries_per_target;
+        if job.entries_opened >= cap {
+            return Err(Error::Limit {
+                target: job.label.clone(),
+                reason: format!(
+                    "needed a new entry {} times in this run (a new process, meta hash or counter reset each time); \
+                     stopped at --max-entries-per-target {cap}",
+                    job.entries_opened + 1
+                ),
+            });
+        }
+        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut name = job.placement.entry_name(*instance);
+        while claimed.contains(&name) {
+            *instance += 1;
+            name = job.placement.entry_name(*instance);
+        }
+        let writer = EntryWriter::open(&self.root, &name)?;
+        claimed.insert(name);
+        job.entries_opened += 1;
+        Ok(writer)
     }
 }
 
@@ -1187,6 +1600,7 @@ impl RunReport {
             skipped,
             failed,
             entries,
+            marks: Vec::new(),
         }
     }
 }

@@ -109,6 +109,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `marks.json` could not be read or written, or a phase mark is not
+    /// possible now (see [`crate::marks::MarkError`]).
+    #[error(transparent)]
+    Marks(#[from] crate::marks::MarkError),
     /// A Kubernetes API call failed.
     #[error("kubernetes: {context}: {source}")]
     Kube {

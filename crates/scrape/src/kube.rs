@@ -77,8 +77,18 @@ pub struct PodInfo {
 }
 
 /// Builds a client from `--kubeconfig`/`--context`, else `KUBECONFIG` /
-/// `~/.kube/config`, else the in-cluster service account.
+/// `~/.kube/config`, else the in-cluster service account. It speaks HTTP/2
+/// when the API server offers it (see [`client_for`]).
 pub async fn client(sel: &Selection) -> Result<Client, Error> {
+    client_for(sel, Via::Proxy).await
+}
+
+/// [`client`] for reaching pods `via`: with [`Via::Proxy`] the client offers
+/// HTTP/2 by ALPN, so all requests share one TLS connection (HTTP/1.1 needs
+/// one connection per request in flight, and the API server spends CPU on
+/// each handshake); with [`Via::PortForward`] it is kube's own HTTP/1.1
+/// client, whose protocol upgrade port-forwarding needs.
+pub async fn client_for(sel: &Selection, via: Via) -> Result<Client, Error> {
     let opts = KubeConfigOptions {
         context: sel.context.clone(),
         ..Default::default()
@@ -110,10 +120,51 @@ pub async fn client(sel: &Selection) -> Result<Client, Error> {
     // proxy answers 503 for every port where nothing listens, and probes
     // have their own timeouts and retries.
     config.default_retry = false;
-    Client::try_from(config).map_err(|e| Error::KubeConfig {
+    let built = match via {
+        Via::Proxy => multiplexed(config),
+        Via::PortForward => Client::try_from(config),
+    };
+    built.map_err(|e| Error::KubeConfig {
         from: "the client built from it".into(),
         source: Box::new(e),
     })
+}
+
+/// kube's client stack (base URI, authentication, extra headers) over a
+/// connector that offers `h2` and `http/1.1` by ALPN: hyper keeps one
+/// HTTP/2 connection and multiplexes every request over it when the server
+/// picks `h2`, and falls back to HTTP/1.1 otherwise.
+fn multiplexed(config: Config) -> Result<Client, kube::Error> {
+    use kube::client::ConfigExt;
+    let mut tls = config.rustls_client_config()?;
+    tls.alpn_protocols.clear();
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(config.connect_timeout);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    let builder = match &config.tls_server_name {
+        Some(name) => {
+            let name = rustls::pki_types::ServerName::try_from(name.clone())
+                .map_err(kube::client::RustlsTlsError::InvalidServerName)
+                .map_err(kube::Error::RustlsTls)?;
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => builder,
+    };
+    let https = builder.enable_all_versions().wrap_connector(http);
+    let hyper_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(hyper_client);
+    Ok(kube::client::ClientBuilder::new(service, config.default_namespace).build())
 }
 
 fn base_name(s: &str) -> Option<String> {

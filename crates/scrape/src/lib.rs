@@ -18,6 +18,7 @@ pub mod collect;
 pub mod error;
 pub mod kube;
 pub mod local;
+pub mod marks;
 pub mod netns;
 pub mod output;
 pub mod protocol;

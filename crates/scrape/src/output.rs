@@ -91,6 +91,13 @@ pub struct Metadata {
     pub latest_counters: String,
     /// Snapshots written into this directory so far.
     pub snapshots: u64,
+    /// Phase marks the collection held (`marks.json`) when this entry got
+    /// its first snapshot; absent in collections without marks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marks_first: Option<u32>,
+    /// … and when it got its latest one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marks_latest: Option<u32>,
 }
 
 /// How a target was found; decides the shape of its entry name.
@@ -205,23 +212,68 @@ pub struct EntryWriter {
     dir: PathBuf,
     name: String,
     metadata: Option<Metadata>,
+    /// Marks in the collection's `marks.json` (see [`crate::marks`]).
+    marks_seen: u32,
+    /// Marks the next snapshot is also kept as (taken by it).
+    marks_pending: Vec<u32>,
 }
 
-/// Atomically replaces `path` with `data` (write a temporary file, then rename).
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Error> {
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".tmp.{file_name}.{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
+/// Files replaced together, each atomically: every file is written whole to
+/// a temporary name beside its final one, all are synced to disk, then
+/// renamed into place in the order they were added. A crash
+/// at any point leaves each final name holding either its previous content
+/// or the new one, complete: never a torn file (the data is on disk before
+/// a rename can be). The renames themselves are not synced: after a power
+/// loss an entry may hold its previous snapshot, which is consistent too.
+#[derive(Debug, Default)]
+pub struct Batch {
+    files: Vec<(PathBuf, PathBuf, std::fs::File)>,
+}
+
+impl Batch {
+    /// Writes `data` to a temporary file for `path`.
+    pub fn add(&mut self, path: &Path, data: &[u8]) -> Result<(), Error> {
+        let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let tmp = path.with_file_name(format!(".tmp.{file_name}.{}", std::process::id()));
+        let written = std::fs::File::create(&tmp).and_then(|mut f| {
+            f.write_all(data)?;
+            Ok(f)
+        });
+        match written {
+            Ok(f) => {
+                self.files.push((tmp, path.to_path_buf(), f));
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(Error::io(path, e))
+            }
+        }
     }
-    Ok(())
+
+    /// Syncs every file, then renames each into place.
+    pub fn commit(self) -> Result<(), Error> {
+        // All files are written before the first sync, so its journal
+        // commit usually covers the others' blocks too.
+        let synced: Vec<std::io::Result<()>> =
+            self.files.iter().map(|(_, _, f)| f.sync_data()).collect();
+        let mut failed = None;
+        for ((tmp, path, file), sync) in self.files.into_iter().zip(synced) {
+            drop(file);
+            let done = match (failed.is_some(), sync) {
+                (true, _) => Ok(()),
+                (false, Err(e)) => Err(e),
+                (false, Ok(())) => std::fs::rename(&tmp, &path),
+            };
+            if failed.is_some() || done.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            if let Err(e) = done {
+                failed = Some(Error::io(&path, e));
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
 }
 
 impl EntryWriter {
@@ -252,6 +304,8 @@ impl EntryWriter {
             dir,
             name: name.to_string(),
             metadata,
+            marks_seen: 0,
+            marks_pending: Vec::new(),
         })
     }
 
@@ -277,11 +331,59 @@ impl EntryWriter {
 
     /// Writes `covmeta.<hash>` (unchanged content is not rewritten).
     pub fn write_meta(&self, hash: &covdata::Hash, data: &[u8]) -> Result<(), Error> {
+        let mut batch = Batch::default();
+        self.stage_meta(&mut batch, hash, data)?;
+        batch.commit()
+    }
+
+    fn stage_meta(
+        &self,
+        batch: &mut Batch,
+        hash: &covdata::Hash,
+        data: &[u8],
+    ) -> Result<(), Error> {
         let path = self.dir.join(format!("covmeta.{}", covdata::hex(hash)));
         if std::fs::read(&path).is_ok_and(|old| old == data) {
             return Ok(());
         }
-        write_atomic(&path, data)
+        batch.add(&path, data)
+    }
+
+    /// Writes a snapshot as [`EntryWriter::write_snapshot`] does, with the
+    /// meta-data file and `info.json` when given, as one [`Batch`]: the
+    /// files are synced together and `metadata.json`, which names the
+    /// newest counter file, is renamed into place last.
+    pub fn write_all(
+        &mut self,
+        placement: &Placement,
+        identity: &Identity,
+        hash: &covdata::Hash,
+        meta: Option<&[u8]>,
+        counters: &[u8],
+        info: Option<&Identity>,
+    ) -> Result<PathBuf, Error> {
+        let mut batch = Batch::default();
+        if let Some(meta) = meta {
+            self.stage_meta(&mut batch, hash, meta)?;
+        }
+        if let Some(info) = info {
+            self.stage_info(&mut batch, placement, info)?;
+        }
+        let (path, md) = self.stage_snapshot(&mut batch, placement, identity, hash, counters)?;
+        batch.commit()?;
+        self.metadata = Some(md);
+        self.marks_pending.clear();
+        Ok(path)
+    }
+
+    /// Phase marks for the next [`write_snapshot`](Self::write_snapshot):
+    /// `seen`, how many marks the collection holds now (recorded as
+    /// `marks_first` / `marks_latest` in metadata.json), and `at`, the marks
+    /// (sequence numbers) that snapshot is taken for: it is also kept as
+    /// `phasemark.<seq>.<hash>.<pid>` (ignored by `go tool covdata`).
+    pub fn set_marks(&mut self, seen: u32, at: &[u32]) {
+        self.marks_seen = seen;
+        self.marks_pending = at.to_vec();
     }
 
     /// The newest counter file written here, if any.
@@ -304,6 +406,24 @@ impl EntryWriter {
         hash: &covdata::Hash,
         counters: &[u8],
     ) -> Result<PathBuf, Error> {
+        let mut batch = Batch::default();
+        let (path, md) = self.stage_snapshot(&mut batch, placement, identity, hash, counters)?;
+        batch.commit()?;
+        self.metadata = Some(md);
+        self.marks_pending.clear();
+        Ok(path)
+    }
+
+    /// Stages the counter file and then `metadata.json` naming it; returns
+    /// the counter file's path and the metadata to keep once committed.
+    fn stage_snapshot(
+        &self,
+        batch: &mut Batch,
+        placement: &Placement,
+        identity: &Identity,
+        hash: &covdata::Hash,
+        counters: &[u8],
+    ) -> Result<(PathBuf, Metadata), Error> {
         let hex = covdata::hex(hash);
         let prefix = format!("covcounters.{hex}.{}.", identity.pid);
         let slot = match self.metadata.as_ref().map(|m| m.latest_counters.as_str()) {
@@ -312,8 +432,18 @@ impl EntryWriter {
         };
         let name = format!("{prefix}{slot}");
         let path = self.dir.join(&name);
-        write_atomic(&path, counters)?;
+        for seq in &self.marks_pending {
+            let mark = crate::marks::mark_file_name(*seq, &hex, identity.pid);
+            batch.add(&self.dir.join(mark), counters)?;
+        }
+        batch.add(&path, counters)?;
         let snapshots = self.metadata.as_ref().map_or(0, |m| m.snapshots) + 1;
+        let seen = (self.marks_seen > 0).then_some(self.marks_seen);
+        let marks_first = match &self.metadata {
+            Some(m) => m.marks_first.or(seen.map(|_| 0)),
+            None => seen,
+        };
+        let marks_latest = seen.or(self.metadata.as_ref().and_then(|m| m.marks_latest));
         let md = Metadata {
             pod_name: placement.pod.clone(),
             namespace: placement.namespace.clone(),
@@ -333,17 +463,29 @@ impl EntryWriter {
             meta_hash: hex,
             latest_counters: name,
             snapshots,
+            marks_first,
+            marks_latest,
         };
         let json = serde_json::to_vec_pretty(&md)
             .map_err(|e| Error::io(self.dir.join("metadata.json"), e.into()))?;
-        write_atomic(&self.dir.join("metadata.json"), &json)?;
-        self.metadata = Some(md);
-        Ok(path)
+        batch.add(&self.dir.join("metadata.json"), &json)?;
+        Ok((path, md))
     }
 
     /// Writes `info.json`: every identity header (lowercase_underscore, no
     /// `x_art_coverage_` prefix) plus `binary_name`, `host`, `port`, `pid`.
     pub fn write_info(&self, placement: &Placement, identity: &Identity) -> Result<(), Error> {
+        let mut batch = Batch::default();
+        self.stage_info(&mut batch, placement, identity)?;
+        batch.commit()
+    }
+
+    fn stage_info(
+        &self,
+        batch: &mut Batch,
+        placement: &Placement,
+        identity: &Identity,
+    ) -> Result<(), Error> {
         let mut info: BTreeMap<String, serde_json::Value> = identity
             .headers
             .iter()
@@ -357,7 +499,7 @@ impl EntryWriter {
         }
         let path = self.dir.join("info.json");
         let json = serde_json::to_vec_pretty(&info).map_err(|e| Error::io(&path, e.into()))?;
-        write_atomic(&path, &json)
+        batch.add(&path, &json)
     }
 }
 
@@ -451,6 +593,100 @@ mod tests {
         let b = sanitize(&format!("{}b", "a".repeat(199)));
         assert!(a.len() <= ENTRY_PART.max_len && b.len() <= ENTRY_PART.max_len);
         assert_ne!(a, b);
+    }
+
+    fn tmp_files(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with(".tmp."))
+            .collect()
+    }
+
+    #[test]
+    fn batch_replaces_every_file_or_leaves_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let (a, b) = (d.join("a"), d.join("b"));
+        std::fs::write(&a, b"old a").unwrap();
+        std::fs::write(&b, b"old b").unwrap();
+
+        // A crash after writing the temporary files (nothing committed):
+        // every final name keeps its previous content, whole.
+        let mut batch = Batch::default();
+        batch.add(&a, b"new a, longer than before").unwrap();
+        batch.add(&b, b"new b").unwrap();
+        std::mem::forget(batch);
+        assert_eq!(std::fs::read(&a).unwrap(), b"old a");
+        assert_eq!(std::fs::read(&b).unwrap(), b"old b");
+        for t in tmp_files(d) {
+            std::fs::remove_file(d.join(t)).unwrap();
+        }
+
+        let mut batch = Batch::default();
+        batch.add(&a, b"new a").unwrap();
+        batch.add(&b, b"new b").unwrap();
+        batch.commit().unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"new a");
+        assert_eq!(std::fs::read(&b).unwrap(), b"new b");
+        assert!(tmp_files(d).is_empty());
+
+        // A rename that fails (the name is taken by a directory): the files
+        // before it are in place, it and the ones after keep their previous
+        // content, no temporary file is left, and the error names the file.
+        let c = d.join("c");
+        std::fs::create_dir(&c).unwrap();
+        std::fs::write(c.join("x"), b"x").unwrap();
+        let mut batch = Batch::default();
+        batch.add(&a, b"newer a").unwrap();
+        batch.add(&c, b"c").unwrap();
+        batch.add(&b, b"newer b").unwrap();
+        let err = batch.commit().unwrap_err().to_string();
+        assert!(err.contains(&c.display().to_string()), "{err}");
+        assert_eq!(std::fs::read(&a).unwrap(), b"newer a");
+        assert!(c.is_dir());
+        assert_eq!(std::fs::read(&b).unwrap(), b"new b");
+        assert!(tmp_files(d).is_empty(), "{:?}", tmp_files(d));
+
+        // A file that cannot be created: reported, nothing else touched.
+        let mut batch = Batch::default();
+        let err = batch
+            .add(&d.join("missing").join("f"), b"f")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn write_all_is_one_consistent_snapshot() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut w = EntryWriter::open(tmp.path(), "e").unwrap();
+        let p = Placement {
+            binary: "app".into(),
+            pid: 7,
+            ..Default::default()
+        };
+        let id = Identity {
+            pid: 7,
+            binary: "app".into(),
+            headers: Default::default(),
+        };
+        let hash = [3u8; 16];
+        let first = w
+            .write_all(&p, &id, &hash, Some(b"meta"), b"one", Some(&id))
+            .unwrap();
+        let second = w.write_all(&p, &id, &hash, None, b"two", None).unwrap();
+        assert_ne!(first, second, "the slots alternate");
+        let md: Metadata =
+            serde_json::from_slice(&std::fs::read(w.dir().join("metadata.json")).unwrap()).unwrap();
+        assert_eq!(md.snapshots, 2);
+        assert_eq!(w.dir().join(&md.latest_counters), second);
+        assert_eq!(std::fs::read(&second).unwrap(), b"two");
+        assert_eq!(std::fs::read(&first).unwrap(), b"one");
+        assert!(w.has_meta(&hash));
+        assert!(w.dir().join("info.json").is_file());
+        assert!(tmp_files(w.dir()).is_empty());
     }
 
     #[test]

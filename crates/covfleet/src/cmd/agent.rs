@@ -77,6 +77,16 @@ pub struct Args {
     /// Serve /healthz and /metrics here.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     pub listen: SocketAddr,
+    /// A directory whose exit-time coverage (what programs run with
+    /// GOCOVERDIR=DIR, or `DIR/<namespace>/<pod>/<container>` for a pod's
+    /// own subdirectory, write when they exit) is stored in the sink like
+    /// scraped coverage, then removed; repeatable. See docs/agent.md.
+    #[arg(long = "watch-dir", value_name = "DIR")]
+    pub watch_dirs: Vec<PathBuf>,
+    /// Where batches of exit-time files being stored are journaled
+    /// (default: the spool directory's path with `-exits` appended).
+    #[arg(long, value_name = "DIR")]
+    pub watch_journal: Option<PathBuf>,
     /// Bearer token the servers require (their COVERAGE_TOKEN).
     #[arg(
         long,
@@ -128,6 +138,20 @@ pub fn run(args: Args, shared: &crate::Shared) -> anyhow::Result<ExitCode> {
     cfg.token = args.token.clone();
     if !args.no_kube {
         cfg.kube_grace = Duration::from_secs(10);
+    }
+    if !args.watch_dirs.is_empty() {
+        let journal = args.watch_journal.clone().unwrap_or_else(|| {
+            let mut s = args.spool.clone().into_os_string();
+            s.push("-exits");
+            PathBuf::from(s)
+        });
+        cfg.watch = Some(agent::exits::WatchConfig {
+            dirs: args.watch_dirs.clone(),
+            state_dir: journal,
+            hostname: cfg.hostname.clone(),
+            max_file_bytes: cfg.max_target_bytes as u64,
+            concurrency: cfg.concurrency,
+        });
     }
     shared.runtime.block_on(async move {
         // Handlers first: a SIGTERM that arrives while the agent starts (or

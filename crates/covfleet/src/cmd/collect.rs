@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use scrape::collect::{Collector, Event, Progress, Settings, Sources, Summary};
 use scrape::kube::{Selection, Via};
+use scrape::marks::{MarkKind, MarkRequest};
 
 use crate::cli::UsageError;
 use crate::{Shared, output};
@@ -211,8 +212,22 @@ pub struct Args {
     pub watch: bool,
     /// Name of the phase this collection measures (recorded in metadata.json
     /// and in the entry names), e.g. after `covfleet reset`.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["phase_start", "phase_end"])]
     pub phase: Option<String>,
+    /// Mark the start of phase NAME: this collection's snapshots are also
+    /// kept as the phase's starting point (no counters are reset); compile
+    /// measures the phase as the difference to its end (docs/collect.md).
+    #[arg(long, value_name = "NAME", conflicts_with = "watch")]
+    pub phase_start: Option<String>,
+    /// Mark the end of phase NAME (started earlier in this collection). With
+    /// --phase-start too, one snapshot ends one phase and starts the next.
+    #[arg(long, value_name = "NAME", conflicts_with = "watch")]
+    pub phase_end: Option<String>,
+    /// With --watch: phase names, in order, marked by signals: SIGUSR1 ends
+    /// the open phase (if any) and starts the next name; SIGUSR2 ends the
+    /// open phase.
+    #[arg(long, value_name = "NAME,…", value_delimiter = ',', requires = "watch")]
+    pub signal_phases: Vec<String>,
     /// Most entries one target may create in a run (each new process, meta
     /// hash or counter reset behind one target makes one); the target is
     /// then stopped and reported as failed.
@@ -243,12 +258,94 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
+/// The marks `--phase-end` / `--phase-start` ask for (the end first).
+fn mark_requests(args: &Args) -> anyhow::Result<Vec<MarkRequest>> {
+    let mut reqs = Vec::new();
+    if let Some(p) = &args.phase_end {
+        reqs.push(MarkRequest {
+            kind: MarkKind::End,
+            phase: p.clone(),
+        });
+    }
+    if let Some(p) = &args.phase_start {
+        reqs.push(MarkRequest {
+            kind: MarkKind::Start,
+            phase: p.clone(),
+        });
+    }
+    for r in reqs.iter().chain(
+        args.signal_phases
+            .iter()
+            .map(|p| MarkRequest {
+                kind: MarkKind::Start,
+                phase: p.clone(),
+            })
+            .collect::<Vec<_>>()
+            .iter(),
+    ) {
+        if !scrape::marks::valid_name(&r.phase) {
+            return Err(UsageError::new(
+                scrape::marks::MarkError::BadName {
+                    phase: r.phase.clone(),
+                }
+                .to_string(),
+            )
+            .into());
+        }
+    }
+    Ok(reqs)
+}
+
+/// `--signal-phases`: turns SIGUSR1 / SIGUSR2 into mark batches.
+fn signal_marks(
+    names: Vec<String>,
+) -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<Vec<MarkRequest>>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    tokio::spawn(async move {
+        let mut next = names.into_iter();
+        let mut open: Option<String> = None;
+        loop {
+            let start = tokio::select! {
+                _ = usr1.recv() => true,
+                _ = usr2.recv() => false,
+            };
+            let mut batch = Vec::new();
+            if let Some(p) = open.take() {
+                batch.push(MarkRequest {
+                    kind: MarkKind::End,
+                    phase: p,
+                });
+            }
+            if start {
+                match next.next() {
+                    Some(p) => {
+                        open = Some(p.clone());
+                        batch.push(MarkRequest {
+                            kind: MarkKind::Start,
+                            phase: p,
+                        });
+                    }
+                    None => output::error("SIGUSR1: no phase left in --signal-phases"),
+                }
+            }
+            if !batch.is_empty() && tx.send(batch).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
 pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
     if let Some(p) = &args.phase
         && p.trim().is_empty()
     {
         return Err(UsageError::new("--phase needs a name").into());
     }
+    let marks = mark_requests(&args)?;
     let s3_url = args
         .output
         .to_str()
@@ -299,12 +396,26 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
             // Handlers are installed before the first scrape, so an early
             // signal still gets its final scrape.
             let signal = shutdown_signal();
+            let marks = if args.signal_phases.is_empty() {
+                None
+            } else {
+                Some(signal_marks(args.signal_phases.clone())?)
+            };
+            let watch = collector.watch_marked(signal, marks);
             match mirror.as_mut() {
-                Some(m) => super::upload::watch_and_mirror(collector.watch(signal), m, &root).await,
-                None => collector.watch(signal).await,
+                Some(m) => super::upload::watch_and_mirror(watch, m, &root).await,
+                None => watch.await,
             }
-        } else {
+        } else if marks.is_empty() {
             collector.collect_once().await
+        } else {
+            collector
+                .collect_once_marked(&marks)
+                .await
+                .map_err(|e| match e {
+                    scrape::Error::Marks(m) => UsageError::new(m.to_string()).into(),
+                    other => anyhow::Error::new(other),
+                })?
         };
         let upload = match mirror.as_mut() {
             Some(m) => Some(m.sync(&root).await),
@@ -351,6 +462,18 @@ fn watch_line(e: &Event) -> Option<String> {
             collected,
             failed,
         } => format!("watching {live} processes; collected {collected} so far, failing {failed}"),
+        Event::Marked { mark } => format!(
+            "phase {} {} (mark {}, {} processes)",
+            mark.phase,
+            if mark.kind == MarkKind::Start {
+                "started"
+            } else {
+                "ended"
+            },
+            mark.seq,
+            mark.processes
+        ),
+        Event::MarkFailed { reason } => format!("phase mark NOT taken: {}", clean(reason)),
         _ => return None,
     };
     Some(format!("{now} {line}"))
@@ -393,6 +516,14 @@ pub fn report(summary: &Summary, targets: &TargetArgs, verb: Verb) -> ExitCode {
                 e.dir.display()
             ));
         }
+        for m in &summary.marks {
+            output::status(format_args!(
+                "  phase {} {} (mark {})",
+                m.phase,
+                m.kind.as_str(),
+                m.seq
+            ));
+        }
         for s in &summary.skipped {
             output::status(format_args!(
                 "  skipped {}: {}",
@@ -412,6 +543,13 @@ pub fn report(summary: &Summary, targets: &TargetArgs, verb: Verb) -> ExitCode {
         Verb::Reset => ("reset", summary.reset),
         Verb::Collect => ("collected", summary.collected),
     };
+    if done == 0 && !summary.marks.is_empty() && summary.found == 0 {
+        // A phase boundary with no process running yet (e.g. the start of
+        // "install"): the mark is what was asked for; processes that start
+        // later count in the phase from their start.
+        output::status("no coverage server found yet: the phase marks are recorded");
+        return ExitCode::SUCCESS;
+    }
     if done == 0 {
         // Nothing of what the run was pointed at was collected: a failure,
         // with the reason in plain words (also under --json and --quiet).

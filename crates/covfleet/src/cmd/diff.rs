@@ -31,8 +31,8 @@ pub struct Args {
     pub sources: Vec<PathBuf>,
 }
 
-/// One side: (database, collection directory).
-fn side(spec: &str) -> anyhow::Result<(db::Database, PathBuf)> {
+/// One side: (database, collection directory, phase).
+fn side(spec: &str) -> anyhow::Result<(db::Database, PathBuf, Option<db::Phase>)> {
     let p = Path::new(spec);
     let (path, phase) = if p.exists() {
         (p.to_path_buf(), None)
@@ -50,28 +50,63 @@ fn side(spec: &str) -> anyhow::Result<(db::Database, PathBuf)> {
         (path.clone(), dir)
     };
     let database = open_db(&db_path)?;
-    if let Some(ph) = phase {
-        return Err(usage(format!(
-            "{spec}: {} records no phase {ph:?} (phases are not supported by this database)",
-            db_path.display()
-        )));
-    }
-    Ok((database, dir))
+    let phase = match phase {
+        None => None,
+        Some(name) => match database.phase(&name)? {
+            Some(ph) => Some(ph),
+            None => {
+                let known: Vec<String> = database.phases()?.into_iter().map(|p| p.name).collect();
+                return Err(usage(format!(
+                    "{spec}: {} records no phase {name:?} ({})",
+                    db_path.display(),
+                    if known.is_empty() {
+                        "it has none: see `collect --phase-start`".to_string()
+                    } else {
+                        format!("it has {}", known.join(", "))
+                    }
+                )));
+            }
+        },
+    };
+    Ok((database, dir, phase))
 }
 
-fn load(database: &db::Database, globs: &[String]) -> anyhow::Result<Vec<report::cov::OwnerCov>> {
+/// The owners of one side; of a phase, the owners that ran during it, with
+/// what they counted in it.
+fn load(
+    database: &db::Database,
+    globs: &[String],
+    phase: Option<&db::Phase>,
+) -> anyhow::Result<Vec<report::cov::OwnerCov>> {
     let owners = report::cov::select_owners(database, globs).map_err(|e| usage(e.to_string()))?;
-    owners
-        .into_iter()
-        .map(|o| report::cov::OwnerCov::load(database, o).map_err(anyhow::Error::from))
-        .collect()
+    let mut out = Vec::new();
+    for o in owners {
+        let mut c = report::cov::OwnerCov::load(database, o)?;
+        if let Some(ph) = phase {
+            let Some(counters) = database.phase_counters(ph.id, c.owner.id)? else {
+                continue;
+            };
+            let stat = database
+                .phase_owners(ph.id)?
+                .into_iter()
+                .find(|po| po.owner_id == c.owner.id);
+            if let Some(po) = stat {
+                c.owner.total_stmts = po.total_stmts;
+                c.owner.covered_stmts = po.covered_stmts;
+                c.owner.coverage_pct = po.coverage_pct;
+            }
+            c.counters = counters;
+        }
+        out.push(c);
+    }
+    Ok(out)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (bdb, _) = side(&args.base)?;
-    let (hdb, hdir) = side(&args.head)?;
-    let base = load(&bdb, &args.owners)?;
-    let head = load(&hdb, &args.owners)?;
+    let (bdb, _, bphase) = side(&args.base)?;
+    let (hdb, hdir, hphase) = side(&args.head)?;
+    let base = load(&bdb, &args.owners, bphase.as_ref())?;
+    let head = load(&hdb, &args.owners, hphase.as_ref())?;
     let d = report::diff::diff(&base, &head);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&d)?);
@@ -98,6 +133,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         std::fs::write(html, page).with_context(|| format!("writing {}", html.display()))?;
         crate::output::status(format!("covfleet diff: wrote {}", html.display()));
+        site_hint(html);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// When the page went into a rendered site: how the site's index links it.
+fn site_hint(html: &Path) {
+    let Some(dir) = html.parent().filter(|d| d.join("index.html").is_file()) else {
+        return;
+    };
+    let linked = report::site::diff_pages(dir)
+        .iter()
+        .any(|n| Some(std::ffi::OsStr::new(n)) == html.file_name());
+    if linked {
+        crate::output::hint(format!(
+            "`covfleet render` links it from {} (render again if that site is already rendered)",
+            dir.join("index.html").display()
+        ));
+    } else {
+        crate::output::hint(format!(
+            "name it diff.html or diff-NAME.html for `covfleet render` to link it from {}",
+            dir.join("index.html").display()
+        ));
+    }
 }

@@ -27,6 +27,51 @@ pub struct Args {
     pub title: Option<String>,
 }
 
+/// One site per phase, in `OUT/phase/<name>/` (the index's phase switch
+/// links its rows there); sites of phases that are gone are removed.
+fn render_phases(
+    db_path: &std::path::Path,
+    opts: &report::Options,
+    phases: &[db::Phase],
+    summary: &mut report::Summary,
+) -> anyhow::Result<()> {
+    let root = opts.out_dir.join("phase");
+    let mut keep = std::collections::BTreeSet::new();
+    for ph in phases {
+        // marks.json is written by collect; a hand-edited name that is not
+        // one path component gets no site.
+        if !scrape::marks::valid_name(&ph.name) {
+            continue;
+        }
+        keep.insert(ph.name.clone());
+        let database = db::Database::open(db_path)
+            .with_context(|| format!("opening {}", db_path.display()))?;
+        let sub = report::Options {
+            out_dir: opts.out_dir.join(report::history::phase_dir(&ph.name)),
+            title: format!("{} — phase {}", opts.title, ph.name),
+            ..opts.clone()
+        };
+        let s = report::render(&report::DbSource::for_phase(database, ph.id), &sub).with_context(
+            || format!("rendering phase {} into {}", ph.name, sub.out_dir.display()),
+        )?;
+        summary.pages_written += s.pages_written;
+        summary.pages_unchanged += s.pages_unchanged;
+        summary.row_errors.extend(
+            s.row_errors
+                .into_iter()
+                .map(|e| format!("phase {}: {e}", ph.name)),
+        );
+    }
+    if let Ok(rd) = std::fs::read_dir(&root) {
+        for e in rd.flatten() {
+            if !keep.contains(&*e.file_name().to_string_lossy()) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let collection = args.collection.dir()?;
     let db_path = collection.join(db::DB_FILE);
@@ -74,8 +119,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         title,
     };
     let started = Instant::now();
-    let summary = report::render(&report::DbSource::new(database), &opts)
+    let phases = database.phases().unwrap_or_default();
+    let mut summary = report::render(&report::DbSource::new(database), &opts)
         .with_context(|| format!("rendering into {}", out_dir.display()))?;
+    render_phases(&db_path, &opts, &phases, &mut summary)?;
     output::status(format_args!(
         "rendered {}: {} written, {} unchanged; {} with source, {} without; {:.2}s",
         output::plural(summary.rows, "row", "rows"),

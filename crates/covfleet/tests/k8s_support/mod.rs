@@ -278,22 +278,75 @@ impl ControlPlane {
         v
     }
 
+    /// Requests to the pod `proxy` subresource the apiserver has served
+    /// (from its `apiserver_request_total` metric).
+    pub fn pod_proxy_requests(&self) -> u64 {
+        let (code, v) = self.call("GET", "/metrics", "", &Value::Null);
+        assert_eq!(code, 200, "GET /metrics: {v}");
+        let text = v.as_str().unwrap_or_default();
+        text.lines()
+            .filter(|l| {
+                l.starts_with("apiserver_request_total{")
+                    && l.contains(r#"resource="pods""#)
+                    && l.contains(r#"subresource="proxy""#)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     pub fn kubeconfig(&self, token: &str, namespace: &str) -> PathBuf {
+        self.kubeconfig_at(&self.url, token, namespace)
+    }
+
+    /// A kubeconfig naming `server` (e.g. a relay in front of the apiserver)
+    /// and trusting the apiserver's certificate.
+    pub fn kubeconfig_at(&self, server: &str, token: &str, namespace: &str) -> PathBuf {
         // The apiserver's self-signed bundle (serving cert + its CA) is the
         // trust anchor: TLS is verified like against a real cluster.
         let ca = self.dir.path().join("certs").join("apiserver.crt");
         assert!(ca.is_file(), "{} missing", ca.display());
-        let path = self.dir.path().join(format!("kubeconfig-{token}"));
+        let port = server.rsplit(':').next().unwrap_or_default();
+        let path = self.dir.path().join(format!("kubeconfig-{token}-{port}"));
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: real\n  cluster:\n    server: {}\n    certificate-authority: {}\n\
              contexts:\n- name: real\n  context:\n    cluster: real\n    user: tester\n    namespace: {namespace}\n\
              current-context: real\nusers:\n- name: tester\n  user:\n    token: {token}\n",
-            self.url,
+            server,
             ca.display()
         );
         std::fs::write(&path, text).unwrap();
         path
     }
+}
+
+/// A container of a pod spec.
+pub fn container(name: &str, image: &str, command: &str) -> Value {
+    serde_json::json!({"name": name, "image": image, "command": [command], "imagePullPolicy": "IfNotPresent"})
+}
+
+/// What a kubelet would write once the pod's containers run, the pod being
+/// reachable at `ip` (a network namespace the test made).
+pub fn running_status(ip: &str, host_ip: &str, containers: &[(&str, &str, i32)]) -> Value {
+    serde_json::json!({"status": {
+        "phase": "Running",
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "startTime": "2026-11-21T08:15:02Z",
+        "conditions": [
+            {"type": "Initialized", "status": "True", "lastTransitionTime": "2026-11-21T08:15:02Z"},
+            {"type": "ContainersReady", "status": "True", "lastTransitionTime": "2026-11-21T08:15:09Z"},
+            {"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-21T08:15:09Z"},
+        ],
+        "containerStatuses": containers.iter().map(|(name, image, restarts)| serde_json::json!({
+            "name": name, "image": image,
+            "imageID": format!("{}@sha256:{}", image.split(':').next().unwrap(), "ab".repeat(32)),
+            "containerID": format!("cri-o://{}", "cd".repeat(32)),
+            "ready": true, "started": true, "restartCount": restarts,
+            "state": {"running": {"startedAt": "2026-11-21T08:15:08Z"}}
+        })).collect::<Vec<_>>()
+    }})
 }
 
 pub fn curl(args: &[&str]) -> String {

@@ -3,7 +3,9 @@
 
 mod cdp;
 mod diff_page;
+mod file_paths;
 mod fixture;
+mod phases_page;
 
 use std::path::{Path, PathBuf};
 
