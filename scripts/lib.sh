@@ -121,16 +121,30 @@ ensure_boto3() {
     export COVFLEET_BOTO3_PYTHON="$venv/bin/python"
 }
 
-# py_venv DIR REQUIREMENT: a cached Python venv at DIR with REQUIREMENT
-# installed from PyPI (made once; DIR/.ok marks a finished install).
+# py_venv DIR REQUIREMENT...: a cached Python venv at DIR with the
+# requirements installed from PyPI (made once; DIR/.ok marks a finished install).
 py_venv() {
-    local venv=$1 req=$2
+    local venv=$1
+    shift
     [ -e "$venv/.ok" ] && return 0
     need_apt python3 python3
     rm -rf "$venv"
     python3 -m venv "$venv" >&2 || { need_apt_force python3-venv; python3 -m venv "$venv" >&2; }
-    "$venv/bin/pip" install -q "$req" >&2
+    "$venv/bin/pip" install -q "$@" >&2
     touch "$venv/.ok"
+}
+
+# ensure_duckdb: DuckDB and pyarrow from PyPI (a cached venv), an engine that
+# is not covfleet's own, for the history tests: the SQL of docs/history.md run
+# by scripts/history_duckdb.py must answer what `covfleet history` does.
+# Exports COVFLEET_DUCKDB_PYTHON.
+DUCKDB_VERSION=2.0.0
+PYARROW_VERSION=26.0.1
+ensure_duckdb() {
+    local venv="$COVFLEET_CACHE/duckdb-$DUCKDB_VERSION-pyarrow-$PYARROW_VERSION"
+    py_venv "$venv" "duckdb==$DUCKDB_VERSION" "pyarrow==$PYARROW_VERSION"
+    export COVFLEET_DUCKDB_PYTHON="$venv/bin/python"
+    export COVFLEET_REQUIRE_DUCKDB=1
 }
 
 # ensure_moto: moto's AWS API emulator (server mode, from PyPI, in a cached venv)

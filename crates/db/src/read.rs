@@ -429,10 +429,9 @@ impl Database {
         rows.collect::<Result<Vec<_>, _>>().db(&self.path)
     }
 
-    /// The flattened meta-data of an owner's binary, and its merged counters.
-    fn owner_data(&self, owner_id: i64) -> Result<(Rc<Layout>, Vec<u32>), Error> {
-        let (meta_id, blob): (i64, Vec<u8>) = self
-            .conn
+    /// An owner's meta-data file id and its stored (encoded) merged counters.
+    fn owner_meta_and_counters(&self, owner_id: i64) -> Result<(i64, Vec<u8>), Error> {
+        self.conn
             .query_row(
                 "SELECT meta_id, counters FROM owners WHERE id = ?1",
                 [owner_id],
@@ -440,7 +439,12 @@ impl Database {
             )
             .optional()
             .db(&self.path)?
-            .ok_or(Error::NoOwner(owner_id))?;
+            .ok_or(Error::NoOwner(owner_id))
+    }
+
+    /// The flattened meta-data of an owner's binary, and its merged counters.
+    fn owner_data(&self, owner_id: i64) -> Result<(Rc<Layout>, Vec<u32>), Error> {
+        let (meta_id, blob) = self.owner_meta_and_counters(owner_id)?;
         let layout = self.layout(meta_id)?;
         let counters =
             codec::decode_counters_for(&blob, layout.len()).map_err(|source| Error::Corrupt {
@@ -449,6 +453,40 @@ impl Database {
                 source,
             })?;
         Ok((layout, counters))
+    }
+
+    /// The decoded meta-data file of an owner's binary and its merged
+    /// counters, dense in meta-data order (package, function, unit): the
+    /// function names and block positions behind [`Database::file_blocks`].
+    pub fn owner_meta(&self, owner_id: i64) -> Result<(covdata::MetaFile, Vec<u32>), Error> {
+        let (meta_id, blob) = self.owner_meta_and_counters(owner_id)?;
+        let data: Vec<u8> = self
+            .conn
+            .query_row(
+                "SELECT data FROM meta_files WHERE id = ?1",
+                [meta_id],
+                |r| r.get(0),
+            )
+            .db(&self.path)?;
+        let corrupt = |what: String, source| Error::Corrupt {
+            path: self.path.clone(),
+            what,
+            source,
+        };
+        let meta = codec::inflate(&data)
+            .and_then(|raw| {
+                covdata::MetaFile::decode(&raw).map_err(|e| codec::BlobError::Meta(Box::new(e)))
+            })
+            .map_err(|e| corrupt(format!("meta-data file {meta_id}"), e))?;
+        let units: usize = meta
+            .packages
+            .iter()
+            .flat_map(|p| &p.funcs)
+            .map(|f| f.units.len())
+            .sum();
+        let counters = codec::decode_counters_for(&blob, units)
+            .map_err(|e| corrupt(format!("counters of owner {owner_id}"), e))?;
+        Ok((meta, counters))
     }
 
     fn layout(&self, meta_id: i64) -> Result<Rc<Layout>, Error> {

@@ -14,8 +14,12 @@ pub mod doctor;
 pub mod download;
 pub mod export;
 pub mod go_shim;
+#[cfg(feature = "history")]
+pub mod history;
 pub mod instrument;
 pub mod patch;
+#[cfg(feature = "history")]
+pub mod publish;
 pub mod pull_secret;
 pub mod render;
 pub mod report;

@@ -1,0 +1,258 @@
+//! Reading a dataset: the committed runs (those with a manifest, the newest
+//! publish of each cluster and run), and their tables conformed to the
+//! current schema (columns an older file lacks are read as nulls).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, DictionaryArray, Int32Array, RecordBatch, StringArray, new_null_array,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use store::Sink;
+
+use crate::error::Error;
+use crate::schema::{LAYOUT_VERSION, Table, data_key, dict, parse_key};
+
+/// Requests in flight when reading a dataset.
+const CONCURRENCY: usize = 16;
+
+/// One committed run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRef {
+    pub cluster: String,
+    pub date: String,
+    pub run: String,
+    pub publish_id: String,
+    pub layout_version: i32,
+    /// Milliseconds since the epoch.
+    pub run_time_ms: i64,
+    pub published_at_ms: i64,
+}
+
+impl RunRef {
+    /// `cluster/run`, unique in a dataset.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.cluster, self.run)
+    }
+    /// The run time, RFC 3339 (seconds).
+    pub fn run_time(&self) -> String {
+        rfc3339_ms(self.run_time_ms)
+    }
+}
+
+/// Milliseconds since the epoch as RFC 3339 (seconds, UTC).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Milliseconds since the epoch of `t`.
+pub fn ms_since_epoch(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+async fn fetch(sink: &Sink, key: &str) -> Result<Bytes, Error> {
+    sink.get(key).await?.ok_or_else(|| {
+        Error::read(
+            key,
+            "missing (was the run replaced while reading? try again)",
+        )
+    })
+}
+
+/// Decodes a Parquet file, reading only `columns` of `target` (all when
+/// `None`), conformed to `target`: missing columns become nulls.
+pub fn decode(
+    key: &str,
+    data: Bytes,
+    target: &SchemaRef,
+    columns: Option<&[&str]>,
+) -> Result<Vec<RecordBatch>, Error> {
+    let want: Vec<Field> = target
+        .fields()
+        .iter()
+        .filter(|f| columns.is_none_or(|c| c.contains(&f.name().as_str())))
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| Error::read(key, e))?;
+    let present: Vec<&str> = want
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|n| builder.schema().field_with_name(n).is_ok())
+        .collect();
+    let mask = ProjectionMask::columns(builder.parquet_schema(), present.iter().copied());
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| Error::read(key, e))?;
+    let out_schema = Arc::new(Schema::new(want.clone()));
+    let mut out = Vec::new();
+    for b in reader {
+        let b = b.map_err(|e| Error::read(key, e))?;
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(want.len());
+        for f in &want {
+            let col = match b.column_by_name(f.name()) {
+                Some(c) if c.data_type() == f.data_type() => c.clone(),
+                Some(c) => cast(c, f.data_type())
+                    .map_err(|e| Error::read(key, format!("column {}: {e}", f.name())))?,
+                None => new_null_array(f.data_type(), b.num_rows()),
+            };
+            cols.push(col);
+        }
+        out.push(RecordBatch::try_new(out_schema.clone(), cols).map_err(|e| Error::read(key, e))?);
+    }
+    Ok(out)
+}
+
+/// Every committed run of the dataset: runs with a manifest, the newest
+/// publish of each (cluster, run). Fails on a manifest of a newer layout.
+pub async fn committed_runs(sink: &Sink) -> Result<Vec<RunRef>, Error> {
+    let listed = sink.list(Table::Runs.name()).await?;
+    let prefix = format!("{}/", Table::Runs.name());
+    let keys: Vec<(String, crate::schema::KeyParts)> = listed
+        .into_iter()
+        .filter_map(|l| {
+            let p = parse_key(l.key.strip_prefix(&prefix)?)?;
+            Some((l.key, p))
+        })
+        .collect();
+    let schema = Table::Runs.schema();
+    let cols = ["publish_id", "layout_version", "run_time", "published_at"];
+    let mut runs: Vec<RunRef> = futures::stream::iter(keys)
+        .map(|(key, p)| {
+            let schema = schema.clone();
+            async move {
+                let data = fetch(sink, &key).await?;
+                let batches = decode(&key, data, &schema, Some(&cols))?;
+                let b = batches
+                    .first()
+                    .filter(|b| b.num_rows() == 1)
+                    .ok_or_else(|| Error::read(&key, "a manifest holds exactly one row"))?;
+                let int = |name: &str| -> Result<i64, Error> {
+                    let c = cast(
+                        b.column(cols.iter().position(|c| *c == name).unwrap_or(0)),
+                        &DataType::Int64,
+                    )
+                    .map_err(|e| Error::read(&key, e))?;
+                    let c = c.as_primitive::<Int64Type>();
+                    if c.is_null(0) {
+                        return Err(Error::read(&key, format!("{name} is null")));
+                    }
+                    Ok(c.value(0))
+                };
+                let version = i32::try_from(int("layout_version")?).unwrap_or(i32::MAX);
+                if version > LAYOUT_VERSION {
+                    return Err(Error::LayoutTooNew {
+                        key,
+                        found: version,
+                        supported: LAYOUT_VERSION,
+                    });
+                }
+                Ok::<_, Error>(RunRef {
+                    cluster: p.cluster,
+                    date: p.date,
+                    run: p.run,
+                    publish_id: p.publish_id,
+                    layout_version: version,
+                    run_time_ms: int("run_time")?,
+                    published_at_ms: int("published_at")?,
+                })
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    // Newest publish of each run (an older one is being replaced).
+    runs.sort_by(|a, b| {
+        (&a.cluster, &a.run, b.published_at_ms, &b.publish_id).cmp(&(
+            &b.cluster,
+            &b.run,
+            a.published_at_ms,
+            &a.publish_id,
+        ))
+    });
+    runs.dedup_by(|b, a| a.cluster == b.cluster && a.run == b.run);
+    runs.sort_by(|a, b| {
+        (a.run_time_ms, &a.cluster, &a.run).cmp(&(b.run_time_ms, &b.cluster, &b.run))
+    });
+    Ok(runs)
+}
+
+fn constant(value: &str, n: usize) -> ArrayRef {
+    let keys = Int32Array::from(vec![0; n]);
+    let values: ArrayRef = Arc::new(StringArray::from(vec![value]));
+    Arc::new(DictionaryArray::<Int32Type>::new(keys, values))
+}
+
+/// The partition columns readers add (and `run_key`, `cluster/run`).
+fn partition_fields() -> Vec<Field> {
+    ["cluster", "date", "run", "run_key"]
+        .iter()
+        .map(|n| Field::new(*n, dict(), false))
+        .collect()
+}
+
+/// The schema [`load`] returns: the partition columns, `run_key`, then the
+/// chosen columns (nullable).
+pub fn loaded_schema(table: Table, columns: Option<&[&str]>) -> SchemaRef {
+    let mut fields = partition_fields();
+    fields.extend(
+        table
+            .schema()
+            .fields()
+            .iter()
+            .filter(|f| columns.is_none_or(|c| c.contains(&f.name().as_str())))
+            .map(|f| f.as_ref().clone().with_nullable(true)),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+/// One table of the given runs, with the partition columns `cluster`,
+/// `date`, `run` and `run_key` in front.
+pub async fn load(
+    sink: &Sink,
+    runs: &[RunRef],
+    table: Table,
+    columns: Option<&[&str]>,
+) -> Result<Vec<RecordBatch>, Error> {
+    let schema = loaded_schema(table, columns);
+    let target = table.schema();
+    let per_run: Vec<Vec<RecordBatch>> = futures::stream::iter(runs)
+        .map(|r| {
+            let schema = schema.clone();
+            let target = target.clone();
+            async move {
+                let key = data_key(table, &r.cluster, &r.date, &r.run, &r.publish_id);
+                let data = fetch(sink, &key).await?;
+                let batches = decode(&key, data, &target, columns)?;
+                let run_key = r.key();
+                batches
+                    .into_iter()
+                    .map(|b| {
+                        let n = b.num_rows();
+                        let mut cols = vec![
+                            constant(&r.cluster, n),
+                            constant(&r.date, n),
+                            constant(&r.run, n),
+                            constant(&run_key, n),
+                        ];
+                        cols.extend(b.columns().iter().cloned());
+                        RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::read(&key, e))
+                    })
+                    .collect::<Result<Vec<_>, Error>>()
+            }
+        })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(per_run.into_iter().flatten().collect())
+}
