@@ -197,69 +197,209 @@ pub fn encode_run(database: &db::Database, spec: &RunSpec) -> Result<RunFiles, E
     let pid = publish_id.as_str();
 
     let owners = database.owners().map_err(dbe(path))?;
-
-    // owners
-    let mut ok = KeyCols::default();
-    let (mut o_mode, mut o_module, mut o_repo, mut o_commit, mut o_images) = (
-        Dict::new(),
-        Dict::new(),
-        Dict::new(),
-        Dict::new(),
-        Dict::new(),
-    );
-    let mut o_nums: [Int64Builder; 5] = Default::default();
-    // files
-    let mut fk = KeyCols::default();
-    let (mut f_repo, mut f_module, mut f_pkg, mut f_file) =
-        (Dict::new(), Dict::new(), Dict::new(), Dict::new());
-    let mut f_nums: [Int64Builder; 4] = Default::default();
-    // functions
-    let mut nk = KeyCols::default();
-    let (mut n_repo, mut n_module, mut n_pkg, mut n_file, mut n_func) = (
-        Dict::new(),
-        Dict::new(),
-        Dict::new(),
-        Dict::new(),
-        Dict::new(),
-    );
-    let mut n_i32: [Int32Builder; 4] = Default::default();
-    let mut n_i64: [Int64Builder; 3] = Default::default();
-    // blocks
-    let mut bk = KeyCols::default();
-    let (mut b_module, mut b_pkg, mut b_file, mut b_func) =
-        (Dict::new(), Dict::new(), Dict::new(), Dict::new());
-    let mut b_i32: [Int32Builder; 6] = Default::default();
-    let mut b_count = Int64Builder::new();
-
-    let (mut run_total, mut run_covered) = (0i64, 0i64);
+    let mut cols = RunColumns::default();
     for o in &owners {
-        let repository = o
-            .source_url
-            .clone()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| o.module_path.clone());
-        ok.push(pid, o);
-        o_mode.append_value(&o.mode);
-        o_module.append_value(&o.module_path);
-        o_repo.append_value(&repository);
-        o_commit.append_option(o.source_commit.as_deref());
-        o_images.append_value(o.images.join("\n"));
-        for (b, v) in o_nums.iter_mut().zip([
+        let (meta, counters) = database.owner_meta(o.id).map_err(dbe(path))?;
+        cols.push_owner(pid, o, &meta, &counters);
+    }
+    let totals = RunTotals {
+        owners: owners.len() as i64,
+        total: cols.run_total,
+        covered: cols.run_covered,
+    };
+    let runs_b = runs_batch(pid, ms_of(time), now_ms, &totals)?;
+    let mut tables = Vec::new();
+    for (t, b) in cols.finish()?.into_iter().chain([(Table::Runs, runs_b)]) {
+        tables.push((t, b.num_rows(), encode(t, &b)?));
+    }
+    Ok(RunFiles {
+        cluster: spec.cluster.clone(),
+        run,
+        date,
+        run_time: time_s,
+        publish_id: publish_id.clone(),
+        tables,
+    })
+}
+
+/// The builders of the owners table: one row per owner.
+#[derive(Default)]
+struct OwnerColumns {
+    key: KeyCols,
+    mode: Dict,
+    module: Dict,
+    repo: Dict,
+    commit: Dict,
+    images: Dict,
+    /// instance_count, process_count, file_count, total_stmts, covered_stmts.
+    nums: [Int64Builder; 5],
+}
+
+impl OwnerColumns {
+    fn push(&mut self, pid: &str, o: &db::Owner, repository: &str) {
+        self.key.push(pid, o);
+        self.mode.append_value(&o.mode);
+        self.module.append_value(&o.module_path);
+        self.repo.append_value(repository);
+        self.commit.append_option(o.source_commit.as_deref());
+        self.images.append_value(o.images.join("\n"));
+        let values = [
             o.instance_count,
             o.process_count,
             o.file_count,
             o.total_stmts,
             o.covered_stmts,
-        ]) {
+        ];
+        for (b, v) in self.nums.iter_mut().zip(values) {
             b.append_value(v);
         }
-        run_total += o.total_stmts;
-        run_covered += o.covered_stmts;
+    }
 
-        let (meta, counters) = database.owner_meta(o.id).map_err(dbe(path))?;
-        // Per file of this owner, in first-seen order: (package, functions,
-        // blocks, total, covered).
-        let mut files: Vec<(&str, &str, i64, i64, i64, i64)> = Vec::new();
+    fn finish(&mut self) -> Result<RecordBatch, Error> {
+        let mut cols = self.key.finish();
+        for d in [
+            &mut self.mode,
+            &mut self.module,
+            &mut self.repo,
+            &mut self.commit,
+            &mut self.images,
+        ] {
+            cols.push(Arc::new(d.finish()));
+        }
+        cols.extend(finish_all(&mut self.nums));
+        batch(Table::Owners, cols)
+    }
+}
+
+/// The builders of the files table: one row per (owner, file).
+#[derive(Default)]
+struct FileColumns {
+    key: KeyCols,
+    repo: Dict,
+    module: Dict,
+    pkg: Dict,
+    file: Dict,
+    /// functions, blocks, total_stmts, covered_stmts.
+    nums: [Int64Builder; 4],
+}
+
+impl FileColumns {
+    fn finish(&mut self) -> Result<RecordBatch, Error> {
+        let mut cols = self.key.finish();
+        for d in [
+            &mut self.repo,
+            &mut self.module,
+            &mut self.pkg,
+            &mut self.file,
+        ] {
+            cols.push(Arc::new(d.finish()));
+        }
+        cols.extend(finish_all(&mut self.nums));
+        batch(Table::Files, cols)
+    }
+}
+
+/// The builders of the functions table: one row per (owner, function).
+#[derive(Default)]
+struct FunctionColumns {
+    key: KeyCols,
+    repo: Dict,
+    module: Dict,
+    pkg: Dict,
+    file: Dict,
+    func: Dict,
+    /// start_line, end_line, blocks, covered_blocks.
+    i32s: [Int32Builder; 4],
+    /// total_stmts, covered_stmts, max_count.
+    i64s: [Int64Builder; 3],
+}
+
+impl FunctionColumns {
+    fn finish(&mut self) -> Result<RecordBatch, Error> {
+        let mut cols = self.key.finish();
+        for d in [
+            &mut self.repo,
+            &mut self.module,
+            &mut self.pkg,
+            &mut self.file,
+            &mut self.func,
+        ] {
+            cols.push(Arc::new(d.finish()));
+        }
+        cols.extend(finish_all(&mut self.i32s));
+        cols.extend(finish_all(&mut self.i64s));
+        batch(Table::Functions, cols)
+    }
+}
+
+/// The builders of the blocks table: one row per (owner, block).
+#[derive(Default)]
+struct BlockColumns {
+    key: KeyCols,
+    module: Dict,
+    pkg: Dict,
+    file: Dict,
+    func: Dict,
+    /// ordinal, st_line, st_col, en_line, en_col, stmts.
+    i32s: [Int32Builder; 6],
+    count: Int64Builder,
+}
+
+impl BlockColumns {
+    fn finish(&mut self) -> Result<RecordBatch, Error> {
+        let mut cols = self.key.finish();
+        for d in [
+            &mut self.module,
+            &mut self.pkg,
+            &mut self.file,
+            &mut self.func,
+        ] {
+            cols.push(Arc::new(d.finish()));
+        }
+        cols.extend(finish_all(&mut self.i32s));
+        cols.push(Arc::new(self.count.finish()));
+        batch(Table::Blocks, cols)
+    }
+}
+
+/// One function's totals, gathered while its blocks are written.
+#[derive(Default)]
+struct FuncTotals {
+    total: i64,
+    covered: i64,
+    covered_blocks: i32,
+    max_count: i64,
+}
+
+/// A file's running totals for one owner: (package, file, functions,
+/// blocks, total, covered).
+type FileTotals<'m> = (&'m str, &'m str, i64, i64, i64, i64);
+
+/// Every table of one run but `runs`, filled owner by owner.
+#[derive(Default)]
+struct RunColumns {
+    owners: OwnerColumns,
+    files: FileColumns,
+    functions: FunctionColumns,
+    blocks: BlockColumns,
+    run_total: i64,
+    run_covered: i64,
+}
+
+impl RunColumns {
+    /// Adds one owner's row, and the rows of its files, functions and blocks.
+    fn push_owner(&mut self, pid: &str, o: &db::Owner, meta: &covdata::MetaFile, counters: &[u32]) {
+        let repository = o
+            .source_url
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| o.module_path.clone());
+        self.owners.push(pid, o, &repository);
+        self.run_total += o.total_stmts;
+        self.run_covered += o.covered_stmts;
+
+        // Per file of this owner, in first-seen order.
+        let mut files: Vec<FileTotals> = Vec::new();
         let mut file_ix: HashMap<&str, usize> = HashMap::new();
         let mut unit = 0usize;
         for p in &meta.packages {
@@ -270,53 +410,9 @@ pub fn encode_run(database: &db::Database, spec: &RunSpec) -> Result<RunFiles, E
                     continue;
                 }
                 let counts = counters.get(first..unit).unwrap_or(&[]);
-                let (mut total, mut covered, mut cblocks, mut maxc) = (0i64, 0i64, 0i32, 0i64);
-                let (mut st, mut en) = (u32::MAX, 0u32);
-                for (bi, (u, &c)) in f.units.iter().zip(counts).enumerate() {
-                    total += i64::from(u.stmts);
-                    if c > 0 {
-                        covered += i64::from(u.stmts);
-                        cblocks += 1;
-                    }
-                    maxc = maxc.max(i64::from(c));
-                    st = st.min(u.st_line);
-                    en = en.max(u.en_line);
-                    bk.push(pid, o);
-                    b_module.append_value(&p.module_path);
-                    b_pkg.append_value(&p.path);
-                    b_file.append_value(&f.file);
-                    b_func.append_value(&f.name);
-                    for (b, v) in b_i32.iter_mut().zip([
-                        i32::try_from(bi).unwrap_or(i32::MAX),
-                        to_i32(u.st_line),
-                        to_i32(u.st_col),
-                        to_i32(u.en_line),
-                        to_i32(u.en_col),
-                        to_i32(u.stmts),
-                    ]) {
-                        b.append_value(v);
-                    }
-                    b_count.append_value(i64::from(c));
-                }
-                if st == u32::MAX {
-                    st = 0;
-                }
-                nk.push(pid, o);
-                n_repo.append_value(&repository);
-                n_module.append_value(&p.module_path);
-                n_pkg.append_value(&p.path);
-                n_file.append_value(&f.file);
-                n_func.append_value(&f.name);
+                let (sum, st, en) = self.push_blocks(pid, o, p, f, counts);
                 let nblocks = i32::try_from(f.units.len()).unwrap_or(i32::MAX);
-                for (b, v) in n_i32
-                    .iter_mut()
-                    .zip([to_i32(st), to_i32(en), nblocks, cblocks])
-                {
-                    b.append_value(v);
-                }
-                for (b, v) in n_i64.iter_mut().zip([total, covered, maxc]) {
-                    b.append_value(v);
-                }
+                self.push_function(pid, o, &repository, p, f, (st, en, nblocks), &sum);
                 let ix = *file_ix.entry(f.file.as_str()).or_insert_with(|| {
                     files.push((p.path.as_str(), f.file.as_str(), 0, 0, 0, 0));
                     files.len() - 1
@@ -324,77 +420,131 @@ pub fn encode_run(database: &db::Database, spec: &RunSpec) -> Result<RunFiles, E
                 let e = &mut files[ix];
                 e.2 += 1;
                 e.3 += i64::from(nblocks);
-                e.4 += total;
-                e.5 += covered;
+                e.4 += sum.total;
+                e.5 += sum.covered;
             }
         }
+        let fc = &mut self.files;
         for (pkg, file, nf, nb, total, covered) in files {
-            fk.push(pid, o);
-            f_repo.append_value(&repository);
-            f_module.append_value(meta_module(&meta, pkg));
-            f_pkg.append_value(pkg);
-            f_file.append_value(file);
-            for (b, v) in f_nums.iter_mut().zip([nf, nb, total, covered]) {
+            fc.key.push(pid, o);
+            fc.repo.append_value(&repository);
+            fc.module.append_value(meta_module(meta, pkg));
+            fc.pkg.append_value(pkg);
+            fc.file.append_value(file);
+            for (b, v) in fc.nums.iter_mut().zip([nf, nb, total, covered]) {
                 b.append_value(v);
             }
         }
     }
 
-    let mut cols = ok.finish();
-    cols.extend([
-        Arc::new(o_mode.finish()) as ArrayRef,
-        Arc::new(o_module.finish()),
-        Arc::new(o_repo.finish()),
-        Arc::new(o_commit.finish()),
-        Arc::new(o_images.finish()),
-    ]);
-    cols.extend(o_nums.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    let owners_b = batch(Table::Owners, cols)?;
-
-    let mut cols = fk.finish();
-    for d in [&mut f_repo, &mut f_module, &mut f_pkg, &mut f_file] {
-        cols.push(Arc::new(d.finish()));
+    /// Writes a function's blocks; returns its totals and its first and
+    /// last line.
+    fn push_blocks(
+        &mut self,
+        pid: &str,
+        o: &db::Owner,
+        p: &covdata::PackageMeta,
+        f: &covdata::FuncDesc,
+        counts: &[u32],
+    ) -> (FuncTotals, u32, u32) {
+        let mut sum = FuncTotals::default();
+        let (mut st, mut en) = (u32::MAX, 0u32);
+        let bc = &mut self.blocks;
+        for (bi, (u, &c)) in f.units.iter().zip(counts).enumerate() {
+            sum.total += i64::from(u.stmts);
+            if c > 0 {
+                sum.covered += i64::from(u.stmts);
+                sum.covered_blocks += 1;
+            }
+            sum.max_count = sum.max_count.max(i64::from(c));
+            st = st.min(u.st_line);
+            en = en.max(u.en_line);
+            bc.key.push(pid, o);
+            bc.module.append_value(&p.module_path);
+            bc.pkg.append_value(&p.path);
+            bc.file.append_value(&f.file);
+            bc.func.append_value(&f.name);
+            let values = [
+                i32::try_from(bi).unwrap_or(i32::MAX),
+                to_i32(u.st_line),
+                to_i32(u.st_col),
+                to_i32(u.en_line),
+                to_i32(u.en_col),
+                to_i32(u.stmts),
+            ];
+            for (b, v) in bc.i32s.iter_mut().zip(values) {
+                b.append_value(v);
+            }
+            bc.count.append_value(i64::from(c));
+        }
+        if st == u32::MAX {
+            st = 0;
+        }
+        (sum, st, en)
     }
-    cols.extend(f_nums.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    let files_b = batch(Table::Files, cols)?;
 
-    let mut cols = nk.finish();
-    for d in [
-        &mut n_repo,
-        &mut n_module,
-        &mut n_pkg,
-        &mut n_file,
-        &mut n_func,
-    ] {
-        cols.push(Arc::new(d.finish()));
+    #[allow(clippy::too_many_arguments)]
+    fn push_function(
+        &mut self,
+        pid: &str,
+        o: &db::Owner,
+        repository: &str,
+        p: &covdata::PackageMeta,
+        f: &covdata::FuncDesc,
+        (st, en, nblocks): (u32, u32, i32),
+        sum: &FuncTotals,
+    ) {
+        let nc = &mut self.functions;
+        nc.key.push(pid, o);
+        nc.repo.append_value(repository);
+        nc.module.append_value(&p.module_path);
+        nc.pkg.append_value(&p.path);
+        nc.file.append_value(&f.file);
+        nc.func.append_value(&f.name);
+        let i32s = [to_i32(st), to_i32(en), nblocks, sum.covered_blocks];
+        for (b, v) in nc.i32s.iter_mut().zip(i32s) {
+            b.append_value(v);
+        }
+        for (b, v) in nc
+            .i64s
+            .iter_mut()
+            .zip([sum.total, sum.covered, sum.max_count])
+        {
+            b.append_value(v);
+        }
     }
-    cols.extend(n_i32.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    cols.extend(n_i64.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    let funcs_b = batch(Table::Functions, cols)?;
 
-    let mut cols = bk.finish();
-    for d in [&mut b_module, &mut b_pkg, &mut b_file, &mut b_func] {
-        cols.push(Arc::new(d.finish()));
+    fn finish(mut self) -> Result<Vec<(Table, RecordBatch)>, Error> {
+        Ok(vec![
+            (Table::Owners, self.owners.finish()?),
+            (Table::Files, self.files.finish()?),
+            (Table::Functions, self.functions.finish()?),
+            (Table::Blocks, self.blocks.finish()?),
+        ])
     }
-    cols.extend(b_i32.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    cols.push(Arc::new(b_count.finish()));
-    let blocks_b = batch(Table::Blocks, cols)?;
+}
 
+/// The run's totals, for its manifest row.
+struct RunTotals {
+    owners: i64,
+    total: i64,
+    covered: i64,
+}
+
+/// The `runs` table's single row: the run's manifest.
+fn runs_batch(pid: &str, time_ms: i64, now_ms: i64, t: &RunTotals) -> Result<RecordBatch, Error> {
     let mut r_pid = Dict::new();
     r_pid.append_value(pid);
     let mut r_ver = Int32Builder::new();
     r_ver.append_value(LAYOUT_VERSION);
     let mut r_time = TimestampMillisecondBuilder::new().with_timezone("UTC");
-    r_time.append_value(ms_of(time));
+    r_time.append_value(time_ms);
     let mut r_pub = TimestampMillisecondBuilder::new().with_timezone("UTC");
     r_pub.append_value(now_ms);
     let mut r_ver_s = Dict::new();
     r_ver_s.append_value(env!("CARGO_PKG_VERSION"));
     let mut r_nums: [Int64Builder; 3] = Default::default();
-    for (b, v) in r_nums
-        .iter_mut()
-        .zip([owners.len() as i64, run_total, run_covered])
-    {
+    for (b, v) in r_nums.iter_mut().zip([t.owners, t.total, t.covered]) {
         b.append_value(v);
     }
     let mut cols: Vec<ArrayRef> = vec![
@@ -404,27 +554,13 @@ pub fn encode_run(database: &db::Database, spec: &RunSpec) -> Result<RunFiles, E
         Arc::new(r_pub.finish()),
         Arc::new(r_ver_s.finish()),
     ];
-    cols.extend(r_nums.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    let runs_b = batch(Table::Runs, cols)?;
+    cols.extend(finish_all(&mut r_nums));
+    batch(Table::Runs, cols)
+}
 
-    let mut tables = Vec::new();
-    for (t, b) in [
-        (Table::Owners, &owners_b),
-        (Table::Files, &files_b),
-        (Table::Functions, &funcs_b),
-        (Table::Blocks, &blocks_b),
-        (Table::Runs, &runs_b),
-    ] {
-        tables.push((t, b.num_rows(), encode(t, b)?));
-    }
-    Ok(RunFiles {
-        cluster: spec.cluster.clone(),
-        run,
-        date,
-        run_time: time_s,
-        publish_id: publish_id.clone(),
-        tables,
-    })
+/// Finishes a group of builders into columns, in order.
+fn finish_all<B: arrow::array::ArrayBuilder>(builders: &mut [B]) -> Vec<ArrayRef> {
+    builders.iter_mut().map(|b| b.finish()).collect()
 }
 
 fn meta_module(meta: &covdata::MetaFile, pkg: &str) -> String {
