@@ -61,7 +61,9 @@
 //	COVERAGE_TOKEN    when set, /coverage and /coverage/reset need "Authorization: Bearer <token>"
 //	COVERAGE_DEBUG=1  log the server's activity to stderr
 //	COVERAGE_DISABLE=1  do not start the server
-//	COVERAGE_IN_TESTS=1 start it (and the flusher) in `go test` binaries too (skipped by default)
+//	COVERAGE_IN_TESTS=1 start it (and the flusher) in `go test` binaries too (skipped by default);
+//	                  live data from a test binary needs the companion file
+//	                  zz_covfleet_coverage_testbinary.go (see there)
 //	COVERAGE_FLUSH_INTERVAL=30s  rewrite this process's meta and counter files
 //	                  in GOCOVERDIR every interval (write and rename; one
 //	                  counter file per process), and once more on SIGTERM
@@ -158,6 +160,28 @@ type _covServer struct {
 
 func init() {
 	go _covStart()
+}
+
+// _covPrepareTestMeta is set by the companion file
+// zz_covfleet_coverage_testbinary.go, compiled only with
+// `-tags covfleet_testbinary`: in a `go test` binary it makes Go compute the
+// meta-data hash that it otherwise computes only when the tests end, and
+// without which runtime/coverage writes nothing.
+var _covPrepareTestMeta func() error
+
+var (
+	_covTestMetaOnce _covSync.Once
+	_covTestMetaErr  error
+)
+
+// _covTestMetaReady runs _covPrepareTestMeta once, in a test binary that has
+// it; elsewhere Go computed the hash at start-up and this does nothing.
+func _covTestMetaReady() error {
+	if _covPrepareTestMeta == nil || !_covIsTestBinary() {
+		return nil
+	}
+	_covTestMetaOnce.Do(func() { _covTestMetaErr = _covPrepareTestMeta() })
+	return _covTestMetaErr
 }
 
 func _covStart() {
@@ -411,6 +435,9 @@ func _covAuthorized(s *_covServer, w _covHTTP.ResponseWriter, r *_covHTTP.Reques
 func _covSnapshot(s *_covServer, sl *_covSlot, withMeta bool) (string, error) {
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
+	if err := _covTestMetaReady(); err != nil {
+		return "", err
+	}
 	if withMeta {
 		if err := _covCoverage.WriteMeta(&sl.meta); err != nil {
 			return "", err
@@ -542,7 +569,11 @@ func _covServeCoverage(s *_covServer, w _covHTTP.ResponseWriter, r *_covHTTP.Req
 func _covServeReset(s *_covServer, w _covHTTP.ResponseWriter) {
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
-	if err := _covCoverage.WriteMeta(_covIO.Discard); err != nil {
+	err := _covTestMetaReady()
+	if err == nil {
+		err = _covCoverage.WriteMeta(_covIO.Discard)
+	}
+	if err != nil {
 		_covText(w, _covHTTP.StatusInternalServerError, _covUnavailable(err))
 		return
 	}
@@ -563,8 +594,12 @@ func _covUnavailable(err error) string {
 		// tests end (the exit hook or -test.coverprofile processing), and
 		// runtime/coverage refuses to write anything before that; it cannot
 		// tell this apart from a test binary built without -cover.
-		return "coverage unavailable: this `go test` binary is not built with -cover, or Go writes its coverage only when its tests end (" +
-			err.Error() + "); for live coverage build the program with `go build -cover -covermode=atomic`\n"
+		if _covPrepareTestMeta == nil {
+			return "coverage unavailable: this `go test` binary is not built with -cover, or Go writes its coverage only when its tests end (" +
+				err.Error() + "); for live coverage build the program with `go build -cover -covermode=atomic`, or build the test binary with " +
+				"`-tags covfleet_testbinary -ldflags=-checklinkname=0` (Go 1.23 or later; see covfleet's docs/test-binaries.md)\n"
+		}
+		return "coverage unavailable in this `go test` binary (" + err.Error() + "); it must be built with -cover -covermode=atomic\n"
 	}
 	if _covCoverage.WriteMeta(_covIO.Discard) != nil {
 		return _covNoCover + " (" + err.Error() + ")\n"

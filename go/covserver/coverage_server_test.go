@@ -294,8 +294,9 @@ func demoBinary(t *testing.T, flags ...string) string {
 	return buildGo(t, map[string]string{"main.go": demoMain}, append([]string{"build"}, flags...)...)
 }
 
-// buildGo writes files (plus go.mod and the server as
-// zz_covfleet_coverage_server.go) into a fresh module and runs
+// buildGo writes files (plus go.mod, the server as
+// zz_covfleet_coverage_server.go and its companion, inert without
+// -tags covfleet_testbinary, as zz_covfleet_coverage_testbinary.go) into a fresh module and runs
 // `go ARGS -o BIN .` there, once per (files, args) per test run.
 func buildGo(t *testing.T, files map[string]string, args ...string) string {
 	t.Helper()
@@ -321,9 +322,15 @@ func buildGo(t *testing.T, files map[string]string, args ...string) string {
 			b.err = err
 			return
 		}
+		companion, err := os.ReadFile("coverage_testbinary.go")
+		if err != nil {
+			b.err = err
+			return
+		}
 		all := map[string]string{
-			"go.mod":                         "module example.com/demo\n\ngo 1.16\n",
-			"zz_covfleet_coverage_server.go": string(server),
+			"go.mod":                             "module example.com/demo\n\ngo 1.16\n",
+			"zz_covfleet_coverage_server.go":     string(server),
+			"zz_covfleet_coverage_testbinary.go": string(companion),
 		}
 		for name, content := range files {
 			all[name] = content

@@ -252,10 +252,12 @@ func TestSeed04TestBinary(t *testing.T) {
 	p := startArgs(t, bin, []string{"-test.run", "^TestRunMain$", "-test.coverprofile=" + profile}, port,
 		"COVERAGE_PORT="+strconv.Itoa(port), "COVERAGE_IN_TESTS=1")
 	p.work(t, 30)
-	// ...but Go cannot give a test binary's coverage before its tests end:
-	// the server says so, and why.
+	// ...but without the companion file Go cannot give a test binary's
+	// coverage before its tests end: the server says so, why, and how to
+	// build it so that it can (TestSeed04TestBinaryLive).
 	resp, body := do(t, "GET", p.base+"/coverage", nil)
-	if resp.StatusCode != 500 || !strings.Contains(body, "`go test` binary") || !strings.Contains(body, "go build -cover") {
+	if resp.StatusCode != 500 || !strings.Contains(body, "`go test` binary") || !strings.Contains(body, "go build -cover") ||
+		!strings.Contains(body, "-tags covfleet_testbinary -ldflags=-checklinkname=0") {
 		t.Errorf("GET /coverage in a test binary: %d %q", resp.StatusCode, body)
 	}
 	p.work(t, 7)
@@ -278,5 +280,66 @@ func TestSeed04TestBinary(t *testing.T) {
 	}
 	if covered == 0 {
 		t.Errorf("no covered main.go block in the profile:\n%s", raw)
+	}
+}
+
+// TestSeed04TestBinaryLive: the same test binary built with the companion
+// file (-tags covfleet_testbinary -ldflags=-checklinkname=0) serves live
+// coverage while its test runs; the meta-data is byte for byte the one Go
+// writes when the test ends, the live counters are what ran so far, and the
+// -test.coverprofile written at exit is unchanged by the early hash.
+func TestSeed04TestBinaryLive(t *testing.T) {
+	bin := buildGo(t, map[string]string{"main.go": demoMain, "main_test.go": runMainTest},
+		"test", "-c", "-cover", "-covermode=atomic", "-tags", "testrunmain,covfleet_testbinary",
+		"-ldflags=-checklinkname=0")
+	profile := filepath.Join(t.TempDir(), "coverage.out")
+	exitDir := t.TempDir()
+	port := freePort(t)
+	p := startArgs(t, bin, []string{"-test.run", "^TestRunMain$", "-test.coverprofile=" + profile,
+		"-test.gocoverdir=" + exitDir}, port,
+		"COVERAGE_PORT="+strconv.Itoa(port), "COVERAGE_IN_TESTS=1")
+
+	// Before any work: the server answers, and main.go's request loop has
+	// not counted a single "ok" yet.
+	before := t.TempDir()
+	save(t, before, scrape(t, p.base+"/coverage"))
+	p.work(t, 30)
+	live := t.TempDir()
+	got := scrape(t, p.base+"/coverage")
+	save(t, live, got)
+	if coveredLines(t, live) <= coveredLines(t, before) {
+		t.Errorf("live coverage did not grow with the work: %v then %v", textfmt(t, before), textfmt(t, live))
+	}
+	// Counters only, named with the same hash.
+	counters := scrape(t, p.base+"/coverage?nometa=1")
+	if counters.MetaData != "" || !strings.Contains(counters.CountersFilename, strings.TrimPrefix(got.MetaFilename, "covmeta.")) {
+		t.Errorf("nometa scrape: meta %d bytes, counters %q (meta %q)", len(counters.MetaData), counters.CountersFilename, got.MetaFilename)
+	}
+	p.work(t, 7)
+	p.exit(t)
+
+	// The meta-data served live is the file Go writes when the test ends.
+	exitMeta, err := os.ReadFile(filepath.Join(exitDir, got.MetaFilename))
+	if err != nil {
+		entries, _ := os.ReadDir(exitDir)
+		t.Fatalf("exit wrote no %s: %v (dir has %v)", got.MetaFilename, err, entries)
+	}
+	liveMeta, _ := os.ReadFile(filepath.Join(live, got.MetaFilename))
+	if string(liveMeta) != string(exitMeta) {
+		t.Errorf("live meta (%d bytes) differs from the exit meta (%d bytes)", len(liveMeta), len(exitMeta))
+	}
+	// Every block that ran by the scrape ran by the exit, at least as often.
+	final := map[string]int{}
+	for _, l := range textfmt(t, exitDir) {
+		final[l[:strings.LastIndexByte(l, ' ')]] = countOf(l)
+	}
+	for _, l := range textfmt(t, live) {
+		if n := countOf(l); n > final[l[:strings.LastIndexByte(l, ' ')]] {
+			t.Errorf("block %q: %d live but %d at exit", l, n, final[l[:strings.LastIndexByte(l, ' ')]])
+		}
+	}
+	raw, err := os.ReadFile(profile)
+	if err != nil || !strings.HasPrefix(string(raw), "mode: atomic\n") {
+		t.Fatalf("-test.coverprofile: %v, starts %.40q", err, raw)
 	}
 }

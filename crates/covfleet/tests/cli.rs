@@ -77,6 +77,17 @@ fn readme_command_reference_matches_the_help() {
         })
         .collect();
     let got = readme_reference();
+    let mut names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    let twice: Vec<&str> = names
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "README.md's command reference has rows twice: {twice:?}"
+    );
     let missing: Vec<String> = want
         .iter()
         .filter(|w| !got.contains(w))

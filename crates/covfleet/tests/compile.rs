@@ -422,6 +422,14 @@ func main() {
         ],
         &src,
     );
+    // doctor: a test binary with the server but without the companion has
+    // nothing live to serve, and is told how to get it.
+    let (_, out, _) = covfleet(&["doctor", src.join("op.test").to_str().unwrap(), "--json"]);
+    let tb = test_binary_finding(&out);
+    assert!(
+        tb["fix"].as_str().unwrap_or("").contains("--test-binary"),
+        "{tb:#}"
+    );
     let dir = tmp.path().join("collection");
     let e = dir.join("coverage/op-test-binary");
     std::fs::create_dir_all(&e).unwrap();
@@ -470,6 +478,171 @@ func main() {
         main.covered_stmts > 0 && main.covered_stmts < main.total_stmts,
         "{main:?}"
     );
+}
+
+/// Seed 04, live: the same kind of test binary, instrumented with
+/// `--test-binary` and built with `-tags testrunmain,covfleet_testbinary
+/// -ldflags=-checklinkname=0`, serves live coverage while its test runs
+/// (COVERAGE_IN_TESTS=1): `covfleet collect --url` takes a snapshot, compile
+/// reads it, and what it says ran is what ran so far (docs/test-binaries.md).
+#[test]
+fn seed04_test_binary_serves_live_coverage_to_collect() {
+    use std::io::{BufRead, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("op");
+    std::fs::create_dir_all(&src).unwrap();
+    let files = [
+        ("go.mod", "module example.com/op\n\ngo 1.16\n"),
+        (
+            "main.go",
+            r#"package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+)
+
+func reconcile(kind string) string {
+	switch kind {
+	case "create":
+		return "created"
+	case "delete":
+		return "deleted"
+	}
+	return "ignored"
+}
+
+func main() {
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		fmt.Println(reconcile(in.Text()))
+	}
+}
+"#,
+        ),
+        (
+            "main_test.go",
+            "//go:build testrunmain\n\npackage main\n\nimport \"testing\"\n\nfunc TestRunMain(t *testing.T) {\n\tmain()\n}\n",
+        ),
+    ];
+    for (name, text) in &files {
+        std::fs::write(src.join(name), text).unwrap();
+    }
+    let s = src.display().to_string();
+    let (code, out, err) = covfleet(&["instrument", "--test-binary", &s]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("zz_covfleet_coverage_testbinary.go"), "{out}");
+    let build = std::process::Command::new("go")
+        .args([
+            "test",
+            "-c",
+            "-cover",
+            "-covermode=atomic",
+            "-tags",
+            "testrunmain,covfleet_testbinary",
+            "-ldflags=-checklinkname=0",
+            "-o",
+            "op.test",
+        ])
+        .current_dir(&src)
+        .env("GOFLAGS", "")
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let (_, out, _) = covfleet(&["doctor", src.join("op.test").to_str().unwrap(), "--json"]);
+    let tb = test_binary_finding(&out);
+    assert!(
+        tb["summary"].as_str().unwrap().contains("companion") && tb["fix"].is_null(),
+        "{tb:#}"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let profile = tmp.path().join("exit.out");
+    let mut op = std::process::Command::new(src.join("op.test"))
+        .arg("-test.run")
+        .arg("^TestRunMain$")
+        .arg(format!("-test.coverprofile={}", profile.display()))
+        .env("COVERAGE_IN_TESTS", "1")
+        .env("COVERAGE_PORT", port.to_string())
+        .env("COVERAGE_BIND", "127.0.0.1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = op.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(op.stdout.take().unwrap());
+    writeln!(stdin, "create").unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "created\n");
+
+    let dir = tmp.path().join("collection");
+    let d = dir.display().to_string();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut last = String::new();
+    let collected = (0..100).any(|_| {
+        let (code, _, err) = covfleet(&["collect", "--url", &url, "-o", &d]);
+        last = err;
+        code == 0 || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            false
+        }
+    });
+    assert!(collected, "collect from the test binary: {last}");
+    drop(stdin);
+    assert!(op.wait().unwrap().success());
+
+    compile(&dir, &[]);
+    let db = Database::open_collection(&dir).unwrap();
+    let owners = db.owners().unwrap();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    let o = &owners[0];
+    assert_eq!(o.mode, "atomic");
+    let stats = db.owner_file_stats(o.id).unwrap();
+    let main = stats
+        .iter()
+        .find(|s| s.file_path.ends_with("main.go"))
+        .unwrap();
+    // The loop and the "create" case ran; "delete" and the default did not.
+    assert!(
+        main.covered_stmts > 0 && main.covered_stmts + 2 <= main.total_stmts,
+        "{main:?}"
+    );
+    let live = db.owner_profile(o.id).unwrap();
+    let count = |text: &str, line: u32| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("example.com/op/main.go:{line}.")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    // Blocks start at their case clause: `case "create":` is line 11.
+    assert_eq!(count(&live, 11), 1, "create ran once:\n{live}");
+    assert_eq!(count(&live, 13), 0, "delete never ran:\n{live}");
+    // The profile Go writes at exit agrees with the live snapshot.
+    let exit = std::fs::read_to_string(&profile).unwrap();
+    assert_eq!(count(&exit, 11), 1, "{exit}");
+    assert_eq!(count(&exit, 13), 0, "{exit}");
+}
+
+/// The `test-binary` finding of `covfleet doctor BIN --json`'s output.
+fn test_binary_finding(json: &str) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("doctor --json: {e}: {json}"));
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "test-binary")
+        .unwrap_or_else(|| panic!("no test-binary finding: {v:#}"))
+        .clone()
 }
 
 #[test]

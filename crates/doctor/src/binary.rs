@@ -119,12 +119,27 @@ pub fn findings(bin: &GoBinary) -> Vec<Finding> {
         }
     }
 
+    // The injected server's functions: `main._cov…` in a program,
+    // `<import path>._cov…` in a test binary.
+    let server =
+        bin.has_function_prefix("main._cov") || bin.has_function_in_any_package("_covStart");
     if test_binary {
-        out.push(Finding::new(
+        let live = bin.has_function_in_any_package("_covHookTestBinary");
+        let mut f = Finding::new(
             "test-binary",
             Severity::Info,
-            "a `go test -c` binary: Go writes coverage when the test run ends (-test.coverprofile=FILE or -test.gocoverdir=DIR); the injected server stays off unless COVERAGE_IN_TESTS=1",
-        ));
+            if live {
+                "a `go test -c` binary with covfleet's test-binary companion: started with COVERAGE_IN_TESTS=1 it serves live coverage; Go also writes coverage when the test run ends (-test.coverprofile=FILE or -test.gocoverdir=DIR)"
+            } else if server {
+                "a `go test -c` binary: Go writes coverage when the test run ends (-test.coverprofile=FILE or -test.gocoverdir=DIR); the injected server stays off unless COVERAGE_IN_TESTS=1, and even then has nothing to serve without the test-binary companion"
+            } else {
+                "a `go test -c` binary: Go writes coverage when the test run ends (-test.coverprofile=FILE or -test.gocoverdir=DIR)"
+            },
+        );
+        if server && !live {
+            f = f.fix("for live coverage: `covfleet instrument --test-binary SRC`, build with -tags covfleet_testbinary -ldflags=-checklinkname=0 (Go 1.23+), run with COVERAGE_IN_TESTS=1 (docs/test-binaries.md)");
+        }
+        out.push(f);
     }
 
     if !bin.has_pclntab {
@@ -134,7 +149,7 @@ pub fn findings(bin: &GoBinary) -> Vec<Finding> {
             "the Go function table was not found: cannot tell whether the coverage server and signal handling are linked in",
         ));
     } else {
-        if bin.has_function_prefix("main._cov") || bin.has_function_prefix("main.(*_cov") {
+        if server {
             out.push(Finding::new(
                 "coverage-server",
                 Severity::Ok,
@@ -150,7 +165,6 @@ pub fn findings(bin: &GoBinary) -> Vec<Finding> {
                 .fix("run `covfleet instrument SRC` before building to inject the server into every package main"),
             );
         }
-        let server = bin.has_function_prefix("main._cov");
         if bin.has_function("os/signal.Notify") || bin.has_function("os/signal.NotifyContext") {
             out.push(Finding::new(
                 "signal-handling",

@@ -94,6 +94,17 @@ impl GoBinary {
             .is_some_and(|f| f.starts_with(prefix))
     }
 
+    /// Whether some function of any package is named `name`
+    /// (`<package path>.<name>`): in a `go test` binary the main package's
+    /// functions carry its import path, not `main`.
+    pub fn has_function_in_any_package(&self, name: &str) -> bool {
+        let suffix = format!(".{name}");
+        let closure = format!(".{name}.func");
+        self.functions
+            .iter()
+            .any(|f| f.ends_with(&suffix) || f.contains(&closure))
+    }
+
     /// The distinct counter modes seen (empty when unknown).
     pub fn modes(&self) -> BTreeSet<String> {
         self.packages

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::constraint::{BuildContext, Expr, file_name_expr};
 use crate::error::Error;
-use crate::inject::SERVER_FILE_NAME;
+use crate::inject::is_injected_name;
 use crate::source::parse_header;
 
 /// One directory the walk visited (every directory Go's `./...` would
@@ -23,8 +23,9 @@ pub struct DirInfo {
     pub main_files: Vec<String>,
     /// At least one compilable non-test file, and all say `package main`.
     pub eligible: bool,
-    /// The directory holds a file named like the injected server.
-    pub has_server_file: bool,
+    /// Files named like the ones covfleet injects that the directory holds
+    /// (see [`DirInfo::has_injected`]).
+    pub injected: Vec<String>,
     /// When the package exists at all: the OR, over its non-test
     /// `package main` files, of each file's constraint (file name, build
     /// line, `cgo` for files importing "C"). `None` when some file always
@@ -35,6 +36,14 @@ pub struct DirInfo {
     /// Files Go would reject (bad `//go:build` line, no package clause): the
     /// directory is then not eligible.
     pub problems: Vec<String>,
+}
+
+impl DirInfo {
+    /// Whether the directory holds a file named `name` (one of the names
+    /// covfleet injects), whoever wrote it.
+    pub fn has_injected(&self, name: &str) -> bool {
+        self.injected.iter().any(|n| n == name)
+    }
 }
 
 /// Walks `root` the way `go list ./...` does: skips directories named
@@ -103,7 +112,7 @@ fn examine_dir(
         main_files: Vec::new(),
         build_condition: None,
         eligible: false,
-        has_server_file: false,
+        injected: Vec::new(),
         problems: Vec::new(),
     };
     // Some(conds) while every main file seen so far is constrained.
@@ -112,8 +121,8 @@ fn examine_dir(
         if !name.ends_with(".go") || ft.is_dir() {
             continue;
         }
-        if name == SERVER_FILE_NAME {
-            info.has_server_file = true;
+        if is_injected_name(name) {
+            info.injected.push(name.to_string());
             continue;
         }
         if name.starts_with('_') || name.starts_with('.') {

@@ -21,4 +21,7 @@ pub mod source;
 pub use constraint::BuildContext;
 pub use discover::{DirInfo, discover};
 pub use error::{ConstraintError, Error, HeaderError};
-pub use inject::{InstrumentReport, SERVER_FILE_NAME, SERVER_SOURCE, UndoReport, instrument, undo};
+pub use inject::{
+    InstrumentReport, Options as InstrumentOptions, SERVER_FILE_NAME, SERVER_SOURCE,
+    TESTBINARY_FILE_NAME, TESTBINARY_SOURCE, UndoReport, instrument, instrument_with, undo,
+};

@@ -5,7 +5,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use gosrc::inject::MARKER;
-use gosrc::{BuildContext, SERVER_FILE_NAME, SERVER_SOURCE, instrument, undo};
+use gosrc::{
+    BuildContext, InstrumentOptions, SERVER_FILE_NAME, SERVER_SOURCE, TESTBINARY_FILE_NAME,
+    TESTBINARY_SOURCE, instrument, instrument_with, undo,
+};
 
 fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
     let t = tempfile::tempdir().unwrap();
@@ -141,6 +144,78 @@ fn idempotent_updates_old_versions_removes_stale_and_undoes() {
     let rep = undo(t.path(), false).unwrap();
     assert_eq!(rep.removed, vec![PathBuf::from("a").join(SERVER_FILE_NAME)]);
     assert_eq!(snapshot(t.path()), before);
+}
+
+/// `--test-binary` adds the companion (narrowed like the server), a run
+/// without it takes the companion out again, a foreign file with the
+/// companion's name refuses the directory, and undo removes both.
+#[test]
+fn test_binary_companion_is_written_removed_and_undone() {
+    // An exclude block from a covfleet that knew only the server file.
+    let old_block = "# covfleet instrument: injected coverage servers (removed by `covfleet instrument --undo`)\nzz_covfleet_coverage_server.go\n# end covfleet instrument\n";
+    let t = tree(&[
+        ("a/main.go", MAIN),
+        ("b/main_linux.go", MAIN),
+        (".git/info/exclude", &format!("# mine\n{old_block}")),
+    ]);
+    let exclude = t.path().join(".git/info/exclude");
+    let outside_git = |t: &Path| {
+        let mut s = snapshot(t);
+        s.retain(|k, _| !k.starts_with(".git"));
+        s
+    };
+    let before = outside_git(t.path());
+    let with = InstrumentOptions {
+        test_binary: true,
+        ..InstrumentOptions::default()
+    };
+    let rep = instrument_with(t.path(), &linux(), with).unwrap();
+    assert_eq!(rep.written.len(), 4, "{:?}", rep.written);
+    let a = t.path().join("a");
+    assert_eq!(
+        fs::read_to_string(a.join(TESTBINARY_FILE_NAME)).unwrap(),
+        TESTBINARY_SOURCE
+    );
+    let b = fs::read_to_string(t.path().join("b").join(TESTBINARY_FILE_NAME)).unwrap();
+    assert!(
+        b.contains("\n//go:build go1.23 && covfleet_testbinary && (linux)\n"),
+        "{b}"
+    );
+    let text = fs::read_to_string(&exclude).unwrap();
+    assert!(text.starts_with("# mine\n"), "{text}");
+    assert_eq!(text.matches("# covfleet instrument:").count(), 1, "{text}");
+    assert!(
+        text.contains(SERVER_FILE_NAME) && text.contains(TESTBINARY_FILE_NAME),
+        "{text}"
+    );
+    let rep = instrument_with(t.path(), &linux(), with).unwrap();
+    assert_eq!((rep.written.len(), rep.unchanged.len()), (0, 4));
+
+    let rep = instrument(t.path(), &linux(), false).unwrap();
+    assert_eq!(
+        rep.removed_stale,
+        vec![
+            PathBuf::from("a").join(TESTBINARY_FILE_NAME),
+            PathBuf::from("b").join(TESTBINARY_FILE_NAME)
+        ]
+    );
+    assert!(a.join(SERVER_FILE_NAME).is_file());
+
+    // Someone else's file with the companion's name: refused, left alone.
+    fs::write(a.join(TESTBINARY_FILE_NAME), "package main\n").unwrap();
+    let rep = instrument_with(t.path(), &linux(), with).unwrap();
+    assert_eq!(rep.refused.len(), 1, "{:?}", rep.refused);
+    assert!(rep.refused[0].to_string().contains(TESTBINARY_FILE_NAME));
+    assert_eq!(
+        fs::read_to_string(a.join(TESTBINARY_FILE_NAME)).unwrap(),
+        "package main\n"
+    );
+    fs::remove_file(a.join(TESTBINARY_FILE_NAME)).unwrap();
+    instrument_with(t.path(), &linux(), with).unwrap();
+    let rep = undo(t.path(), false).unwrap();
+    assert_eq!(rep.removed.len(), 4, "{:?}", rep.removed);
+    assert_eq!(outside_git(t.path()), before);
+    assert_eq!(fs::read_to_string(&exclude).unwrap(), "# mine\n");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `covfleet instrument [DIR] [--dry-run] [--undo] [--tags T]`: inject the
+//! `covfleet instrument [DIR] [--dry-run] [--undo] [--tags T] [--test-binary]`: inject the
 //! coverage server into every eligible `package main` directory.
 
 use std::path::PathBuf;
@@ -26,6 +26,11 @@ pub struct Args {
     /// default: -tags from GOFLAGS). GOOS, GOARCH and CGO_ENABLED come from the environment.
     #[arg(long, value_name = "T")]
     pub tags: Vec<String>,
+    /// Also write the companion that lets programs built as `go test -c` binaries serve live
+    /// coverage (build with `-tags covfleet_testbinary -ldflags=-checklinkname=0`, run with
+    /// COVERAGE_IN_TESTS=1; see docs/test-binaries.md). Without it, an earlier companion is removed.
+    #[arg(long, conflicts_with = "undo")]
+    pub test_binary: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -36,7 +41,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return undo(&args);
     }
     let ctx = gosrc::BuildContext::from_env(&args.tags);
-    let rep = gosrc::instrument(&args.dir, &ctx, args.dry_run)
+    let opts = gosrc::InstrumentOptions {
+        dry_run: args.dry_run,
+        test_binary: args.test_binary,
+    };
+    let rep = gosrc::instrument_with(&args.dir, &ctx, opts)
         .with_context(|| format!("instrument {}", args.dir.display()))?;
     for w in &rep.warnings {
         output::warn(w);
@@ -61,6 +70,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             rep.unchanged.len(),
             rep.failed.len()
         ));
+    }
+    if args.test_binary && !args.dry_run && !rep.chosen.is_empty() {
+        output::hint(
+            "build the test binary with `go test -c -cover -covermode=atomic -tags <yours>,covfleet_testbinary -ldflags=-checklinkname=0` and run it with COVERAGE_IN_TESTS=1 (Go 1.23 or later; docs/test-binaries.md)",
+        );
     }
     if rep.chosen.is_empty() && rep.refused.is_empty() {
         // Nothing to do is not a failure (scripts run instrument over every
@@ -106,14 +120,12 @@ fn undo(args: &Args) -> anyhow::Result<ExitCode> {
     for e in &rep.failed {
         output::error(e);
     }
+    let dirs: std::collections::BTreeSet<_> =
+        rep.removed.iter().filter_map(|p| p.parent()).collect();
     output::status(format_args!(
         "{verb} {} ({} undone, {} failed)",
-        output::plural(
-            rep.removed.len(),
-            "coverage server file",
-            "coverage server files"
-        ),
-        output::plural(rep.removed.len(), "directory", "directories"),
+        output::plural(rep.removed.len(), "injected file", "injected files"),
+        output::plural(dirs.len(), "directory", "directories"),
         rep.failed.len()
     ));
     Ok(if rep.failed.is_empty() {
