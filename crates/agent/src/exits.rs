@@ -80,7 +80,7 @@ use store::{Location, Sink};
 
 use crate::metrics::Metrics;
 use crate::pods::{self, PodIndex};
-use crate::writers::{FileKey, Watcher, Writer};
+use crate::writers::{FileKey, Watcher, Writer, Writers};
 
 /// Deepest directory level read below a watched directory
 /// (`<namespace>/<pod>/<container>`).
@@ -371,8 +371,11 @@ pub struct ExitWatch {
     recent_set: HashSet<String>,
     /// Files that failed to read, with the warning already logged.
     warned: HashSet<PathBuf>,
-    /// Who writes the files (fanotify), unless attribution is by path.
-    watcher: Option<Watcher>,
+    /// Who writes the files: fanotify's findings, unless attribution is
+    /// by path (or fanotify is unavailable).
+    writers: Option<Arc<Writers>>,
+    /// Keeps fanotify running.
+    _watcher: Option<Watcher>,
 }
 
 impl ExitWatch {
@@ -403,13 +406,14 @@ impl ExitWatch {
             recent: VecDeque::new(),
             recent_set: HashSet::new(),
             warned: HashSet::new(),
-            watcher,
+            writers: watcher.as_ref().map(|w| w.writers().clone()),
+            _watcher: watcher,
         })
     }
 
     /// Whether the writers of exit-time files are seen (fanotify runs).
     pub fn sees_writers(&self) -> bool {
-        self.watcher.is_some()
+        self.writers.is_some()
     }
 
     /// Who a counter file belongs to: its writer's cgroup when fanotify
@@ -428,11 +432,7 @@ impl ExitWatch {
             container_id: None,
         };
         let name = f.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let Some(seen) = self
-            .watcher
-            .as_ref()
-            .and_then(|w| w.writers().get(f.key, name))
-        else {
+        let Some(seen) = self.writers.as_ref().and_then(|w| w.get(f.key, name)) else {
             return Some(by_path);
         };
         let c = match seen.writer {
@@ -478,13 +478,13 @@ impl ExitWatch {
     /// Removes a stored batch's files and journal; forgets their writers.
     fn done(&self, journal: &Path, j: &Journal, stored: &[PathBuf]) {
         finish(journal, stored);
-        if let Some(w) = &self.watcher {
+        if let Some(w) = &self.writers {
             let stored: HashSet<&PathBuf> = stored.iter().collect();
             for c in &j.counters {
                 if let Some(k) = c.key
                     && stored.contains(&c.path)
                 {
-                    w.writers().forget(k);
+                    w.forget(k);
                 }
             }
         }
@@ -949,6 +949,118 @@ mod tests {
                 container: "c".into()
             }
         );
+    }
+
+    /// The writer's cgroup, when seen, beats the path: a host writer in a
+    /// pod's directory is `_host_`, a container's writer is its pod's
+    /// wherever it writes; a container the pod index does not know waits
+    /// for the grace period, then the path decides; an entry under another
+    /// name (a reused inode) or no entry at all leaves it to the path.
+    #[test]
+    fn the_writers_cgroup_beats_the_path() {
+        use crate::cgroup::{ContainerRef, Runtime};
+        use crate::writers::Seen;
+        use scrape::kube::{ContainerInfo, PodInfo};
+        let id = "ab".repeat(32);
+        let mut idx = PodIndex::default();
+        idx.upsert(PodInfo {
+            namespace: "shop".into(),
+            name: "tool-1".into(),
+            uid: "u-1".into(),
+            containers: vec![ContainerInfo {
+                name: "tool".into(),
+                container_id: format!("cri-o://{id}"),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let d = tempfile::tempdir().unwrap();
+        let cfg = WatchConfig {
+            dirs: vec![d.path().to_path_buf()],
+            state_dir: d.path().join("state"),
+            hostname: "n".into(),
+            max_file_bytes: 1 << 20,
+            concurrency: 1,
+            attribution: Attribution::Path,
+            proc_root: "/proc".into(),
+            unknown_container_grace: Duration::from_secs(30),
+            crictl: None,
+        };
+        let mut x = ExitWatch::new(
+            cfg,
+            Arc::new(RwLock::new(idx)),
+            Arc::new(Metrics::default()),
+        )
+        .unwrap();
+        assert!(!x.sees_writers(), "path attribution starts no fanotify");
+        let writers = Arc::new(Writers::new(16));
+        x.writers = Some(writers.clone());
+        let name = "covcounters.0123456789abcdef0123456789abcdef.7.1";
+        let found = |rel: &[&str], ino: u64| Found {
+            path: d.path().join(rel.join("/")).join(name),
+            rel: rel.iter().map(|s| s.to_string()).collect(),
+            hash: "0123456789abcdef0123456789abcdef".into(),
+            pid: 7,
+            binary: "tool".into(),
+            key: (1, ino),
+        };
+        let seen = |writer: Writer, ago: Duration| Seen {
+            writer,
+            pid: 70,
+            at: std::time::Instant::now() - ago,
+        };
+        let container = |id: &str| {
+            Writer::Container(ContainerRef {
+                runtime: Runtime::CriO,
+                id: id.into(),
+                pod_uid: None,
+            })
+        };
+        let who = |f: &Found| x.who(f, &mut HashMap::new());
+        let pod_path = ["other", "victim-0", "app"];
+        // Nothing seen: the path.
+        let w = who(&found(&pod_path, 1)).unwrap();
+        assert_eq!(
+            (w.via, &w.place),
+            (Via::Path, &place_of(&found(&pod_path, 1).rel))
+        );
+        // A host writer in a pod's directory.
+        writers.remember((1, 2), name.into(), seen(Writer::Host, Duration::ZERO));
+        let w = who(&found(&pod_path, 2)).unwrap();
+        assert_eq!((w.via, w.place), (Via::Cgroup, Place::Host));
+        // A container's writer in another pod's directory, and at the top.
+        writers.remember((1, 3), name.into(), seen(container(&id), Duration::ZERO));
+        writers.remember((1, 4), name.into(), seen(container(&id), Duration::ZERO));
+        for w in [who(&found(&pod_path, 3)), who(&found(&[], 4))] {
+            let w = w.unwrap();
+            assert_eq!(w.via, Via::Cgroup);
+            assert_eq!(w.container_id.as_deref(), Some(id.as_str()));
+            assert_eq!(
+                w.place,
+                Place::Pod {
+                    namespace: "shop".into(),
+                    pod: "tool-1".into(),
+                    container: "tool".into()
+                }
+            );
+        }
+        // An unknown container: wait, then the path.
+        let other = "cd".repeat(32);
+        writers.remember((1, 5), name.into(), seen(container(&other), Duration::ZERO));
+        assert!(who(&found(&pod_path, 5)).is_none());
+        writers.remember(
+            (1, 6),
+            name.into(),
+            seen(container(&other), Duration::from_secs(31)),
+        );
+        assert_eq!(who(&found(&pod_path, 6)).unwrap().via, Via::Path);
+        // The same inode under another name: not this file's writer.
+        writers.remember(
+            (1, 7),
+            "covcounters.0123456789abcdef0123456789abcdef.8.1".into(),
+            seen(Writer::Host, Duration::ZERO),
+        );
+        assert_eq!(who(&found(&pod_path, 7)).unwrap().via, Via::Path);
     }
 
     #[test]

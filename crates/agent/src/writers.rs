@@ -217,7 +217,7 @@ pub struct Watcher {
 
 impl Watcher {
     /// Starts watching `dirs` (those that exist now are marked before this
-    /// returns; the others when they appear, within [`REWALK`]).
+    /// returns; the others when they appear, within 10 s).
     /// `proc_root` is where `<pid>/cgroup` of the event PIDs is read.
     pub fn start(dirs: Vec<PathBuf>, proc_root: PathBuf) -> Result<Watcher, StartError> {
         let event_flags = EventFFlags::O_RDONLY
@@ -300,6 +300,13 @@ fn key_of(fd: BorrowedFd<'_>) -> Option<(FileKey, std::fs::FileType)> {
     Some(((md.dev(), md.ino()), md.file_type()))
 }
 
+/// A directory of a walk: open, or a parent's child to open when its turn
+/// comes (so that a walk holds few descriptors).
+enum ToOpen {
+    Open(OwnedFd),
+    Child(Arc<OwnedFd>, std::ffi::OsString),
+}
+
 /// Opens a subdirectory of `parent` without following a symbolic link.
 fn open_subdir(parent: &OwnedFd, name: &std::ffi::OsStr) -> Option<OwnedFd> {
     use rustix::fs::{Mode as FileMode, OFlags};
@@ -332,15 +339,14 @@ impl Worker {
             let Ok(f) = std::fs::File::open(&root) else {
                 continue;
             };
-            // (directory, its parent and name when not opened yet, depth)
-            let mut stack: Vec<(
-                Option<OwnedFd>,
-                Option<(Arc<OwnedFd>, std::ffi::OsString)>,
-                usize,
-            )> = vec![(Some(OwnedFd::from(f)), None, 0)];
-            while let Some((fd, pending, depth)) = stack.pop() {
-                let Some(fd) = fd.or_else(|| pending.and_then(|(p, n)| open_subdir(&p, &n))) else {
-                    continue;
+            let mut stack: Vec<(ToOpen, usize)> = vec![(ToOpen::Open(OwnedFd::from(f)), 0)];
+            while let Some((dir, depth)) = stack.pop() {
+                let fd = match dir {
+                    ToOpen::Open(fd) => fd,
+                    ToOpen::Child(parent, name) => match open_subdir(&parent, &name) {
+                        Some(fd) => fd,
+                        None => continue,
+                    },
                 };
                 let Some((key, ft)) = key_of(fd.as_fd()) else {
                     continue;
@@ -390,7 +396,7 @@ impl Worker {
                 for e in rd.flatten() {
                     // file_type() does not follow symbolic links.
                     if e.file_type().is_ok_and(|t| t.is_dir()) && stack.len() < MAX_MARKS {
-                        stack.push((None, Some((parent.clone(), e.file_name())), depth + 1));
+                        stack.push((ToOpen::Child(parent.clone(), e.file_name()), depth + 1));
                     }
                 }
             }
