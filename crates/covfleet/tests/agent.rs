@@ -700,6 +700,66 @@ fn cgroup_scopes_are_attributed_to_pods() {
     assert_eq!(md["container"]["image"], "quay.io/shop/side:v3");
 }
 
+/// One running pod of one container, as the recorded-API server lists it.
+struct OnePod<'a> {
+    node: &'a str,
+    namespace: &'a str,
+    name: &'a str,
+    uid: &'a str,
+    container: &'a str,
+    image: &'a str,
+    /// The CRI-O container ID in the pod's status.
+    id: &'a str,
+    restarts: u32,
+    ip: &'a str,
+    /// The controller: apiVersion, kind, name, UID.
+    owner: [&'a str; 4],
+}
+
+/// A pod list holding `p`.
+fn pod_list(p: &OnePod) -> Value {
+    let [api, kind, owner, owner_uid] = p.owner;
+    serde_json::json!({"items": [{
+        "metadata": {"name": p.name, "namespace": p.namespace, "uid": p.uid,
+                     "ownerReferences": [{"apiVersion": api, "kind": kind,
+                                          "name": owner, "uid": owner_uid, "controller": true}]},
+        "spec": {"nodeName": p.node, "containers": [{"name": p.container, "image": p.image}]},
+        "status": {"phase": "Running", "podIP": p.ip, "containerStatuses": [{
+            "name": p.container, "image": p.image, "imageID": "", "ready": true,
+            "restartCount": p.restarts, "containerID": format!("cri-o://{}", p.id),
+            "state": {"running": {}}}]}
+    }]})
+}
+
+/// A pod UID, a CRI-O container ID and a real cgroup (v2) named like that
+/// container's scope under the pod's slice, unique to this test process;
+/// removed on drop.
+struct CrioScope {
+    uid: String,
+    id: String,
+    /// The scope's directory under /sys/fs/cgroup/unified.
+    dir: PathBuf,
+    _cgroup: Cgroup,
+}
+
+/// A [`CrioScope`] under `<tag><pid>.slice`; the UID starts with
+/// `uid_head` (four groups), the ID is derived from the PID and `salt`.
+fn crio_scope(tag: &str, uid_head: &str, salt: u64) -> CrioScope {
+    let me = std::process::id();
+    let uid = format!("{uid_head}-{me:012x}");
+    let id = format!("{:064x}", u64::from(me) * 16 + salt);
+    let rel = format!(
+        "{tag}{me}.slice/kubepods-pod{}.slice/crio-{id}.scope",
+        uid.replace('-', "_")
+    );
+    CrioScope {
+        _cgroup: Cgroup::new("/sys/fs/cgroup/unified", &rel),
+        dir: Path::new("/sys/fs/cgroup/unified").join(&rel),
+        uid,
+        id,
+    }
+}
+
 /// A child killed and reaped on drop (also when the test fails).
 struct Reaped(Child);
 
@@ -723,15 +783,8 @@ fn bootstrap_mode_picks_up_a_kubeconfig_that_appears_later() {
         panic!("this test needs cgroup v2 at /sys/fs/cgroup/unified");
     }
     let f = fixtures();
-    let me = std::process::id();
-    let uid = format!("6d1e2c3b-0a4f-4b5e-8c7d-{me:012x}");
-    let id = format!("{:064x}", u64::from(me) * 11 + 3);
-    let scope_rel = format!(
-        "cfb{me}.slice/kubepods-pod{}.slice/crio-{id}.scope",
-        uid.replace('-', "_")
-    );
-    let _scope = Cgroup::new("/sys/fs/cgroup/unified", &scope_rel);
-    let scope_dir = Path::new("/sys/fs/cgroup/unified").join(&scope_rel);
+    let scope = crio_scope("cfb", "6d1e2c3b-0a4f-4b5e-8c7d", 3);
+    let (uid, id, scope_dir) = (scope.uid.as_str(), scope.id.as_str(), &scope.dir);
     let node = Netns::new();
     let tmp = tempfile::tempdir().unwrap();
     let kubeconfig = tmp.path().join("kubeconfig");
@@ -758,16 +811,18 @@ fn bootstrap_mode_picks_up_a_kubeconfig_that_appears_later() {
     assert!(!logged("Kubernetes credentials found"));
 
     // The API server comes up and the kubeconfig appears.
-    let pods = serde_json::json!({"items": [{
-        "metadata": {"name": "web-5f6b", "namespace": "shop", "uid": uid,
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                                          "name": "web-7c9d8", "uid": "rs-1", "controller": true}]},
-        "spec": {"nodeName": "node-b", "containers": [{"name": "web", "image": "quay.io/shop/web:v2"}]},
-        "status": {"phase": "Running", "podIP": "10.0.0.9", "containerStatuses": [{
-            "name": "web", "image": "quay.io/shop/web:v2", "imageID": "", "ready": true,
-            "restartCount": 1, "containerID": format!("cri-o://{id}"),
-            "state": {"running": {}}}]}
-    }]});
+    let pods = pod_list(&OnePod {
+        node: "node-b",
+        namespace: "shop",
+        name: "web-5f6b",
+        uid,
+        container: "web",
+        image: "quay.io/shop/web:v2",
+        id,
+        restarts: 1,
+        ip: "10.0.0.9",
+        owner: ["apps/v1", "ReplicaSet", "web-7c9d8", "rs-1"],
+    });
     let pods_file = tmp.path().join("pods.json");
     std::fs::write(&pods_file, pods.to_string()).unwrap();
     let mut api = Reaped(
@@ -1212,13 +1267,8 @@ fn exit_time_files_are_attributed_by_the_writers_cgroup() {
         panic!("this test needs cgroup v2 at /sys/fs/cgroup/unified");
     }
     let me = std::process::id();
-    let uid = format!("7e2f3a4b-1c5d-4e6f-9a8b-{me:012x}");
-    let id = format!("{:064x}", u64::from(me) * 13 + 5);
-    let scope_rel = format!(
-        "cfx{me}.slice/kubepods-pod{}.slice/crio-{id}.scope",
-        uid.replace('-', "_")
-    );
-    let _scope = Cgroup::new("/sys/fs/cgroup/unified", &scope_rel);
+    let scope = crio_scope("cfx", "7e2f3a4b-1c5d-4e6f-9a8b", 5);
+    let (uid, id) = (scope.uid.as_str(), scope.id.as_str());
     let host_rel = format!("cfx{me}-host.slice/tools.scope");
     let _host_cg = Cgroup::new("/sys/fs/cgroup/unified", &host_rel);
     let tmp = tempfile::tempdir().unwrap();
@@ -1229,16 +1279,18 @@ fn exit_time_files_are_attributed_by_the_writers_cgroup() {
     let pod_path = watch.join("shop/tool-5c8d/tool");
     std::fs::create_dir_all(&adhoc).unwrap();
     std::fs::create_dir_all(&pod_path).unwrap();
-    let pods = serde_json::json!({"items": [{
-        "metadata": {"name": "tool-5c8d", "namespace": "shop", "uid": uid,
-                     "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
-                                          "name": "tool", "uid": "job-1", "controller": true}]},
-        "spec": {"nodeName": "node-f", "containers": [{"name": "tool", "image": "quay.io/shop/tool:v4"}]},
-        "status": {"phase": "Running", "podIP": "10.0.0.7", "containerStatuses": [{
-            "name": "tool", "image": "quay.io/shop/tool:v4", "imageID": "", "ready": true,
-            "restartCount": 3, "containerID": format!("cri-o://{id}"),
-            "state": {"running": {}}}]}
-    }]});
+    let pods = pod_list(&OnePod {
+        node: "node-f",
+        namespace: "shop",
+        name: "tool-5c8d",
+        uid,
+        container: "tool",
+        image: "quay.io/shop/tool:v4",
+        id,
+        restarts: 3,
+        ip: "10.0.0.7",
+        owner: ["batch/v1", "Job", "tool", "job-1"],
+    });
     let api = FakeApi::start(&pods, "exits");
     let kubeconfig = api.kubeconfig(tmp.path(), "exits", "default");
     let sink = tmp.path().join("sink");
@@ -1282,8 +1334,8 @@ fn exit_time_files_are_attributed_by_the_writers_cgroup() {
         assert!(st.success());
     };
     let started = std::time::Instant::now();
-    run_in(&unified.join(&scope_rel), &adhoc, 7);
-    run_in(&unified.join(&scope_rel), &spoof, 13);
+    run_in(&scope.dir, &adhoc, 7);
+    run_in(&scope.dir, &spoof, 13);
     run_in(&unified.join(&host_rel), &pod_path, 21);
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
     let runs = |pred: &dyn Fn(&Value) -> bool| -> u64 {
