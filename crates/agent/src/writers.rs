@@ -220,12 +220,24 @@ impl Watcher {
     /// returns; the others when they appear, within 10 s).
     /// `proc_root` is where `<pid>/cgroup` of the event PIDs is read.
     pub fn start(dirs: Vec<PathBuf>, proc_root: PathBuf) -> Result<Watcher, StartError> {
+        Watcher::start_as(dirs, proc_root, Mode::OpenPermission)
+    }
+
+    /// [`Watcher::start`] in `mode` ([`Mode::CloseWrite`] also when the
+    /// kernel has no permission events).
+    fn start_as(dirs: Vec<PathBuf>, proc_root: PathBuf, mode: Mode) -> Result<Watcher, StartError> {
         let event_flags = EventFFlags::O_RDONLY
             | EventFFlags::O_CLOEXEC
             | EventFFlags::O_LARGEFILE
             | EventFFlags::O_NONBLOCK;
         let base = InitFlags::FAN_CLOEXEC | InitFlags::FAN_NONBLOCK;
-        let (fan, mode) = match Fanotify::init(base | InitFlags::FAN_CLASS_CONTENT, event_flags) {
+        let content = match mode {
+            Mode::OpenPermission => {
+                Fanotify::init(base | InitFlags::FAN_CLASS_CONTENT, event_flags)
+            }
+            Mode::CloseWrite => Err(Errno::EINVAL),
+        };
+        let (fan, mode) = match content {
             Ok(f) => (f, Mode::OpenPermission),
             Err(Errno::EINVAL) => (
                 Fanotify::init(base | InitFlags::FAN_CLASS_NOTIF, event_flags)
@@ -665,5 +677,53 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         assert!(w.writers().get((md.dev(), md.ino()), &n4).is_none());
         assert_eq!(w.mode(), Mode::OpenPermission);
+    }
+
+    /// The fallback without permission events (`FAN_CLOSE_WRITE`, real
+    /// fanotify; skipped unless root): a writer that is still there when
+    /// the event is read is seen.
+    #[test]
+    fn close_write_mode_sees_a_writer_still_running() {
+        let d = tempfile::tempdir().unwrap();
+        let w = match Watcher::start_as(
+            vec![d.path().to_path_buf()],
+            "/proc".into(),
+            Mode::CloseWrite,
+        ) {
+            Ok(w) => w,
+            Err(e) if !rustix::process::geteuid().is_root() => {
+                eprintln!("skipped (not root): {e}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(w.mode(), Mode::CloseWrite);
+        let n = format!("covcounters.{H}.21.1");
+        let tmp = d.path().join(format!("tmp.{n}"));
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo x > '{}' && mv '{}' '{}' && sleep 2",
+                tmp.display(),
+                tmp.display(),
+                d.path().join(&n).display()
+            ))
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut key = None;
+        while Instant::now() < deadline {
+            if let Ok(md) = std::fs::metadata(d.path().join(&n)) {
+                key = Some((md.dev(), md.ino()));
+                if w.writers().get((md.dev(), md.ino()), &n).is_some() {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let s = w.writers().get(key.expect("file written"), &n);
+        assert!(s.is_some(), "writer seen at close");
     }
 }
