@@ -32,9 +32,11 @@
 //! first open of a file wins (the writer creates it; a later reader does
 //! not take it over).
 //!
-//! **Bounds and trust.** At most [`MAX_REMEMBERED`] files are remembered
-//! (oldest first out; an entry also goes when its file is stored) and at
-//! most [`MAX_MARKS`] directories marked; an entry is used only for a file
+//! **Bounds and trust.** At most [`MAX_REMEMBERED`] files are remembered,
+//! a quarter of that per container (or for the host), so one workload
+//! opening many counter files pushes out only its own entries (oldest first
+//! out; an entry also goes when its file is stored), and at most
+//! [`MAX_MARKS`] directories are marked; an entry is used only for a file
 //! of the same name (`tmp.` aside) and inode, so a reused inode never
 //! inherits an old attribution. The agent never reads a file's content
 //! here: it looks at the event's descriptor (`fstat`, its name in
@@ -106,27 +108,61 @@ pub fn final_counter_name(name: &str) -> Option<&str> {
     crate::exits::counter_file_name(name).map(|_| name)
 }
 
+/// Whose entries count together: a container's, or the host's.
+fn owner_of(w: &Writer) -> Option<&str> {
+    match w {
+        Writer::Host => None,
+        Writer::Container(c) => Some(c.id.as_str()),
+    }
+}
+
 #[derive(Debug, Default)]
 struct Table {
     map: HashMap<FileKey, (String, Seen, u64)>,
     /// Insertion order (entries replaced or forgotten since are skipped).
     order: VecDeque<(FileKey, u64)>,
     seq: u64,
+    /// Entries per container (`None`: the host).
+    counts: HashMap<Option<String>, usize>,
 }
 
-/// Files' writers by device and inode, bounded.
+impl Table {
+    fn take_out(&mut self, key: &FileKey) {
+        if let Some((_, seen, _)) = self.map.remove(key) {
+            let owner = owner_of(&seen.writer).map(str::to_string);
+            if let Some(n) = self.counts.get_mut(&owner) {
+                *n -= 1;
+                if *n == 0 {
+                    self.counts.remove(&owner);
+                }
+            }
+        }
+    }
+
+    fn live(&self, k: &FileKey, seq: u64) -> bool {
+        self.map.get(k).is_some_and(|e| e.2 == seq)
+    }
+}
+
+/// Files' writers by device and inode, bounded in all and per container
+/// (so that one container writing or opening many counter files does not
+/// push the others' out).
 #[derive(Debug)]
 pub struct Writers {
     inner: Mutex<Table>,
     cap: usize,
+    per_writer: usize,
 }
 
 impl Writers {
-    /// A table of at most `cap` files.
+    /// A table of at most `cap` files, `cap / 4` of one container (or of
+    /// the host).
     pub fn new(cap: usize) -> Writers {
+        let cap = cap.max(1);
         Writers {
             inner: Mutex::new(Table::default()),
-            cap: cap.max(1),
+            cap,
+            per_writer: (cap / 4).max(1),
         }
     }
 
@@ -139,20 +175,36 @@ impl Writers {
         self.lock().map.get(&key).is_some_and(|(n, _, _)| n == name)
     }
 
-    /// Remembers a file's writer (the oldest entry goes beyond the bound).
+    /// Remembers a file's writer. Beyond the bounds the oldest entry goes:
+    /// the writer's own oldest when it has `cap / 4`, else the oldest of
+    /// all.
     pub fn remember(&self, key: FileKey, name: String, seen: Seen) {
         let mut guard = self.lock();
         let t = &mut *guard;
+        t.take_out(&key);
+        let owner = owner_of(&seen.writer).map(str::to_string);
+        if t.counts.get(&owner).copied().unwrap_or(0) >= self.per_writer {
+            let oldest = t.order.iter().find(|(k, s)| {
+                t.live(k, *s)
+                    && t.map
+                        .get(k)
+                        .is_some_and(|e| owner_of(&e.1.writer) == owner.as_deref())
+            });
+            if let Some((k, _)) = oldest.copied() {
+                t.take_out(&k);
+            }
+        }
         t.seq += 1;
         let seq = t.seq;
         t.map.insert(key, (name, seen, seq));
+        *t.counts.entry(owner).or_default() += 1;
         t.order.push_back((key, seq));
         while t.map.len() > self.cap {
             let Some((k, s)) = t.order.pop_front() else {
                 break;
             };
-            if t.map.get(&k).is_some_and(|e| e.2 == s) {
-                t.map.remove(&k);
+            if t.live(&k, s) {
+                t.take_out(&k);
             }
         }
         if t.order.len() > 2 * self.cap {
@@ -173,7 +225,7 @@ impl Writers {
 
     /// Forgets a file (stored and removed).
     pub fn forget(&self, key: FileKey) {
-        self.lock().map.remove(&key);
+        self.lock().take_out(&key);
     }
 
     /// Files remembered.
@@ -567,6 +619,18 @@ mod tests {
         }
     }
 
+    fn pod(id: &str) -> Seen {
+        Seen {
+            writer: Writer::Container(ContainerRef {
+                runtime: crate::cgroup::Runtime::CriO,
+                id: id.into(),
+                pod_uid: None,
+            }),
+            pid: 1,
+            at: Instant::now(),
+        }
+    }
+
     #[test]
     fn counter_names_with_and_without_tmp() {
         let n = format!("covcounters.{H}.7.123");
@@ -577,15 +641,35 @@ mod tests {
     }
 
     #[test]
+    fn one_writer_does_not_push_the_others_out() {
+        let w = Writers::new(8);
+        let name = |i: u64| format!("covcounters.{H}.{i}.1");
+        w.remember((1, 0), name(0), pod("a"));
+        w.remember((1, 1), name(1), seen(1));
+        for i in 10..1000u64 {
+            w.remember((1, i), name(i), pod("flood"));
+        }
+        // The flood keeps its newest 2 (8 / 4); the others stay.
+        assert!(w.get((1, 0), &name(0)).is_some());
+        assert!(w.get((1, 1), &name(1)).is_some());
+        assert!(w.get((1, 999), &name(999)).is_some());
+        assert!(w.get((1, 998), &name(998)).is_some());
+        assert_eq!(w.len(), 4);
+        let t = w.inner.lock().unwrap();
+        assert_eq!(t.counts.get(&Some("flood".to_string())), Some(&2));
+        assert!(t.order.len() <= 16);
+    }
+
+    #[test]
     fn the_table_is_bounded_and_checks_names() {
         let w = Writers::new(3);
         let name = |i: u64| format!("covcounters.{H}.{i}.1");
         for i in 0..10u64 {
-            w.remember((1, i), name(i), seen(i as u32));
+            w.remember((1, i), name(i), pod(&format!("c{i}")));
         }
         assert_eq!(w.len(), 3);
         assert!(w.get((1, 0), &name(0)).is_none(), "oldest first out");
-        assert_eq!(w.get((1, 9), &name(9)).unwrap().pid, 9);
+        assert!(w.get((1, 9), &name(9)).is_some());
         // A reused inode under another name is not the same file.
         assert!(w.get((1, 9), &name(8)).is_none());
         // Replacing one entry over and over keeps the order queue bounded.
