@@ -20,15 +20,35 @@
 //! batch, so `compile` adds every run up and never mistakes two runs for
 //! snapshots of one process.
 //!
-//! **Attribution** is by the directory's path: `DIR/<namespace>/<pod>/<container>/`
-//! is that pod's container (image, UID and owners from the API server when
-//! the agent knows the pod), anything else under `DIR` is a host process
-//! (`_host_`). The writing process cannot be asked: it has exited when its
-//! counter file appears, and the PID in the file name is the one in its
-//! own PID namespace. A pod gets its own directory with a `hostPath`
-//! volume and `subPathExpr: $(POD_NAMESPACE)/$(POD_NAME)/<container>`;
-//! since a workload that can write elsewhere in `DIR` can claim another
-//! pod's name, mount only the pod's own subdirectory.
+//! **Attribution**: by the writing process's cgroup where the agent saw
+//! it, else by the directory's path. With `--watch-attribution cgroup`
+//! (the default) and CAP_SYS_ADMIN, [`crate::writers`] watches the
+//! directories with fanotify and reads the cgroup of each process that
+//! opens a counter file while it waits in `open` (a program that lives
+//! 20 ms has exited, and may be reaped, by the time its counter file
+//! appears under its final name; the PID in the file's name is the one in
+//! its own PID namespace). The writer is remembered by the file's device
+//! and inode, which the rename keeps. When the round takes a counter file
+//! whose writer was seen, that wins: a container (its pod, namespace,
+//! container, image, UID and owners from the pod index, else `crictl`) or
+//! a host process (`_host_`), wherever in `DIR` the file is. A container
+//! the pod index does not know yet is waited for (up to
+//! [`WatchConfig::unknown_container_grace`]), then the path decides.
+//! Otherwise — fanotify unavailable (no capability: logged once at start),
+//! `--watch-attribution path`, the writer gone before the agent could read
+//! its cgroup (possible only without permission events), or a file written
+//! before the agent started — the path decides:
+//! `DIR/<namespace>/<pod>/<container>/` is that pod's container (image, UID
+//! and owners from the API server when the agent knows the pod), anything
+//! else under `DIR` is a host process (`_host_`). A pod gets its own
+//! directory with a `hostPath` volume and `subPathExpr:
+//! $(POD_NAMESPACE)/$(POD_NAME)/<container>`; since, by path, a workload
+//! that can write elsewhere in `DIR` can claim another pod's name, mount
+//! only the pod's own subdirectory (with cgroup attribution a container
+//! cannot claim another's name). Each batch's `metadata.json` says which
+//! decided (`process.attributed_by`: `cgroup` or `path`, with
+//! `process.container_id` for a container seen by cgroup), and so does the
+//! log line of the stored batch.
 //!
 //! **Crash safety**: before a batch's first write, a journal (the batch's
 //! location and files) goes to the agent's state directory; a counter file
@@ -44,7 +64,7 @@
 //! meta-data must hash to its name, counter files must decode, and every
 //! name lands in the layout sanitized.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -59,7 +79,8 @@ use store::layout::{HOST_NAMESPACE, counters_name, meta_name};
 use store::{Location, Sink};
 
 use crate::metrics::Metrics;
-use crate::pods::PodIndex;
+use crate::pods::{self, PodIndex};
+use crate::writers::{FileKey, Watcher, Writer, Writers};
 
 /// Deepest directory level read below a watched directory
 /// (`<namespace>/<pod>/<container>`).
@@ -70,6 +91,17 @@ const MAX_FILES_PER_ROUND: usize = 2000;
 const MAX_BATCH: usize = 500;
 /// Most locations remembered to keep batches apart.
 const RECENT_LOCATIONS: usize = 4096;
+
+/// How exit-time files are attributed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Attribution {
+    /// By the writing process's cgroup (fanotify, see [`crate::writers`])
+    /// where it was seen, else by the directory's path.
+    #[default]
+    Cgroup,
+    /// By the directory's path only.
+    Path,
+}
 
 /// Settings of the watcher.
 #[derive(Debug, Clone)]
@@ -84,6 +116,16 @@ pub struct WatchConfig {
     pub max_file_bytes: u64,
     /// Uploads in flight at once.
     pub concurrency: usize,
+    /// Cgroup (where the writer was seen) or path attribution.
+    pub attribution: Attribution,
+    /// The host's `/proc`, where a writer's cgroup is read.
+    pub proc_root: PathBuf,
+    /// How long a file whose writer's container the pod index does not
+    /// know yet waits for it before the path convention is used (zero
+    /// without pod metadata).
+    pub unknown_container_grace: Duration,
+    /// `crictl`, for containers the API server does not know.
+    pub crictl: Option<PathBuf>,
 }
 
 /// A counter file found in a watched directory.
@@ -95,6 +137,8 @@ struct Found {
     hash: String,
     pid: u32,
     binary: String,
+    /// Device and inode.
+    key: FileKey,
 }
 
 /// One counter file of a batch.
@@ -103,6 +147,9 @@ struct JournalFile {
     path: PathBuf,
     hash: String,
     pid: u32,
+    /// Device and inode (to forget the writer once stored).
+    #[serde(default)]
+    key: Option<FileKey>,
 }
 
 /// A batch in flight: what a replay needs to store it in the same place.
@@ -114,6 +161,9 @@ struct Journal {
     counters: Vec<JournalFile>,
     info: String,
     metadata: String,
+    /// `cgroup` or `path`: how the batch was attributed.
+    #[serde(default)]
+    attributed_by: String,
 }
 
 /// Why a file in a watched directory was not taken.
@@ -135,6 +185,12 @@ enum FileError {
 
 /// Reads a regular file without following a symbolic link, up to `limit`.
 fn read_plain(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
+    read_plain_keyed(path, limit).map(|(d, _)| d)
+}
+
+/// [`read_plain`], with the file's device and inode.
+fn read_plain_keyed(path: &Path, limit: u64) -> Result<(Vec<u8>, FileKey), FileError> {
+    use std::os::unix::fs::MetadataExt;
     let io = |source| FileError::Io {
         path: path.to_path_buf(),
         source,
@@ -164,11 +220,11 @@ fn read_plain(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
             limit,
         });
     }
-    Ok(buf)
+    Ok((buf, (md.dev(), md.ino())))
 }
 
 /// `covcounters.<32 hex>.<pid>.<n>` → (hash, pid).
-fn counter_file_name(name: &str) -> Option<(String, u32)> {
+pub(crate) fn counter_file_name(name: &str) -> Option<(String, u32)> {
     let rest = name.strip_prefix("covcounters.")?;
     let mut it = rest.split('.');
     let h = it.next()?;
@@ -218,7 +274,7 @@ fn inspect(path: &Path, rel: Vec<String>, limit: u64) -> Result<Found, FileError
             reason: "not a counter file name".into(),
         });
     };
-    let data = read_plain(path, limit)?;
+    let (data, key) = read_plain_keyed(path, limit)?;
     let cf = covdata::counters::CounterFile::decode(&data).map_err(|e| FileError::Invalid {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -236,6 +292,7 @@ fn inspect(path: &Path, rel: Vec<String>, limit: u64) -> Result<Found, FileError
         hash,
         pid,
         binary,
+        key,
     })
 }
 
@@ -266,6 +323,33 @@ enum Place {
     },
 }
 
+/// How a batch's place was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Via {
+    /// The writing process's cgroup.
+    Cgroup,
+    /// The directory's path convention.
+    Path,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::Cgroup => "cgroup",
+            Via::Path => "path",
+        }
+    }
+}
+
+/// Who a counter file belongs to: the place, how it was decided, and the
+/// container when the writer's cgroup named one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Who {
+    place: Place,
+    via: Via,
+    container_id: Option<String>,
+}
+
 fn place_of(rel: &[String]) -> Place {
     match rel {
         [ns, pod, container] if ns != HOST_NAMESPACE => Place::Pod {
@@ -287,6 +371,11 @@ pub struct ExitWatch {
     recent_set: HashSet<String>,
     /// Files that failed to read, with the warning already logged.
     warned: HashSet<PathBuf>,
+    /// Who writes the files: fanotify's findings, unless attribution is
+    /// by path (or fanotify is unavailable).
+    writers: Option<Arc<Writers>>,
+    /// Keeps fanotify running.
+    _watcher: Option<Watcher>,
 }
 
 impl ExitWatch {
@@ -297,6 +386,19 @@ impl ExitWatch {
         metrics: Arc<Metrics>,
     ) -> std::io::Result<ExitWatch> {
         std::fs::create_dir_all(&cfg.state_dir)?;
+        let watcher = match cfg.attribution {
+            Attribution::Path => None,
+            Attribution::Cgroup => match Watcher::start(cfg.dirs.clone(), cfg.proc_root.clone()) {
+                Ok(w) => {
+                    tracing::info!(mode = ?w.mode(), "exit-time files: their writers are seen with fanotify");
+                    Some(w)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "exit-time files: fanotify unavailable; attributed by the directory's path only");
+                    None
+                }
+            },
+        };
         Ok(ExitWatch {
             cfg,
             pods,
@@ -304,7 +406,88 @@ impl ExitWatch {
             recent: VecDeque::new(),
             recent_set: HashSet::new(),
             warned: HashSet::new(),
+            writers: watcher.as_ref().map(|w| w.writers().clone()),
+            _watcher: watcher,
         })
+    }
+
+    /// Whether the writers of exit-time files are seen (fanotify runs).
+    pub fn sees_writers(&self) -> bool {
+        self.writers.is_some()
+    }
+
+    /// Who a counter file belongs to: its writer's cgroup when fanotify
+    /// saw it (the container's pod from the pod index, else `crictl`),
+    /// else the path convention. None: the writer's container is not known
+    /// yet (within [`WatchConfig::unknown_container_grace`]); the file
+    /// waits for a later round.
+    fn who(
+        &self,
+        f: &Found,
+        resolved: &mut HashMap<String, Option<pods::Attribution>>,
+    ) -> Option<Who> {
+        let by_path = Who {
+            place: place_of(&f.rel),
+            via: Via::Path,
+            container_id: None,
+        };
+        let name = f.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let Some(seen) = self.writers.as_ref().and_then(|w| w.get(f.key, name)) else {
+            return Some(by_path);
+        };
+        let c = match seen.writer {
+            Writer::Host => {
+                return Some(Who {
+                    place: Place::Host,
+                    via: Via::Cgroup,
+                    container_id: None,
+                });
+            }
+            Writer::Container(c) => c,
+        };
+        let known = resolved.entry(c.id.clone()).or_insert_with(|| {
+            self.pods
+                .read()
+                .ok()
+                .and_then(|idx| idx.lookup(&c))
+                .or_else(|| {
+                    self.cfg
+                        .crictl
+                        .as_ref()
+                        .and_then(|p| pods::crictl_inspect(p, &c.id))
+                })
+        });
+        match known {
+            Some(a) => Some(Who {
+                place: Place::Pod {
+                    namespace: a.pod.namespace.clone(),
+                    pod: a.pod.name.clone(),
+                    container: a.container.name.clone(),
+                },
+                via: Via::Cgroup,
+                container_id: Some(c.id),
+            }),
+            None if seen.at.elapsed() < self.cfg.unknown_container_grace => None,
+            None => {
+                tracing::debug!(container = %c.id, file = %f.path.display(), "the writer's container is unknown; path attribution");
+                Some(by_path)
+            }
+        }
+    }
+
+    /// Removes a stored batch's files and journal; forgets their writers.
+    fn done(&self, journal: &Path, j: &Journal, stored: &[PathBuf]) {
+        finish(journal, stored);
+        if let Some(w) = &self.writers {
+            let stored: HashSet<&PathBuf> = stored.iter().collect();
+            for c in &j.counters {
+                if let Some(k) = c.key
+                    && stored.contains(&c.path)
+                {
+                    w.forget(k);
+                }
+            }
+        }
     }
 
     fn remember(&mut self, dir: String) {
@@ -366,7 +549,7 @@ impl ExitWatch {
                 // The sink is down: the rest can wait too.
                 return;
             };
-            finish(&path, &stored);
+            self.done(&path, &j, &stored);
         }
         let pending = self.pending();
         let dirs = self.cfg.dirs.clone();
@@ -395,14 +578,14 @@ impl ExitWatch {
                 tracing::warn!(error = %e, "exit-time coverage file left alone");
             }
         }
-        let mut groups: BTreeMap<(Place, String), Vec<Found>> = BTreeMap::new();
+        let mut resolved = HashMap::new();
+        let mut groups: BTreeMap<(Who, String), Vec<Found>> = BTreeMap::new();
         for f in found {
-            groups
-                .entry((place_of(&f.rel), f.binary.clone()))
-                .or_default()
-                .push(f);
+            if let Some(who) = self.who(&f, &mut resolved) {
+                groups.entry((who, f.binary.clone())).or_default().push(f);
+            }
         }
-        for ((place, binary), files) in groups {
+        for ((who, binary), files) in groups {
             // One process per (hash, PID) in a batch; repeats wait.
             let mut seen = HashSet::new();
             let mut batch: Vec<Found> = files
@@ -410,7 +593,11 @@ impl ExitWatch {
                 .filter(|f| seen.insert((f.hash.clone(), f.pid)))
                 .collect();
             batch.truncate(MAX_BATCH);
-            let Some(j) = self.journal_for(&place, &binary, batch, taken) else {
+            let known = who
+                .container_id
+                .as_ref()
+                .and_then(|id| resolved.get(id).cloned().flatten());
+            let Some(j) = self.journal_for(&who, known, &binary, batch, taken) else {
                 continue;
             };
             let id = format!(
@@ -429,14 +616,15 @@ impl ExitWatch {
             let Some(stored) = self.store(sink, &j).await else {
                 return;
             };
-            finish(&path, &stored);
+            self.done(&path, &j, &stored);
         }
     }
 
     /// The journal of a new batch (None when its meta-data is missing).
     fn journal_for(
         &mut self,
-        place: &Place,
+        who: &Who,
+        known: Option<pods::Attribution>,
         binary: &str,
         batch: Vec<Found>,
         taken: &HashSet<String>,
@@ -469,6 +657,7 @@ impl ExitWatch {
                     path: f.path,
                     hash: f.hash,
                     pid: f.pid,
+                    key: Some(f.key),
                 });
             } else {
                 self.metrics.failure("exit-no-meta");
@@ -477,17 +666,18 @@ impl ExitWatch {
         if counters.is_empty() {
             return None;
         }
-        let (pod_meta, owners) = match place {
+        let (pod_meta, owners) = match &who.place {
             Place::Pod {
                 namespace,
                 pod,
                 container,
             } => {
-                let known = self
-                    .pods
-                    .read()
-                    .ok()
-                    .and_then(|idx| idx.by_name(namespace, pod, container));
+                let known = known.or_else(|| {
+                    self.pods
+                        .read()
+                        .ok()
+                        .and_then(|idx| idx.by_name(namespace, pod, container))
+                });
                 let image = known
                     .as_ref()
                     .map(|a| a.container.image.clone())
@@ -537,6 +727,10 @@ impl ExitWatch {
         self.remember(location.dir());
         let mut process = BTreeMap::new();
         process.insert("gocoverdir_batch".to_string(), location.dir());
+        process.insert("attributed_by".into(), who.via.as_str().into());
+        if let Some(id) = &who.container_id {
+            process.insert("container_id".into(), id.clone());
+        }
         if let Some((_, _, _, _, uid, restarts)) = &pod_meta {
             if let Some(u) = uid {
                 process.insert("pod_uid".into(), u.clone());
@@ -589,6 +783,7 @@ impl ExitWatch {
             counters,
             info: serde_json::to_string_pretty(&info).unwrap_or_default(),
             metadata: serde_json::to_string_pretty(&md).unwrap_or_default(),
+            attributed_by: who.via.as_str().into(),
         })
     }
 
@@ -682,6 +877,7 @@ impl ExitWatch {
         tracing::info!(
             dir = %loc.dir(),
             processes = stored.len(),
+            attributed_by = %j.attributed_by,
             "exit-time coverage stored"
         );
         Some(stored)
@@ -753,6 +949,118 @@ mod tests {
                 container: "c".into()
             }
         );
+    }
+
+    /// The writer's cgroup, when seen, beats the path: a host writer in a
+    /// pod's directory is `_host_`, a container's writer is its pod's
+    /// wherever it writes; a container the pod index does not know waits
+    /// for the grace period, then the path decides; an entry under another
+    /// name (a reused inode) or no entry at all leaves it to the path.
+    #[test]
+    fn the_writers_cgroup_beats_the_path() {
+        use crate::cgroup::{ContainerRef, Runtime};
+        use crate::writers::Seen;
+        use scrape::kube::{ContainerInfo, PodInfo};
+        let id = "ab".repeat(32);
+        let mut idx = PodIndex::default();
+        idx.upsert(PodInfo {
+            namespace: "shop".into(),
+            name: "tool-1".into(),
+            uid: "u-1".into(),
+            containers: vec![ContainerInfo {
+                name: "tool".into(),
+                container_id: format!("cri-o://{id}"),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let d = tempfile::tempdir().unwrap();
+        let cfg = WatchConfig {
+            dirs: vec![d.path().to_path_buf()],
+            state_dir: d.path().join("state"),
+            hostname: "n".into(),
+            max_file_bytes: 1 << 20,
+            concurrency: 1,
+            attribution: Attribution::Path,
+            proc_root: "/proc".into(),
+            unknown_container_grace: Duration::from_secs(30),
+            crictl: None,
+        };
+        let mut x = ExitWatch::new(
+            cfg,
+            Arc::new(RwLock::new(idx)),
+            Arc::new(Metrics::default()),
+        )
+        .unwrap();
+        assert!(!x.sees_writers(), "path attribution starts no fanotify");
+        let writers = Arc::new(Writers::new(16));
+        x.writers = Some(writers.clone());
+        let name = "covcounters.0123456789abcdef0123456789abcdef.7.1";
+        let found = |rel: &[&str], ino: u64| Found {
+            path: d.path().join(rel.join("/")).join(name),
+            rel: rel.iter().map(|s| s.to_string()).collect(),
+            hash: "0123456789abcdef0123456789abcdef".into(),
+            pid: 7,
+            binary: "tool".into(),
+            key: (1, ino),
+        };
+        let seen = |writer: Writer, ago: Duration| Seen {
+            writer,
+            pid: 70,
+            at: std::time::Instant::now() - ago,
+        };
+        let container = |id: &str| {
+            Writer::Container(ContainerRef {
+                runtime: Runtime::CriO,
+                id: id.into(),
+                pod_uid: None,
+            })
+        };
+        let who = |f: &Found| x.who(f, &mut HashMap::new());
+        let pod_path = ["other", "victim-0", "app"];
+        // Nothing seen: the path.
+        let w = who(&found(&pod_path, 1)).unwrap();
+        assert_eq!(
+            (w.via, &w.place),
+            (Via::Path, &place_of(&found(&pod_path, 1).rel))
+        );
+        // A host writer in a pod's directory.
+        writers.remember((1, 2), name.into(), seen(Writer::Host, Duration::ZERO));
+        let w = who(&found(&pod_path, 2)).unwrap();
+        assert_eq!((w.via, w.place), (Via::Cgroup, Place::Host));
+        // A container's writer in another pod's directory, and at the top.
+        writers.remember((1, 3), name.into(), seen(container(&id), Duration::ZERO));
+        writers.remember((1, 4), name.into(), seen(container(&id), Duration::ZERO));
+        for w in [who(&found(&pod_path, 3)), who(&found(&[], 4))] {
+            let w = w.unwrap();
+            assert_eq!(w.via, Via::Cgroup);
+            assert_eq!(w.container_id.as_deref(), Some(id.as_str()));
+            assert_eq!(
+                w.place,
+                Place::Pod {
+                    namespace: "shop".into(),
+                    pod: "tool-1".into(),
+                    container: "tool".into()
+                }
+            );
+        }
+        // An unknown container: wait, then the path.
+        let other = "cd".repeat(32);
+        writers.remember((1, 5), name.into(), seen(container(&other), Duration::ZERO));
+        assert!(who(&found(&pod_path, 5)).is_none());
+        writers.remember(
+            (1, 6),
+            name.into(),
+            seen(container(&other), Duration::from_secs(31)),
+        );
+        assert_eq!(who(&found(&pod_path, 6)).unwrap().via, Via::Path);
+        // The same inode under another name: not this file's writer.
+        writers.remember(
+            (1, 7),
+            "covcounters.0123456789abcdef0123456789abcdef.8.1".into(),
+            seen(Writer::Host, Duration::ZERO),
+        );
+        assert_eq!(who(&found(&pod_path, 7)).unwrap().via, Via::Path);
     }
 
     #[test]

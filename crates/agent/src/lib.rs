@@ -15,7 +15,8 @@
 //! * storing: the `store` crate's uploader (seed layout, spool);
 //!   [`metrics`]: `/healthz` and `/metrics`; [`kubeconfig`]: finding
 //!   credentials, also once the node has them (bootstrap mode);
-//!   [`exits`]: exit-time data of short-lived programs (`--watch-dir`).
+//!   [`exits`]: exit-time data of short-lived programs (`--watch-dir`),
+//!   attributed by their writers' cgroups ([`writers`]: fanotify).
 
 pub mod cgroup;
 pub mod discovery;
@@ -24,5 +25,6 @@ pub mod exits;
 pub mod kubeconfig;
 pub mod metrics;
 pub mod pods;
+pub mod writers;
 
 pub use engine::{Agent, Config};

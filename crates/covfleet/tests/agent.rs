@@ -700,6 +700,66 @@ fn cgroup_scopes_are_attributed_to_pods() {
     assert_eq!(md["container"]["image"], "quay.io/shop/side:v3");
 }
 
+/// One running pod of one container, as the recorded-API server lists it.
+struct OnePod<'a> {
+    node: &'a str,
+    namespace: &'a str,
+    name: &'a str,
+    uid: &'a str,
+    container: &'a str,
+    image: &'a str,
+    /// The CRI-O container ID in the pod's status.
+    id: &'a str,
+    restarts: u32,
+    ip: &'a str,
+    /// The controller: apiVersion, kind, name, UID.
+    owner: [&'a str; 4],
+}
+
+/// A pod list holding `p`.
+fn pod_list(p: &OnePod) -> Value {
+    let [api, kind, owner, owner_uid] = p.owner;
+    serde_json::json!({"items": [{
+        "metadata": {"name": p.name, "namespace": p.namespace, "uid": p.uid,
+                     "ownerReferences": [{"apiVersion": api, "kind": kind,
+                                          "name": owner, "uid": owner_uid, "controller": true}]},
+        "spec": {"nodeName": p.node, "containers": [{"name": p.container, "image": p.image}]},
+        "status": {"phase": "Running", "podIP": p.ip, "containerStatuses": [{
+            "name": p.container, "image": p.image, "imageID": "", "ready": true,
+            "restartCount": p.restarts, "containerID": format!("cri-o://{}", p.id),
+            "state": {"running": {}}}]}
+    }]})
+}
+
+/// A pod UID, a CRI-O container ID and a real cgroup (v2) named like that
+/// container's scope under the pod's slice, unique to this test process;
+/// removed on drop.
+struct CrioScope {
+    uid: String,
+    id: String,
+    /// The scope's directory under /sys/fs/cgroup/unified.
+    dir: PathBuf,
+    _cgroup: Cgroup,
+}
+
+/// A [`CrioScope`] under `<tag><pid>.slice`; the UID starts with
+/// `uid_head` (four groups), the ID is derived from the PID and `salt`.
+fn crio_scope(tag: &str, uid_head: &str, salt: u64) -> CrioScope {
+    let me = std::process::id();
+    let uid = format!("{uid_head}-{me:012x}");
+    let id = format!("{:064x}", u64::from(me) * 16 + salt);
+    let rel = format!(
+        "{tag}{me}.slice/kubepods-pod{}.slice/crio-{id}.scope",
+        uid.replace('-', "_")
+    );
+    CrioScope {
+        _cgroup: Cgroup::new("/sys/fs/cgroup/unified", &rel),
+        dir: Path::new("/sys/fs/cgroup/unified").join(&rel),
+        uid,
+        id,
+    }
+}
+
 /// A child killed and reaped on drop (also when the test fails).
 struct Reaped(Child);
 
@@ -723,15 +783,8 @@ fn bootstrap_mode_picks_up_a_kubeconfig_that_appears_later() {
         panic!("this test needs cgroup v2 at /sys/fs/cgroup/unified");
     }
     let f = fixtures();
-    let me = std::process::id();
-    let uid = format!("6d1e2c3b-0a4f-4b5e-8c7d-{me:012x}");
-    let id = format!("{:064x}", u64::from(me) * 11 + 3);
-    let scope_rel = format!(
-        "cfb{me}.slice/kubepods-pod{}.slice/crio-{id}.scope",
-        uid.replace('-', "_")
-    );
-    let _scope = Cgroup::new("/sys/fs/cgroup/unified", &scope_rel);
-    let scope_dir = Path::new("/sys/fs/cgroup/unified").join(&scope_rel);
+    let scope = crio_scope("cfb", "6d1e2c3b-0a4f-4b5e-8c7d", 3);
+    let (uid, id, scope_dir) = (scope.uid.as_str(), scope.id.as_str(), &scope.dir);
     let node = Netns::new();
     let tmp = tempfile::tempdir().unwrap();
     let kubeconfig = tmp.path().join("kubeconfig");
@@ -758,16 +811,18 @@ fn bootstrap_mode_picks_up_a_kubeconfig_that_appears_later() {
     assert!(!logged("Kubernetes credentials found"));
 
     // The API server comes up and the kubeconfig appears.
-    let pods = serde_json::json!({"items": [{
-        "metadata": {"name": "web-5f6b", "namespace": "shop", "uid": uid,
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                                          "name": "web-7c9d8", "uid": "rs-1", "controller": true}]},
-        "spec": {"nodeName": "node-b", "containers": [{"name": "web", "image": "quay.io/shop/web:v2"}]},
-        "status": {"phase": "Running", "podIP": "10.0.0.9", "containerStatuses": [{
-            "name": "web", "image": "quay.io/shop/web:v2", "imageID": "", "ready": true,
-            "restartCount": 1, "containerID": format!("cri-o://{id}"),
-            "state": {"running": {}}}]}
-    }]});
+    let pods = pod_list(&OnePod {
+        node: "node-b",
+        namespace: "shop",
+        name: "web-5f6b",
+        uid,
+        container: "web",
+        image: "quay.io/shop/web:v2",
+        id,
+        restarts: 1,
+        ip: "10.0.0.9",
+        owner: ["apps/v1", "ReplicaSet", "web-7c9d8", "rs-1"],
+    });
     let pods_file = tmp.path().join("pods.json");
     std::fs::write(&pods_file, pods.to_string()).unwrap();
     let mut api = Reaped(
@@ -975,7 +1030,9 @@ fn textfmt(dir: &Path) -> String {
 /// `go tool covdata textfmt` gives over copies of the same runs, the
 /// watched directory is emptied of counter files only after they are
 /// stored, and links, half-written files and linked directories are left
-/// alone.
+/// alone. Attribution is by the path convention (`--watch-attribution
+/// path`, as when fanotify is unavailable): the runs in the pod's
+/// directory are this test's own (host) processes.
 #[test]
 fn exit_time_coverage_of_short_lived_programs_reaches_s3_and_compiles() {
     use testkit::S3Server;
@@ -1045,6 +1102,7 @@ fn exit_time_coverage_of_short_lived_programs_reaches_s3_and_compiles() {
                     .args(["--no-kube", "--hostname", "node-x"])
                     .args(["--scan-interval", "200ms", "--ports", "53790-53791"])
                     .args(["--watch-dir", watch.to_str().unwrap()])
+                    .args(["--watch-attribution", "path"])
                     .envs(s3.env())
                     .env_remove("AWS_ENDPOINT_URL")
                     .env("COVFLEET_LOG", "agent=debug,store=debug")
@@ -1140,6 +1198,7 @@ fn exit_time_coverage_of_short_lived_programs_reaches_s3_and_compiles() {
         assert!(rel.starts_with("node-x/shop/cli-7d9f/tool"), "{rel:?}");
         assert_eq!(md["container"]["name"], "tool");
         assert_eq!(md["binary_name"], "agt-exit");
+        assert_eq!(md["process"]["attributed_by"], "path");
     }
     let out = Command::new(covfleet())
         .args(["compile", "--collection", col.to_str().unwrap()])
@@ -1185,4 +1244,146 @@ fn exit_time_coverage_of_short_lived_programs_reaches_s3_and_compiles() {
         .map(|o| o.process_count)
         .sum();
     assert_eq!(procs, 80);
+}
+
+/// The writer's cgroup beats the path convention (`--watch-attribution
+/// cgroup`, the default; the agent runs as root, so fanotify works). A
+/// program built with `-cover` that lives a few milliseconds runs in a
+/// real cgroup named like a CRI-O scope whose container ID a pod on the
+/// recorded-API server names, with GOCOVERDIR
+///
+/// * in `DIR/adhoc/run` (no pod's path), made before the agent starts, and
+/// * in `DIR/other/victim-0/app` (another pod's path), made while the
+///   agent runs (marked as it appears);
+///
+/// and a host process (in a cgroup of no container) writes into the pod's
+/// own path `DIR/shop/tool-5c8d/tool`. The pod's runs are stored in the
+/// pod's layout with its UID, image and owners, the host run under
+/// `_host_`, each batch's metadata saying it was attributed by cgroup.
+#[test]
+fn exit_time_files_are_attributed_by_the_writers_cgroup() {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    if !unified.join("cgroup.procs").exists() {
+        panic!("this test needs cgroup v2 at /sys/fs/cgroup/unified");
+    }
+    let me = std::process::id();
+    let scope = crio_scope("cfx", "7e2f3a4b-1c5d-4e6f-9a8b", 5);
+    let (uid, id) = (scope.uid.as_str(), scope.id.as_str());
+    let host_rel = format!("cfx{me}-host.slice/tools.scope");
+    let _host_cg = Cgroup::new("/sys/fs/cgroup/unified", &host_rel);
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = build_exit_program(tmp.path());
+    let watch = tmp.path().join("watch");
+    let adhoc = watch.join("adhoc/run");
+    let spoof = watch.join("other/victim-0/app");
+    let pod_path = watch.join("shop/tool-5c8d/tool");
+    std::fs::create_dir_all(&adhoc).unwrap();
+    std::fs::create_dir_all(&pod_path).unwrap();
+    let pods = pod_list(&OnePod {
+        node: "node-f",
+        namespace: "shop",
+        name: "tool-5c8d",
+        uid,
+        container: "tool",
+        image: "quay.io/shop/tool:v4",
+        id,
+        restarts: 3,
+        ip: "10.0.0.7",
+        owner: ["batch/v1", "Job", "tool", "job-1"],
+    });
+    let api = FakeApi::start(&pods, "exits");
+    let kubeconfig = api.kubeconfig(tmp.path(), "exits", "default");
+    let sink = tmp.path().join("sink");
+    let log_path = tmp.path().join("agent.log");
+    let mut agent = AgentRun {
+        child: Some(
+            Command::new(covfleet())
+                .args(["agent", "--sink", &format!("file://{}", sink.display())])
+                .args(["--spool", tmp.path().join("spool").to_str().unwrap()])
+                .args(["--listen", &format!("127.0.0.1:{}", s3::free_port())])
+                .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+                .args(["--node-name", "node-f", "--hostname", "node-f"])
+                .args(["--scan-interval", "200ms", "--ports", "53792-53793"])
+                .args(["--watch-dir", watch.to_str().unwrap()])
+                .env("COVFLEET_LOG", "agent=debug")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log_path).unwrap())
+                .spawn()
+                .unwrap(),
+        ),
+    };
+    let logged = |what: &str| std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains(what));
+    wait_for("fanotify running and the pods listed", || {
+        logged("their writers are seen with fanotify") && logged("pods listed")
+    });
+    std::fs::create_dir_all(&spoof).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Each run: the shell joins the cgroup, then becomes the program.
+    let run_in = |cgroup: &Path, dir: &Path, arg: u32| {
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec {} {arg}",
+                cgroup.display(),
+                bin.display()
+            ))
+            .env("GOCOVERDIR", dir)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    let started = std::time::Instant::now();
+    run_in(&scope.dir, &adhoc, 7);
+    run_in(&scope.dir, &spoof, 13);
+    run_in(&unified.join(&host_rel), &pod_path, 21);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let runs = |pred: &dyn Fn(&Value) -> bool| -> u64 {
+        of_binary(&sink, "agt-exit")
+            .iter()
+            .filter(|(_, md)| pred(md))
+            .map(|(_, md)| snapshots(md))
+            .sum()
+    };
+    wait_for("all three runs stored", || {
+        runs(&|_| true) == 3 && counter_files(&adhoc).is_empty()
+    });
+    agent.stop();
+    drop(api);
+    let all = of_binary(&sink, "agt-exit");
+    for (dir, md) in &all {
+        assert_eq!(md["process"]["attributed_by"], "cgroup", "{dir:?}");
+        let rel = rel_parts(dir, &sink);
+        if md["namespace"] == "shop" {
+            assert_eq!(
+                &rel[..4],
+                ["node-f", "shop", "tool-5c8d", "tool"],
+                "{rel:?}"
+            );
+            assert_eq!(&rel[5..], ["quay.io_shop_tool_v4", "agt-exit"]);
+            assert_eq!(md["pod_name"], "tool-5c8d");
+            assert_eq!(md["container"]["name"], "tool");
+            assert_eq!(md["container"]["image"], "quay.io/shop/tool:v4");
+            assert_eq!(md["host_process"], false);
+            assert_eq!(md["process"]["pod_uid"], uid);
+            assert_eq!(md["process"]["restart_count"], "3");
+            assert_eq!(md["process"]["container_id"], id);
+            assert_eq!(md["owner_references"][0]["name"], "tool");
+        } else {
+            assert_eq!(md["namespace"], "_host_", "{rel:?}");
+            assert_eq!(md["host_process"], true);
+        }
+    }
+    assert_eq!(runs(&|md| md["namespace"] == "shop"), 2);
+    assert_eq!(runs(&|md| md["namespace"] == "_host_"), 1);
+    for d in [&adhoc, &spoof, &pod_path] {
+        assert!(counter_files(d).is_empty(), "{d:?} not emptied");
+    }
+    // The log says how each batch was attributed.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("exit-time coverage stored") && l.contains("attributed_by=cgroup")),
+        "{log}"
+    );
 }

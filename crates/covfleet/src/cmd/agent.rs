@@ -84,6 +84,11 @@ pub struct Args {
     /// scraped coverage, then removed; repeatable. See docs/agent.md.
     #[arg(long = "watch-dir", value_name = "DIR")]
     pub watch_dirs: Vec<PathBuf>,
+    /// How exit-time files are attributed: by the writing process's cgroup
+    /// where fanotify saw it (needs CAP_SYS_ADMIN), else by the path; or by
+    /// the path only.
+    #[arg(long, value_name = "HOW", default_value = "cgroup")]
+    pub watch_attribution: WatchAttribution,
     /// Where batches of exit-time files being stored are journaled
     /// (default: the spool directory's path with `-exits` appended).
     #[arg(long, value_name = "DIR")]
@@ -96,6 +101,15 @@ pub struct Args {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+}
+
+/// `--watch-attribution`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WatchAttribution {
+    /// The writer's cgroup (fanotify), else the path convention.
+    Cgroup,
+    /// `DIR/<namespace>/<pod>/<container>/` only.
+    Path,
 }
 
 fn open_uploader(args: &Args) -> anyhow::Result<Uploader> {
@@ -153,6 +167,17 @@ pub fn run(args: Args, shared: &crate::Shared) -> anyhow::Result<ExitCode> {
             hostname: cfg.hostname.clone(),
             max_file_bytes: cfg.max_target_bytes as u64,
             concurrency: cfg.concurrency,
+            attribution: match args.watch_attribution {
+                WatchAttribution::Cgroup => agent::exits::Attribution::Cgroup,
+                WatchAttribution::Path => agent::exits::Attribution::Path,
+            },
+            proc_root: cfg.proc_root.clone(),
+            unknown_container_grace: if args.no_kube {
+                Duration::ZERO
+            } else {
+                cfg.unknown_container_grace
+            },
+            crictl: cfg.crictl.clone(),
         });
     }
     shared.runtime.block_on(async move {
