@@ -175,7 +175,7 @@ fn publish_then_history_equals_the_model_and_duckdb() {
         "--json",
     ]))
     .unwrap();
-    assert_eq!(p["replaced_files"], 5);
+    assert_eq!(p["replaced_files"], 6, "one file per table");
     assert_eq!(p["date"], "2026-10-02");
 
     let all = f.all_runs();
