@@ -647,7 +647,8 @@ pub async fn publish(sink: &Sink, files: &RunFiles) -> Result<Published, Error> 
     let mut replaced = 0;
     // Manifests first, then the data of every table (also tables a newer
     // layout added: a run published again keeps none of its old files).
-    let order = std::iter::once(Table::Runs).chain(Table::ALL.into_iter().filter(|t| *t != Table::Runs));
+    let order =
+        std::iter::once(Table::Runs).chain(Table::ALL.into_iter().filter(|t| *t != Table::Runs));
     for t in order {
         let dir = format!("{}/cluster={}", t.name(), files.cluster);
         for l in sink.list(&dir).await? {

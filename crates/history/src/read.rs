@@ -389,11 +389,8 @@ fn join_positions(
     full: &SchemaRef,
 ) -> Result<RecordBatch, Error> {
     let (keys, ordinals) = block_keys(key, b)?;
-    let found: Vec<Option<&[Option<i32>; 5]>> = keys
-        .into_iter()
-        .zip(ordinals)
-        .map(|k| at.get(&k))
-        .collect();
+    let found: Vec<Option<&[Option<i32>; 5]>> =
+        keys.into_iter().zip(ordinals).map(|k| at.get(&k)).collect();
     let mut cols = Vec::with_capacity(full.fields().len());
     for f in full.fields() {
         let col = match POSITIONS.iter().position(|n| n == f.name()) {

@@ -407,7 +407,9 @@ fn row_strings(batches: &[arrow::array::RecordBatch], skip: &[&str]) -> Vec<Stri
             .iter()
             .enumerate()
             .filter(|(_, f)| !skip.contains(&f.name().as_str()))
-            .map(|(i, _)| arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8).unwrap())
+            .map(|(i, _)| {
+                arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8).unwrap()
+            })
             .collect();
         for i in 0..b.num_rows() {
             let row: Vec<String> = cols
@@ -415,7 +417,11 @@ fn row_strings(batches: &[arrow::array::RecordBatch], skip: &[&str]) -> Vec<Stri
                 .map(|c| {
                     use arrow::array::{Array, AsArray};
                     let s = c.as_string::<i32>();
-                    if s.is_null(i) { "∅".to_string() } else { s.value(i).to_string() }
+                    if s.is_null(i) {
+                        "∅".to_string()
+                    } else {
+                        s.value(i).to_string()
+                    }
                 })
                 .collect();
             out.push(row.join("|"));
@@ -462,8 +468,14 @@ fn a_layout_1_run_and_layout_2_runs_are_read_together() {
     assert_eq!(runs.len(), all.len());
     let (v1, v2): (Vec<_>, Vec<_>) = runs.iter().cloned().partition(|r| r.layout_version == 1);
     assert_eq!(v1.len(), 1, "{runs:?}");
-    assert_eq!((v1[0].cluster.as_str(), v1[0].run.as_str()), ("east", "r00"));
-    assert!(v2.iter().all(|r| r.layout_version == history::LAYOUT_VERSION));
+    assert_eq!(
+        (v1[0].cluster.as_str(), v1[0].run.as_str()),
+        ("east", "r00")
+    );
+    assert!(
+        v2.iter()
+            .all(|r| r.layout_version == history::LAYOUT_VERSION)
+    );
     assert!(
         !dataset_files(tmp.path())
             .iter()
@@ -482,7 +494,8 @@ fn a_layout_1_run_and_layout_2_runs_are_read_together() {
     // block_positions).
     let other = tempfile::tempdir().unwrap();
     let other_sink = Sink::open_dir(other.path()).unwrap();
-    rt.block_on(publish(&other_sink, &encode(&f, 0, 0, 0))).unwrap();
+    rt.block_on(publish(&other_sink, &encode(&f, 0, 0, 0)))
+        .unwrap();
     let other_runs = rt.block_on(committed_runs(&other_sink)).unwrap();
     let from_v1 = rt.block_on(load_blocks(&sink, &v1)).unwrap();
     let from_v2 = rt.block_on(load_blocks(&other_sink, &other_runs)).unwrap();
@@ -494,7 +507,9 @@ fn a_layout_1_run_and_layout_2_runs_are_read_together() {
     // file without its positions) alike.
     let every = rt.block_on(load_blocks(&sink, &runs)).unwrap();
     let n: usize = every.iter().map(|b| b.num_rows()).sum();
-    let plain = rt.block_on(load(&sink, &runs, Table::Blocks, None)).unwrap();
+    let plain = rt
+        .block_on(load(&sink, &runs, Table::Blocks, None))
+        .unwrap();
     assert_eq!(plain.iter().map(|b| b.num_rows()).sum::<usize>(), n);
     assert!(row_strings(&every, &[]).iter().all(|r| !r.contains('∅')));
     let positions = rt
@@ -553,10 +568,14 @@ fn duckdb_python() -> Option<std::path::PathBuf> {
     match std::env::var_os("COVFLEET_DUCKDB_PYTHON") {
         Some(p) if Path::new(&p).is_file() => Some(p.into()),
         _ if std::env::var_os("COVFLEET_REQUIRE_DUCKDB").is_some() => {
-            panic!("COVFLEET_DUCKDB_PYTHON is not set to DuckDB's python, and COVFLEET_REQUIRE_DUCKDB is set")
+            panic!(
+                "COVFLEET_DUCKDB_PYTHON is not set to DuckDB's python, and COVFLEET_REQUIRE_DUCKDB is set"
+            )
         }
         _ => {
-            eprintln!("\n!!! SKIPPING the DuckDB comparison: COVFLEET_DUCKDB_PYTHON not set (run scripts/test.sh setup) !!!\n");
+            eprintln!(
+                "\n!!! SKIPPING the DuckDB comparison: COVFLEET_DUCKDB_PYTHON not set (run scripts/test.sh setup) !!!\n"
+            );
             None
         }
     }
@@ -597,10 +616,21 @@ fn block_positions_hold_each_builds_positions_once() {
         let api: Vec<_> = std::fs::read_dir(&cov)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("shop-"))
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("shop-")
+            })
             .collect();
         for p in api {
-            let name = p.file_name().unwrap().to_str().unwrap().replacen("shop-", "canary-", 1);
+            let name = p
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .replacen("shop-", "canary-", 1);
             let dst = cov.join(name);
             std::fs::create_dir(&dst).unwrap();
             copy_tree(&p, &dst);
@@ -625,13 +655,21 @@ fn block_positions_hold_each_builds_positions_once() {
     for run in &runs {
         let one = std::slice::from_ref(run);
         let owners = rt
-            .block_on(load(&sink, one, Table::Owners, Some(&["namespace", "meta_hash"])))
+            .block_on(load(
+                &sink,
+                one,
+                Table::Owners,
+                Some(&["namespace", "meta_hash"]),
+            ))
             .unwrap();
         let owners = row_strings(&owners, &["cluster", "date", "run", "run_key"]);
         let positions = rt
             .block_on(load(&sink, one, Table::BlockPositions, None))
             .unwrap();
-        let positions = row_strings(&positions, &["cluster", "date", "run", "run_key", "publish_id"]);
+        let positions = row_strings(
+            &positions,
+            &["cluster", "date", "run", "run_key", "publish_id"],
+        );
         // One row per block of each build: no (meta hash, block key) twice.
         let keys: std::collections::BTreeSet<String> = positions
             .iter()
@@ -639,10 +677,14 @@ fn block_positions_hold_each_builds_positions_once() {
             .collect();
         assert_eq!(keys.len(), positions.len(), "{positions:#?}");
         // Every owner's build is there, and nothing else.
-        let builds: std::collections::BTreeSet<&str> =
-            owners.iter().map(|o| o.split('|').nth(1).unwrap()).collect();
-        let with_positions: std::collections::BTreeSet<&str> =
-            positions.iter().map(|p| p.split('|').next().unwrap()).collect();
+        let builds: std::collections::BTreeSet<&str> = owners
+            .iter()
+            .map(|o| o.split('|').nth(1).unwrap())
+            .collect();
+        let with_positions: std::collections::BTreeSet<&str> = positions
+            .iter()
+            .map(|p| p.split('|').next().unwrap())
+            .collect();
         assert_eq!(builds, with_positions);
         shared_builds += owners.len() - builds.len();
         // The positions are the build's meta-data, once.
@@ -662,8 +704,15 @@ fn block_positions_hold_each_builds_positions_once() {
                     for (i, u) in func.units.iter().enumerate() {
                         want.push(format!(
                             "{hex}|{}|{}|{}|{}|{i}|{}|{}|{}|{}|{}",
-                            p.module_path, p.path, func.file, func.name,
-                            u.st_line, u.st_col, u.en_line, u.en_col, u.stmts
+                            p.module_path,
+                            p.path,
+                            func.file,
+                            func.name,
+                            u.st_line,
+                            u.st_col,
+                            u.en_line,
+                            u.en_col,
+                            u.stmts
                         ));
                     }
                 }
@@ -677,7 +726,11 @@ fn block_positions_hold_each_builds_positions_once() {
         assert_eq!(blocks.len(), want.len() + extra_api_blocks(&want, &owners));
         assert!(blocks.iter().all(|b| !b.contains('∅')), "{blocks:#?}");
     }
-    assert_eq!(shared_builds, runs.len(), "one shared build (api, twice) per run");
+    assert_eq!(
+        shared_builds,
+        runs.len(),
+        "one shared build (api, twice) per run"
+    );
 }
 
 /// Blocks of the second owner of a build: the api build's blocks again.
@@ -691,4 +744,16 @@ fn extra_api_blocks(positions: &[String], owners: &[String]) -> usize {
         .iter()
         .filter(|p| p.starts_with(&format!("{api_hash}|")))
         .count()
+}
+
+/// Writes the collection of `tests/data/layout1` (`Fleet::new(3)`, east,
+/// r00) into `$FLEET_COLLECTION`; the fixture is that collection published
+/// by covfleet at commit c91c2ed (layout 1): `covfleet publish --collection
+/// $FLEET_COLLECTION --dataset file://…/tests/data/layout1 --cluster east
+/// --run r00`.
+#[test]
+#[ignore = "writes the collection the layout 1 fixture was published from"]
+fn write_the_layout_1_fixtures_collection() {
+    let dir = std::env::var("FLEET_COLLECTION").expect("FLEET_COLLECTION");
+    Fleet::new(3).write_collection(Path::new(&dir), 0, 0);
 }
