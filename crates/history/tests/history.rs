@@ -520,8 +520,8 @@ fn a_layout_1_run_and_layout_2_runs_are_read_together() {
     assert!(!keys.iter().any(|k| k.starts_with("east|2026-10-01|r00|")));
 
     // DuckDB, with the SQL of docs/history.md, reads both layouts alike.
-    if let Some(py) = duckdb_python() {
-        let d = duckdb(&py, tmp.path(), "blocks");
+    if let Some(py) = fleet::duckdb_python() {
+        let d = fleet::duckdb(&py, tmp.path(), "blocks");
         let mut d: Vec<String> = d
             .iter()
             .map(|r| {
@@ -563,44 +563,6 @@ const BLOCK_COLUMNS: &[&str] = &[
     "stmts",
     "count",
 ];
-
-fn duckdb_python() -> Option<std::path::PathBuf> {
-    match std::env::var_os("COVFLEET_DUCKDB_PYTHON") {
-        Some(p) if Path::new(&p).is_file() => Some(p.into()),
-        _ if std::env::var_os("COVFLEET_REQUIRE_DUCKDB").is_some() => {
-            panic!(
-                "COVFLEET_DUCKDB_PYTHON is not set to DuckDB's python, and COVFLEET_REQUIRE_DUCKDB is set"
-            )
-        }
-        _ => {
-            eprintln!(
-                "\n!!! SKIPPING the DuckDB comparison: COVFLEET_DUCKDB_PYTHON not set (run scripts/test.sh setup) !!!\n"
-            );
-            None
-        }
-    }
-}
-
-fn duckdb(py: &Path, dataset: &Path, question: &str) -> Vec<serde_json::Value> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = std::process::Command::new(py)
-        .arg(root.join("scripts/history_duckdb.py"))
-        .arg(root.join("docs/history.md"))
-        .arg(dataset)
-        .arg(question)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "duckdb {question}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
 
 #[test]
 fn block_positions_hold_each_builds_positions_once() {
