@@ -72,6 +72,9 @@ t1=$(now)
 ds_bytes=$(du -sb "$DS" | cut -f1)
 run_bytes=$((ds_bytes / RUNS_N))
 blocks_bytes=$(du -sb "$DS/blocks" | cut -f1)
+for t in "$DS"/*/; do
+    printf '  %-16s %12d bytes per run\n' "$(basename "$t")" $(($(du -sb "$t" | cut -f1) / RUNS_N)) >&2
+done
 
 s=$(now)
 "$COVFLEET" history --dataset "file://$DS" --never-ran --json >"$WORK/never-ran.json"

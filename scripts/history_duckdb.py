@@ -3,7 +3,10 @@
 Python's duckdb (and pyarrow for the result), an engine that is not
 covfleet's own; prints the rows of one question as JSON.
 
-    history_duckdb.py DOCS DATASET (never-ran|trend)
+    history_duckdb.py DOCS DATASET (never-ran|trend|blocks)
+
+The `views` block runs first, then the question's own views when the docs
+have a `QUESTION-views` block (the block views need a layout 2 run).
 """
 import json
 import re
@@ -27,11 +30,12 @@ def main():
     docs, dataset, question = sys.argv[1:4]
     sql = blocks(open(docs, encoding="utf-8").read())
     con = duckdb.connect()
-    views = sql["views"].replace("DATASET", dataset)
-    code = "\n".join(l for l in views.splitlines() if not l.strip().startswith("--"))
-    for stmt in code.split(";"):
-        if stmt.strip():
-            con.execute(stmt)
+    for name in ("views", question + "-views"):
+        views = sql.get(name, "").replace("DATASET", dataset)
+        code = "\n".join(l for l in views.splitlines() if not l.strip().startswith("--"))
+        for stmt in code.split(";"):
+            if stmt.strip():
+                con.execute(stmt)
     table = con.execute(sql[question]).to_arrow_table()
     print(json.dumps(table.to_pylist(), default=str))
 

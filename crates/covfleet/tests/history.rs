@@ -8,7 +8,6 @@
 #[path = "../../history/tests/fleet/mod.rs"]
 mod fleet;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use fleet::{CLUSTERS, Fleet};
@@ -31,44 +30,6 @@ fn ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn duckdb_python() -> Option<PathBuf> {
-    match std::env::var_os("COVFLEET_DUCKDB_PYTHON") {
-        Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
-        _ if std::env::var_os("COVFLEET_REQUIRE_DUCKDB").is_some() => {
-            panic!(
-                "COVFLEET_DUCKDB_PYTHON is not set to DuckDB's python, and COVFLEET_REQUIRE_DUCKDB is set"
-            )
-        }
-        _ => {
-            eprintln!(
-                "\n!!! SKIPPING the DuckDB comparison: COVFLEET_DUCKDB_PYTHON not set (run scripts/test.sh setup) !!!\n"
-            );
-            None
-        }
-    }
-}
-
-fn duckdb(py: &Path, dataset: &Path, question: &str) -> Vec<Value> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new(py)
-        .arg(root.join("scripts/history_duckdb.py"))
-        .arg(root.join("docs/history.md"))
-        .arg(dataset)
-        .arg(question)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "duckdb {question}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 /// Rows as comparable strings of the given fields (numbers as integers or
@@ -175,7 +136,7 @@ fn publish_then_history_equals_the_model_and_duckdb() {
         "--json",
     ]))
     .unwrap();
-    assert_eq!(p["replaced_files"], 5);
+    assert_eq!(p["replaced_files"], 6, "one file per table");
     assert_eq!(p["date"], "2026-10-02");
 
     let all = f.all_runs();
@@ -266,10 +227,10 @@ fn publish_then_history_equals_the_model_and_duckdb() {
     assert_eq!(late["runs"].as_array().unwrap().len(), 3);
 
     // The SQL of docs/history.md in DuckDB gives the same answers.
-    if let Some(py) = duckdb_python() {
-        let d = duckdb(&py, &dataset, "never-ran");
+    if let Some(py) = fleet::duckdb_python() {
+        let d = fleet::duckdb(&py, &dataset, "never-ran");
         assert_eq!(rows(&d, NEVER_RAN), rows(got, NEVER_RAN));
-        let d = duckdb(&py, &dataset, "trend");
+        let d = fleet::duckdb(&py, &dataset, "trend");
         assert_eq!(rows(&d, TREND), rows(tr["rows"].as_array().unwrap(), TREND));
     }
 }

@@ -2,7 +2,7 @@
 //! data files first, the manifest (`runs`) last, then the files of any
 //! earlier publish of the same run are deleted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -336,29 +336,69 @@ impl FunctionColumns {
 #[derive(Default)]
 struct BlockColumns {
     key: KeyCols,
-    module: Dict,
-    pkg: Dict,
-    file: Dict,
-    func: Dict,
-    /// ordinal, st_line, st_col, en_line, en_col, stmts.
-    i32s: [Int32Builder; 6],
+    code: CodeCols,
     count: Int64Builder,
 }
 
 impl BlockColumns {
     fn finish(&mut self) -> Result<RecordBatch, Error> {
         let mut cols = self.key.finish();
-        for d in [
-            &mut self.module,
-            &mut self.pkg,
-            &mut self.file,
-            &mut self.func,
-        ] {
-            cols.push(Arc::new(d.finish()));
-        }
-        cols.extend(finish_all(&mut self.i32s));
+        cols.extend(self.code.finish());
         cols.push(Arc::new(self.count.finish()));
         batch(Table::Blocks, cols)
+    }
+}
+
+/// The builders of the block key (module, package, file, function, block)
+/// shared by `blocks` and `block_positions`.
+#[derive(Default)]
+struct CodeCols {
+    module: Dict,
+    pkg: Dict,
+    file: Dict,
+    func: Dict,
+    block: Int32Builder,
+}
+
+impl CodeCols {
+    fn push(&mut self, p: &covdata::PackageMeta, f: &covdata::FuncDesc, block: usize) {
+        self.module.append_value(&p.module_path);
+        self.pkg.append_value(&p.path);
+        self.file.append_value(&f.file);
+        self.func.append_value(&f.name);
+        self.block
+            .append_value(i32::try_from(block).unwrap_or(i32::MAX));
+    }
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.module.finish()),
+            Arc::new(self.pkg.finish()),
+            Arc::new(self.file.finish()),
+            Arc::new(self.func.finish()),
+            Arc::new(self.block.finish()),
+        ]
+    }
+}
+
+/// The builders of the block_positions table: one row per (build, block).
+#[derive(Default)]
+struct PositionColumns {
+    publish_id: Dict,
+    meta_hash: Dict,
+    code: CodeCols,
+    /// st_line, st_col, en_line, en_col, stmts.
+    i32s: [Int32Builder; 5],
+}
+
+impl PositionColumns {
+    fn finish(&mut self) -> Result<RecordBatch, Error> {
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(self.publish_id.finish()),
+            Arc::new(self.meta_hash.finish()),
+        ];
+        cols.extend(self.code.finish());
+        cols.extend(finish_all(&mut self.i32s));
+        batch(Table::BlockPositions, cols)
     }
 }
 
@@ -382,6 +422,9 @@ struct RunColumns {
     files: FileColumns,
     functions: FunctionColumns,
     blocks: BlockColumns,
+    positions: PositionColumns,
+    /// Meta hashes whose positions are written already.
+    builds: HashSet<String>,
     run_total: i64,
     run_covered: i64,
 }
@@ -397,6 +440,8 @@ impl RunColumns {
         self.owners.push(pid, o, &repository);
         self.run_total += o.total_stmts;
         self.run_covered += o.covered_stmts;
+        // A build's positions once per run, with its first owner.
+        let new_build = self.builds.insert(o.meta_hash.clone());
 
         // Per file of this owner, in first-seen order.
         let mut files: Vec<FileTotals> = Vec::new();
@@ -410,7 +455,7 @@ impl RunColumns {
                     continue;
                 }
                 let counts = counters.get(first..unit).unwrap_or(&[]);
-                let (sum, st, en) = self.push_blocks(pid, o, p, f, counts);
+                let (sum, st, en) = self.push_blocks(pid, o, p, f, counts, new_build);
                 let nblocks = i32::try_from(f.units.len()).unwrap_or(i32::MAX);
                 self.push_function(pid, o, &repository, p, f, (st, en, nblocks), &sum);
                 let ix = *file_ix.entry(f.file.as_str()).or_insert_with(|| {
@@ -437,8 +482,8 @@ impl RunColumns {
         }
     }
 
-    /// Writes a function's blocks; returns its totals and its first and
-    /// last line.
+    /// Writes a function's blocks (and their positions when `new_build`);
+    /// returns its totals and its first and last line.
     fn push_blocks(
         &mut self,
         pid: &str,
@@ -446,6 +491,7 @@ impl RunColumns {
         p: &covdata::PackageMeta,
         f: &covdata::FuncDesc,
         counts: &[u32],
+        new_build: bool,
     ) -> (FuncTotals, u32, u32) {
         let mut sum = FuncTotals::default();
         let (mut st, mut en) = (u32::MAX, 0u32);
@@ -460,22 +506,18 @@ impl RunColumns {
             st = st.min(u.st_line);
             en = en.max(u.en_line);
             bc.key.push(pid, o);
-            bc.module.append_value(&p.module_path);
-            bc.pkg.append_value(&p.path);
-            bc.file.append_value(&f.file);
-            bc.func.append_value(&f.name);
-            let values = [
-                i32::try_from(bi).unwrap_or(i32::MAX),
-                to_i32(u.st_line),
-                to_i32(u.st_col),
-                to_i32(u.en_line),
-                to_i32(u.en_col),
-                to_i32(u.stmts),
-            ];
-            for (b, v) in bc.i32s.iter_mut().zip(values) {
-                b.append_value(v);
-            }
+            bc.code.push(p, f, bi);
             bc.count.append_value(i64::from(c));
+            if new_build {
+                let pc = &mut self.positions;
+                pc.publish_id.append_value(pid);
+                pc.meta_hash.append_value(&o.meta_hash);
+                pc.code.push(p, f, bi);
+                let values = [u.st_line, u.st_col, u.en_line, u.en_col, u.stmts];
+                for (b, v) in pc.i32s.iter_mut().zip(values) {
+                    b.append_value(to_i32(v));
+                }
+            }
         }
         if st == u32::MAX {
             st = 0;
@@ -520,6 +562,7 @@ impl RunColumns {
             (Table::Files, self.files.finish()?),
             (Table::Functions, self.functions.finish()?),
             (Table::Blocks, self.blocks.finish()?),
+            (Table::BlockPositions, self.positions.finish()?),
         ])
     }
 }
@@ -602,13 +645,11 @@ pub async fn publish(sink: &Sink, files: &RunFiles) -> Result<Published, Error> 
         sink.put(&key(*t), b.clone()).await?;
     }
     let mut replaced = 0;
-    for t in [
-        Table::Runs,
-        Table::Owners,
-        Table::Files,
-        Table::Functions,
-        Table::Blocks,
-    ] {
+    // Manifests first, then the data of every table (also tables a newer
+    // layout added: a run published again keeps none of its old files).
+    let order =
+        std::iter::once(Table::Runs).chain(Table::ALL.into_iter().filter(|t| *t != Table::Runs));
+    for t in order {
         let dir = format!("{}/cluster={}", t.name(), files.cluster);
         for l in sink.list(&dir).await? {
             let Some(rel) = l.key.strip_prefix(&format!("{}/", t.name())) else {

@@ -17,7 +17,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use store::Sink;
 
 use crate::error::Error;
-use crate::schema::{LAYOUT_VERSION, Table, data_key, dict, parse_key};
+use crate::schema::{LAYOUT_VERSION, Table, blocks_v1_schema, data_key, dict, parse_key};
 
 /// Requests in flight when reading a dataset.
 const CONCURRENCY: usize = 16;
@@ -217,7 +217,10 @@ pub fn loaded_schema(table: Table, columns: Option<&[&str]>) -> SchemaRef {
 }
 
 /// One table of the given runs, with the partition columns `cluster`,
-/// `date`, `run` and `run_key` in front.
+/// `date`, `run` and `run_key` in front. Runs of a layout older than the
+/// table ([`Table::since_version`]) have no rows in it; older files are
+/// conformed to the current schema (a version 1 `blocks` file is read
+/// without its position columns: see [`load_blocks`] for them).
 pub async fn load(
     sink: &Sink,
     runs: &[RunRef],
@@ -226,33 +229,189 @@ pub async fn load(
 ) -> Result<Vec<RecordBatch>, Error> {
     let schema = loaded_schema(table, columns);
     let target = table.schema();
+    let runs = runs
+        .iter()
+        .filter(|r| r.layout_version >= table.since_version());
     let per_run: Vec<Vec<RecordBatch>> = futures::stream::iter(runs)
         .map(|r| {
-            let schema = schema.clone();
-            let target = target.clone();
+            let (schema, target) = (&schema, &target);
             async move {
-                let key = data_key(table, &r.cluster, &r.date, &r.run, &r.publish_id);
-                let data = fetch(sink, &key).await?;
-                let batches = decode(&key, data, &target, columns)?;
-                let run_key = r.key();
-                batches
-                    .into_iter()
-                    .map(|b| {
-                        let n = b.num_rows();
-                        let mut cols = vec![
-                            constant(&r.cluster, n),
-                            constant(&r.date, n),
-                            constant(&r.run, n),
-                            constant(&run_key, n),
-                        ];
-                        cols.extend(b.columns().iter().cloned());
-                        RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::read(&key, e))
-                    })
-                    .collect::<Result<Vec<_>, Error>>()
+                let (key, batches) = load_file(sink, r, table, target, columns).await?;
+                with_partitions(&key, r, batches, schema)
             }
         })
         .buffered(CONCURRENCY)
         .try_collect()
         .await?;
     Ok(per_run.into_iter().flatten().collect())
+}
+
+/// One run's file of `table`, decoded to `target` (see [`decode`]).
+async fn load_file(
+    sink: &Sink,
+    r: &RunRef,
+    table: Table,
+    target: &SchemaRef,
+    columns: Option<&[&str]>,
+) -> Result<(String, Vec<RecordBatch>), Error> {
+    let key = data_key(table, &r.cluster, &r.date, &r.run, &r.publish_id);
+    let data = fetch(sink, &key).await?;
+    let batches = decode(&key, data, target, columns)?;
+    Ok((key, batches))
+}
+
+/// `batches` of run `r` with the partition columns in front (`schema`).
+fn with_partitions(
+    key: &str,
+    r: &RunRef,
+    batches: Vec<RecordBatch>,
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>, Error> {
+    let run_key = r.key();
+    batches
+        .into_iter()
+        .map(|b| {
+            let n = b.num_rows();
+            let mut cols = vec![
+                constant(&r.cluster, n),
+                constant(&r.date, n),
+                constant(&r.run, n),
+                constant(&run_key, n),
+            ];
+            cols.extend(b.columns().iter().cloned());
+            RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::read(key, e))
+        })
+        .collect()
+}
+
+/// The blocks of the given runs with their positions, whatever the layout
+/// they were written with: the partition columns, then the columns of
+/// [`blocks_v1_schema`] (a version 2 run's `blocks` joined with its
+/// `block_positions` on meta hash and block key; a version 1 run's
+/// `blocks` as written).
+pub async fn load_blocks(sink: &Sink, runs: &[RunRef]) -> Result<Vec<RecordBatch>, Error> {
+    let full = blocks_v1_schema();
+    let mut fields = partition_fields();
+    fields.extend(
+        full.fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true)),
+    );
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    let per_run: Vec<Vec<RecordBatch>> = futures::stream::iter(runs)
+        .map(|r| {
+            let (schema, full) = (&schema, &full);
+            async move {
+                if r.layout_version < Table::BlockPositions.since_version() {
+                    let (key, batches) = load_file(sink, r, Table::Blocks, full, None).await?;
+                    return with_partitions(&key, r, batches, schema);
+                }
+                let blocks_t = Table::Blocks.schema();
+                let pos_t = Table::BlockPositions.schema();
+                let ((key, blocks), (pkey, positions)) = futures::try_join!(
+                    load_file(sink, r, Table::Blocks, &blocks_t, None),
+                    load_file(sink, r, Table::BlockPositions, &pos_t, None),
+                )?;
+                let at = index_positions(&pkey, &positions)?;
+                let joined = blocks
+                    .iter()
+                    .map(|b| join_positions(&key, b, &at, full))
+                    .collect::<Result<Vec<_>, Error>>()?;
+                with_partitions(&key, r, joined, schema)
+            }
+        })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(per_run.into_iter().flatten().collect())
+}
+
+/// The columns that locate a block in a build, in schema order: meta hash,
+/// module, package, file, function.
+const BLOCK_KEY: [&str; 5] = ["meta_hash", "module", "package", "file", "function"];
+/// The per-build columns of a block, in schema order.
+const POSITIONS: [&str; 5] = ["start_line", "start_col", "end_line", "end_col", "stmts"];
+
+/// The block key of each row of `b` as one string, and its ordinals.
+fn block_keys(key: &str, b: &RecordBatch) -> Result<(Vec<String>, Vec<i32>), Error> {
+    let strings = BLOCK_KEY
+        .iter()
+        .map(|n| column(key, b, n, &DataType::Utf8))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let strings: Vec<&StringArray> = strings.iter().map(|c| c.as_string::<i32>()).collect();
+    let keys = (0..b.num_rows())
+        .map(|i| {
+            let mut k = String::new();
+            for c in &strings {
+                k.push_str(if c.is_null(i) { "" } else { c.value(i) });
+                k.push('\0');
+            }
+            k
+        })
+        .collect();
+    let ordinals = column(key, b, "block", &DataType::Int32)?;
+    let ordinals = ordinals.as_primitive::<Int32Type>();
+    Ok((keys, (0..b.num_rows()).map(|i| ordinals.value(i)).collect()))
+}
+
+fn column(key: &str, b: &RecordBatch, name: &str, ty: &DataType) -> Result<ArrayRef, Error> {
+    let c = b
+        .column_by_name(name)
+        .ok_or_else(|| Error::read(key, format!("no column {name}")))?;
+    cast(c, ty).map_err(|e| Error::read(key, format!("column {name}: {e}")))
+}
+
+/// Block key → the block's positions and statements (nulls for none).
+type PositionIndex = std::collections::HashMap<(String, i32), [Option<i32>; 5]>;
+
+fn index_positions(key: &str, batches: &[RecordBatch]) -> Result<PositionIndex, Error> {
+    let mut at = PositionIndex::new();
+    for b in batches {
+        let (keys, ordinals) = block_keys(key, b)?;
+        let cols = POSITIONS
+            .iter()
+            .map(|n| column(key, b, n, &DataType::Int32))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let cols: Vec<&Int32Array> = cols.iter().map(|c| c.as_primitive::<Int32Type>()).collect();
+        for (i, (k, o)) in keys.into_iter().zip(ordinals).enumerate() {
+            let v = std::array::from_fn(|j| (!cols[j].is_null(i)).then(|| cols[j].value(i)));
+            at.insert((k, o), v);
+        }
+    }
+    Ok(at)
+}
+
+/// A version 2 `blocks` batch with its positions, shaped as `full`.
+fn join_positions(
+    key: &str,
+    b: &RecordBatch,
+    at: &PositionIndex,
+    full: &SchemaRef,
+) -> Result<RecordBatch, Error> {
+    let (keys, ordinals) = block_keys(key, b)?;
+    let found: Vec<Option<&[Option<i32>; 5]>> =
+        keys.into_iter().zip(ordinals).map(|k| at.get(&k)).collect();
+    let mut cols = Vec::with_capacity(full.fields().len());
+    for f in full.fields() {
+        let col = match POSITIONS.iter().position(|n| n == f.name()) {
+            Some(j) => Arc::new(
+                found
+                    .iter()
+                    .map(|p| p.and_then(|p| p[j]))
+                    .collect::<Int32Array>(),
+            ) as ArrayRef,
+            None => b
+                .column_by_name(f.name())
+                .cloned()
+                .unwrap_or_else(|| new_null_array(f.data_type(), b.num_rows())),
+        };
+        cols.push(col);
+    }
+    let schema = Arc::new(Schema::new(
+        full.fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ));
+    RecordBatch::try_new(schema, cols).map_err(|e| Error::read(key, e))
 }

@@ -1,4 +1,4 @@
-//! The dataset's layout and the schema of its five tables (layout version
+//! The dataset's layout and the schema of its six tables (layout version
 //! [`LAYOUT_VERSION`]). `docs/history.md` is the reference for users.
 //!
 //! ```text
@@ -8,6 +8,11 @@
 //! `cluster`, `date` and `run` are Hive partition columns: they live in the
 //! path, never inside the files. The `runs` file of a run is its manifest,
 //! written last: a run without one does not exist for readers.
+//!
+//! Version 2 moved the per-build part of a block (its position and
+//! statements) out of `blocks` into `block_positions`, written once per
+//! meta hash in a run; version 1 runs (positions inside `blocks`, no
+//! `block_positions`) are still read ([`blocks_v1_schema`]).
 //!
 //! Evolution rules: within a layout version columns are only ever added,
 //! nullable, at the end of a table; readers fill a column missing from an
@@ -20,9 +25,9 @@ use std::sync::{Arc, LazyLock};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// The layout version written into every manifest (`runs.layout_version`).
-pub const LAYOUT_VERSION: i32 = 1;
+pub const LAYOUT_VERSION: i32 = 2;
 
-/// The five tables.
+/// The six tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
     /// One row per run: the run's manifest.
@@ -33,19 +38,33 @@ pub enum Table {
     Files,
     /// One row per function of an owner.
     Functions,
-    /// One row per coverable block, keyed by its ordinal in its function.
+    /// One row per coverable block of an owner, keyed by its ordinal in its
+    /// function: the block's count (its position is in `block_positions`).
     Blocks,
+    /// One row per coverable block of a build (meta hash): its position and
+    /// statements. Since layout version 2.
+    BlockPositions,
 }
 
 impl Table {
     /// Every table, the manifest (`runs`) last: the order they are written in.
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 6] = [
         Table::Owners,
         Table::Files,
         Table::Functions,
         Table::Blocks,
+        Table::BlockPositions,
         Table::Runs,
     ];
+
+    /// The first layout version with this table: runs written with an
+    /// older layout have no file of it.
+    pub fn since_version(self) -> i32 {
+        match self {
+            Table::BlockPositions => 2,
+            _ => 1,
+        }
+    }
 
     /// The table's directory name.
     pub fn name(self) -> &'static str {
@@ -55,6 +74,7 @@ impl Table {
             Table::Files => "files",
             Table::Functions => "functions",
             Table::Blocks => "blocks",
+            Table::BlockPositions => "block_positions",
         }
     }
 
@@ -66,6 +86,7 @@ impl Table {
             Table::Files => FILES.clone(),
             Table::Functions => FUNCTIONS.clone(),
             Table::Blocks => BLOCKS.clone(),
+            Table::BlockPositions => BLOCK_POSITIONS.clone(),
         }
     }
 }
@@ -166,23 +187,57 @@ static FUNCTIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(f))
 });
 
-static BLOCKS: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let mut f = owner_key();
-    f.extend([
+/// The key of a block within a build: where it is in the code.
+fn block_key() -> Vec<Field> {
+    vec![
         s("module"),
         s("package"),
         s("file"),
         s("function"),
         i32f("block"),
+    ]
+}
+
+/// A block's position and statements (per build).
+fn positions() -> Vec<Field> {
+    vec![
         i32f("start_line"),
         i32f("start_col"),
         i32f("end_line"),
         i32f("end_col"),
         i32f("stmts"),
-        i64f("count"),
-    ]);
+    ]
+}
+
+static BLOCKS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut f = owner_key();
+    f.extend(block_key());
+    f.push(i64f("count"));
     Arc::new(Schema::new(f))
 });
+
+static BLOCK_POSITIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut f = vec![s("publish_id"), s("meta_hash")];
+    f.extend(block_key());
+    f.extend(positions());
+    Arc::new(Schema::new(f))
+});
+
+static BLOCKS_V1: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut f = owner_key();
+    f.extend(block_key());
+    f.extend(positions());
+    f.push(i64f("count"));
+    Arc::new(Schema::new(f))
+});
+
+/// The `blocks` table of layout version 1: the owner key, the block key,
+/// the position and statements, then the count. It is also the shape
+/// [`crate::read::load_blocks`] returns for runs of every version (version
+/// 2 `blocks` joined with `block_positions`).
+pub fn blocks_v1_schema() -> SchemaRef {
+    BLOCKS_V1.clone()
+}
 
 /// The partition columns readers add to every table, from the path.
 pub const PARTITIONS: [&str; 3] = ["cluster", "date", "run"];

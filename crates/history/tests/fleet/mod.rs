@@ -411,3 +411,46 @@ pub struct Expected {
     pub first_seen: String,
     pub last_seen: String,
 }
+
+/// DuckDB's python (`COVFLEET_DUCKDB_PYTHON`, set by `scripts/test.sh
+/// setup`), or `None` (the comparison is skipped, loudly) unless
+/// `COVFLEET_REQUIRE_DUCKDB` is set.
+pub fn duckdb_python() -> Option<std::path::PathBuf> {
+    match std::env::var_os("COVFLEET_DUCKDB_PYTHON") {
+        Some(p) if Path::new(&p).is_file() => Some(p.into()),
+        _ if std::env::var_os("COVFLEET_REQUIRE_DUCKDB").is_some() => {
+            panic!(
+                "COVFLEET_DUCKDB_PYTHON is not set to DuckDB's python, and COVFLEET_REQUIRE_DUCKDB is set"
+            )
+        }
+        _ => {
+            eprintln!(
+                "\n!!! SKIPPING the DuckDB comparison: COVFLEET_DUCKDB_PYTHON not set (run scripts/test.sh setup) !!!\n"
+            );
+            None
+        }
+    }
+}
+
+/// The rows DuckDB answers to `question` with the SQL of docs/history.md
+/// over `dataset` (scripts/history_duckdb.py).
+pub fn duckdb(py: &Path, dataset: &Path, question: &str) -> Vec<serde_json::Value> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new(py)
+        .arg(root.join("scripts/history_duckdb.py"))
+        .arg(root.join("docs/history.md"))
+        .arg(dataset)
+        .arg(question)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "duckdb {question}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
