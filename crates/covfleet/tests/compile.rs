@@ -380,11 +380,7 @@ func main() {
 "#
             .to_string(),
         ),
-        (
-            "main_test.go",
-            "//go:build testrunmain\n\npackage main\n\nimport \"testing\"\n\nfunc TestRunMain(t *testing.T) {\n\tmain()\n}\n"
-                .to_string(),
-        ),
+        ("main_test.go", RUN_MAIN_TEST.to_string()),
         (
             "zz_covfleet_coverage_server.go",
             std::fs::read_to_string(
@@ -396,32 +392,7 @@ func main() {
     for (name, text) in &files {
         std::fs::write(src.join(name), text).unwrap();
     }
-    let go = |args: &[&str], dir: &Path| {
-        let out = std::process::Command::new("go")
-            .args(args)
-            .current_dir(dir)
-            .env("GOFLAGS", "")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "go {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    go(
-        &[
-            "test",
-            "-c",
-            "-cover",
-            "-covermode=atomic",
-            "-tags",
-            "testrunmain",
-            "-o",
-            "op.test",
-        ],
-        &src,
-    );
+    go_test_c(&src, &["-tags", "testrunmain"]);
     // doctor: a test binary with the server but without the companion has
     // nothing live to serve, and is told how to get it.
     let (_, out, _) = covfleet(&["doctor", src.join("op.test").to_str().unwrap(), "--json"]);
@@ -521,10 +492,7 @@ func main() {
 }
 "#,
         ),
-        (
-            "main_test.go",
-            "//go:build testrunmain\n\npackage main\n\nimport \"testing\"\n\nfunc TestRunMain(t *testing.T) {\n\tmain()\n}\n",
-        ),
+        ("main_test.go", RUN_MAIN_TEST),
     ];
     for (name, text) in &files {
         std::fs::write(src.join(name), text).unwrap();
@@ -533,26 +501,13 @@ func main() {
     let (code, out, err) = covfleet(&["instrument", "--test-binary", &s]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("zz_covfleet_coverage_testbinary.go"), "{out}");
-    let build = std::process::Command::new("go")
-        .args([
-            "test",
-            "-c",
-            "-cover",
-            "-covermode=atomic",
+    go_test_c(
+        &src,
+        &[
             "-tags",
             "testrunmain,covfleet_testbinary",
             "-ldflags=-checklinkname=0",
-            "-o",
-            "op.test",
-        ])
-        .current_dir(&src)
-        .env("GOFLAGS", "")
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
+        ],
     );
     let (_, out, _) = covfleet(&["doctor", src.join("op.test").to_str().unwrap(), "--json"]);
     let tb = test_binary_finding(&out);
@@ -630,6 +585,26 @@ func main() {
     let exit = std::fs::read_to_string(&profile).unwrap();
     assert_eq!(count(&exit, 11), 1, "{exit}");
     assert_eq!(count(&exit, 13), 0, "{exit}");
+}
+
+/// Seed 04's test that runs the program: `main()` under `-tags testrunmain`.
+const RUN_MAIN_TEST: &str = "//go:build testrunmain\n\npackage main\n\nimport \"testing\"\n\nfunc TestRunMain(t *testing.T) {\n\tmain()\n}\n";
+
+/// `go test -c -cover -covermode=atomic EXTRA -o op.test` in `src`, asserting success.
+fn go_test_c(src: &Path, extra: &[&str]) {
+    let out = std::process::Command::new("go")
+        .args(["test", "-c", "-cover", "-covermode=atomic"])
+        .args(extra)
+        .args(["-o", "op.test"])
+        .current_dir(src)
+        .env("GOFLAGS", "")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "go test -c {extra:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The `test-binary` finding of `covfleet doctor BIN --json`'s output.
