@@ -16,6 +16,7 @@
 pub mod budget;
 pub mod collect;
 pub mod error;
+mod groupsync;
 pub mod kube;
 pub mod local;
 pub mod marks;

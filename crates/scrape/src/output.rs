@@ -257,13 +257,18 @@ impl Batch {
 
     /// Syncs every file, then renames each into place.
     pub fn commit(self) -> Result<(), Error> {
-        // All files are written before the first sync, so its journal
-        // commit usually covers the others' blocks too.
-        let synced: Vec<std::io::Result<()>> =
-            self.files.iter().map(|(_, _, f)| f.sync_data()).collect();
+        // All files are written before the sync; batches committed at the
+        // same time share it (see crate::groupsync).
+        let files: Vec<&std::fs::File> = self.files.iter().map(|(_, _, f)| f).collect();
+        let mut sync_error = crate::groupsync::sync_files(&files).err();
         let mut failed = None;
-        for ((tmp, path, file), sync) in self.files.into_iter().zip(synced) {
+        for (i, (tmp, path, file)) in self.files.into_iter().enumerate() {
             drop(file);
+            // Files after one that failed to sync are not renamed.
+            let sync = match sync_error.take_if(|(at, _)| *at == i) {
+                Some((_, e)) => Err(e),
+                None => Ok(()),
+            };
             let done = match (failed.is_some(), sync) {
                 (true, _) => Ok(()),
                 (false, Err(e)) => Err(e),
