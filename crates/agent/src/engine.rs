@@ -259,15 +259,15 @@ impl Agent {
         }
     }
 
+    /// Whether pod metadata is on its way: the first pod list has not
+    /// come yet and [`Config::kube_grace`] has not run out.
+    fn pods_pending(&self, synced: bool) -> bool {
+        !synced && self.started.elapsed() < self.cfg.kube_grace
+    }
+
     /// This node's name in the layout (see [`Config::hostname_from_node`]).
     fn hostname(&self) -> String {
-        if self.cfg.hostname_from_node
-            && let Ok(idx) = self.pods.read()
-            && let Some(node) = &idx.node
-        {
-            return node.clone();
-        }
-        self.cfg.hostname.clone()
+        crate::pods::layout_hostname(&self.pods, &self.cfg.hostname, self.cfg.hostname_from_node)
     }
 
     /// The pod and container of a process, when it is in one.
@@ -296,7 +296,7 @@ impl Agent {
         {
             return Ok(Some((a, cref.id)));
         }
-        if !synced && self.started.elapsed() < self.cfg.kube_grace {
+        if self.pods_pending(synced) {
             // Pod metadata is on its way: look again at the next scan.
             return Err(());
         }
@@ -686,7 +686,12 @@ impl Agent {
                         Done::Probed(k, self.probe(c).await.map(Box::new))
                     }));
                 }
-                if let Some(x) = &mut exits {
+                // Exit-time files wait for pod metadata (and the node's
+                // name) like the processes do; they stay where they are.
+                let synced = self.pods.read().is_ok_and(|i| i.synced);
+                if let Some(x) = &mut exits
+                    && !self.pods_pending(synced)
+                {
                     let taken = st.targets.values().map(|t| t.loc.dir()).collect();
                     x.round(self.uploader.sink(), &taken).await;
                 }

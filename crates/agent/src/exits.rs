@@ -112,6 +112,9 @@ pub struct WatchConfig {
     pub state_dir: PathBuf,
     /// This node's name in the layout.
     pub hostname: String,
+    /// Use the node name the pod index learns instead, once it is known
+    /// (see `Config::hostname_from_node`).
+    pub hostname_from_node: bool,
     /// Largest file read from a watched directory.
     pub max_file_bytes: u64,
     /// Uploads in flight at once.
@@ -699,12 +702,14 @@ impl ExitWatch {
             }
             Place::Host => (None, None),
         };
+        let hostname =
+            pods::layout_hostname(&self.pods, &self.cfg.hostname, self.cfg.hostname_from_node);
         let mut t = SystemTime::now();
         let location = loop {
             let discovery_time = store::layout::discovery_time(t);
             let loc = match &pod_meta {
                 Some((ns, pod, c, image, _, _)) => Location::Pod {
-                    hostname: self.cfg.hostname.clone(),
+                    hostname: hostname.clone(),
                     namespace: ns.clone(),
                     pod: pod.clone(),
                     container: c.clone(),
@@ -713,7 +718,7 @@ impl ExitWatch {
                     binary: binary.to_string(),
                 },
                 None => Location::Host {
-                    hostname: self.cfg.hostname.clone(),
+                    hostname: hostname.clone(),
                     discovery_time,
                     binary: binary.to_string(),
                 },
@@ -755,7 +760,7 @@ impl ExitWatch {
             },
             collected_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             binary_name: binary.to_string(),
-            hostname: self.cfg.hostname.clone(),
+            hostname: hostname.clone(),
             host_process: pod_meta.is_none(),
             source: "gocoverdir".into(),
             target: first
@@ -773,7 +778,7 @@ impl ExitWatch {
         };
         let info = serde_json::json!({
             "binary_name": binary,
-            "host": self.cfg.hostname,
+            "host": hostname,
             "source": "gocoverdir",
             "processes": counters.len(),
         });
@@ -979,6 +984,7 @@ mod tests {
             dirs: vec![d.path().to_path_buf()],
             state_dir: d.path().join("state"),
             hostname: "n".into(),
+            hostname_from_node: false,
             max_file_bytes: 1 << 20,
             concurrency: 1,
             attribution: Attribution::Path,

@@ -86,6 +86,19 @@ fn bare_id(container_id: &str) -> &str {
 /// still attributed to it).
 const KEEP_DELETED: Duration = Duration::from_secs(300);
 
+/// The node's name in the storage layout: the configured `hostname`,
+/// or, when `from_node` and the index has learnt it, this node's name
+/// (as `collect --kube` names a pod's node).
+pub fn layout_hostname(pods: &RwLock<PodIndex>, hostname: &str, from_node: bool) -> String {
+    if from_node
+        && let Ok(idx) = pods.read()
+        && let Some(node) = &idx.node
+    {
+        return node.clone();
+    }
+    hostname.to_string()
+}
+
 impl PodIndex {
     /// Adds or replaces a pod.
     pub fn upsert(&mut self, pod: PodInfo) {

@@ -160,6 +160,13 @@ fn agent_with_node_credentials() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = tmp.path().join("sink");
     let log = tmp.path().join("agent.log");
+    // Exit-time data of a short-lived program of the pod, there before the
+    // agent starts (the watcher's first rounds come before the API named
+    // the node).
+    let watch = tmp.path().join("exits");
+    let exit_dir = watch.join(ns).join(pod_name).join("web");
+    std::fs::create_dir_all(&exit_dir).unwrap();
+    run_exit_program(&build_exit_program(tmp.path()), 7, &exit_dir);
     let mut c = Command::new("ip");
     c.args(["netns", "exec", &node.name, covfleet()])
         .args(["agent", "--sink"])
@@ -169,6 +176,9 @@ fn agent_with_node_credentials() {
         .arg("--kubeconfig")
         .arg(&kc)
         .args(["--scan-interval", "300ms", "--schedule", "200ms:3s,500ms"])
+        .arg("--watch-dir")
+        .arg(&watch)
+        .args(["--watch-attribution", "path"])
         .env("COVFLEET_LOG", "debug")
         .env_remove("NODE_NAME")
         .stdout(Stdio::null())
@@ -236,6 +246,30 @@ fn agent_with_node_credentials() {
     assert_eq!(md["process"]["pod_uid"], json!(uid), "{md}");
     assert_eq!(md["process"]["restart_count"], "1", "{md}");
     assert_eq!(md["process"]["container_id"], json!(cid), "{md}");
+    // The exit-time batch waited for the pod list, so it too is named
+    // after the node the API named, not this machine's hostname.
+    let exits: Vec<(PathBuf, Value)> = stored(&sink)
+        .into_iter()
+        .filter(|(_, md)| md["binary_name"] == "agt-exit")
+        .collect();
+    assert_eq!(exits.len(), 1, "{exits:?}\n{}", log_text());
+    let (dir, md) = &exits[0];
+    assert_eq!(&rel_parts(dir, &sink)[..4], ["node-a", ns, pod_name, "web"]);
+    assert_eq!(md["hostname"], "node-a", "{md}");
+    assert_eq!(md["source"], "gocoverdir", "{md}");
+    assert_eq!(md["process"]["pod_uid"], json!(uid), "{md}");
+    assert!(
+        !counter_files_left(&exit_dir),
+        "exit-time files stored are removed locally"
+    );
+}
+
+/// Whether a directory still holds counter files.
+fn counter_files_left(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("covcounters."))
 }
 
 /// A Node object (as a kubelet registers it) whose InternalIP is `ip`.

@@ -165,6 +165,7 @@ pub fn run(args: Args, shared: &crate::Shared) -> anyhow::Result<ExitCode> {
             dirs: args.watch_dirs.clone(),
             state_dir: journal,
             hostname: cfg.hostname.clone(),
+            hostname_from_node: cfg.hostname_from_node,
             max_file_bytes: cfg.max_target_bytes as u64,
             concurrency: cfg.concurrency,
             attribution: match args.watch_attribution {

@@ -683,3 +683,80 @@ impl Drop for Running {
         }
     }
 }
+
+/// A short-lived program built with `go build -cover`: counts to its
+/// argument, prints a word, exits.
+pub const EXIT_PROGRAM: &str = r#"package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+)
+
+func classify(i int) string {
+	if i%3 == 0 {
+		return "fizz"
+	}
+	if i%5 == 0 {
+		return "buzz"
+	}
+	return ""
+}
+
+func main() {
+	n, err := strconv.Atoi(os.Args[1])
+	if err != nil {
+		os.Exit(2)
+	}
+	c := 0
+	for i := 0; i < n; i++ {
+		if classify(i) != "" {
+			c++
+		}
+	}
+	if n > 10 {
+		fmt.Println("big", c)
+	} else {
+		fmt.Println("small", c)
+	}
+}
+"#;
+
+/// Builds the short-lived program as `DIR/agt-exit`.
+pub fn build_exit_program(dir: &Path) -> PathBuf {
+    let src = dir.join("exitsrc");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("go.mod"),
+        "module covfleet.invalid/exitprog\n\ngo 1.22\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("main.go"), EXIT_PROGRAM).unwrap();
+    let bin = dir.join("agt-exit");
+    let out = Command::new("go")
+        .args(["build", "-cover", "-covermode=atomic", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .current_dir(&src)
+        .env("GOFLAGS", "")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+/// Runs the program once with GOCOVERDIR=`dir`.
+pub fn run_exit_program(bin: &Path, arg: u32, dir: &Path) {
+    let st = Command::new(bin)
+        .arg(arg.to_string())
+        .env("GOCOVERDIR", dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
