@@ -2,15 +2,16 @@
 //! data files first, the manifest (`runs`) last, then the files of any
 //! earlier publish of the same run are deleted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow::array::{
     ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringDictionaryBuilder,
-    TimestampMillisecondBuilder,
+    TimestampMillisecondBuilder, UInt32Array,
 };
+use arrow::compute::take_record_batch;
 use arrow::datatypes::Int32Type;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
@@ -415,6 +416,36 @@ struct FuncTotals {
 /// blocks, total, covered).
 type FileTotals<'m> = (&'m str, &'m str, i64, i64, i64, i64);
 
+/// Where a row of `functions` or `blocks` goes in the written file: the
+/// rows are filled owner by owner, and written build first, then code
+/// order (function or block), then owner. The owners of one build share
+/// every code column, so that order turns those columns into long runs
+/// (run-length encoded to almost nothing) and puts the counts of one block
+/// side by side; the file is about a sixth of the size it has in owner
+/// order (docs/history.md, "Sizes and speed"). Readers never depend on row
+/// order.
+#[derive(Default)]
+struct RowOrder {
+    /// (build, code ordinal, owner) packed above the row number.
+    keys: Vec<u128>,
+}
+
+impl RowOrder {
+    fn push(&mut self, build: u32, code: u32, owner: u32) {
+        let row = self.keys.len() as u128;
+        self.keys.push(
+            (u128::from(build) << 96) | (u128::from(code) << 64) | (u128::from(owner) << 32) | row,
+        );
+    }
+
+    /// The batch's rows in this order.
+    fn apply(mut self, table: Table, b: RecordBatch) -> Result<RecordBatch, Error> {
+        self.keys.sort_unstable();
+        let rows: UInt32Array = self.keys.iter().map(|k| *k as u32).collect();
+        take_record_batch(&b, &rows).map_err(|e| Error::write(table.name(), e))
+    }
+}
+
 /// Every table of one run but `runs`, filled owner by owner.
 #[derive(Default)]
 struct RunColumns {
@@ -423,8 +454,12 @@ struct RunColumns {
     functions: FunctionColumns,
     blocks: BlockColumns,
     positions: PositionColumns,
-    /// Meta hashes whose positions are written already.
-    builds: HashSet<String>,
+    function_order: RowOrder,
+    block_order: RowOrder,
+    /// Meta hashes seen so far (the index is the build's ordinal); a
+    /// build's positions are written with its first owner.
+    builds: HashMap<String, u32>,
+    owners_seen: u32,
     run_total: i64,
     run_covered: i64,
 }
@@ -441,33 +476,41 @@ impl RunColumns {
         self.run_total += o.total_stmts;
         self.run_covered += o.covered_stmts;
         // A build's positions once per run, with its first owner.
-        let new_build = self.builds.insert(o.meta_hash.clone());
+        let next = self.builds.len() as u32;
+        let build = *self.builds.entry(o.meta_hash.clone()).or_insert(next);
+        let new_build = build == next;
+        let owner = self.owners_seen;
+        self.owners_seen += 1;
+        let at = (build, owner);
 
         // Per file of this owner, in first-seen order.
         let mut files: Vec<FileTotals> = Vec::new();
         let mut file_ix: HashMap<&str, usize> = HashMap::new();
         let mut unit = 0usize;
-        for p in &meta.packages {
-            for f in &p.funcs {
-                let first = unit;
-                unit += f.units.len();
-                if db::is_injected_file(&f.file) {
-                    continue;
-                }
-                let counts = counters.get(first..unit).unwrap_or(&[]);
-                let (sum, st, en) = self.push_blocks(pid, o, p, f, counts, new_build);
-                let nblocks = i32::try_from(f.units.len()).unwrap_or(i32::MAX);
-                self.push_function(pid, o, &repository, p, f, (st, en, nblocks), &sum);
-                let ix = *file_ix.entry(f.file.as_str()).or_insert_with(|| {
-                    files.push((p.path.as_str(), f.file.as_str(), 0, 0, 0, 0));
-                    files.len() - 1
-                });
-                let e = &mut files[ix];
-                e.2 += 1;
-                e.3 += i64::from(nblocks);
-                e.4 += sum.total;
-                e.5 += sum.covered;
+        let funcs = meta
+            .packages
+            .iter()
+            .flat_map(|p| p.funcs.iter().map(move |f| (p, f)));
+        for (fi, (p, f)) in funcs.enumerate() {
+            let first = unit;
+            unit += f.units.len();
+            if db::is_injected_file(&f.file) {
+                continue;
             }
+            let counts = counters.get(first..unit).unwrap_or(&[]);
+            let (sum, st, en) = self.push_blocks(pid, o, (p, f, first), counts, at, new_build);
+            let nblocks = i32::try_from(f.units.len()).unwrap_or(i32::MAX);
+            self.function_order.push(build, fi as u32, owner);
+            self.push_function(pid, o, &repository, p, f, (st, en, nblocks), &sum);
+            let ix = *file_ix.entry(f.file.as_str()).or_insert_with(|| {
+                files.push((p.path.as_str(), f.file.as_str(), 0, 0, 0, 0));
+                files.len() - 1
+            });
+            let e = &mut files[ix];
+            e.2 += 1;
+            e.3 += i64::from(nblocks);
+            e.4 += sum.total;
+            e.5 += sum.covered;
         }
         let fc = &mut self.files;
         for (pkg, file, nf, nb, total, covered) in files {
@@ -484,13 +527,15 @@ impl RunColumns {
 
     /// Writes a function's blocks (and their positions when `new_build`);
     /// returns its totals and its first and last line.
+    /// `first` is the function's first block in the build's counters;
+    /// `(build, owner)` are the ordinals of [`RowOrder`].
     fn push_blocks(
         &mut self,
         pid: &str,
         o: &db::Owner,
-        p: &covdata::PackageMeta,
-        f: &covdata::FuncDesc,
+        (p, f, first): (&covdata::PackageMeta, &covdata::FuncDesc, usize),
         counts: &[u32],
+        (build, owner): (u32, u32),
         new_build: bool,
     ) -> (FuncTotals, u32, u32) {
         let mut sum = FuncTotals::default();
@@ -505,6 +550,7 @@ impl RunColumns {
             sum.max_count = sum.max_count.max(i64::from(c));
             st = st.min(u.st_line);
             en = en.max(u.en_line);
+            self.block_order.push(build, (first + bi) as u32, owner);
             bc.key.push(pid, o);
             bc.code.push(p, f, bi);
             bc.count.append_value(i64::from(c));
@@ -560,8 +606,16 @@ impl RunColumns {
         Ok(vec![
             (Table::Owners, self.owners.finish()?),
             (Table::Files, self.files.finish()?),
-            (Table::Functions, self.functions.finish()?),
-            (Table::Blocks, self.blocks.finish()?),
+            (
+                Table::Functions,
+                self.function_order
+                    .apply(Table::Functions, self.functions.finish()?)?,
+            ),
+            (
+                Table::Blocks,
+                self.block_order
+                    .apply(Table::Blocks, self.blocks.finish()?)?,
+            ),
             (Table::BlockPositions, self.positions.finish()?),
         ])
     }

@@ -114,10 +114,11 @@ fn dataset_files(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Thirty runs (ten per cluster), as the test asks.
 #[test]
 fn never_ran_and_trend_equal_the_model_across_clusters_runs_and_a_rebuild() {
     let rt = rt();
-    let f = Fleet::new(6);
+    let f = Fleet::new(10);
     let tmp = tempfile::tempdir().unwrap();
     let sink = Sink::open_dir(tmp.path()).unwrap();
     publish_all(&rt, &f, &sink);
@@ -148,7 +149,8 @@ fn never_ran_and_trend_equal_the_model_across_clusters_runs_and_a_rebuild() {
 
     let t = rt.block_on(trend(&sink, &Window::default())).unwrap();
     assert_eq!(trend_map(&t.rows), f.expected_trend(&all));
-    assert_eq!(t.rows.len(), 6 * 3 + 6 * 2);
+    // One trend row per owner and run: api in three clusters, worker in two.
+    assert_eq!(t.rows.len(), f.runs * 3 + f.runs * 2);
     // Migrate stopped: api's coverage in east drops after run `stop`.
     let east_api: Vec<f64> = t
         .rows
@@ -156,7 +158,7 @@ fn never_ran_and_trend_equal_the_model_across_clusters_runs_and_a_rebuild() {
         .filter(|p| p.binary_name == "api" && p.cluster == "east")
         .map(|p| p.coverage_pct)
         .collect();
-    assert_eq!(east_api.len(), 6);
+    assert_eq!(east_api.len(), f.runs);
 
     // A window: one cluster (Drain, which only ran in west, never ran here).
     let w = Window {
