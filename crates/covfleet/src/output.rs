@@ -152,6 +152,31 @@ pub fn progress_bar(message: &str, unit: &str, json: bool) -> Option<indicatif::
     Some(bar)
 }
 
+/// When a page (`diff --html`, `history --html`) went into a rendered
+/// site: how the site's index links it, or what to name it so it does.
+pub fn site_hint(html: &std::path::Path, kind: report::site::LinkedPage) {
+    let Some(dir) = html.parent().filter(|d| d.join("index.html").is_file()) else {
+        return;
+    };
+    let linked = html
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| kind.matches(n));
+    let index = dir.join("index.html");
+    if linked {
+        hint(format!(
+            "`covfleet render` links it from {} (render again if that site is already rendered)",
+            index.display()
+        ));
+    } else {
+        let stem = kind.stem();
+        hint(format!(
+            "name it {stem}.html or {stem}-NAME.html for `covfleet render` to link it from {}",
+            index.display()
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -213,6 +213,40 @@ fn publish_then_history_equals_the_model_and_duckdb() {
         page.contains("<td>west</td>") && !page.contains("<td>east</td>"),
         "{page}"
     );
+    // Written into a rendered site as history-NAME.html, the page is
+    // linked from the site's index the next time it is rendered.
+    let site_col = tmp.path().join("c1r0");
+    ok(&[
+        "render",
+        "--collection",
+        site_col.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let site = site_col.join("html");
+    let out = covfleet(&[
+        "history",
+        "--dataset",
+        &url,
+        "--never-ran",
+        "--html",
+        site.join("history-never-ran.html").to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`covfleet render` links it"), "{err}");
+    ok(&[
+        "render",
+        "--collection",
+        site_col.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let index = std::fs::read_to_string(site.join("index.html")).unwrap();
+    assert!(
+        index.contains(r#"<a href="history-never-ran.html">"#),
+        "the index links the history page"
+    );
+    let nr_page = std::fs::read_to_string(site.join("history-never-ran.html")).unwrap();
+    assert!(nr_page.contains("LegacyExport"), "{nr_page}");
     // --since: only the last run day of each cluster.
     let late: Value = serde_json::from_str(&ok(&[
         "history",

@@ -197,6 +197,7 @@ pub fn render<S: SiteSource>(src: &S, opts: &Options) -> Result<Summary, Error> 
         title: &opts.title,
         data: script_json(&data),
         diffs: diff_pages(&opts.out_dir),
+        histories: linked_pages(&opts.out_dir, LinkedPage::History),
     };
     let html = page.render().map_err(|source| Error::Template {
         what: "index.html".into(),
@@ -991,6 +992,8 @@ struct IndexPage<'a> {
     /// Diff pages found in the output directory (file names), linked from
     /// the index.
     diffs: Vec<String>,
+    /// History pages (`covfleet history --html`) found there.
+    histories: Vec<String>,
 }
 
 /// The diff pages of a site: `diff.html` and `diff-<name>.html` in its
@@ -998,29 +1001,59 @@ struct IndexPage<'a> {
 /// sorted by name with `diff.html` first. Names are restricted to
 /// `[A-Za-z0-9._-]`, so a link never needs escaping beyond askama's.
 pub fn diff_pages(out_dir: &Path) -> Vec<String> {
+    linked_pages(out_dir, LinkedPage::Diff)
+}
+
+/// Pages other commands write next to a site for its index to link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkedPage {
+    /// `covfleet diff --html`: `diff.html`, `diff-<name>.html`.
+    Diff,
+    /// `covfleet history --html`: `history.html`, `history-<name>.html`.
+    History,
+}
+
+impl LinkedPage {
+    /// The file name stem the pages start with.
+    pub fn stem(self) -> &'static str {
+        match self {
+            LinkedPage::Diff => "diff",
+            LinkedPage::History => "history",
+        }
+    }
+
+    /// Whether `name` is a page of this kind.
+    pub fn matches(self, name: &str) -> bool {
+        let Some(stem) = name.strip_suffix(".html") else {
+            return false;
+        };
+        stem == self.stem()
+            || stem
+                .strip_prefix(self.stem())
+                .and_then(|r| r.strip_prefix('-'))
+                .is_some_and(|rest| {
+                    !rest.is_empty()
+                        && rest
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                })
+    }
+}
+
+/// The pages of one kind in a site's output directory, sorted by name,
+/// the bare `<stem>.html` first.
+pub fn linked_pages(out_dir: &Path, kind: LinkedPage) -> Vec<String> {
     let mut found: Vec<String> = std::fs::read_dir(out_dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| is_diff_page(n))
+        .filter(|n| kind.matches(n))
         .collect();
-    found.sort_by(|a, b| (a != "diff.html").cmp(&(b != "diff.html")).then(a.cmp(b)));
+    let bare = format!("{}.html", kind.stem());
+    found.sort_by(|a, b| (*a != bare).cmp(&(*b != bare)).then(a.cmp(b)));
     found
-}
-
-fn is_diff_page(name: &str) -> bool {
-    let Some(stem) = name.strip_suffix(".html") else {
-        return false;
-    };
-    stem == "diff"
-        || stem.strip_prefix("diff-").is_some_and(|rest| {
-            !rest.is_empty()
-                && rest
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        })
 }
 
 #[derive(Template)]
@@ -1244,5 +1277,18 @@ mod tests {
         std::fs::create_dir(dir.path().join("diff-dir.html")).unwrap();
         assert_eq!(diff_pages(dir.path()), ["diff.html", "diff-e2e.html"]);
         assert!(diff_pages(&dir.path().join("missing")).is_empty());
+        for n in [
+            "history-never-ran.html",
+            "history.html",
+            "history-.html",
+            "historyx.html",
+        ] {
+            std::fs::write(dir.path().join(n), "").unwrap();
+        }
+        assert_eq!(
+            linked_pages(dir.path(), LinkedPage::History),
+            ["history.html", "history-never-ran.html"]
+        );
+        assert_eq!(diff_pages(dir.path()), ["diff.html", "diff-e2e.html"]);
     }
 }

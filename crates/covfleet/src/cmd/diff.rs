@@ -133,28 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         std::fs::write(html, page).with_context(|| format!("writing {}", html.display()))?;
         crate::output::status(format!("covfleet diff: wrote {}", html.display()));
-        site_hint(html);
+        crate::output::site_hint(html, report::site::LinkedPage::Diff);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// When the page went into a rendered site: how the site's index links it.
-fn site_hint(html: &Path) {
-    let Some(dir) = html.parent().filter(|d| d.join("index.html").is_file()) else {
-        return;
-    };
-    let linked = report::site::diff_pages(dir)
-        .iter()
-        .any(|n| Some(std::ffi::OsStr::new(n)) == html.file_name());
-    if linked {
-        crate::output::hint(format!(
-            "`covfleet render` links it from {} (render again if that site is already rendered)",
-            dir.join("index.html").display()
-        ));
-    } else {
-        crate::output::hint(format!(
-            "name it diff.html or diff-NAME.html for `covfleet render` to link it from {}",
-            dir.join("index.html").display()
-        ));
-    }
 }

@@ -36,7 +36,8 @@ pub struct Args {
     /// JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Also write the answer as an HTML page.
+    /// Also write the answer as an HTML page (named history.html or
+    /// history-NAME.html in a site's directory, the site's index links it).
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
     /// Endpoint of an S3-compatible server (path-style requests), e.g. http://127.0.0.1:9000.
@@ -282,5 +283,6 @@ fn write_html(path: &std::path::Path, title: &str, body: &str, runs: usize) -> a
     );
     std::fs::write(path, page).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     output::status(format_args!("wrote {}", path.display()));
+    output::site_hint(path, report::site::LinkedPage::History);
     Ok(())
 }
