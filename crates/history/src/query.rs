@@ -6,12 +6,15 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, StringDictionaryBuilder, TimestampMillisecondArray,
+    Array, ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringDictionaryBuilder,
+    TimestampMillisecondArray, UInt32Array,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use futures::{StreamExt, TryStreamExt};
+use rustc_hash::FxHashMap;
 use store::Sink;
 
 use crate::error::Error;
@@ -130,6 +133,7 @@ fn runs_batch(runs: &[RunRef]) -> Result<RecordBatch, Error> {
         Field::new("run", dict(), false),
         Field::new("run_key", dict(), false),
         Field::new("run_time", timestamp(), false),
+        Field::new("run_id", DataType::Int32, false),
     ]));
     let times =
         TimestampMillisecondArray::from(runs.iter().map(|r| r.run_time_ms).collect::<Vec<_>>())
@@ -141,6 +145,7 @@ fn runs_batch(runs: &[RunRef]) -> Result<RecordBatch, Error> {
             dicts(&|r| r.run.clone()),
             dicts(&|r| r.key()),
             Arc::new(times),
+            Arc::new(Int32Array::from_iter_values(0..runs.len() as i32)),
         ],
     )
     .map_err(|e| Error::Query {
@@ -227,44 +232,307 @@ impl Cols<'_> {
     }
 }
 
-/// The never-ran query over `functions` (or `files`, with `function` empty).
-/// Kept in step with the DuckDB query in docs/history.md.
-fn never_ran_sql(table: &str, kind: &str) -> String {
-    let (func_col, func_key) = if table == "functions" {
-        ("t.function", ", t.function")
-    } else {
-        ("''", "")
+/// A never-ran candidate as [`Keys`] ids (see [`NeverRan`]).
+struct Candidate {
+    function: bool,
+    owner: u32,
+    code: u32,
+    repository: u32,
+    stmts: i64,
+    runs: i64,
+    clusters: i64,
+    first_seen: i64,
+    last_seen: i64,
+}
+
+/// Runs per mask lane: a run's bit in `m{run / 64}`.
+const LANE: usize = 64;
+
+/// The mask lanes of a window of `runs` runs (at least one).
+fn lanes(runs: usize) -> usize {
+    runs.div_ceil(LANE).max(1)
+}
+
+/// Owner and code keys as integers. The engine groups tens of millions of
+/// function rows (a row per owner, function and run); grouping them by
+/// eight text columns spends its time comparing strings, by two integers
+/// it does not. The texts come back from here for the answer.
+#[derive(Default)]
+struct Keys {
+    strings: FxHashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+    /// (namespace, owner_type, owner_name, binary_name)
+    owners: Tuples,
+    /// (module, package, file, function; "" for files)
+    code: Tuples,
+}
+
+#[derive(Default)]
+struct Tuples {
+    ids: FxHashMap<[u32; 4], u32>,
+    list: Vec<[u32; 4]>,
+}
+
+impl Tuples {
+    fn intern(&mut self, t: [u32; 4]) -> u32 {
+        if let Some(id) = self.ids.get(&t) {
+            return *id;
+        }
+        let id = self.list.len() as u32;
+        self.list.push(t);
+        self.ids.insert(t, id);
+        id
+    }
+}
+
+const OWNER_COLS: [&str; 4] = ["namespace", "owner_type", "owner_name", "binary_name"];
+
+impl Keys {
+    fn string(&mut self, s: &str) -> u32 {
+        if let Some(id) = self.strings.get(s) {
+            return *id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(s.into());
+        self.strings.insert(s.into(), id);
+        id
+    }
+
+    /// Each string's rank in byte order (by id): ids compared through it
+    /// order as their texts do.
+    fn ranks(&self) -> Vec<u32> {
+        let mut by_text: Vec<u32> = (0..self.names.len() as u32).collect();
+        by_text.sort_unstable_by(|a, b| self.names[*a as usize].cmp(&self.names[*b as usize]));
+        let mut rank = vec![0; by_text.len()];
+        for (r, id) in by_text.into_iter().enumerate() {
+            rank[id as usize] = r as u32;
+        }
+        rank
+    }
+
+    fn name(&self, id: u32) -> String {
+        self.names[id as usize].to_string()
+    }
+
+    /// The string ids of column `name`'s rows (a missing column or a null
+    /// is "").
+    fn column(
+        &mut self,
+        b: &RecordBatch,
+        name: &str,
+        query: &'static str,
+    ) -> Result<Vec<u32>, Error> {
+        let n = b.num_rows();
+        let Some(c) = b.column_by_name(name) else {
+            let empty = self.string("");
+            return Ok(vec![empty; n]);
+        };
+        let c = cast(c, &dict()).map_err(|e| Error::Query {
+            query,
+            message: format!("column {name}: {e}"),
+        })?;
+        let d = c.as_dictionary::<Int32Type>();
+        let values = d.values().as_string::<i32>();
+        let ids: Vec<u32> = (0..values.len())
+            .map(|i| {
+                self.string(if values.is_null(i) {
+                    ""
+                } else {
+                    values.value(i)
+                })
+            })
+            .collect();
+        let empty = self.string("");
+        let keys = d.keys();
+        Ok((0..n)
+            .map(|i| {
+                if keys.is_null(i) {
+                    empty
+                } else {
+                    ids.get(keys.value(i) as usize).copied().unwrap_or(empty)
+                }
+            })
+            .collect())
+    }
+
+    /// The tuple ids of `cols` (four columns; a missing one is "").
+    fn tuples(
+        &mut self,
+        b: &RecordBatch,
+        cols: [&str; 4],
+        code: bool,
+        query: &'static str,
+    ) -> Result<UInt32Array, Error> {
+        let c = [
+            self.column(b, cols[0], query)?,
+            self.column(b, cols[1], query)?,
+            self.column(b, cols[2], query)?,
+            self.column(b, cols[3], query)?,
+        ];
+        let t = if code {
+            &mut self.code
+        } else {
+            &mut self.owners
+        };
+        let mut last: Option<([u32; 4], u32)> = None;
+        Ok((0..b.num_rows())
+            .map(|i| {
+                let k = [c[0][i], c[1][i], c[2][i], c[3][i]];
+                match last {
+                    Some((lk, id)) if lk == k => id,
+                    _ => {
+                        let id = t.intern(k);
+                        last = Some((k, id));
+                        id
+                    }
+                }
+            })
+            .collect())
+    }
+
+    /// Run `run` (of `nruns`) of `functions` or `files` as the engine
+    /// groups it: owner_id, code_id, stmts, covered, then the run's bit in
+    /// the mask lanes m0, m1, ….
+    fn code_batch(
+        &mut self,
+        b: &RecordBatch,
+        function: bool,
+        (run, nruns): (usize, usize),
+    ) -> Result<RecordBatch, Error> {
+        let q = "never-ran";
+        let owner = self.tuples(b, OWNER_COLS, false, q)?;
+        let f = if function { "function" } else { "" };
+        let code = self.tuples(b, ["module", "package", "file", f], true, q)?;
+        let ints = |name: &str| -> Result<ArrayRef, Error> {
+            let c = b.column_by_name(name).ok_or_else(|| Error::Query {
+                query: q,
+                message: format!("no column {name}"),
+            })?;
+            cast(c, &DataType::Int64).map_err(|e| Error::Query {
+                query: q,
+                message: format!("column {name}: {e}"),
+            })
+        };
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(owner),
+            Arc::new(code),
+            ints("total_stmts")?,
+            ints("covered_stmts")?,
+        ];
+        cols.extend(mask_columns(run, nruns, b.num_rows()));
+        RecordBatch::try_new(code_schema(nruns), cols).map_err(|e| Error::Query {
+            query: q,
+            message: e.to_string(),
+        })
+    }
+
+    /// Run `run`'s `owners` rows: owner_id, run_id, repository, masks.
+    fn owner_batch(
+        &mut self,
+        b: &RecordBatch,
+        (run, nruns): (usize, usize),
+    ) -> Result<RecordBatch, Error> {
+        let q = "never-ran";
+        let owner = self.tuples(b, OWNER_COLS, false, q)?;
+        let n = b.num_rows();
+        let repo = cast(
+            b.column_by_name("repository").ok_or_else(|| Error::Query {
+                query: q,
+                message: "no column repository".into(),
+            })?,
+            &DataType::Utf8,
+        )
+        .map_err(|e| Error::Query {
+            query: q,
+            message: format!("column repository: {e}"),
+        })?;
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(owner),
+            Arc::new(Int32Array::from(vec![run as i32; n])),
+            repo,
+        ];
+        cols.extend(mask_columns(run, nruns, n));
+        let mut fields = vec![
+            Field::new("owner_id", DataType::UInt32, false),
+            Field::new("run_id", DataType::Int32, false),
+            Field::new("repository", DataType::Utf8, true),
+        ];
+        fields.extend(mask_fields(nruns));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| Error::Query {
+            query: q,
+            message: e.to_string(),
+        })
+    }
+}
+
+fn mask_fields(nruns: usize) -> Vec<Field> {
+    (0..lanes(nruns))
+        .map(|l| Field::new(format!("m{l}"), DataType::Int64, false))
+        .collect()
+}
+
+/// Run `run`'s bit in each lane, for `n` rows.
+fn mask_columns(run: usize, nruns: usize, n: usize) -> Vec<ArrayRef> {
+    (0..lanes(nruns))
+        .map(|l| {
+            let v = if run / LANE == l {
+                1i64 << (run % LANE)
+            } else {
+                0
+            };
+            Arc::new(Int64Array::from(vec![v; n])) as ArrayRef
+        })
+        .collect()
+}
+
+fn code_schema(nruns: usize) -> arrow::datatypes::SchemaRef {
+    let mut fields = vec![
+        Field::new("owner_id", DataType::UInt32, false),
+        Field::new("code_id", DataType::UInt32, false),
+        Field::new("stmts", DataType::Int64, true),
+        Field::new("covered", DataType::Int64, true),
+    ];
+    fields.extend(mask_fields(nruns));
+    Arc::new(Schema::new(fields))
+}
+
+/// The never-ran query over `functions` (or `files`) as [`Keys`] has
+/// them. A candidate never ran (`covered` 0 in every row) and is in every
+/// run of its owner: its run mask equals its owner's, so its runs,
+/// clusters, first and last run and repository are its owner's (taken
+/// from the small `owners` table). Kept in step with the DuckDB query in
+/// docs/history.md, which says the same with text keys.
+fn never_ran_sql(table: &str, nruns: usize) -> String {
+    let lanes = lanes(nruns);
+    let agg = |p: &str| {
+        (0..lanes)
+            .map(|l| format!(", bit_or({p}m{l}) AS m{l}"))
+            .collect::<String>()
     };
-    // A candidate is in every run of its owner: its clusters and first and
-    // last runs are its owner's, taken from the small owners table (no join
-    // of the big table with runs).
+    let same: String = (0..lanes)
+        .map(|l| format!(" AND s.m{l} = o.m{l}"))
+        .collect();
     format!(
-        "WITH owner_runs AS (
-            SELECT o.namespace, o.owner_type, o.owner_name, o.binary_name,
-                   count(DISTINCT o.run_key) AS runs, count(DISTINCT o.cluster) AS clusters,
-                   min(r.run_time) AS first_seen, max(r.run_time) AS last_seen
-            FROM owners o JOIN runs r ON o.run_key = r.run_key
-            GROUP BY o.namespace, o.owner_type, o.owner_name, o.binary_name
+        "WITH o AS (
+            SELECT ow.owner_id{owner_masks},
+                   count(DISTINCT ow.run_id) AS runs, count(DISTINCT r.cluster) AS clusters,
+                   min(r.run_time) AS first_seen, max(r.run_time) AS last_seen,
+                   max(ow.repository) AS repository
+            FROM owners ow JOIN runs r ON ow.run_id = r.run_id
+            GROUP BY ow.owner_id
          ),
-         seen AS (
-            SELECT t.namespace, t.owner_type, t.owner_name, t.binary_name,
-                   t.module, t.package, t.file{func_key},
-                   max(t.repository) AS repository,
-                   max(t.total_stmts) AS stmts,
-                   count(DISTINCT t.run_key) AS runs
+         s AS (
+            SELECT t.owner_id, t.code_id, max(t.stmts) AS stmts{code_masks}
             FROM {table} t
-            GROUP BY t.namespace, t.owner_type, t.owner_name, t.binary_name,
-                     t.module, t.package, t.file{func_key}
-            HAVING sum(t.covered_stmts) = 0
+            GROUP BY t.owner_id, t.code_id
+            HAVING max(t.covered) = 0
          )
-         SELECT '{kind}' AS kind, s.repository, s.namespace, s.owner_type, s.owner_name, s.binary_name,
-                s.module, s.package, s.file, {func} AS function, s.stmts, s.runs, o.clusters,
-                o.first_seen, o.last_seen
-         FROM seen s JOIN owner_runs o
-           ON s.namespace = o.namespace AND s.owner_type = o.owner_type
-          AND s.owner_name = o.owner_name AND s.binary_name = o.binary_name
-         WHERE s.runs = o.runs",
-        func = func_col.replace("t.", "s."),
+         SELECT s.owner_id, s.code_id, s.stmts, o.runs, o.clusters, o.first_seen, o.last_seen,
+                o.repository
+         FROM s JOIN o ON s.owner_id = o.owner_id
+         WHERE true{same}",
+        owner_masks = agg("ow."),
+        code_masks = agg("t."),
     )
 }
 
@@ -273,14 +541,20 @@ fn never_ran_sql(table: &str, kind: &str) -> String {
 /// repository, owner, package, file, function.
 pub async fn never_ran(sink: &Sink, window: &Window) -> Result<Answer<NeverRan>, Error> {
     let runs = window.runs(sink).await?;
+    let nruns = runs.len();
     let ctx = SessionContext::new();
-    let owner_cols = ["namespace", "owner_type", "owner_name", "binary_name"];
-    let code_cols = [
+    let owner_cols = [
         "namespace",
         "owner_type",
         "owner_name",
         "binary_name",
         "repository",
+    ];
+    let code_cols = [
+        "namespace",
+        "owner_type",
+        "owner_name",
+        "binary_name",
         "module",
         "package",
         "file",
@@ -288,52 +562,66 @@ pub async fn never_ran(sink: &Sink, window: &Window) -> Result<Answer<NeverRan>,
         "total_stmts",
         "covered_stmts",
     ];
-    let (owners, files, functions) = futures::try_join!(
-        load(sink, &runs, Table::Owners, Some(&owner_cols)),
-        load(sink, &runs, Table::Files, Some(&code_cols)),
-        load(sink, &runs, Table::Functions, Some(&code_cols)),
-    )?;
+    let mut keys = Keys::default();
+    // Run by run (two fetched and decoded ahead), each run's text columns
+    // turned into keys and dropped before the next: the window's rows are
+    // held only as integers.
+    let mut owners = Vec::new();
+    let mut tables: [(Table, &str, Vec<RecordBatch>); 2] = [
+        (Table::Functions, "function", Vec::new()),
+        (Table::Files, "file", Vec::new()),
+    ];
+    let per_run = futures::stream::iter(runs.iter().enumerate()).map(|(i, r)| {
+        let one = std::slice::from_ref(r);
+        async move {
+            let (o, fu, fi) = futures::try_join!(
+                load(sink, one, Table::Owners, Some(&owner_cols)),
+                load(sink, one, Table::Functions, Some(&code_cols)),
+                load(sink, one, Table::Files, Some(&code_cols)),
+            )?;
+            Ok::<_, Error>((i, o, fu, fi))
+        }
+    });
+    let mut per_run = std::pin::pin!(per_run.buffered(2));
+    while let Some((i, o, fu, fi)) = per_run.try_next().await? {
+        for b in &o {
+            owners.push(keys.owner_batch(b, (i, nruns))?);
+        }
+        for b in &fu {
+            tables[0].2.push(keys.code_batch(b, true, (i, nruns))?);
+        }
+        for b in &fi {
+            tables[1].2.push(keys.code_batch(b, false, (i, nruns))?);
+        }
+    }
     let rb = runs_batch(&runs)?;
     register(&ctx, "runs", vec![rb.clone()], rb.schema())?;
-    register(
-        &ctx,
-        "owners",
-        owners,
-        crate::read::loaded_schema(Table::Owners, Some(&owner_cols)),
-    )?;
-    register(
-        &ctx,
-        "files",
-        files,
-        crate::read::loaded_schema(Table::Files, Some(&code_cols)),
-    )?;
-    register(
-        &ctx,
-        "functions",
-        functions,
-        crate::read::loaded_schema(Table::Functions, Some(&code_cols)),
-    )?;
-    let mut rows = Vec::new();
-    for (table, kind) in [("functions", "function"), ("files", "file")] {
-        for b in sql(&ctx, "never-ran", &never_ran_sql(table, kind)).await? {
+    let owner_schema = match owners.first() {
+        Some(b) => b.schema(),
+        None => keys
+            .owner_batch(
+                &RecordBatch::new_empty(crate::read::loaded_schema(
+                    Table::Owners,
+                    Some(&owner_cols),
+                )),
+                (0, nruns),
+            )?
+            .schema(),
+    };
+    register(&ctx, "owners", owners, owner_schema)?;
+    // The candidates as ids, sorted by the ranks of their texts, and only
+    // then spelt out.
+    let mut found: Vec<Candidate> = Vec::new();
+    for (function, (table, _, batches)) in [true, false].into_iter().zip(tables) {
+        register(&ctx, table.name(), batches, code_schema(nruns))?;
+        for b in sql(&ctx, "never-ran", &never_ran_sql(table.name(), nruns)).await? {
             let c = Cols {
                 b: &b,
                 query: "never-ran",
             };
-            let s = |n: &str| c.strings(n);
-            let (kind, repo, ns, ot, on, bin, module, pkg, file, func) = (
-                s("kind")?,
-                s("repository")?,
-                s("namespace")?,
-                s("owner_type")?,
-                s("owner_name")?,
-                s("binary_name")?,
-                s("module")?,
-                s("package")?,
-                s("file")?,
-                s("function")?,
-            );
-            let (stmts, nruns, clusters, first, last) = (
+            let (owner, code) = (c.ints("owner_id")?, c.ints("code_id")?);
+            let repo = c.strings("repository")?;
+            let (stmts, seen_runs, clusters, first, last) = (
                 c.ints("stmts")?,
                 c.ints("runs")?,
                 c.ints("clusters")?,
@@ -341,27 +629,57 @@ pub async fn never_ran(sink: &Sink, window: &Window) -> Result<Answer<NeverRan>,
                 c.ints("last_seen")?,
             );
             for i in 0..b.num_rows() {
-                rows.push(NeverRan {
-                    kind: kind[i].clone(),
-                    repository: repo[i].clone(),
-                    namespace: ns[i].clone(),
-                    owner_type: ot[i].clone(),
-                    owner_name: on[i].clone(),
-                    binary_name: bin[i].clone(),
-                    module: module[i].clone(),
-                    package: pkg[i].clone(),
-                    file: file[i].clone(),
-                    function: func[i].clone(),
+                found.push(Candidate {
+                    function,
+                    owner: owner[i] as u32,
+                    code: code[i] as u32,
+                    repository: keys.string(&repo[i]),
                     stmts: stmts[i],
-                    runs: nruns[i],
+                    runs: seen_runs[i],
                     clusters: clusters[i],
-                    first_seen: rfc3339_ms(first[i]),
-                    last_seen: rfc3339_ms(last[i]),
+                    first_seen: first[i],
+                    last_seen: last[i],
                 });
             }
         }
     }
-    sort_never_ran(&mut rows);
+    let rank = keys.ranks();
+    let order = |c: &Candidate| {
+        let o = keys.owners.list[c.owner as usize];
+        let k = keys.code.list[c.code as usize];
+        let r = |id: u32| rank[id as usize];
+        (
+            std::cmp::Reverse(c.stmts),
+            [r(c.repository), r(o[0]), r(o[1]), r(o[2]), r(o[3])],
+            !c.function,
+            [r(k[1]), r(k[2]), r(k[3])],
+        )
+    };
+    found.sort_by_cached_key(order);
+    let rows: Vec<NeverRan> = found
+        .iter()
+        .map(|c| {
+            let o = keys.owners.list[c.owner as usize];
+            let k = keys.code.list[c.code as usize];
+            NeverRan {
+                kind: if c.function { "function" } else { "file" }.to_string(),
+                repository: keys.name(c.repository),
+                namespace: keys.name(o[0]),
+                owner_type: keys.name(o[1]),
+                owner_name: keys.name(o[2]),
+                binary_name: keys.name(o[3]),
+                module: keys.name(k[0]),
+                package: keys.name(k[1]),
+                file: keys.name(k[2]),
+                function: keys.name(k[3]),
+                stmts: c.stmts,
+                runs: c.runs,
+                clusters: c.clusters,
+                first_seen: rfc3339_ms(c.first_seen),
+                last_seen: rfc3339_ms(c.last_seen),
+            }
+        })
+        .collect();
     Ok(Answer {
         runs: runs.iter().map(RunSummary::from).collect(),
         rows,

@@ -142,8 +142,11 @@ fn never_ran_and_trend_equal_the_model_across_clusters_runs_and_a_rebuild() {
             .iter()
             .any(|r| r.kind == "file" && r.file.ends_with("/dead.go") && r.stmts == 7)
     );
-    // Sorted by statements, largest first.
+    // Sorted by statements, largest first, then by the texts.
     assert!(got.rows.windows(2).all(|w| w[0].stmts >= w[1].stmts));
+    let mut by_text = got.rows.clone();
+    history::query::sort_never_ran(&mut by_text);
+    assert_eq!(by_text, got.rows);
     assert_eq!(got.rows[0].function, "LegacyExport");
     assert_eq!(got.rows[0].clusters, 3);
 
@@ -185,6 +188,27 @@ fn never_ran_and_trend_equal_the_model_across_clusters_runs_and_a_rebuild() {
     assert!(got.rows.iter().any(|r| r.function == "NewThing"));
     let t = rt.block_on(trend(&sink, &w)).unwrap();
     assert_eq!(trend_map(&t.rows), f.expected_trend(&late));
+}
+
+/// More runs than one 64-run mask lane holds (the engine compares a
+/// candidate's runs with its owner's lane by lane).
+#[test]
+fn never_ran_over_more_than_sixty_four_runs() {
+    let rt = rt();
+    let f = Fleet::new(23);
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = Sink::open_dir(tmp.path()).unwrap();
+    publish_all(&rt, &f, &sink);
+    let all = f.all_runs();
+    assert_eq!(all.len(), 69);
+    let got = rt.block_on(never_ran(&sink, &Window::default())).unwrap();
+    assert_eq!(got.runs.len(), 69);
+    assert_eq!(actual(&got.rows), f.expected_never_ran(&all));
+    assert!(
+        got.rows
+            .iter()
+            .any(|r| r.function == "LegacyExport" && r.runs == 69)
+    );
 }
 
 #[test]

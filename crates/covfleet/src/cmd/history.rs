@@ -65,7 +65,7 @@ fn parse_since(s: &str, now: SystemTime) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(s).ok()
 }
 
-pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, _shared: &Shared) -> anyhow::Result<ExitCode> {
     let since = match &args.since {
         Some(s) => Some(parse_since(s, SystemTime::now()).ok_or_else(|| {
             usage(format!(
@@ -82,10 +82,14 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
         cluster_glob: args.cluster.clone(),
         since,
     };
+    // The engine runs its partitions as tasks: a runtime on every core
+    // (the shared one is current-thread, for I/O-bound commands).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the query runtime: {e}"))?;
     if args.never_ran {
-        let answer = shared
-            .runtime
-            .block_on(history::never_ran(&sink, &window))?;
+        let answer = runtime.block_on(history::never_ran(&sink, &window))?;
         if args.json {
             output::json(&answer);
         } else {
@@ -106,7 +110,7 @@ pub fn run(args: Args, shared: &Shared) -> anyhow::Result<ExitCode> {
             "candidates",
         );
     } else {
-        let answer = shared.runtime.block_on(history::trend(&sink, &window))?;
+        let answer = runtime.block_on(history::trend(&sink, &window))?;
         if args.json {
             output::json(&answer);
         } else {
