@@ -18,8 +18,8 @@ cd "$here"
 N=${BENCH_TARGETS:-100}
 SECONDS_MEASURED=${BENCH_SECONDS:-60}
 WARMUP=${BENCH_WARMUP:-25}
-TARGET_DIR=${CARGO_TARGET_DIR:-$here/target}
-COVFLEET=${COVFLEET:-$TARGET_DIR/release/covfleet}
+source scripts/lib.sh  # CARGO_TARGET_DIR: the cache's, as scripts/test.sh builds
+COVFLEET=${COVFLEET:-$CARGO_TARGET_DIR/release/covfleet}
 WORK=$(mktemp -d /tmp/covfleet-bench-agent.XXXXXX)
 NS=cfbench$$
 cleanup() {
@@ -33,7 +33,8 @@ trap cleanup EXIT
 
 if [ ! -x "$COVFLEET" ]; then
     echo "building covfleet (release)…" >&2
-    cargo build --release -p covfleet >&2
+    # As the DaemonSet's image builds it (no history engine).
+    cargo build --release -p covfleet --no-default-features >&2
 fi
 
 if ! "$COVFLEET" agent --help > /dev/null 2>&1; then

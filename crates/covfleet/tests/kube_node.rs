@@ -5,11 +5,15 @@
 //!   `--authorization-mode=Node,RBAC` with the NodeRestriction admission
 //!   plugin and a client CA made by the test; the agent gets a client
 //!   certificate for `system:node:node-a` in group `system:nodes`, exactly a
-//!   kubelet's identity. Its own code paths learn the node name from a
+//!   kubelet's identity. It starts in bootstrap mode (the kubeconfig
+//!   appears only after it started) and picks the credentials up. Its own
+//!   code paths learn the node name from a
 //!   SelfSubjectReview, are refused a cluster-wide pod list, and its
 //!   field-selected (`spec.nodeName`) list and watch attribute a real
 //!   instrumented process (in a CRI-O-named cgroup, in its own network
-//!   namespace) to its pod once the pod's status names the container.
+//!   namespace) to its pod once the pod's status names the container, and
+//!   exit-time coverage files of the pod's watched directory to the same
+//!   pod, under the node's name.
 //! - `collect_host_daemons_through_the_node_proxy`: `collect --kube
 //!   --nodes` with exactly the documented RBAC (RBAC authorization), Node
 //!   objects whose InternalIPs point into network namespaces of the test
@@ -167,6 +171,9 @@ fn agent_with_node_credentials() {
     let exit_dir = watch.join(ns).join(pod_name).join("web");
     std::fs::create_dir_all(&exit_dir).unwrap();
     run_exit_program(&build_exit_program(tmp.path()), 7, &exit_dir);
+    // Bootstrap mode: the node's kubeconfig does not exist yet when the
+    // agent starts (the kubelet writes it once it has joined).
+    let node_kc = tmp.path().join("kubelet").join("kubeconfig");
     let mut c = Command::new("ip");
     c.args(["netns", "exec", &node.name, covfleet()])
         .args(["agent", "--sink"])
@@ -174,7 +181,7 @@ fn agent_with_node_credentials() {
         .arg("--spool")
         .arg(tmp.path().join("spool"))
         .arg("--kubeconfig")
-        .arg(&kc)
+        .arg(&node_kc)
         .args(["--scan-interval", "300ms", "--schedule", "200ms:3s,500ms"])
         .arg("--watch-dir")
         .arg(&watch)
@@ -185,13 +192,24 @@ fn agent_with_node_credentials() {
         .stderr(std::fs::File::create(&log).unwrap());
     let mut agent = Running(Some(c.spawn().expect("start covfleet agent")));
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-    // The agent learned its node from the API and watches its pods; the
+    wait_for("bootstrap mode", || log_text().contains("bootstrap mode"));
+    std::fs::create_dir_all(node_kc.parent().unwrap()).unwrap();
+    let part = node_kc.with_extension("part");
+    std::fs::copy(&kc, &part).unwrap();
+    std::fs::rename(&part, &node_kc).unwrap();
+    // The agent found the kubeconfig, learned its node from the API and
+    // watches its pods; the
     // process is seen while its pod's status does not name it yet (the
     // kubelet writes the container ID only after the container started).
     wait_for("the agent to watch node-a's pods", || {
         log_text().contains("watching this node's pods")
     });
     assert!(log_text().contains("node-a"), "{}", log_text());
+    assert!(
+        log_text().contains("Kubernetes credentials found"),
+        "{}",
+        log_text()
+    );
     std::thread::sleep(std::time::Duration::from_millis(1500));
     // (Other tests' processes on this machine are host processes to the
     // agent: only this test's binary is looked at.)
