@@ -452,13 +452,7 @@ impl Keys {
             repo,
         ];
         cols.extend(mask_columns(run, nruns, n));
-        let mut fields = vec![
-            Field::new("owner_id", DataType::UInt32, false),
-            Field::new("run_id", DataType::Int32, false),
-            Field::new("repository", DataType::Utf8, true),
-        ];
-        fields.extend(mask_fields(nruns));
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| Error::Query {
+        RecordBatch::try_new(owner_schema(nruns), cols).map_err(|e| Error::Query {
             query: q,
             message: e.to_string(),
         })
@@ -483,6 +477,16 @@ fn mask_columns(run: usize, nruns: usize, n: usize) -> Vec<ArrayRef> {
             Arc::new(Int64Array::from(vec![v; n])) as ArrayRef
         })
         .collect()
+}
+
+fn owner_schema(nruns: usize) -> arrow::datatypes::SchemaRef {
+    let mut fields = vec![
+        Field::new("owner_id", DataType::UInt32, false),
+        Field::new("run_id", DataType::Int32, false),
+        Field::new("repository", DataType::Utf8, true),
+    ];
+    fields.extend(mask_fields(nruns));
+    Arc::new(Schema::new(fields))
 }
 
 fn code_schema(nruns: usize) -> arrow::datatypes::SchemaRef {
@@ -567,9 +571,10 @@ pub async fn never_ran(sink: &Sink, window: &Window) -> Result<Answer<NeverRan>,
     // turned into keys and dropped before the next: the window's rows are
     // held only as integers.
     let mut owners = Vec::new();
-    let mut tables: [(Table, &str, Vec<RecordBatch>); 2] = [
-        (Table::Functions, "function", Vec::new()),
-        (Table::Files, "file", Vec::new()),
+    // (table, whether its rows are functions, its batches)
+    let mut tables: [(Table, bool, Vec<RecordBatch>); 2] = [
+        (Table::Functions, true, Vec::new()),
+        (Table::Files, false, Vec::new()),
     ];
     let per_run = futures::stream::iter(runs.iter().enumerate()).map(|(i, r)| {
         let one = std::slice::from_ref(r);
@@ -587,32 +592,19 @@ pub async fn never_ran(sink: &Sink, window: &Window) -> Result<Answer<NeverRan>,
         for b in &o {
             owners.push(keys.owner_batch(b, (i, nruns))?);
         }
-        for b in &fu {
-            tables[0].2.push(keys.code_batch(b, true, (i, nruns))?);
-        }
-        for b in &fi {
-            tables[1].2.push(keys.code_batch(b, false, (i, nruns))?);
+        for ((_, function, batches), run_batches) in tables.iter_mut().zip([fu, fi]) {
+            for b in &run_batches {
+                batches.push(keys.code_batch(b, *function, (i, nruns))?);
+            }
         }
     }
     let rb = runs_batch(&runs)?;
     register(&ctx, "runs", vec![rb.clone()], rb.schema())?;
-    let owner_schema = match owners.first() {
-        Some(b) => b.schema(),
-        None => keys
-            .owner_batch(
-                &RecordBatch::new_empty(crate::read::loaded_schema(
-                    Table::Owners,
-                    Some(&owner_cols),
-                )),
-                (0, nruns),
-            )?
-            .schema(),
-    };
-    register(&ctx, "owners", owners, owner_schema)?;
+    register(&ctx, "owners", owners, owner_schema(nruns))?;
     // The candidates as ids, sorted by the ranks of their texts, and only
     // then spelt out.
     let mut found: Vec<Candidate> = Vec::new();
-    for (function, (table, _, batches)) in [true, false].into_iter().zip(tables) {
+    for (table, function, batches) in tables {
         register(&ctx, table.name(), batches, code_schema(nruns))?;
         for b in sql(&ctx, "never-ran", &never_ran_sql(table.name(), nruns)).await? {
             let c = Cols {
