@@ -11,6 +11,14 @@
 //! were the collect's floor, and many of them in flight at once make every
 //! one slower.
 //!
+//! `syncfs` also writes back every other process's dirty data on that file
+//! system: right after a large build or next to a big copy it can take
+//! tens of milliseconds or seconds instead of well under one. So the leader
+//! keeps what each way has cost (a smoothed `syncfs` time, and a smoothed
+//! time per file of `fdatasync`) and, when one `syncfs` is dearer than the
+//! waiting batches' files synced one by one, lets each batch sync its own
+//! files instead, trying `syncfs` again every [`PROBE_EVERY`] generations.
+//!
 //! The guarantee is the one `Batch` documents: a batch's data is on disk
 //! before any of its renames. A failed `syncfs` makes each batch of that
 //! sync fall back to syncing its own files, so an error is reported
@@ -20,6 +28,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+/// While per-file syncs are cheaper, `syncfs` is tried again this often
+/// (in generations) to see whether the file system has quietened.
+pub(crate) const PROBE_EVERY: u64 = 32;
 
 /// One file system's sync state.
 #[derive(Default)]
@@ -39,8 +52,34 @@ struct State {
     finished: u64,
     /// Batches waiting for the next sync.
     waiting: usize,
-    /// Recent generations whose `syncfs` failed.
-    failed: BTreeSet<u64>,
+    /// Files of the batches waiting for the next sync.
+    waiting_files: usize,
+    /// Recent generations whose batches sync their own files (`syncfs`
+    /// failed, or was judged dearer).
+    each: BTreeSet<u64>,
+    /// Smoothed time of one `syncfs` (ns); 0 until one has run.
+    syncfs_ns: u64,
+    /// Smoothed time of one file's `fdatasync` (ns); 0 until measured.
+    file_ns: u64,
+    /// Generation of the last `syncfs`.
+    last_syncfs: u64,
+}
+
+impl State {
+    /// Whether one `syncfs` should serve the waiting batches: yes unless
+    /// both costs are known and `files` synced one by one cost less (and
+    /// it is not time to probe `syncfs` again).
+    fn choose_syncfs(&self, generation: u64, files: usize) -> bool {
+        self.syncfs_ns == 0
+            || self.file_ns == 0
+            || self.syncfs_ns <= self.file_ns.saturating_mul(files as u64)
+            || generation >= self.last_syncfs + PROBE_EVERY
+    }
+
+    /// Folds a new measurement into a smoothed value (weight 1/4).
+    fn smooth(old: u64, new: u64) -> u64 {
+        if old == 0 { new } else { (old * 3 + new) / 4 }
+    }
 }
 
 /// Groups by file system (device number).
@@ -61,14 +100,25 @@ pub(crate) fn sync_files(files: &[&File]) -> Result<(), (usize, std::io::Error)>
         Err(_) => return sync_each(files),
     };
     let group = lock(&GROUPS).entry(dev).or_default().clone();
+    sync_in(&group, files)
+}
+
+/// [`sync_files`] within one file system's group.
+fn sync_in(group: &Group, files: &[&File]) -> Result<(), (usize, std::io::Error)> {
+    let first = files[0];
     let mut st = lock(&group.state);
     let mine = st.started + 1;
     st.waiting += 1;
+    st.waiting_files += files.len();
     loop {
         if st.finished >= mine {
-            let failed = st.failed.contains(&mine);
+            let each = st.each.contains(&mine);
             drop(st);
-            return if failed { sync_each(files) } else { Ok(()) };
+            return if each {
+                timed_each(group, files)
+            } else {
+                Ok(())
+            };
         }
         if !st.running {
             // Lead the sync of generation `mine` (= started + 1).
@@ -76,30 +126,64 @@ pub(crate) fn sync_files(files: &[&File]) -> Result<(), (usize, std::io::Error)>
             st.started += 1;
             let generation = st.started;
             let batches = std::mem::take(&mut st.waiting);
+            let waiting_files = std::mem::take(&mut st.waiting_files);
+            if batches == 1 {
+                drop(st);
+                let result = timed_each(group, files);
+                st = lock(&group.state);
+                st.running = false;
+                st.finished = generation;
+                group.done.notify_all();
+                return result;
+            }
+            let syncfs = st.choose_syncfs(generation, waiting_files);
             drop(st);
-            let result = if batches == 1 {
-                sync_each(files)
+            let result = if syncfs {
+                let t = Instant::now();
+                let r = rustix::fs::syncfs(first).map_err(std::io::Error::from);
+                Some((r, t.elapsed().as_nanos() as u64))
             } else {
-                rustix::fs::syncfs(*first).map_err(|e| (0, std::io::Error::from(e)))
+                None
             };
             st = lock(&group.state);
             st.running = false;
             st.finished = generation;
-            if batches > 1 && result.is_err() {
-                st.failed.insert(generation);
-                while st.failed.len() > 64 {
-                    st.failed.pop_first();
+            let each = match result {
+                Some((Ok(()), ns)) => {
+                    st.syncfs_ns = State::smooth(st.syncfs_ns, ns.max(1));
+                    st.last_syncfs = generation;
+                    false
+                }
+                Some((Err(_), _)) | None => true,
+            };
+            if each {
+                st.each.insert(generation);
+                while st.each.len() > 64 {
+                    st.each.pop_first();
                 }
             }
             group.done.notify_all();
             drop(st);
-            return match result {
-                Err(_) if batches > 1 => sync_each(files),
-                r => r,
+            return if each {
+                timed_each(group, files)
+            } else {
+                Ok(())
             };
         }
         st = group.done.wait(st).unwrap_or_else(PoisonError::into_inner);
     }
+}
+
+/// [`sync_each`], folding its time per file into the group's estimate.
+fn timed_each(group: &Group, files: &[&File]) -> Result<(), (usize, std::io::Error)> {
+    let t = Instant::now();
+    let result = sync_each(files);
+    if result.is_ok() {
+        let per_file = (t.elapsed().as_nanos() as u64 / files.len().max(1) as u64).max(1);
+        let mut st = lock(&group.state);
+        st.file_ns = State::smooth(st.file_ns, per_file);
+    }
+    result
 }
 
 /// `fdatasync` of each file, stopping at the first failure.
@@ -157,6 +241,88 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 32 * 8 * 4);
+    }
+
+    /// The leader's choice: `syncfs` until both costs are known, then the
+    /// cheaper way, with a `syncfs` probe every `PROBE_EVERY` generations.
+    #[test]
+    fn syncfs_only_while_it_is_cheaper_than_the_files_one_by_one() {
+        let quiet = State {
+            syncfs_ns: 600_000,
+            file_ns: 300_000,
+            last_syncfs: 10,
+            ..State::default()
+        };
+        assert!(quiet.choose_syncfs(11, 4), "0.6 ms against 4 x 0.3 ms");
+        assert!(
+            !quiet.choose_syncfs(11, 1),
+            "0.6 ms against one 0.3 ms file"
+        );
+        let busy = State {
+            syncfs_ns: 40_000_000,
+            ..quiet
+        };
+        assert!(!busy.choose_syncfs(11, 100), "40 ms against 100 x 0.3 ms");
+        assert!(busy.choose_syncfs(11, 200));
+        assert!(busy.choose_syncfs(10 + PROBE_EVERY, 100), "probe");
+        assert!(State::default().choose_syncfs(1, 1), "costs unknown");
+        assert_eq!(State::smooth(0, 8), 8);
+        assert_eq!(State::smooth(8, 16), 10);
+    }
+
+    /// With `syncfs` judged dear, every batch syncs its own files (and
+    /// those files are whole): no `syncfs` runs before the next probe.
+    #[test]
+    fn batches_sync_their_own_files_while_syncfs_is_dear() {
+        let d = tempfile::tempdir().unwrap();
+        let group = Group::default();
+        {
+            let mut st = lock(&group.state);
+            st.syncfs_ns = u64::MAX / 8;
+            st.file_ns = 1;
+        }
+        // 28 batches: at most 28 generations, fewer than PROBE_EVERY.
+        std::thread::scope(|scope| {
+            for t in 0..7 {
+                let (dir, group) = (d.path(), &group);
+                scope.spawn(move || {
+                    for i in 0..4 {
+                        let files: Vec<File> = (0..4)
+                            .map(|k| {
+                                let mut f = File::create(dir.join(format!("{t}-{i}-{k}"))).unwrap();
+                                f.write_all(&[k as u8 + 1; 1000]).unwrap();
+                                f
+                            })
+                            .collect();
+                        let refs: Vec<&File> = files.iter().collect();
+                        sync_in(group, &refs).unwrap();
+                    }
+                });
+            }
+        });
+        let mut n = 0;
+        for e in std::fs::read_dir(d.path()).unwrap().flatten() {
+            let k: u8 = e
+                .file_name()
+                .to_str()
+                .unwrap()
+                .rsplit('-')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(std::fs::read(e.path()).unwrap(), vec![k + 1; 1000]);
+            n += 1;
+        }
+        assert_eq!(n, 7 * 4 * 4);
+        let st = lock(&group.state);
+        assert!(st.finished >= 1 && st.finished <= 28 && !st.running);
+        assert_eq!(
+            (st.syncfs_ns, st.last_syncfs),
+            (u64::MAX / 8, 0),
+            "no syncfs ran"
+        );
+        assert!(st.file_ns > 1, "the batches' own fdatasyncs were timed");
     }
 
     #[test]
