@@ -198,6 +198,46 @@ fn sync_each(files: &[&File]) -> Result<(), (usize, std::io::Error)> {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::path::Path;
+
+    type Synced = Result<(), (usize, std::io::Error)>;
+
+    /// `threads` threads each commit `batches` batches of four files through
+    /// `sync` (file `T-B-K` holds `len` bytes `K + 1`); then checks that
+    /// every file is there and whole.
+    fn commit_batches(
+        dir: &Path,
+        threads: usize,
+        batches: usize,
+        len: usize,
+        sync: &(dyn Fn(&[&File]) -> Synced + Sync),
+    ) {
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                scope.spawn(move || {
+                    for i in 0..batches {
+                        let files: Vec<File> = (0..4u8)
+                            .map(|k| {
+                                let mut f = File::create(dir.join(format!("{t}-{i}-{k}"))).unwrap();
+                                f.write_all(&vec![k + 1; len]).unwrap();
+                                f
+                            })
+                            .collect();
+                        let refs: Vec<&File> = files.iter().collect();
+                        sync(&refs).unwrap();
+                    }
+                });
+            }
+        });
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let name = e.file_name().into_string().unwrap();
+            let k: u8 = name.rsplit('-').next().unwrap().parse().unwrap();
+            assert_eq!(std::fs::read(e.path()).unwrap(), vec![k + 1; len], "{name}");
+            n += 1;
+        }
+        assert_eq!(n, threads * batches * 4);
+    }
 
     /// Many batches at once, from many threads (leaders and followers,
     /// `syncfs` and `fdatasync`): every one returns (no batch is left
@@ -205,42 +245,7 @@ mod tests {
     #[test]
     fn concurrent_batches_share_syncs_and_all_finish() {
         let d = tempfile::tempdir().unwrap();
-        let threads: Vec<_> = (0..32)
-            .map(|t| {
-                let dir = d.path().to_path_buf();
-                std::thread::spawn(move || {
-                    for i in 0..8 {
-                        let files: Vec<File> = (0..4)
-                            .map(|k| {
-                                let mut f = File::create(dir.join(format!("{t}-{i}-{k}"))).unwrap();
-                                f.write_all(&[k as u8; 4096]).unwrap();
-                                f
-                            })
-                            .collect();
-                        let refs: Vec<&File> = files.iter().collect();
-                        sync_files(&refs).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        let mut n = 0;
-        for e in std::fs::read_dir(d.path()).unwrap().flatten() {
-            let k: u8 = e
-                .file_name()
-                .to_str()
-                .unwrap()
-                .rsplit('-')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            assert_eq!(std::fs::read(e.path()).unwrap(), vec![k; 4096]);
-            n += 1;
-        }
-        assert_eq!(n, 32 * 8 * 4);
+        commit_batches(d.path(), 32, 8, 4096, &|files| sync_files(files));
     }
 
     /// The leader's choice: `syncfs` until both costs are known, then the
@@ -282,39 +287,7 @@ mod tests {
             st.file_ns = 1;
         }
         // 28 batches: at most 28 generations, fewer than PROBE_EVERY.
-        std::thread::scope(|scope| {
-            for t in 0..7 {
-                let (dir, group) = (d.path(), &group);
-                scope.spawn(move || {
-                    for i in 0..4 {
-                        let files: Vec<File> = (0..4)
-                            .map(|k| {
-                                let mut f = File::create(dir.join(format!("{t}-{i}-{k}"))).unwrap();
-                                f.write_all(&[k as u8 + 1; 1000]).unwrap();
-                                f
-                            })
-                            .collect();
-                        let refs: Vec<&File> = files.iter().collect();
-                        sync_in(group, &refs).unwrap();
-                    }
-                });
-            }
-        });
-        let mut n = 0;
-        for e in std::fs::read_dir(d.path()).unwrap().flatten() {
-            let k: u8 = e
-                .file_name()
-                .to_str()
-                .unwrap()
-                .rsplit('-')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            assert_eq!(std::fs::read(e.path()).unwrap(), vec![k + 1; 1000]);
-            n += 1;
-        }
-        assert_eq!(n, 7 * 4 * 4);
+        commit_batches(d.path(), 7, 4, 1000, &|files| sync_in(&group, files));
         let st = lock(&group.state);
         assert!(st.finished >= 1 && st.finished <= 28 && !st.running);
         assert_eq!(
