@@ -134,6 +134,19 @@ bench_case() {
     echo "  in-process (no process start): $("$CARGO_TARGET_DIR/release/examples/textfmt" "${dirs[@]}" --rounds 3)"
 }
 
+# Process start-up, which dominates the small case: covfleet, and the same
+# build with DataFusion linked in (covfleet-history, which runs publish and
+# history; covfleet used to be that binary).
+startup() {
+    local bin=$1 i t0 t1
+    t0=$(now)
+    for ((i = 0; i < 200; i++)); do "$bin" --version >/dev/null; done
+    t1=$(now)
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", (b - a) / 1e6 / 200}'
+}
+echo
+echo "process start-up (--version, mean of 200): covfleet $(startup "$covfleet") ms; covfleet-history (DataFusion linked) $(startup "$covfleet-history") ms; go tool covdata (no command) $(t0=$(now); for ((i = 0; i < 20; i++)); do go tool covdata version >/dev/null 2>&1 || true; done; t1=$(now); awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", (b - a) / 1e6 / 20}') ms"
+
 bench_case small "$work/data" 10
 bench_case large "$large/data" 15
 echo

@@ -70,6 +70,27 @@ pub enum Command {
     S3Setup(cmd::s3_setup::Args),
 }
 
+/// The commands of the history dataset, run by a [`crate::HistoryRunner`].
+#[derive(Debug)]
+pub enum HistoryCommand {
+    #[cfg(feature = "history")]
+    Publish(cmd::publish::Args),
+    #[cfg(feature = "history")]
+    History(cmd::history::Args),
+}
+
+impl HistoryCommand {
+    /// The subcommand's name.
+    pub fn name(&self) -> &'static str {
+        match *self {
+            #[cfg(feature = "history")]
+            HistoryCommand::Publish(_) => "publish",
+            #[cfg(feature = "history")]
+            HistoryCommand::History(_) => "history",
+        }
+    }
+}
+
 /// An error in how covfleet was called or set up, which the user must fix
 /// before trying again: exit code 2. Everything else exits 1.
 #[derive(Debug)]
@@ -124,7 +145,7 @@ pub fn exit_code_of(err: &anyhow::Error) -> u8 {
 }
 
 /// Runs one command and maps its outcome to the exit code.
-pub fn dispatch(command: Command, shared: &Shared) -> ExitCode {
+pub fn dispatch(command: Command, shared: &Shared, history: crate::HistoryRunner) -> ExitCode {
     let result = match command {
         Command::Covdata(args) => cmd::covdata::run(args),
         Command::Instrument(args) => cmd::instrument::run(args),
@@ -145,9 +166,9 @@ pub fn dispatch(command: Command, shared: &Shared) -> ExitCode {
         Command::PullSecret(args) => cmd::pull_secret::run(args, shared),
         Command::S3Setup(args) => cmd::s3_setup::run(args, shared),
         #[cfg(feature = "history")]
-        Command::Publish(args) => cmd::publish::run(args, shared),
+        Command::Publish(args) => history(HistoryCommand::Publish(args), shared),
         #[cfg(feature = "history")]
-        Command::History(args) => cmd::history::run(args, shared),
+        Command::History(args) => history(HistoryCommand::History(args), shared),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,14 @@
 //! the process-wide pieces library crates must not create themselves (the
 //! tokio runtime and the rustls crypto provider), runs the command and maps
 //! its outcome to an exit code (see [`cli::UsageError`]).
+//!
+//! Two binaries share this library. `covfleet` runs every command except
+//! `publish` and `history`, which it hands to `covfleet-history`, installed
+//! next to it ([`history_in_sibling`]). Those two commands embed DataFusion,
+//! Arrow and Parquet: linked into `covfleet`, their 200k load-time
+//! relocations made every command start about 5 ms slower (`covdata` on
+//! one small directory took 8 ms instead of 2). `covfleet-history` is
+//! covfleet with them linked in ([`history_in_process`]).
 
 pub mod cli;
 pub mod cmd;
@@ -38,13 +46,75 @@ impl Shared {
     }
 }
 
-/// Runs covfleet with the process's arguments.
+/// Runs covfleet with the process's arguments, `publish` and `history` in
+/// the `covfleet-history` binary next to this one.
 pub fn main() -> ExitCode {
-    run(std::env::args().collect())
+    run(std::env::args().collect(), history_in_sibling)
 }
 
-/// Runs covfleet with these arguments (`argv[0]` first).
-pub fn run(argv: Vec<String>) -> ExitCode {
+/// Runs covfleet with the process's arguments, every command in this process
+/// (the `covfleet-history` binary).
+#[cfg(feature = "history")]
+pub fn main_with_history() -> ExitCode {
+    run(std::env::args().collect(), history_in_process)
+}
+
+/// How `publish` and `history` run (see the crate documentation): a plain
+/// function chosen by the binary, so that `covfleet` does not link them.
+pub type HistoryRunner = fn(cli::HistoryCommand, &Shared) -> anyhow::Result<ExitCode>;
+
+/// Runs `publish` or `history` in this process.
+#[cfg(feature = "history")]
+pub fn history_in_process(
+    command: cli::HistoryCommand,
+    shared: &Shared,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        cli::HistoryCommand::Publish(args) => cmd::publish::run(args, shared),
+        cli::HistoryCommand::History(args) => cmd::history::run(args, shared),
+    }
+}
+
+/// The binary that runs `publish` and `history`, installed next to `covfleet`.
+pub const HISTORY_BINARY: &str = "covfleet-history";
+
+/// Runs `publish` or `history` by replacing this process with
+/// `covfleet-history` (same arguments, same standard streams, its exit code).
+/// Returns only when that binary cannot be started.
+pub fn history_in_sibling(
+    command: cli::HistoryCommand,
+    _shared: &Shared,
+) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let name = command.name();
+    let exe = std::env::current_exe().map_err(|e| {
+        cli::UsageError::caused_by("cannot tell where this covfleet is installed", e)
+    })?;
+    let sibling = exe.with_file_name(HISTORY_BINARY);
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "covfleet".into());
+    let err = std::process::Command::new(&sibling)
+        .arg0(arg0)
+        .args(args)
+        .exec();
+    let hint = if err.kind() == std::io::ErrorKind::NotFound {
+        " (it is built and installed with covfleet: `cargo build --release` builds both, `cargo install --path crates/covfleet` installs both)"
+    } else {
+        ""
+    };
+    Err(cli::UsageError::caused_by(
+        format!(
+            "`covfleet {name}` runs in {HISTORY_BINARY}, next to this covfleet: cannot start {}{hint}",
+            sibling.display()
+        ),
+        err,
+    )
+    .into())
+}
+
+/// Runs covfleet with these arguments (`argv[0]` first); `history` runs the
+/// commands of the history dataset.
+pub fn run(argv: Vec<String>, history: HistoryRunner) -> ExitCode {
     let argv = match cmd::covdata::normalize_go_flags(argv) {
         Ok(argv) => argv,
         Err(failure) => {
@@ -66,5 +136,5 @@ pub fn run(argv: Vec<String>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    cli::dispatch(cli.command, &shared)
+    cli::dispatch(cli.command, &shared, history)
 }

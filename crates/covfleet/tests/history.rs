@@ -315,3 +315,67 @@ fn history_refuses_bad_input() {
     assert_eq!(v["rows"].as_array().unwrap().len(), 0);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no published runs"));
 }
+
+/// `covfleet` hands `publish` and `history` to `covfleet-history` and links
+/// none of DataFusion itself (its relocations slowed every command's
+/// start-up); `covfleet-history` has it.
+#[test]
+fn covfleet_links_no_datafusion_and_covfleet_history_does() {
+    use object::{Object, ObjectSymbol, SymbolKind};
+    let engine_symbols = |path: &str| {
+        let data = std::fs::read(path).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        let (mut all, mut engine) = (0usize, 0usize);
+        for s in file.symbols() {
+            all += 1;
+            // Code and data (the linker keeps the names of the object
+            // files it read, FILE symbols, even when it drops all they hold).
+            if s.kind() != SymbolKind::File && s.name().is_ok_and(|n| n.contains("datafusion")) {
+                engine += 1;
+            }
+        }
+        assert!(
+            all > 1000,
+            "{path}: no symbol table to look at ({all} symbols)"
+        );
+        engine
+    };
+    assert_eq!(engine_symbols(env!("CARGO_BIN_EXE_covfleet")), 0);
+    assert!(engine_symbols(env!("CARGO_BIN_EXE_covfleet-history")) > 1000);
+}
+
+/// A covfleet installed without its `covfleet-history`: `history` and
+/// `publish` say which file is missing and how to get it (exit 2); the rest
+/// of covfleet works.
+#[test]
+fn history_without_covfleet_history_names_the_missing_binary() {
+    let d = tempfile::tempdir().unwrap();
+    let alone = d.path().join("covfleet");
+    std::fs::copy(env!("CARGO_BIN_EXE_covfleet"), &alone).unwrap();
+    let dataset = format!("file://{}", d.path().display());
+    for args in [
+        &["history", "--dataset", &dataset, "--never-ran"][..],
+        &[
+            "publish",
+            "--db",
+            "x.db",
+            "--dataset",
+            &dataset,
+            "--cluster",
+            "c",
+        ][..],
+    ] {
+        let out = Command::new(&alone).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let missing = d.path().join("covfleet-history");
+        assert!(
+            err.contains(&format!("`covfleet {}` runs in covfleet-history", args[0]))
+                && err.contains(&missing.display().to_string())
+                && err.contains("cargo install --path crates/covfleet"),
+            "{err}"
+        );
+    }
+    let out = Command::new(&alone).arg("--version").output().unwrap();
+    assert!(out.status.success() && out.stdout.starts_with(b"covfleet "));
+}
