@@ -253,115 +253,46 @@ impl Formatter {
     }
 
     /// `textfmt`: `mode: M` then `file:SL.SC,EL.EC N C` per unit.
-    ///
-    /// Large reports (a program built with `-coverpkg=all`: hundreds of
-    /// packages, 100k units) sort and format their packages on all cores,
-    /// a window of packages at a time, written in order; small ones stay on
-    /// this thread, where starting a thread pool would cost more than it saves.
     pub fn emit_textual(&self, w: &mut dyn Write) -> io::Result<()> {
-        /// Units below which one thread formats everything.
-        const PARALLEL_UNITS: usize = 16 * 1024;
-        let units: usize = self.states.iter().map(|p| p.rows.len()).sum();
-        let parallel = units >= PARALLEL_UNITS && rayon::current_num_threads() >= 2;
-        self.emit_textual_in(w, parallel, 256 * 1024)
-    }
-
-    /// [`Formatter::emit_textual`], on all cores or not, with windows of
-    /// at most `window_units` units (or one package).
-    fn emit_textual_in(
-        &self,
-        w: &mut dyn Write,
-        parallel: bool,
-        window_units: usize,
-    ) -> io::Result<()> {
         const CHUNK: usize = 256 * 1024;
         let mut buf = Vec::with_capacity(CHUNK + 4096);
         writeln!(buf, "mode: {}", self.mode)?;
-        if !parallel {
-            let mut rows = Vec::new();
-            for &pi in self.pkgs.values() {
-                self.package_text(
-                    &self.states[pi],
-                    &mut rows,
-                    &mut buf,
-                    Some((&mut *w, CHUNK)),
-                )?;
-            }
-            return w.write_all(&buf);
-        }
-        w.write_all(&buf)?;
-        let order: Vec<usize> = self.pkgs.values().copied().collect();
-        let mut rest = &order[..];
-        while !rest.is_empty() {
-            // At least one package; then packages while the window has room.
-            let mut n = 1;
-            let mut size = self.states[rest[0]].rows.len();
-            while n < rest.len() && size + self.states[rest[n]].rows.len() <= window_units {
-                size += self.states[rest[n]].rows.len();
-                n += 1;
-            }
-            let (window, next) = rest.split_at(n);
-            rest = next;
-            use rayon::prelude::*;
-            let texts: Vec<Vec<u8>> = window
-                .par_iter()
-                .map_init(Vec::new, |rows, &pi| {
-                    let p = &self.states[pi];
-                    let mut text = Vec::with_capacity(p.rows.len() * 48);
-                    let _ = self.package_text(p, rows, &mut text, None);
-                    text
-                })
-                .collect();
-            for text in texts {
-                w.write_all(&text)?;
+        let mut rows = Vec::new();
+        for &pi in self.pkgs.values() {
+            let p = &self.states[pi];
+            self.sorted_rows(p, &mut rows);
+            for r in &rows {
+                let u = r.unit;
+                let file = &p.files[p.funcs[r.fid as usize].file as usize];
+                let mut line = [0u8; 160];
+                let n = if file.len() <= 64 {
+                    line[..file.len()].copy_from_slice(file);
+                    file.len()
+                } else {
+                    buf.extend_from_slice(file);
+                    0
+                };
+                let mut at = n;
+                for (sep, v) in [
+                    (b':', u.st_line),
+                    (b'.', u.st_col),
+                    (b',', u.en_line),
+                    (b'.', u.en_col),
+                    (b' ', u.stmts),
+                    (b' ', r.count),
+                ] {
+                    line[at] = sep;
+                    at = put_num(&mut line, at + 1, v);
+                }
+                line[at] = b'\n';
+                buf.extend_from_slice(&line[..=at]);
+                if buf.len() > CHUNK {
+                    w.write_all(&buf)?;
+                    buf.clear();
+                }
             }
         }
-        Ok(())
-    }
-
-    /// Appends one package's `textfmt` lines to `buf`; with `flush`, writes
-    /// `buf` out whenever it grows past the given size.
-    fn package_text(
-        &self,
-        p: &PkgState,
-        rows: &mut Vec<Row>,
-        buf: &mut Vec<u8>,
-        mut flush: Option<(&mut dyn Write, usize)>,
-    ) -> io::Result<()> {
-        self.sorted_rows(p, rows);
-        for r in rows.iter() {
-            let u = r.unit;
-            let file = &p.files[p.funcs[r.fid as usize].file as usize];
-            let mut line = [0u8; 160];
-            let n = if file.len() <= 64 {
-                line[..file.len()].copy_from_slice(file);
-                file.len()
-            } else {
-                buf.extend_from_slice(file);
-                0
-            };
-            let mut at = n;
-            for (sep, v) in [
-                (b':', u.st_line),
-                (b'.', u.st_col),
-                (b',', u.en_line),
-                (b'.', u.en_col),
-                (b' ', u.stmts),
-                (b' ', r.count),
-            ] {
-                line[at] = sep;
-                at = put_num(&mut line, at + 1, v);
-            }
-            line[at] = b'\n';
-            buf.extend_from_slice(&line[..=at]);
-            if let Some((w, chunk)) = &mut flush
-                && buf.len() > *chunk
-            {
-                w.write_all(buf)?;
-                buf.clear();
-            }
-        }
-        Ok(())
+        w.write_all(&buf)
     }
 
     /// Per-package import path (Go bytes), covered and total statements, in
@@ -518,39 +449,6 @@ mod tests {
         assert_eq!(
             textual(&f),
             "mode: count\np/a.go:1.2,2.3 2 4294967295\np/a.go:5.2,6.3 1 11\np/a.go:7.2,8.3 1 0\n"
-        );
-    }
-
-    /// Formatting on all cores, in windows, writes the same bytes as one
-    /// thread: packages in Go's order, each package's lines sorted.
-    #[test]
-    fn parallel_textual_is_the_sequential_text() {
-        let mut f = Formatter::new(CounterMode::COUNT);
-        for p in (0..300u32).rev() {
-            let path = format!("example.com/p{p:03}");
-            f.set_package(path.as_bytes());
-            for file in 0..(p % 5 + 1) {
-                let name = format!("{path}/f{file}.go");
-                for func in 0..(p % 7 + 1) {
-                    let id = f
-                        .add_func(name.as_bytes(), format!("F{func}").as_bytes(), false)
-                        .unwrap();
-                    let units: Vec<Unit> = (0..(p % 11 + 1))
-                        .rev()
-                        .map(|u| unit(func * 100 + u * 3 + 1, func * 100 + u * 3 + 2, u % 4))
-                        .collect();
-                    let counts: Vec<u32> = (0..units.len() as u32).map(|c| c * p).collect();
-                    f.add_units(id, &units, Some(&counts));
-                }
-            }
-        }
-        let (mut one, mut many) = (Vec::new(), Vec::new());
-        f.emit_textual_in(&mut one, false, 0).unwrap();
-        f.emit_textual_in(&mut many, true, 100).unwrap();
-        assert!(one.len() > 10_000 && one.starts_with(b"mode: count\nexample.com/p000/f0.go:1."));
-        assert_eq!(
-            String::from_utf8(one).unwrap(),
-            String::from_utf8(many).unwrap()
         );
     }
 
