@@ -54,9 +54,11 @@ struct State {
     waiting: usize,
     /// Files of the batches waiting for the next sync.
     waiting_files: usize,
-    /// Recent generations whose batches sync their own files (`syncfs`
-    /// failed, or was judged dearer).
-    each: BTreeSet<u64>,
+    /// Recent generations whose `syncfs` succeeded (the last 64). A batch
+    /// whose generation is not here (its `syncfs` failed or was judged
+    /// dearer, or it is too old to be remembered) syncs its own files: a
+    /// lost entry costs a sync, never durability.
+    covered: BTreeSet<u64>,
     /// Smoothed time of one `syncfs` (ns); 0 until one has run.
     syncfs_ns: u64,
     /// Smoothed time of one file's `fdatasync` (ns); 0 until measured.
@@ -112,7 +114,7 @@ fn sync_in(group: &Group, files: &[&File]) -> Result<(), (usize, std::io::Error)
     st.waiting_files += files.len();
     loop {
         if st.finished >= mine {
-            let each = st.each.contains(&mine);
+            let each = !st.covered.contains(&mine);
             drop(st);
             return if each {
                 timed_each(group, files)
@@ -152,16 +154,14 @@ fn sync_in(group: &Group, files: &[&File]) -> Result<(), (usize, std::io::Error)
                 Some((Ok(()), ns)) => {
                     st.syncfs_ns = State::smooth(st.syncfs_ns, ns.max(1));
                     st.last_syncfs = generation;
+                    st.covered.insert(generation);
+                    while st.covered.len() > 64 {
+                        st.covered.pop_first();
+                    }
                     false
                 }
                 Some((Err(_), _)) | None => true,
             };
-            if each {
-                st.each.insert(generation);
-                while st.each.len() > 64 {
-                    st.each.pop_first();
-                }
-            }
             group.done.notify_all();
             drop(st);
             return if each {
