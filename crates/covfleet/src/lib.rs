@@ -11,8 +11,8 @@
 //! `publish` and `history`, which it hands to `covfleet-history`, installed
 //! next to it ([`history_in_sibling`]). Those two commands embed DataFusion,
 //! Arrow and Parquet: linked into `covfleet`, their 200k load-time
-//! relocations made every command start about 5 ms slower (`covdata` on
-//! one small directory took 8 ms instead of 2). `covfleet-history` is
+//! relocations made every command start 2–4 ms slower (4.2–6 ms instead of
+//! 2.2 ms; `bench/covdata.sh` prints both). `covfleet-history` is
 //! covfleet with them linked in ([`history_in_process`]).
 
 pub mod cli;
