@@ -34,6 +34,9 @@ use std::time::Instant;
 /// (in generations) to see whether the file system has quietened.
 pub(crate) const PROBE_EVERY: u64 = 32;
 
+/// A sync's outcome: `Err((index, error))` names the file that failed.
+type Synced = Result<(), (usize, std::io::Error)>;
+
 /// One file system's sync state.
 #[derive(Default)]
 struct Group {
@@ -93,7 +96,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Makes the data of `files` durable; `Err((index, error))` names the
 /// file that could not be synced. The files are all written already.
-pub(crate) fn sync_files(files: &[&File]) -> Result<(), (usize, std::io::Error)> {
+pub(crate) fn sync_files(files: &[&File]) -> Synced {
     let Some(first) = files.first() else {
         return Ok(());
     };
@@ -106,7 +109,7 @@ pub(crate) fn sync_files(files: &[&File]) -> Result<(), (usize, std::io::Error)>
 }
 
 /// [`sync_files`] within one file system's group.
-fn sync_in(group: &Group, files: &[&File]) -> Result<(), (usize, std::io::Error)> {
+fn sync_in(group: &Group, files: &[&File]) -> Synced {
     let first = files[0];
     let mut st = lock(&group.state);
     let mine = st.started + 1;
@@ -150,32 +153,25 @@ fn sync_in(group: &Group, files: &[&File]) -> Result<(), (usize, std::io::Error)
             st = lock(&group.state);
             st.running = false;
             st.finished = generation;
-            let each = match result {
-                Some((Ok(()), ns)) => {
-                    st.syncfs_ns = State::smooth(st.syncfs_ns, ns.max(1));
-                    st.last_syncfs = generation;
-                    st.covered.insert(generation);
-                    while st.covered.len() > 64 {
-                        st.covered.pop_first();
-                    }
-                    false
+            if let Some((Ok(()), ns)) = result {
+                st.syncfs_ns = State::smooth(st.syncfs_ns, ns.max(1));
+                st.last_syncfs = generation;
+                st.covered.insert(generation);
+                while st.covered.len() > 64 {
+                    st.covered.pop_first();
                 }
-                Some((Err(_), _)) | None => true,
-            };
+            }
             group.done.notify_all();
-            drop(st);
-            return if each {
-                timed_each(group, files)
-            } else {
-                Ok(())
-            };
+            // Back to the top: `finished >= mine` now, and the leader's
+            // batch, like its followers, syncs its own files unless covered.
+            continue;
         }
         st = group.done.wait(st).unwrap_or_else(PoisonError::into_inner);
     }
 }
 
 /// [`sync_each`], folding its time per file into the group's estimate.
-fn timed_each(group: &Group, files: &[&File]) -> Result<(), (usize, std::io::Error)> {
+fn timed_each(group: &Group, files: &[&File]) -> Synced {
     let t = Instant::now();
     let result = sync_each(files);
     if result.is_ok() {
@@ -187,7 +183,7 @@ fn timed_each(group: &Group, files: &[&File]) -> Result<(), (usize, std::io::Err
 }
 
 /// `fdatasync` of each file, stopping at the first failure.
-fn sync_each(files: &[&File]) -> Result<(), (usize, std::io::Error)> {
+fn sync_each(files: &[&File]) -> Synced {
     for (i, f) in files.iter().enumerate() {
         f.sync_data().map_err(|e| (i, e))?;
     }
@@ -199,8 +195,6 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::path::Path;
-
-    type Synced = Result<(), (usize, std::io::Error)>;
 
     /// `threads` threads each commit `batches` batches of four files through
     /// `sync` (file `T-B-K` holds `len` bytes `K + 1`); then checks that
