@@ -22,6 +22,7 @@ pub mod hash;
 pub mod merge;
 pub mod meta;
 pub mod names;
+mod onepod;
 pub mod pods;
 mod reader;
 pub mod report;

@@ -262,30 +262,8 @@ impl Formatter {
             let p = &self.states[pi];
             self.sorted_rows(p, &mut rows);
             for r in &rows {
-                let u = r.unit;
                 let file = &p.files[p.funcs[r.fid as usize].file as usize];
-                let mut line = [0u8; 160];
-                let n = if file.len() <= 64 {
-                    line[..file.len()].copy_from_slice(file);
-                    file.len()
-                } else {
-                    buf.extend_from_slice(file);
-                    0
-                };
-                let mut at = n;
-                for (sep, v) in [
-                    (b':', u.st_line),
-                    (b'.', u.st_col),
-                    (b',', u.en_line),
-                    (b'.', u.en_col),
-                    (b' ', u.stmts),
-                    (b' ', r.count),
-                ] {
-                    line[at] = sep;
-                    at = put_num(&mut line, at + 1, v);
-                }
-                line[at] = b'\n';
-                buf.extend_from_slice(&line[..=at]);
+                put_row(&mut buf, file, &r.unit, r.count);
                 if buf.len() > CHUNK {
                     w.write_all(&buf)?;
                     buf.clear();
@@ -382,7 +360,7 @@ impl Formatter {
 }
 
 #[inline]
-fn merge_count(set: bool, a: u32, b: u32) -> u32 {
+pub(crate) fn merge_count(set: bool, a: u32, b: u32) -> u32 {
     if set {
         u32::from(a != 0 || b != 0)
     } else {
@@ -390,24 +368,59 @@ fn merge_count(set: bool, a: u32, b: u32) -> u32 {
     }
 }
 
+/// Appends one `textfmt` line: `file:SL.SC,EL.EC N C`.
+#[inline]
+pub(crate) fn put_row(buf: &mut Vec<u8>, file: &[u8], u: &Unit, count: u32) {
+    // Six numbers of at most 10 digits, their separators and the newline.
+    let mut line = [0u8; 72];
+    let mut at = 0;
+    for (sep, v) in [
+        (b':', u.st_line),
+        (b'.', u.st_col),
+        (b',', u.en_line),
+        (b'.', u.en_col),
+        (b' ', u.stmts),
+        (b' ', count),
+    ] {
+        line[at] = sep;
+        at = put_num(&mut line, at + 1, v);
+    }
+    line[at] = b'\n';
+    buf.extend_from_slice(file);
+    buf.extend_from_slice(&line[..=at]);
+}
+
+/// "00" to "99".
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 /// Writes the decimal digits of `v` at `out[at..]`; returns the end.
 /// `out` must have room for 10 digits.
 #[inline]
-fn put_num(out: &mut [u8; 160], at: usize, mut v: u32) -> usize {
-    let digits = match v {
-        0..10 => 1,
-        10..100 => 2,
-        100..1000 => 3,
-        1000..10000 => 4,
-        10000..100000 => 5,
-        _ => v.ilog10() as usize + 1,
-    };
-    let end = at + digits;
-    for d in out[at..end].iter_mut().rev() {
-        *d = b'0' + (v % 10) as u8;
-        v /= 10;
+fn put_num(out: &mut [u8; 72], at: usize, mut v: u32) -> usize {
+    if v < 10 {
+        out[at] = b'0' + v as u8;
+        return at + 1;
     }
-    end
+    let digits = v.ilog10() as usize + 1;
+    let mut end = at + digits;
+    let stop = end;
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        out[end - 2..end].copy_from_slice(&PAIRS[pair..pair + 2]);
+        end -= 2;
+    }
+    if v >= 10 {
+        let pair = v as usize * 2;
+        out[end - 2..end].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
+        out[end - 1] = b'0' + v as u8;
+    }
+    stop
 }
 
 #[cfg(test)]
@@ -428,6 +441,23 @@ mod tests {
         let mut out = Vec::new();
         f.emit_textual(&mut out).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn numbers_print_like_display() {
+        let mut probes: Vec<u32> = (0..=1000).collect();
+        for p in 1..=9 {
+            let t = 10u32.pow(p);
+            probes.extend([t - 1, t, t + 1, t * 2 - 1]);
+        }
+        probes.extend([u32::MAX - 1, u32::MAX, 4_000_000_000, 1_234_567_890]);
+        for v in probes {
+            let mut out = [b'#'; 72];
+            let end = put_num(&mut out, 3, v);
+            assert_eq!(&out[3..end], v.to_string().as_bytes(), "{v}");
+            assert_eq!(&out[..3], b"###");
+            assert_eq!(out[end], b'#', "{v}: wrote past its end");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::counters::CounterFile;
 use crate::gostr::{from_go_bytes, to_go_bytes};
 use crate::hash::{Fnv128, HashWriter, fnv128};
 use crate::merge::{Merger, ModeMergePolicy};
-use crate::meta::{BlobSpan, MetaFile, MetaView, PackageMeta};
+use crate::meta::{BlobSpan, MetaFile, MetaView, PackageMeta, PackageView};
 use crate::pods::{Pod, collect_pods, go_errno_text, go_join};
 use crate::report::Formatter;
 use crate::{Hash, hex};
@@ -376,6 +376,22 @@ impl<'f> DumpRun<'f> {
     /// reports its packages.
     fn pod(&mut self, pod: &Pod, warn: &mut dyn Write, stdout: &mut Vec<u8>) -> Res<()> {
         let lp = load_meta(pod)?;
+        let view = self.open(pod, &lp, stdout)?;
+        let counters = self.merge_counters(pod, &view, warn, stdout)?;
+        self.report_packages(pod, &view, &counters, stdout)?;
+        if self.debug() {
+            self.merger.reset();
+        }
+        Ok(())
+    }
+
+    /// Takes a pod's counter mode and granularity and decodes its packages.
+    fn open<'l>(
+        &mut self,
+        pod: &Pod,
+        lp: &'l LoadedPod,
+        stdout: &mut Vec<u8>,
+    ) -> Res<MetaView<'l>> {
         let (mode, gran) = (lp.meta.mode, lp.meta.granularity);
         self.merger
             .set_mode_and_granularity(&pod.meta_file, mode, gran)
@@ -387,13 +403,52 @@ impl<'f> DumpRun<'f> {
             self.fmt = Some(Formatter::new(mode));
             self.first_meta = pod.meta_file.clone();
         }
-        let view = lp.view(&pod.meta_file)?;
+        lp.view(&pod.meta_file)
+    }
+
+    fn selected(&self, p: &PackageView<'_>) -> bool {
+        self.filter
+            .is_none_or(|f| f.matches(&from_go_bytes(p.path)))
+    }
+
+    /// `textfmt` of a run with a single pod: formatted straight from its
+    /// view (see [`crate::onepod`]), with the errors, in the order, of the
+    /// general path ([`DumpRun::pod`] then [`DumpRun::finish`]), which it
+    /// takes when two packages share an import path.
+    fn single_textfmt(
+        mut self,
+        pod: &Pod,
+        out: TextfmtOut<'_>,
+        warn: &mut dyn Write,
+        stdout: &mut Vec<u8>,
+    ) -> Res<()> {
+        let lp = load_meta(pod)?;
+        let view = self.open(pod, &lp, stdout)?;
         let counters = self.merge_counters(pod, &view, warn, stdout)?;
-        self.report_packages(pod, &view, &counters, stdout)?;
-        if self.debug() {
-            self.merger.reset();
+        let mut order: Vec<usize> = (0..view.packages.len())
+            .filter(|&i| self.selected(&view.packages[i]))
+            .collect();
+        order.sort_by(|&a, &b| view.packages[a].path.cmp(view.packages[b].path));
+        if order
+            .windows(2)
+            .any(|w| view.packages[w[0]].path == view.packages[w[1]].path)
+        {
+            self.report_packages(pod, &view, &counters, stdout)?;
+            return self.finish(Some(out), stdout);
         }
-        Ok(())
+        for p in view.packages.iter().filter(|p| self.selected(p)) {
+            for idx in p.funcs.clone() {
+                func_counters(pod, &view, p, idx, &counters)?;
+            }
+        }
+        let mode = lp.meta.mode;
+        if mode.0 == 0 {
+            return Err(no_mode(&self.first_meta));
+        }
+        let counts = |idx: usize| counters.get(idx);
+        crate::onepod::emit_textual(mode, &view, &order, counts, out.writer)
+            .and_then(|()| out.writer.flush())
+            .map_err(|e| write_failure(out.path, &e))
     }
 
     /// Merges the pod's counter files, in order, into one slot per function.
@@ -452,10 +507,7 @@ impl<'f> DumpRun<'f> {
         let kind = self.kind;
         let formats = matches!(kind, DumpKind::Textfmt | DumpKind::Percent | DumpKind::Func);
         for p in &view.packages {
-            if self
-                .filter
-                .is_some_and(|f| !f.matches(&from_go_bytes(p.path)))
-            {
+            if !self.selected(p) {
                 continue;
             }
             if kind == DumpKind::Pkglist {
@@ -470,21 +522,8 @@ impl<'f> DumpRun<'f> {
             for (idx, fd) in view.funcs[p.funcs.clone()].iter().enumerate() {
                 let idx = p.funcs.start + idx;
                 let units = &view.units[fd.units()];
-                // A record with no counters leaves Go's slice nil: read as zeros.
                 let found = acc.get(idx);
-                let counters = found.filter(|c| !c.is_empty());
-                if let Some(c) = counters
-                    && c.len() < units.len()
-                {
-                    return Err(fatal(format!(
-                        "counter data for function {} (package {}, meta-file {}) has {} counters for {} units",
-                        from_go_bytes(view.str(fd.name)),
-                        from_go_bytes(p.path),
-                        pod.meta_file,
-                        c.len(),
-                        units.len()
-                    )));
-                }
+                let counters = func_counters(pod, view, p, idx, acc)?;
                 if formats {
                     if units.is_empty() {
                         continue;
@@ -548,10 +587,7 @@ impl<'f> DumpRun<'f> {
     fn finish(self, textfmt: Option<TextfmtOut<'_>>, stdout: &mut Vec<u8>) -> Res<()> {
         if let Some(fm) = &self.fmt {
             if matches!(self.kind, DumpKind::Textfmt | DumpKind::Func) && fm.mode().0 == 0 {
-                return Err(fatal(format!(
-                    "meta-data file {} has no counter mode (0); go tool covdata panics on it (\"internal error, counter mode unset\")",
-                    self.first_meta
-                )));
+                return Err(no_mode(&self.first_meta));
             }
             match self.kind {
                 DumpKind::Percent => {
@@ -565,10 +601,7 @@ impl<'f> DumpRun<'f> {
             if let Some(out) = textfmt {
                 fm.emit_textual(out.writer)
                     .and_then(|()| out.writer.flush())
-                    .map_err(|e| Failure {
-                        code: 1,
-                        stderr: format!("error: writing to {}: {e}\n", out.path),
-                    })?;
+                    .map_err(|e| write_failure(out.path, &e))?;
             }
         }
         if self.debug() {
@@ -583,6 +616,44 @@ impl<'f> DumpRun<'f> {
             stdout.push(b'\n');
         }
         Ok(())
+    }
+}
+
+/// Function `idx`'s merged counters (`None`: no record, or one with no
+/// counters, which leaves Go's slice nil: read as zeros); an error when it
+/// has fewer counters than units.
+fn func_counters<'c>(
+    pod: &Pod,
+    view: &MetaView<'_>,
+    p: &PackageView<'_>,
+    idx: usize,
+    acc: &'c PodCounters,
+) -> Res<Option<&'c [u32]>> {
+    let fd = &view.funcs[idx];
+    let counters = acc.get(idx).filter(|c| !c.is_empty());
+    match counters {
+        Some(c) if c.len() < fd.num_units as usize => Err(fatal(format!(
+            "counter data for function {} (package {}, meta-file {}) has {} counters for {} units",
+            from_go_bytes(view.str(fd.name)),
+            from_go_bytes(p.path),
+            pod.meta_file,
+            c.len(),
+            fd.num_units
+        ))),
+        _ => Ok(counters),
+    }
+}
+
+fn no_mode(meta_file: &str) -> Failure {
+    fatal(format!(
+        "meta-data file {meta_file} has no counter mode (0); go tool covdata panics on it (\"internal error, counter mode unset\")"
+    ))
+}
+
+fn write_failure(path: &str, e: &std::io::Error) -> Failure {
+    Failure {
+        code: 1,
+        stderr: format!("error: writing to {path}: {e}\n"),
     }
 }
 
@@ -613,10 +684,16 @@ pub fn dump(
     stdout: &mut Vec<u8>,
 ) -> Res<()> {
     let mut run = DumpRun::new(kind, filter);
-    for pod in collect(dirs, warn)? {
-        run.pod(&pod, warn, stdout)?;
+    let pods = collect(dirs, warn)?;
+    match (&pods[..], kind, textfmt) {
+        ([pod], DumpKind::Textfmt, Some(out)) => run.single_textfmt(pod, out, warn, stdout),
+        (_, _, textfmt) => {
+            for pod in &pods {
+                run.pod(pod, warn, stdout)?;
+            }
+            run.finish(textfmt, stdout)
+        }
     }
-    run.finish(textfmt, stdout)
 }
 
 /// Which of the merge family.
