@@ -20,7 +20,7 @@ use std::io::{self, Write};
 use rustc_hash::FxHashMap;
 
 use crate::meta::{CounterMode, MetaView, PackageView, Unit};
-use crate::report::{merge_count, put_row};
+use crate::report::{LineWriter, merge_count};
 
 /// One unit of a package: its sort key, index in [`MetaView::units`] and
 /// count. `K` packs (file rank, start line, end line, start column).
@@ -185,9 +185,7 @@ pub fn emit_textual<'c>(
     counts: impl Fn(usize) -> Option<&'c [u32]>,
     w: &mut dyn Write,
 ) -> io::Result<()> {
-    const CHUNK: usize = 256 * 1024;
-    let mut buf = Vec::with_capacity(CHUNK + 4096);
-    writeln!(buf, "mode: {mode}")?;
+    let mut out = LineWriter::new(w, mode);
     let (mut narrow, mut wide) = (Vec::new(), Vec::new());
     for &pi in packages {
         let pkg = &view.packages[pi];
@@ -206,13 +204,13 @@ pub fn emit_textual<'c>(
         let set = mode == CounterMode::SET;
         if bits(max_rank) + 2 * w_.line + w_.col <= 64 {
             package_rows::<u64>(&mut p, w_, set, &counts, &mut narrow);
-            emit_rows(&p, w_, &narrow, &mut buf, w, CHUNK)?;
+            emit_rows(&p, w_, &narrow, &mut out)?;
         } else {
             package_rows::<u128>(&mut p, w_, set, &counts, &mut wide);
-            emit_rows(&p, w_, &wide, &mut buf, w, CHUNK)?;
+            emit_rows(&p, w_, &wide, &mut out)?;
         }
     }
-    w.write_all(&buf)
+    out.finish()
 }
 
 /// Fills `items` with the package's rows in output order, merged.
@@ -279,17 +277,11 @@ fn emit_rows<K: Key>(
     p: &Package<'_, '_>,
     widths: Widths,
     items: &[Item<K>],
-    buf: &mut Vec<u8>,
-    w: &mut dyn Write,
-    chunk: usize,
+    out: &mut LineWriter<'_>,
 ) -> io::Result<()> {
     for it in items {
         let file = p.files[it.key.rank(widths) as usize];
-        put_row(buf, file, &p.view.units[it.unit as usize], it.count);
-        if buf.len() > chunk {
-            w.write_all(buf)?;
-            buf.clear();
-        }
+        out.row(file, &p.view.units[it.unit as usize], it.count)?;
     }
     Ok(())
 }

@@ -254,23 +254,17 @@ impl Formatter {
 
     /// `textfmt`: `mode: M` then `file:SL.SC,EL.EC N C` per unit.
     pub fn emit_textual(&self, w: &mut dyn Write) -> io::Result<()> {
-        const CHUNK: usize = 256 * 1024;
-        let mut buf = Vec::with_capacity(CHUNK + 4096);
-        writeln!(buf, "mode: {}", self.mode)?;
+        let mut out = LineWriter::new(w, self.mode);
         let mut rows = Vec::new();
         for &pi in self.pkgs.values() {
             let p = &self.states[pi];
             self.sorted_rows(p, &mut rows);
             for r in &rows {
                 let file = &p.files[p.funcs[r.fid as usize].file as usize];
-                put_row(&mut buf, file, &r.unit, r.count);
-                if buf.len() > CHUNK {
-                    w.write_all(&buf)?;
-                    buf.clear();
-                }
+                out.row(file, &r.unit, r.count)?;
             }
         }
-        w.write_all(&buf)
+        out.finish()
     }
 
     /// Per-package import path (Go bytes), covered and total statements, in
@@ -368,26 +362,105 @@ pub(crate) fn merge_count(set: bool, a: u32, b: u32) -> u32 {
     }
 }
 
-/// Appends one `textfmt` line: `file:SL.SC,EL.EC N C`.
-#[inline]
-pub(crate) fn put_row(buf: &mut Vec<u8>, file: &[u8], u: &Unit, count: u32) {
-    // Six numbers of at most 10 digits, their separators and the newline.
-    let mut line = [0u8; 72];
-    let mut at = 0;
-    for (sep, v) in [
-        (b':', u.st_line),
-        (b'.', u.st_col),
-        (b',', u.en_line),
-        (b'.', u.en_col),
-        (b' ', u.stmts),
-        (b' ', count),
-    ] {
-        line[at] = sep;
-        at = put_num(&mut line, at + 1, v);
+/// Writes `textfmt` lines (`file:SL.SC,EL.EC N C`) through a fixed
+/// buffer flushed in 256 KB chunks. A line is built in place: the file name
+/// from a 64-byte padded copy (one fixed-size copy; rows of one file come
+/// together, so the copy is made once per run of them), then the numbers.
+pub(crate) struct LineWriter<'w> {
+    w: &'w mut dyn Write,
+    buf: Vec<u8>,
+    pos: usize,
+    /// Address and length of the last file name seen.
+    last: (usize, usize),
+    padded: [u8; PAD],
+    /// The last file name when longer than [`PAD`].
+    long: Vec<u8>,
+}
+
+const PAD: usize = 64;
+const CHUNK: usize = 256 * 1024;
+/// Six numbers of at most 10 digits, five separators, a colon and a newline,
+/// and the 8 bytes that [`put_digits`] may store past the last number's end.
+const NUMS_MAX: usize = 6 * 10 + 7 + 8;
+
+impl<'w> LineWriter<'w> {
+    pub(crate) fn new(w: &'w mut dyn Write, mode: CounterMode) -> Self {
+        let mut buf = vec![0u8; CHUNK + PAD + NUMS_MAX];
+        let head = format!("mode: {mode}\n");
+        buf[..head.len()].copy_from_slice(head.as_bytes());
+        LineWriter {
+            w,
+            buf,
+            pos: head.len(),
+            last: (0, usize::MAX),
+            padded: [0; PAD],
+            long: Vec::new(),
+        }
     }
-    line[at] = b'\n';
-    buf.extend_from_slice(file);
-    buf.extend_from_slice(&line[..=at]);
+
+    #[inline]
+    pub(crate) fn row(&mut self, file: &[u8], u: &Unit, count: u32) -> io::Result<()> {
+        if (file.as_ptr() as usize, file.len()) != self.last {
+            self.last = (file.as_ptr() as usize, file.len());
+            if file.len() <= PAD {
+                self.padded[..file.len()].copy_from_slice(file);
+            } else {
+                self.long.clear();
+                self.long.extend_from_slice(file);
+                if self.buf.len() < CHUNK + file.len() + NUMS_MAX {
+                    self.buf.resize(CHUNK + file.len() + NUMS_MAX, 0);
+                }
+            }
+        }
+        let flen = file.len();
+        let line = &mut self.buf[self.pos..];
+        if flen <= PAD {
+            line[..PAD].copy_from_slice(&self.padded);
+        } else {
+            line[..flen].copy_from_slice(&self.long);
+        }
+        let line = &mut line[flen..flen + NUMS_MAX];
+        line[0] = b':';
+        let mut at = put_digits(line, 1, u.st_line);
+        line[at] = b'.';
+        at = put_digits(line, at + 1, u.st_col);
+        line[at] = b',';
+        at = put_digits(line, at + 1, u.en_line);
+        line[at] = b'.';
+        at = put_digits(line, at + 1, u.en_col);
+        line[at] = b' ';
+        at = put_digits(line, at + 1, u.stmts);
+        line[at] = b' ';
+        at = put_digits(line, at + 1, count);
+        line[at] = b'\n';
+        self.pos += flen + at + 1;
+        if self.pos > CHUNK {
+            self.w.write_all(&self.buf[..self.pos])?;
+            self.pos = 0;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> io::Result<()> {
+        self.w.write_all(&self.buf[..self.pos])
+    }
+}
+
+/// Writes the decimal digits of `v` at `out[at..]`, returns the end; may
+/// store 2 bytes from `at` for a one-digit `v`.
+#[inline]
+fn put_digits(out: &mut [u8], at: usize, v: u32) -> usize {
+    if v < 100 {
+        // One or two digits: a pair from the table, less its leading zero.
+        let pair = v as usize * 2;
+        let one = usize::from(v < 10);
+        out[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        if one == 1 {
+            out[at] = out[at + 1];
+        }
+        return at + 2 - one;
+    }
+    put_num(out, at, v)
 }
 
 /// "00" to "99".
@@ -400,7 +473,7 @@ const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 /// Writes the decimal digits of `v` at `out[at..]`; returns the end.
 /// `out` must have room for 10 digits.
 #[inline]
-fn put_num(out: &mut [u8; 72], at: usize, mut v: u32) -> usize {
+fn put_num(out: &mut [u8], at: usize, mut v: u32) -> usize {
     if v < 10 {
         out[at] = b'0' + v as u8;
         return at + 1;
@@ -444,6 +517,41 @@ mod tests {
     }
 
     #[test]
+    fn lines_across_chunks_and_long_names() {
+        let names: Vec<Vec<u8>> = [0, 1, 63, 64, 65, 300, 5000]
+            .iter()
+            .map(|&n| (0..n).map(|i| b'a' + (i % 26) as u8).collect())
+            .collect();
+        let (mut got, mut want) = (Vec::new(), String::from("mode: count\n"));
+        let mut w = LineWriter::new(&mut got, CounterMode::COUNT);
+        for i in 0..20_000u32 {
+            // Runs of one name, then another, and back.
+            let name = &names[(i as usize / 3) % names.len()];
+            let u = Unit {
+                st_line: i,
+                st_col: i % 7,
+                en_line: i.wrapping_mul(2_654_435_761),
+                en_col: 99,
+                stmts: i % 1000,
+            };
+            let count = u32::MAX - i;
+            w.row(name, &u, count).unwrap();
+            want.push_str(&format!(
+                "{}:{}.{},{}.{} {} {count}\n",
+                String::from_utf8_lossy(name),
+                u.st_line,
+                u.st_col,
+                u.en_line,
+                u.en_col,
+                u.stmts
+            ));
+        }
+        w.finish().unwrap();
+        assert!(want.len() > 4 * CHUNK, "the rows span several chunks");
+        assert!(got == want.as_bytes(), "LineWriter output differs");
+    }
+
+    #[test]
     fn numbers_print_like_display() {
         let mut probes: Vec<u32> = (0..=1000).collect();
         for p in 1..=9 {
@@ -451,12 +559,23 @@ mod tests {
             probes.extend([t - 1, t, t + 1, t * 2 - 1]);
         }
         probes.extend([u32::MAX - 1, u32::MAX, 4_000_000_000, 1_234_567_890]);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..200_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            probes.push((rng >> (rng % 32)) as u32);
+        }
         for v in probes {
             let mut out = [b'#'; 72];
             let end = put_num(&mut out, 3, v);
             assert_eq!(&out[3..end], v.to_string().as_bytes(), "{v}");
             assert_eq!(&out[..3], b"###");
             assert_eq!(out[end], b'#', "{v}: wrote past its end");
+            let mut fast = [b'#'; 72];
+            let end = put_digits(&mut fast, 3, v);
+            assert_eq!(&fast[3..end], v.to_string().as_bytes(), "{v}");
+            assert_eq!(&fast[..3], b"###");
         }
     }
 
