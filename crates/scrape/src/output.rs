@@ -232,6 +232,8 @@ pub struct EntryWriter {
 #[derive(Debug, Default)]
 pub struct Batch {
     files: Vec<(PathBuf, PathBuf, std::fs::File)>,
+    /// Bytes written to `files`.
+    bytes: u64,
 }
 
 impl Batch {
@@ -246,6 +248,7 @@ impl Batch {
         match written {
             Ok(f) => {
                 self.files.push((tmp, path.to_path_buf(), f));
+                self.bytes += data.len() as u64;
                 Ok(())
             }
             Err(e) => {
@@ -260,7 +263,7 @@ impl Batch {
         // All files are written before the sync; batches committed at the
         // same time share it (see crate::groupsync).
         let files: Vec<&std::fs::File> = self.files.iter().map(|(_, _, f)| f).collect();
-        let mut sync_error = crate::groupsync::sync_files(&files).err();
+        let mut sync_error = crate::groupsync::sync_files(&files, self.bytes).err();
         let mut failed = None;
         for (i, (tmp, path, file)) in self.files.into_iter().enumerate() {
             drop(file);
