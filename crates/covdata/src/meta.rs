@@ -460,16 +460,7 @@ impl<'a> MetaView<'a> {
             let at = fr.pos();
             let file = get(fr.uleb()?, at)?;
             let first_unit = self.units.len();
-            self.units.reserve(num_units as usize);
-            for _ in 0..num_units {
-                self.units.push(Unit {
-                    st_line: fr.uleb()? as u32,
-                    st_col: fr.uleb()? as u32,
-                    en_line: fr.uleb()? as u32,
-                    en_col: fr.uleb()? as u32,
-                    stmts: fr.uleb()? as u32,
-                });
-            }
+            fr.units_into(num_units as usize, &mut self.units)?;
             let literal = fr.uleb()? != 0;
             self.funcs.push(FuncView {
                 name: fname,

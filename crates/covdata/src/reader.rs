@@ -65,6 +65,45 @@ impl<'a> Reader<'a> {
         Ok(h)
     }
 
+    /// Appends `n` units (five ULEB128 values each, truncated to 32 bits as
+    /// Go does), the hot loop of decoding: the position stays local.
+    pub(crate) fn units_into(
+        &mut self,
+        n: usize,
+        out: &mut Vec<crate::meta::Unit>,
+    ) -> Result<(), Error> {
+        let data = self.data;
+        let mut pos = self.pos;
+        out.reserve(n);
+        for _ in 0..n {
+            let mut next = || match data.get(pos) {
+                // One byte: most values of a unit (columns, statement counts).
+                Some(&b) if b < 0x80 => {
+                    pos += 1;
+                    Some(u32::from(b))
+                }
+                _ => crate::uleb::read(data, &mut pos).map(|v| v as u32),
+            };
+            // After a failed read the later ones fail too, leaving `pos`
+            // where the first failure left it (the error's offset).
+            let (Some(st_line), Some(st_col), Some(en_line), Some(en_col), Some(stmts)) =
+                (next(), next(), next(), next(), next())
+            else {
+                self.pos = pos;
+                return Err(self.eof());
+            };
+            out.push(crate::meta::Unit {
+                st_line,
+                st_col,
+                en_line,
+                en_col,
+                stmts,
+            });
+        }
+        self.pos = pos;
+        Ok(())
+    }
+
     /// ULEB128 as Go reads it: any length, bits past 64 silently dropped.
     #[inline]
     pub(crate) fn uleb(&mut self) -> Result<u64, Error> {

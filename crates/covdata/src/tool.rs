@@ -376,8 +376,8 @@ impl<'f> DumpRun<'f> {
     /// reports its packages.
     fn pod(&mut self, pod: &Pod, warn: &mut dyn Write, stdout: &mut Vec<u8>) -> Res<()> {
         let lp = load_meta(pod)?;
-        let view = self.open(pod, &lp, stdout)?;
-        let counters = self.merge_counters(pod, &view, warn, stdout)?;
+        let (view, files) = self.open_and_load(pod, &lp, stdout)?;
+        let counters = self.merge_counters(pod, &view, files, warn, stdout)?;
         self.report_packages(pod, &view, &counters, stdout)?;
         if self.debug() {
             self.merger.reset();
@@ -406,6 +406,31 @@ impl<'f> DumpRun<'f> {
         lp.view(&pod.meta_file)
     }
 
+    /// [`DumpRun::open`], and the pod's counter files read and decoded:
+    /// for a large meta-data file on another thread meanwhile (errors
+    /// are reported in the same order either way: the meta-data's first).
+    fn open_and_load<'l>(
+        &mut self,
+        pod: &Pod,
+        lp: &'l LoadedPod,
+        stdout: &mut Vec<u8>,
+    ) -> Res<(MetaView<'l>, Vec<Res<FlatCounters>>)> {
+        /// Below this, a thread costs more than it saves.
+        const LARGE_META: usize = 256 * 1024;
+        if lp.raw.len() < LARGE_META || pod.counter_files.is_empty() {
+            let view = self.open(pod, lp, stdout)?;
+            return Ok((view, load_all(&pod.counter_files, load_flat_counters)));
+        }
+        std::thread::scope(|s| {
+            let files = s.spawn(|| load_all(&pod.counter_files, load_flat_counters));
+            let view = self.open(pod, lp, stdout);
+            let files = files
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            Ok((view?, files))
+        })
+    }
+
     fn selected(&self, p: &PackageView<'_>) -> bool {
         self.filter
             .is_none_or(|f| f.matches(&from_go_bytes(p.path)))
@@ -423,8 +448,8 @@ impl<'f> DumpRun<'f> {
         stdout: &mut Vec<u8>,
     ) -> Res<()> {
         let lp = load_meta(pod)?;
-        let view = self.open(pod, &lp, stdout)?;
-        let counters = self.merge_counters(pod, &view, warn, stdout)?;
+        let (view, files) = self.open_and_load(pod, &lp, stdout)?;
+        let counters = self.merge_counters(pod, &view, files, warn, stdout)?;
         let mut order: Vec<usize> = (0..view.packages.len())
             .filter(|&i| self.selected(&view.packages[i]))
             .collect();
@@ -456,11 +481,11 @@ impl<'f> DumpRun<'f> {
         &self,
         pod: &Pod,
         view: &MetaView<'_>,
+        files: Vec<Res<FlatCounters>>,
         warn: &mut dyn Write,
         stdout: &mut Vec<u8>,
     ) -> Res<PodCounters> {
         let mut acc = PodCounters::new(view);
-        let files = load_all(&pod.counter_files, load_flat_counters);
         for (cf_path, cf) in pod.counter_files.iter().zip(files) {
             let cf = cf?;
             if self.debug() {
