@@ -186,28 +186,27 @@ pub fn emit_textual<'c>(
     w: &mut dyn Write,
 ) -> io::Result<()> {
     let mut out = LineWriter::new(w, mode);
+    let set = mode == CounterMode::SET;
     let (mut narrow, mut wide) = (Vec::new(), Vec::new());
     for &pi in packages {
         let pkg = &view.packages[pi];
         let mut p = Package::new(view, pkg);
-        let units = view.package_units(pkg);
-        let (mut max_rank, mut max_line, mut max_col) = (p.files.len() as u32, 0u32, 0u32);
-        max_rank = max_rank.saturating_sub(1);
-        for u in &view.units[units] {
+        let (mut max_line, mut max_col) = (0u32, 0u32);
+        for u in &view.units[view.package_units(pkg)] {
             max_line = max_line.max(u.st_line).max(u.en_line);
             max_col = max_col.max(u.st_col);
         }
-        let w_ = Widths {
+        let widths = Widths {
             line: bits(max_line),
             col: bits(max_col),
         };
-        let set = mode == CounterMode::SET;
-        if bits(max_rank) + 2 * w_.line + w_.col <= 64 {
-            package_rows::<u64>(&mut p, w_, set, &counts, &mut narrow);
-            emit_rows(&p, w_, &narrow, &mut out)?;
+        let max_rank = (p.files.len() as u32).saturating_sub(1);
+        if bits(max_rank) + 2 * widths.line + widths.col <= 64 {
+            package_rows::<u64>(&mut p, widths, set, &counts, &mut narrow);
+            emit_rows(&p, widths, &narrow, &mut out)?;
         } else {
-            package_rows::<u128>(&mut p, w_, set, &counts, &mut wide);
-            emit_rows(&p, w_, &wide, &mut out)?;
+            package_rows::<u128>(&mut p, widths, set, &counts, &mut wide);
+            emit_rows(&p, widths, &wide, &mut out)?;
         }
     }
     out.finish()
