@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -73,15 +74,28 @@ func TestWebPageCannotReset(t *testing.T) {
 	defer srv.Close()
 	page := fmt.Sprintf("http://localhost:%d/", ln.Addr().(*net.TCPAddr).Port)
 
-	profile := t.TempDir()
+	// Not t.TempDir: Chromium's helper processes may still write to the
+	// profile for a moment after they are killed, and a failed removal
+	// would fail the test.
+	profile, err := os.MkdirTemp("", "covserver-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 50 && os.RemoveAll(profile) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
 		"--user-data-dir="+profile, page)
 	cmd.Env = append(os.Environ(), "HOME="+profile)
+	// Its own process group, so that the browser goes with all its helpers.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
-		cmd.Process.Kill()
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cmd.Wait()
 	}()
 	select {
